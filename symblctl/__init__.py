@@ -1,0 +1,1 @@
+"""symblctl: client library and command line for the symbld daemon."""

@@ -1,0 +1,1 @@
+"""Engines turn audio into Symbl-shaped events."""
