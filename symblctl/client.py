@@ -1,0 +1,287 @@
+"""The client library: talk to symbld over its control (REQ) and events (SUB) sockets.
+
+- ``Client.request`` sends one request and waits with a timeout; on timeout it closes and
+  reopens its REQ socket and retries with the same request id ("Lazy Pirate"). The daemon
+  remembers replies by request id, so a retried ``start`` never starts twice.
+- ``EventStream`` merges history and live events by sequence number: nothing missed, nothing
+  twice, even for a consumer that subscribes late or falls behind (the Clone pattern).
+
+A Client (and an EventStream) belongs to one thread; make one per thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+PROTOCOL_VERSION = 1
+# Commands that may wait on an engine flush, a device or a call: they get a longer timeout.
+SLOW_TIMEOUTS = {"stop": 120.0, "start": 60.0, "shutdown": 30.0}
+
+
+class DaemonError(Exception):
+    """The daemon answered with an error."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(f"{message} [{code}]")
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+class DaemonUnavailable(DaemonError):
+    """No daemon answered at the endpoint."""
+
+    def __init__(self, endpoint: str, why: str = "") -> None:
+        super().__init__("unavailable", f"symbld is not running at {endpoint}" + (f" ({why})" if why else ""))
+        self.endpoint = endpoint
+
+
+def default_endpoints() -> tuple[str, str]:
+    """The daemon's defaults (keep in step with symbld.config): env, then the runtime dir."""
+    rd = os.environ.get("SYMBLD_RUNTIME_DIR")
+    if not rd:
+        xdg = os.environ.get("XDG_RUNTIME_DIR")
+        rd = f"{xdg}/symbld" if xdg else f"/tmp/symbld-{os.getuid()}"
+    control = os.environ.get("SYMBLD_CONTROL") or f"ipc://{rd}/control"
+    events = os.environ.get("SYMBLD_EVENTS") or f"ipc://{rd}/events"
+    return control, events
+
+
+class Client:
+    def __init__(self, control: str | None = None, events: str | None = None, timeout: float = 5.0,
+                 retries: int = 2, context: zmq.Context | None = None) -> None:
+        dc, de = default_endpoints()
+        self.control = control or dc
+        self.events_endpoint = events or de
+        self.timeout = timeout
+        self.retries = retries
+        self._own_ctx = context is None
+        self.ctx = context or zmq.Context()
+        # A stable routing id lets the daemon route a late reply to our reopened socket.
+        self._identity = uuid.uuid4().bytes
+        self._sock: zmq.Socket | None = None
+
+    # -- the request/reply core --------------------------------------------------------------
+    def _socket(self) -> zmq.Socket:
+        if self._sock is None:
+            s = self.ctx.socket(zmq.REQ)
+            s.setsockopt(zmq.LINGER, 0)
+            s.setsockopt(zmq.ROUTING_ID, self._identity)
+            s.connect(self.control)
+            self._sock = s
+        return self._sock
+
+    def _reset(self) -> None:
+        if self._sock is not None:
+            self._sock.close(linger=0)
+            self._sock = None
+
+    def request(self, cmd: str, payload: bytes | None = None, timeout: float | None = None, **args: Any) -> dict:
+        """Send one command; return its result or raise DaemonError / DaemonUnavailable."""
+        ipc = self.control[len("ipc://"):] if self.control.startswith("ipc://") else None
+        if ipc is not None and not Path(ipc).exists():
+            raise DaemonUnavailable(self.control, "no socket file")
+        rid = uuid.uuid4().hex[:16]
+        body = json.dumps({"v": PROTOCOL_VERSION, "id": rid, "cmd": cmd,
+                           "args": {k: v for k, v in args.items() if v is not None}}).encode()
+        frames = [body] if payload is None else [body, payload]
+        wait = timeout if timeout is not None else max(self.timeout, SLOW_TIMEOUTS.get(cmd, 0.0))
+        for _attempt in range(self.retries + 1):
+            sock = self._socket()
+            sock.send_multipart(frames)
+            deadline = time.monotonic() + wait
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0 or not sock.poll(int(left * 1000), zmq.POLLIN):
+                    break
+                reply = json.loads(sock.recv())
+                if reply.get("id") != rid:
+                    continue  # a stale reply to an earlier, abandoned attempt
+                if reply.get("ok"):
+                    return reply.get("result", {})
+                err = reply.get("error") or {}
+                raise DaemonError(err.get("code", "internal"), err.get("message", "unknown error"),
+                                  err.get("details"))
+            self._reset()  # Lazy Pirate: a REQ socket that lost its reply is unusable
+        raise DaemonUnavailable(self.control, f"no reply within {wait:g} s")
+
+    # -- commands ------------------------------------------------------------------------------
+    def ping(self) -> dict:
+        return self.request("ping")
+
+    def describe(self) -> dict:
+        return self.request("describe")
+
+    def status(self) -> dict:
+        return self.request("status")
+
+    def get(self, connection_id: str) -> dict:
+        return self.request("get", connectionId=connection_id)
+
+    def start(self, **args: Any) -> dict:
+        return self.request("start", **args)
+
+    def stop(self, connection_id: str) -> dict:
+        return self.request("stop", connectionId=connection_id)
+
+    def send_audio(self, connection_id: str, pcm: bytes, sample_rate: int | None = None, end: bool = False) -> dict:
+        return self.request("send_audio", payload=pcm, connectionId=connection_id, sampleRate=sample_rate,
+                            end=end or None)
+
+    def end_audio(self, connection_id: str) -> dict:
+        return self.request("send_audio", connectionId=connection_id, end=True)
+
+    def history(self, connection_id: str, after_seq: int = 0, limit: int = 1000) -> dict:
+        return self.request("history", connectionId=connection_id, afterSeq=after_seq, limit=limit)
+
+    def all_history(self, connection_id: str, after_seq: int = 0) -> list[dict]:
+        """Every event after ``after_seq``, following ``more`` page by page."""
+        out: list[dict] = []
+        while True:
+            page = self.history(connection_id, after_seq, 5000)
+            out.extend(page["events"])
+            if not page["more"] or not page["events"]:
+                return out
+            after_seq = page["events"][-1]["seq"]
+
+    def events(self, connection_id: str | None = None, types: list[str] | None = None,
+               after_seq: int = 0) -> EventStream:
+        return EventStream(self.control, self.events_endpoint, connection_id, types, after_seq, ctx=self.ctx)
+
+    def close(self) -> None:
+        self._reset()
+        if self._own_ctx:
+            self.ctx.term()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventStream:
+    """Events of one connection (or all), in seq order per connection, with gaps refilled.
+
+    ``get(timeout)`` returns the next event or None; iterating yields events until the
+    connection completes (``conversation_completed``) or ``close()``.
+    """
+
+    def __init__(self, control: str, events: str, connection_id: str | None = None,
+                 types: list[str] | None = None, after_seq: int = 0, ctx: zmq.Context | None = None,
+                 sync_timeout: float = 2.0) -> None:
+        self.connection_id = connection_id
+        self.types = set(types) if types else None
+        self._client = Client(control, events, context=ctx)
+        self._last: dict[str, int] = {}
+        self._ready: deque[dict] = deque()
+        self.refills = 0
+        self.completed = False
+        self._sub = self._client.ctx.socket(zmq.SUB)
+        self._sub.setsockopt(zmq.LINGER, 0)
+        self._sub.setsockopt(zmq.RCVHWM, 100_000)
+        self._sub.connect(events)
+        token = uuid.uuid4().hex[:16]
+        prefix = f"connection.{connection_id}." if connection_id else "connection."
+        self._sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
+        self._sub.setsockopt(zmq.SUBSCRIBE, f"sync.{token}".encode())
+        early: list[dict] = []
+        self._sync(token, sync_timeout, early)
+        if connection_id is not None:
+            self._last[connection_id] = after_seq
+            self._refill(connection_id)
+        for event in early:
+            self._accept(event)
+
+    def _sync(self, token: str, timeout: float, early: list[dict]) -> None:
+        """Ask the daemon for a marker on our topic until it arrives: then our subscription is live."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._client.request("subscribe", connectionId=self.connection_id, token=token)
+            round_end = min(deadline, time.monotonic() + 0.2)
+            while time.monotonic() < round_end:
+                if not self._sub.poll(max(1, int((round_end - time.monotonic()) * 1000))):
+                    break
+                topic, body = self._sub.recv_multipart()
+                if topic.startswith(b"sync."):
+                    return
+                early.append(json.loads(body))
+            if time.monotonic() >= deadline:
+                return  # carry on: the gap check and history refill still keep the stream whole
+
+    def _refill(self, cid: str) -> None:
+        after = self._last.get(cid, 0)
+        for event in self._client.all_history(cid, after):
+            self._deliver(event)
+        self.refills += 1
+
+    def _accept(self, event: dict) -> None:
+        cid = event.get("connectionId")
+        if not cid:
+            return
+        seq = event.get("seq", 0)
+        last = self._last.get(cid)
+        if last is None:  # first sight of a connection in all-connections mode: take it from here
+            self._last[cid] = seq - 1
+            last = seq - 1
+        if seq <= last:
+            return  # already delivered (history and live overlap)
+        if seq > last + 1:
+            with contextlib.suppress(DaemonError):
+                self._refill(cid)
+            if seq <= self._last.get(cid, 0):
+                return
+        self._deliver(event)
+
+    def _deliver(self, event: dict) -> None:
+        cid = event["connectionId"]
+        if event["seq"] <= self._last.get(cid, 0):
+            return
+        self._last[cid] = event["seq"]
+        if event.get("type") == "conversation_completed" and cid == self.connection_id:
+            self.completed = True
+        if self.types is None or event.get("type") in self.types:
+            self._ready.append(event)
+        elif event.get("type") == "conversation_completed":
+            self._ready.append(event)  # always delivered so a consumer knows the connection ended
+
+    def get(self, timeout: float | None = None) -> dict | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._ready:
+            if self.completed:
+                return None
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._sub.poll(None if left is None else int(left * 1000)):
+                return None
+            topic, body = self._sub.recv_multipart()
+            if topic.startswith(b"sync."):
+                continue
+            self._accept(json.loads(body))
+        return self._ready.popleft()
+
+    def __iter__(self) -> Iterator[dict]:
+        while True:
+            event = self.get(timeout=None)
+            if event is None:
+                return
+            yield event
+
+    def close(self) -> None:
+        self._sub.close(linger=0)
+        self._client.close()
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,5 @@
+import sys
+
+from symbld.daemon import main
+
+sys.exit(main())

@@ -1,0 +1,79 @@
+"""Audio pushed by a local process over the control socket (``send_audio``, the SDK's send_audio)."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from symbld.audio.base import SourceError
+from symbld.audio.convert import StreamResampler
+
+SUPPORTED_RATES = (8000, 11025, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+class PushSource:
+    """A bounded queue between ``send_audio`` (control thread) and the session thread.
+
+    The queue holds ``max_seconds`` of audio; a client that pushes faster than real time past
+    that gets ``busy`` and should retry, so nothing is dropped silently.
+    """
+
+    kind = "push"
+
+    def __init__(self, sample_rate: int = 16000, encoding: str = "LINEAR16", max_seconds: float = 30.0) -> None:
+        if encoding != "LINEAR16":
+            raise SourceError("bad_request", f"push audio encoding {encoding!r} is not supported; use LINEAR16",
+                              {"supported": ["LINEAR16"]})
+        if sample_rate not in SUPPORTED_RATES:
+            raise SourceError("bad_request", f"push sampleRate {sample_rate} is not supported",
+                              {"supported": list(SUPPORTED_RATES)})
+        self.sample_rate = sample_rate
+        self._capacity = int(max_seconds * sample_rate * 2)
+        self._queued = 0
+        self._lock = threading.Lock()
+        self._q: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._ended = False
+        self._resampler = StreamResampler(sample_rate)
+        self.bytes_received = 0
+
+    def push(self, pcm: bytes) -> int:
+        """Called from the control thread. Returns bytes accepted; raises SourceError when refused."""
+        if self._ended:
+            raise SourceError("invalid_state", "the connection no longer accepts audio")
+        if len(pcm) % 2:
+            raise SourceError("bad_request", f"LINEAR16 audio must be whole 16-bit samples; got {len(pcm)} bytes",
+                              {"bytes": len(pcm)})
+        with self._lock:
+            if self._queued + len(pcm) > self._capacity:
+                raise SourceError("busy", "audio queue full: the engine is behind; retry shortly",
+                                  {"queuedBytes": self._queued})
+            self._queued += len(pcm)
+        self.bytes_received += len(pcm)
+        self._q.put(pcm)
+        return len(pcm)
+
+    def close(self) -> None:
+        """No more audio will come. What was already pushed is still delivered: nothing captured is lost."""
+        if not self._ended:
+            self._ended = True
+            self._q.put(None)
+
+    def frames(self) -> Iterator[bytes]:
+        while True:
+            pcm = self._q.get()
+            if pcm is None:
+                tail = self._resampler.process(np.zeros(0, np.int16), last=True)
+                if tail:
+                    yield tail
+                return
+            with self._lock:
+                self._queued -= len(pcm)
+            yield self._resampler.process(np.frombuffer(pcm, "<i2"))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "sampleRate": self.sample_rate, "receivedBytes": self.bytes_received,
+                "queuedBytes": self._queued}

@@ -1,0 +1,167 @@
+"""EventBus: the only owner of the PUB socket.
+
+Any thread may call ``publish``; it numbers the event (per connection, under a lock), keeps
+it in a bounded in-memory history and hands it to the bus thread, which journals it (fsync
+for everything but interim transcripts, batched: one fsync per burst) and only then sends it.
+PUB never blocks: a subscriber whose queue is full loses messages at the high-water mark,
+never the daemon or the other subscribers; a lossy subscriber recovers by seq with
+``history`` (the ZeroMQ guide's Clone pattern).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections import deque
+from typing import IO, Any
+
+import structlog
+import zmq
+
+from symbld.journal import Journal, is_durable
+from symbld.protocol import PROTOCOL_VERSION, connection_topic, daemon_topic, iso_now
+
+log = structlog.get_logger(__name__)
+
+_STOP = object()
+
+
+class EventBus:
+    def __init__(self, ctx: zmq.Context, endpoint: str, journal: Journal | None,
+                 history_per_connection: int = 5000, sndhwm: int = 10_000) -> None:
+        self.endpoint = endpoint
+        self.journal = journal
+        self._history_len = history_per_connection
+        self._lock = threading.Lock()
+        self._seq: dict[str, int] = {}
+        self._history: dict[str, deque[dict[str, Any]]] = {}
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self.published = 0
+        # Bound here (caller's thread) so a bind error surfaces at start-up; used only by the bus thread after.
+        self._pub = ctx.socket(zmq.PUB)
+        self._pub.setsockopt(zmq.LINGER, 0)
+        self._pub.setsockopt(zmq.SNDHWM, sndhwm)
+        self._pub.bind(endpoint)
+        self._thread = threading.Thread(target=self._run, name="event-bus", daemon=True)
+        self._thread.start()
+
+    # -- producers (any thread) -------------------------------------------------------------
+    def publish(self, connection_id: str, conversation_id: str, event_type: str, data: dict[str, Any]) -> dict:
+        with self._lock:
+            seq = self._seq.get(connection_id, 0) + 1
+            self._seq[connection_id] = seq
+            event = {"v": PROTOCOL_VERSION, "seq": seq, "connectionId": connection_id,
+                     "conversationId": conversation_id, "type": event_type, "time": iso_now(), "data": data}
+            hist = self._history.get(connection_id)
+            if hist is None:
+                hist = self._history[connection_id] = deque(maxlen=self._history_len)
+            hist.append(event)
+            body = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+            self._queue.put((connection_id, connection_topic(connection_id, event_type), body, is_durable(event)))
+        return event
+
+    def publish_daemon(self, event_type: str, data: dict[str, Any]) -> None:
+        with self._lock:
+            seq = self._seq.get("", 0) + 1
+            self._seq[""] = seq
+            event = {"v": PROTOCOL_VERSION, "seq": seq, "type": event_type, "time": iso_now(), "data": data}
+            self._queue.put((None, daemon_topic(event_type), json.dumps(event).encode(), False))
+
+    def publish_raw(self, topic: bytes, body: dict[str, Any]) -> None:
+        """A message outside any connection's sequence (subscription sync markers)."""
+        self._queue.put((None, topic, json.dumps(body).encode(), False))
+
+    def seed(self, connection_id: str, last_seq: int) -> None:
+        """Continue a connection's numbering after a restart (its journal already has 1..last_seq)."""
+        with self._lock:
+            self._seq[connection_id] = max(self._seq.get(connection_id, 0), last_seq)
+
+    def close_connection(self, connection_id: str) -> None:
+        """The connection ended: close its journal file once everything queued is written."""
+        self._queue.put(("__close__", connection_id, b"", False))
+
+    # -- readers (any thread) -------------------------------------------------------------------
+    def last_seq(self, connection_id: str) -> int:
+        with self._lock:
+            return self._seq.get(connection_id, 0)
+
+    def history(self, connection_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+        with self._lock:
+            hist = list(self._history.get(connection_id, ()))
+        if hist and hist[0]["seq"] <= after_seq + 1:
+            return [e for e in hist if e["seq"] > after_seq][:limit]
+        # Older than memory holds (or a past daemon's connection): the journal has it.
+        if self.journal is not None:
+            events = list(self.journal.read(connection_id, after_seq, limit))
+            if events or not hist:
+                return events
+        return [e for e in hist if e["seq"] > after_seq][:limit]
+
+    def forget(self, connection_id: str) -> None:
+        with self._lock:
+            self._history.pop(connection_id, None)
+
+    # -- the bus thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        pub = self._pub
+        try:
+            while True:
+                batch = [self._queue.get()]
+                try:  # drain what is already waiting: one fsync per burst, not per event
+                    while len(batch) < 512:
+                        batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    pass
+                stop = False
+                to_sync: set[IO[bytes]] = set()
+                ready: list[tuple[bytes, bytes]] = []
+                for item in batch:
+                    if item is _STOP:
+                        stop = True
+                        continue
+                    cid, topic, body, durable = item
+                    if cid == "__close__":
+                        if self.journal is not None:
+                            self._flush(ready, to_sync)
+                            self.journal.close_connection(topic)
+                        continue
+                    if cid is not None and self.journal is not None:
+                        try:
+                            f = self.journal.append(cid, body)
+                            if durable:
+                                to_sync.add(f)
+                        except OSError as e:
+                            log.error("journal_write_failed", connection_id=cid, error=str(e))
+                    ready.append((topic, body))
+                self._flush(ready, to_sync)
+                if stop:
+                    return
+        except Exception:
+            log.exception("event_bus_crashed")
+        finally:
+            pub.close(linger=0)
+
+    def _flush(self, ready: list[tuple[bytes, bytes]], to_sync: set[IO[bytes]]) -> None:
+        if to_sync and self.journal is not None:
+            try:
+                self.journal.sync(to_sync)
+            except OSError as e:
+                log.error("journal_sync_failed", error=str(e))
+            to_sync.clear()
+        for topic, body in ready:
+            try:
+                self._pub.send_multipart((topic, body), flags=zmq.NOBLOCK, copy=len(body) < 4096)
+                self.published += 1
+            except zmq.Again:
+                pass  # PUB only raises this with ZMQ_XPUB_NODROP; kept for safety
+        ready.clear()
+
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._queue.put(_STOP)
+        self._thread.join(timeout)
+        if self.journal is not None and not self._thread.is_alive():
+            self.journal.close()

@@ -1,0 +1,497 @@
+"""symbld: wires config, the control server, the event bus, sessions and engines; owns signals.
+
+Threads: the main thread runs the control socket and the housekeeping (watchdog, signals);
+the bus thread owns the PUB socket; each session has a thread; engines have their own
+workers. SIGTERM/SIGINT stop every session (flushing finals), close every socket with
+linger 0 and exit 0. SIGHUP reloads the configuration file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import structlog
+import zmq
+
+from symbld import __version__
+from symbld.audio.base import SourceContext, SourceError
+from symbld.audio.push import PushSource
+from symbld.bus import EventBus
+from symbld.commands import load_all
+from symbld.config import ConfigError, load, section
+from symbld.control import ControlServer
+from symbld.engines.base import Engine, StreamConfig
+from symbld.journal import Journal
+from symbld.journald import configure_logging
+from symbld.protocol import ControlError, new_connection_id, new_conversation_id
+from symbld.sdnotify import Notifier
+from symbld.sessions import Session, SessionRegistry
+from symbld.sources import SourceFactory
+
+log = structlog.get_logger("symbld")
+
+_ENDED_TYPES = ("connection_stopped", "connection_failed", "conversation_completed")
+_HOUSEKEEPING_S = 0.1
+
+
+class StartupError(Exception):
+    """A clear, one-line reason the daemon cannot start."""
+
+
+def _ipc_path(endpoint: str) -> Path | None:
+    return Path(endpoint[len("ipc://"):]) if endpoint.startswith("ipc://") else None
+
+
+class InstanceLock:
+    """One daemon per control endpoint: an flock next to the socket (released by the kernel on crash,
+    so a stale socket file from a killed daemon never blocks a restart)."""
+
+    def __init__(self, endpoint: str, runtime_dir: Path) -> None:
+        ipc = _ipc_path(endpoint)
+        if ipc is not None:
+            self.path = ipc.with_name(ipc.name + ".lock")
+        else:
+            digest = hashlib.sha1(endpoint.encode()).hexdigest()[:12]
+            self.path = runtime_dir / f"tcp-{digest}.lock"
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(self._fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self._fd)
+            raise StartupError(f"another symbld (pid {other}) is already running on {endpoint}") from None
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+class Daemon:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.started_at = time.time()
+        self.notifier = Notifier.from_env()
+        self.runtime_dir = Path(config["runtime_dir"])
+        self.state_dir = Path(config["state_dir"])
+        self.extra_event_types: set[str] = set()
+        self.cut_connections: list[dict[str, Any]] = []
+        self._shutdown = threading.Event()
+        self._shutdown_reason = ""
+        self._reload = threading.Event()
+        self.ctx: zmq.Context | None = None
+        self.control: ControlServer | None = None
+        self.lock: InstanceLock | None = None
+        self.engines: dict[str, Engine] = {}
+        self.sessions = SessionRegistry(max_live=config["max_connections"])
+        self.sources = SourceFactory(config)
+        self.journal: Journal | None = None
+        self.bus: EventBus = None  # type: ignore[assignment]  # set in bind()
+        self._last_status = ""
+
+    # -- start-up --------------------------------------------------------------------------
+    def bind(self) -> None:
+        """Create directories (0700), take the instance lock, bind both sockets."""
+        old_umask = os.umask(0o077)  # socket files and journals are created owner-only
+        try:
+            self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            for key in ("control", "events"):
+                p = _ipc_path(self.config[key])
+                if p is not None:
+                    p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.lock = InstanceLock(self.config["control"], self.runtime_dir)
+            self.journal = Journal(self.state_dir / "journal", float(self.config["journal_retention_days"]))
+            self.journal.expire()
+            self.ctx = zmq.Context()
+            try:
+                self.bus = EventBus(self.ctx, self.config["events"], self.journal,
+                                    history_per_connection=self.config["history_per_connection"])
+                self.control = ControlServer(self.ctx, self.config["control"], self)
+            except zmq.ZMQError as e:
+                raise StartupError(f"cannot bind {self.config['control']} / {self.config['events']}: {e}") from None
+        finally:
+            os.umask(old_umask)
+        load_all()
+        self._recover_cut_connections()
+
+    def load_engines(self) -> None:
+        from symbld.engines.local import LocalEngine
+
+        local = LocalEngine(section(self.config, "engine", "local"))
+        self.engines["local"] = local
+        try:
+            from symbld.engines.symbl import SymblEngine
+        except ImportError:
+            SymblEngine = None  # the cloud engine is optional
+        if SymblEngine is not None:
+            self.engines["symbl"] = SymblEngine(section(self.config, "engine", "symbl"))
+        if self.config["engine"] not in self.engines:
+            raise StartupError(f"default engine {self.config['engine']!r} is not available; "
+                               f"known: {sorted(self.engines)}")
+        if self.config.get("preload", True):
+            self.notifier.extend_timeout(120)
+            t0 = time.monotonic()
+            local.load()
+            log.info("engine_loaded", engine="local", seconds=round(time.monotonic() - t0, 2))
+
+    def _recover_cut_connections(self) -> None:
+        """Connections a crashed daemon left open: mark them failed in their journals and report them."""
+        assert self.journal is not None
+        for cid in self.journal.connection_ids():
+            last = None
+            for last in self.journal.read(cid):  # noqa: B007 - we want the final event
+                pass
+            if last is None or last.get("type") in _ENDED_TYPES:
+                continue
+            conv = last.get("conversationId", "")
+            self.bus.seed(cid, int(last.get("seq", 0)))
+            info = {"connectionId": cid, "conversationId": conv, "lastSeq": last.get("seq"),
+                    "lastEventAt": last.get("time")}
+            self.bus.publish(cid, conv, "connection_failed", {
+                **info, "state": "failed", "reason": "daemon_restarted",
+                "error": {"code": "internal", "message": "the daemon stopped while this connection was live; "
+                          "everything published before is in its journal", "details": {}}})
+            self.bus.publish(cid, conv, "conversation_completed", {"conversationId": conv, "connectionId": cid})
+            self.bus.close_connection(cid)
+            self.cut_connections.append(info)
+        if self.cut_connections:
+            log.warning("connections_cut_by_restart", count=len(self.cut_connections))
+
+    def start_extras(self) -> None:
+        """Optional services beside the control socket (the Symbl-compatible server)."""
+        self.symbl_server = None
+        addr = self.config.get("serve_symbl")
+        if not addr:
+            return
+        from symblctl.client import Client
+        from symbld.symbl.server import serve_symbl
+
+        host, _, port = str(addr).rpartition(":")
+        try:
+            self.symbl_server = serve_symbl(host or "127.0.0.1", int(port),
+                                            lambda: Client(self.config["control"], self.config["events"]),
+                                            section(self.config, "serve_symbl"))
+        except (OSError, ValueError) as e:
+            raise StartupError(f"cannot serve the Symbl API on {addr}: {e}") from None
+        log.info("serving_symbl_api", address=f"{host}:{self.symbl_server.port}")
+
+    def abort(self) -> None:
+        """Undo a partial start-up (sockets bound, lock taken) after a StartupError."""
+        if self.control is not None:
+            self.control.close()
+        if self.bus is not None:
+            self.bus.close()
+        if self.ctx is not None:
+            self.ctx.term()
+        if self.lock is not None:
+            self.lock.release()
+
+    # -- sessions -----------------------------------------------------------------------------
+    def start_session(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self._shutdown.is_set():
+            raise ControlError("busy", "symbld is shutting down")
+        spec = args.get("source") or args.get("telephony")
+        if spec is None:
+            raise ControlError("bad_request", 'start: give "source" (file, push, mic, sip, pstn) or "telephony"')
+        engine_name = args.get("engine") or self.config["engine"]
+        engine = self.engines.get(engine_name)
+        if engine is None:
+            raise ControlError("bad_request", f"unknown engine {engine_name!r}; known: {sorted(self.engines)}",
+                               {"known": sorted(self.engines)})
+        stream_config = self._stream_config(args)
+        ctx = SourceContext(stream_config.connection_id, emit=lambda t, d: None, config=self.config)
+        try:
+            source = self.sources.open(spec, ctx)
+        except SourceError as e:
+            raise ControlError(e.code if e.code in ("bad_request", "device_unavailable", "limit_exceeded")
+                               else "bad_request", e.message, e.details) from None
+        session = Session(config=stream_config, source=source, engine=engine, engine_name=engine_name,
+                          bus=self.bus, analyzer_factory=self._analyzer_factory(engine),
+                          stop_timeout=float(self.config["stop_timeout"]), on_ended=self._session_ended)
+        ctx.emit = session.emit  # side news from the source goes out on this connection
+        try:
+            self.sessions.add(session)
+        except ControlError:
+            source.close()
+            raise
+        try:
+            session.start()
+        except ControlError:
+            self.sessions.remove(session.connection_id)
+            raise
+        self._update_status()
+        return session.as_dict()
+
+    def _stream_config(self, args: dict[str, Any]) -> StreamConfig:
+        cfg = args.get("config") or {}
+        threshold = cfg.get("confidenceThreshold", 0.5)
+        if not isinstance(threshold, int | float) or isinstance(threshold, bool) or not 0 <= threshold <= 1:
+            raise ControlError("bad_request", "config.confidenceThreshold must be a number from 0 to 1")
+        title = cfg.get("meetingTitle")
+        if title is not None and not isinstance(title, str):
+            raise ControlError("bad_request", "config.meetingTitle must be a string")
+        tz = cfg.get("timezoneOffset")
+        if tz is not None and (not isinstance(tz, int) or isinstance(tz, bool) or abs(tz) > 14 * 60):
+            raise ControlError("bad_request", "config.timezoneOffset must be minutes from UTC (-840..840)")
+        trackers_cfg = cfg.get("trackers") or {}
+        speaker = args.get("speaker")
+        if speaker is not None and not all(isinstance(speaker.get(k, ""), str) for k in ("userId", "name")):
+            raise ControlError("bad_request", "speaker.userId and speaker.name must be strings")
+        trackers = self._validate_trackers(args.get("trackers") or [])
+        insight_types = args.get("insightTypes")
+        return StreamConfig(
+            connection_id=args.get("connectionId") or new_connection_id(),
+            conversation_id=new_conversation_id(),
+            insight_types=list(insight_types) if insight_types is not None else ["question", "action_item",
+                                                                                  "follow_up"],
+            confidence_threshold=float(threshold),
+            language_code=cfg.get("languageCode") or "en-US",
+            meeting_title=title,
+            speaker=speaker,
+            trackers=trackers,
+            tracker_interim_results=bool(isinstance(trackers_cfg, dict) and trackers_cfg.get("interimResults")),
+            custom_vocabulary=list(args.get("customVocabulary") or []),
+            timezone_offset_minutes=tz,
+            started_at=time.time(),
+            extra={"actions": args.get("actions") or []},
+        )
+
+    def _validate_trackers(self, trackers: list[Any]) -> list[dict[str, Any]]:
+        try:
+            from symbld.insights import TrackerError, validate_trackers
+        except ImportError:
+            return trackers
+        try:
+            return validate_trackers(trackers)
+        except TrackerError as e:
+            raise ControlError("bad_request", f"trackers: {e}") from None
+
+    def _analyzer_factory(self, engine: Engine) -> Any:
+        if getattr(engine, "provides_insights", False):
+            return None  # the engine's remote end computes them (Symbl cloud)
+        try:
+            from symbld.insights import Analyzer
+        except ImportError:
+            return None
+        return Analyzer
+
+    def _session_ended(self, session: Session) -> None:
+        self._update_status()
+
+    def push_audio(self, connection_id: str, payload: bytes | None, end: bool,
+                   sample_rate: int | None = None) -> dict[str, Any]:
+        session = self.sessions.get(connection_id)
+        source = session.source
+        if not isinstance(source, PushSource):
+            raise ControlError("bad_request", f"connection {connection_id} reads from {source.kind}, not pushed audio; "
+                               'start it with source {"type": "push"}', {"source": source.kind})
+        if session.ended:
+            raise ControlError("invalid_state", f"connection {connection_id} is {session.state}")
+        if sample_rate is not None and sample_rate != source.sample_rate:
+            raise ControlError("bad_request", f"audio at {sample_rate} Hz sent to a connection started at "
+                               f"{source.sample_rate} Hz", {"expected": source.sample_rate, "got": sample_rate})
+        if payload is None and not end:
+            raise ControlError("bad_request", "send_audio: the audio goes in a second (binary) frame")
+        accepted = 0
+        try:
+            if payload:
+                accepted = source.push(payload)
+            if end:
+                source.close()
+        except SourceError as e:
+            raise ControlError(e.code, e.message, e.details) from None
+        return {"accepted": accepted}
+
+    def journaled_connection(self, connection_id: str) -> dict[str, Any]:
+        """The last known object of a connection from an earlier run, from its journal."""
+        if self.journal is None or not self.journal.exists(connection_id):
+            raise ControlError("unknown_connection", f"no connection {connection_id!r}",
+                               {"connectionId": connection_id})
+        obj: dict[str, Any] = {"connectionId": connection_id, "state": "unknown"}
+        for event in self.journal.read(connection_id):
+            obj["conversationId"] = event.get("conversationId")
+            obj["lastSeq"] = event.get("seq")
+            if event.get("type") in ("connection_started", "connection_stopped", "connection_failed"):
+                obj.update({k: v for k, v in event.get("data", {}).items() if k != "lastSeq"})
+                obj["lastSeq"] = event.get("seq")
+        obj["fromJournal"] = True
+        return obj
+
+    def subscribe_remote(self, connection_id: str, args: dict[str, Any]) -> dict[str, Any] | None:
+        """Hook for listen-only subscriptions to a remote (Symbl) connection; None when not handled."""
+        return None
+
+    # -- running ----------------------------------------------------------------------------------
+    def request_shutdown(self, reason: str) -> None:
+        self._shutdown_reason = reason
+        self._shutdown.set()
+        if self.control is not None:
+            self.control.wake()
+
+    def _install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: self.request_shutdown("SIGTERM"))
+        signal.signal(signal.SIGINT, lambda *_: self.request_shutdown("SIGINT"))
+        signal.signal(signal.SIGHUP, lambda *_: (self._reload.set(), self.control and self.control.wake()))
+
+    def healthy(self) -> bool:
+        """Withhold watchdog pings when a part we depend on is dead."""
+        return self.bus.alive()
+
+    def _update_status(self) -> None:
+        live = self.sessions.live()
+        kinds = sorted({s.source.kind for s in live})
+        text = (f"{len(live)} connection{'s' if len(live) != 1 else ''} live"
+                + (f" ({', '.join(kinds)})" if kinds else "") + f", engine: {self.config['engine']}")
+        if text != self._last_status:
+            self._last_status = text
+            self.notifier.status(text)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config file; settings that can change live do, sockets stay."""
+        self.notifier.reloading()
+        try:
+            fresh = load(self.config.get("config_path"), self.config.get("_flags", {}))
+            for key in ("log_level", "log_transcripts", "max_connections", "stop_timeout", "journal_retention_days"):
+                self.config[key] = fresh[key]
+            for key in ("mic", "telephony", "smtp", "symbl"):
+                if key in fresh:
+                    self.config[key] = fresh[key]
+            self.sessions.max_live = int(fresh["max_connections"])
+            configure_logging(self.config["log_level"], _json_flag(self.config),
+                              log_transcripts=bool(self.config["log_transcripts"]))
+            log.info("config_reloaded", path=self.config.get("config_path"))
+        except ConfigError as e:
+            log.error("config_reload_failed", error=str(e))
+        self.notifier.ready(self._last_status or None)
+
+    def run(self) -> int:
+        assert self.control is not None
+        self._install_signals()
+        poller = self.control.poller()
+        self._update_status()
+        self.notifier.ready(self._last_status)
+        self.bus.publish_daemon("ready", {"pid": os.getpid(), "version": __version__})
+        log.info("symbld_ready", control=self.config["control"], events=self.config["events"], pid=os.getpid())
+        interval = self.notifier.watchdog_interval()
+        next_ping = time.monotonic()
+        while not self._shutdown.is_set():
+            self.control.poll_once(int(_HOUSEKEEPING_S * 1000), poller)
+            if self._reload.is_set():
+                self._reload.clear()
+                self.reload()
+            # Pings come from this loop, so a wedged control loop stops them and systemd restarts us.
+            if interval is not None and time.monotonic() >= next_ping and self.healthy():
+                self.notifier.watchdog()
+                next_ping = time.monotonic() + interval
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        log.info("symbld_stopping", reason=self._shutdown_reason, live=len(self.sessions.live()))
+        self.notifier.stopping()
+        self.bus.publish_daemon("stopping", {"reason": self._shutdown_reason})
+        stoppers = []
+        for s in self.sessions.live():
+            t = threading.Thread(target=_stop_quietly, args=(s,), daemon=True)
+            t.start()
+            stoppers.append(t)
+        deadline = time.monotonic() + float(self.config["stop_timeout"])
+        # Keep answering requests (status, history) while sessions flush.
+        assert self.control is not None
+        poller = self.control.poller()
+        while any(t.is_alive() for t in stoppers) and time.monotonic() < deadline:
+            self.control.poll_once(50, poller)
+        if getattr(self, "symbl_server", None) is not None:
+            with contextlib.suppress(Exception):
+                self.symbl_server.close()
+        self.sources.close()
+        for eng in self.engines.values():
+            with contextlib.suppress(Exception):
+                eng.close()
+        self.control.poll_once(0, poller)  # send replies that are ready (e.g. to shutdown)
+        self.control.close()
+        self.bus.close()
+        assert self.ctx is not None
+        self.ctx.term()
+        for key in ("control", "events"):
+            p = _ipc_path(self.config[key])
+            if p is not None:
+                with contextlib.suppress(OSError):
+                    p.unlink()
+        if self.lock is not None:
+            self.lock.release()
+        self.notifier.close()
+        log.info("symbld_stopped")
+        return 0
+
+
+def _stop_quietly(session: Session) -> None:
+    try:
+        session.stop()
+    except ControlError:
+        pass
+    except Exception:
+        log.exception("stop_failed", connection_id=session.connection_id)
+
+
+def _json_flag(config: dict[str, Any]) -> bool | None:
+    fmt = config.get("log_format", "auto")
+    return None if fmt == "auto" else fmt == "json"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="symbld", description="Local conversation-intelligence daemon.")
+    p.add_argument("--config", help="TOML config file (default: $SYMBLD_CONFIG or ~/.config/symbld/symbld.toml)")
+    p.add_argument("--runtime-dir", help="directory for the ipc sockets (default: $XDG_RUNTIME_DIR/symbld)")
+    p.add_argument("--state-dir", help="directory for journals (default: $XDG_STATE_HOME/symbld)")
+    p.add_argument("--control", help="control endpoint (ipc://PATH or tcp://HOST:PORT)")
+    p.add_argument("--events", help="events endpoint")
+    p.add_argument("--engine", help="default engine (local, symbl)")
+    p.add_argument("--max-connections", type=int)
+    p.add_argument("--no-preload", dest="preload", action="store_false", default=None,
+                   help="load the offline model on first use instead of at start-up")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-format", choices=["auto", "console", "json"])
+    p.add_argument("--log-transcripts", action="store_true", default=None, help="allow transcript text in logs")
+    p.add_argument("--serve-symbl", nargs="?", const="127.0.0.1:5080", metavar="ADDR:PORT",
+                   help="also serve Symbl's real-time API (default 127.0.0.1:5080)")
+    p.add_argument("--version", action="version", version=f"symbld {__version__}")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = parse_args(argv)
+    flags = {k: v for k, v in vars(ns).items() if k != "config" and v is not None}
+    try:
+        config = load(ns.config, flags)
+    except ConfigError as e:
+        print(f"symbld: {e}", file=sys.stderr)
+        return 2
+    config["_flags"] = flags
+    configure_logging(config["log_level"], _json_flag(config), log_transcripts=bool(config["log_transcripts"]))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: nothing is ever downloaded
+    daemon = Daemon(config)
+    try:
+        daemon.bind()
+        daemon.load_engines()
+        daemon.start_extras()
+    except (StartupError, ConfigError) as e:
+        print(f"symbld: {e}", file=sys.stderr)
+        daemon.abort()
+        return 1
+    return daemon.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Control protocol v1: the request/reply envelope and its typed errors.
+
+A request is one frame of UTF-8 JSON, optionally followed by one binary frame (the audio of
+``send_audio``)::
+
+    {"v": 1, "id": "<request id>", "cmd": "start", "args": {...}}
+
+A reply is one frame::
+
+    {"v": 1, "id": "<same id>", "ok": true, "result": {...}}
+    {"v": 1, "id": "<same id>", "ok": false, "error": {"code": "...", "message": "...", "details": {...}}}
+
+Unknown fields are allowed everywhere (newer clients talk to older daemons). See
+``docs/protocol.md`` for the whole protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+PROTOCOL_VERSION = 1
+MAX_REQUEST_BYTES = 1 << 20  # one JSON frame; larger ones are refused with ``too_large``
+MAX_AUDIO_BYTES = 1 << 20  # one send_audio frame (32 s of 16 kHz audio)
+MAX_JSON_DEPTH = 32
+
+# The closed set of error codes, each documented in docs/protocol.md.
+ERROR_CODES: dict[str, str] = {
+    "bad_json": "the request frame is not UTF-8 JSON, or not a JSON object",
+    "bad_request": "a field is missing, of the wrong type or out of range",
+    "unsupported_version": "the request's protocol version is newer than this daemon speaks",
+    "unknown_command": "no command of that name",
+    "unknown_connection": "no connection with that id",
+    "invalid_state": "the connection is not in a state that allows this (e.g. already stopped)",
+    "too_large": "a frame or the request is over its size limit",
+    "limit_exceeded": "a configured limit (connections, subscribers, calls) was reached",
+    "device_unavailable": "the audio device, audio server or PortAudio library is missing",
+    "engine_error": "the engine failed or refused the stream (model missing, remote refused, bad credentials)",
+    "busy": "the daemon cannot take this now (audio queue full, shutting down); retry later",
+    "internal": "a bug in symbld; the daemon keeps running and logged the traceback",
+}
+
+
+class ControlError(Exception):
+    """An error that becomes a typed error reply."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        if code not in ERROR_CODES:
+            raise ValueError(f"undocumented error code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"code": self.code, "message": self.message, "details": self.details}
+
+
+@dataclass
+class Request:
+    id: str
+    cmd: str
+    args: dict[str, Any]
+    payload: bytes | None = None
+    v: int = PROTOCOL_VERSION
+    peer: dict[str, Any] = field(default_factory=dict)
+
+
+def _depth(obj: Any, limit: int) -> int:
+    """Nesting depth of a JSON value, stopping early past ``limit``."""
+    stack = [(obj, 1)]
+    deepest = 0
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            return deepest
+        if isinstance(node, dict):
+            stack.extend((v, d + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, d + 1) for v in node)
+    return deepest
+
+
+def salvage_id(raw: bytes) -> str:
+    """Best-effort request id from a frame we could not accept, so the reply can carry it."""
+    try:
+        obj = json.loads(raw)
+    except (ValueError, RecursionError):
+        return ""
+    if isinstance(obj, dict) and isinstance(obj.get("id"), str | int):
+        return str(obj["id"])[:200]
+    return ""
+
+
+def parse_request(frames: list[bytes]) -> Request:
+    """Decode the frames of one request; raise ControlError for anything malformed."""
+    if not frames:
+        raise ControlError("bad_json", "empty request: expected one JSON frame")
+    if len(frames) > 2:
+        raise ControlError("bad_request", f"expected 1 JSON frame (+1 binary frame for send_audio), got {len(frames)}")
+    raw = frames[0]
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise ControlError("too_large", f"request frame is {len(raw)} bytes; the limit is {MAX_REQUEST_BYTES}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ControlError("bad_json", f"request is not UTF-8 (byte {e.start})") from None
+    try:
+        obj = json.loads(text)
+    except RecursionError:
+        raise ControlError("bad_json", "request JSON is nested too deeply") from None
+    except ValueError as e:
+        raise ControlError("bad_json", f"request is not JSON: {e}") from None
+    if not isinstance(obj, dict):
+        raise ControlError("bad_json", f"request must be a JSON object, got {type(obj).__name__}")
+    if _depth(obj, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise ControlError("bad_request", f"request JSON is nested deeper than {MAX_JSON_DEPTH}")
+    rid = obj.get("id", "")
+    if not isinstance(rid, str | int) or isinstance(rid, bool):
+        raise ControlError("bad_request", "'id' must be a string")
+    v = obj.get("v", PROTOCOL_VERSION)
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ControlError("bad_request", "'v' must be an integer")
+    if v > PROTOCOL_VERSION:
+        raise ControlError(
+            "unsupported_version", f"protocol v{v} requested; this daemon speaks v{PROTOCOL_VERSION}",
+            {"supported": [PROTOCOL_VERSION]},
+        )
+    cmd = obj.get("cmd")
+    if not isinstance(cmd, str) or not cmd:
+        raise ControlError("bad_request", "'cmd' must be a non-empty string")
+    args = obj.get("args", {})
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        raise ControlError("bad_request", f"'args' must be an object, got {type(args).__name__}")
+    payload = frames[1] if len(frames) == 2 else None
+    if payload is not None and len(payload) > MAX_AUDIO_BYTES:
+        raise ControlError("too_large", f"binary frame is {len(payload)} bytes; the limit is {MAX_AUDIO_BYTES}")
+    return Request(id=str(rid), cmd=cmd, args=args, payload=payload, v=v)
+
+
+def encode_reply(request_id: str, result: dict[str, Any] | None = None, error: ControlError | None = None) -> bytes:
+    body: dict[str, Any] = {"v": PROTOCOL_VERSION, "id": request_id}
+    if error is None:
+        body["ok"] = True
+        body["result"] = result if result is not None else {}
+    else:
+        body["ok"] = False
+        body["error"] = error.as_dict()
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+def iso_now(ts: float | None = None) -> str:
+    """ISO-8601 UTC with milliseconds and a Z, as Symbl writes times."""
+    t = datetime.fromtimestamp(time.time() if ts is None else ts, tz=UTC)
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def new_connection_id() -> str:
+    return uuid.uuid4().hex
+
+
+def new_conversation_id() -> str:
+    """A 16-digit decimal string, the form Symbl's conversationIds take."""
+    return str(uuid.uuid4().int % 9_000_000_000_000_000 + 1_000_000_000_000_000)
+
+
+def connection_topic(connection_id: str, event_type: str = "") -> bytes:
+    return f"connection.{connection_id}.{event_type}".encode()
+
+
+def daemon_topic(event_type: str) -> bytes:
+    return f"daemon.{event_type}".encode()

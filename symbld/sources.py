@@ -1,0 +1,98 @@
+"""Opening audio sources from the ``source`` argument of ``start``.
+
+Each kind of source lives in ``symbld/audio/``; this module only picks one, checks its spec
+and reports which kinds this machine can serve (``describe``). Optional kinds (microphone,
+telephony) are loaded lazily so a machine without PortAudio still runs file and push
+sessions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from symbld.audio.base import AudioSource, SourceContext, SourceError
+from symbld.audio.file import FileSource
+from symbld.audio.push import PushSource
+from symbld.config import section
+
+log = structlog.get_logger(__name__)
+
+KINDS = ("file", "push", "mic", "sip", "pstn")
+
+
+class SourceFactory:
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self._mic_hub: Any = None
+        self._telephony_cfg: Any = None
+
+    # -- optional parts, created on first use ---------------------------------------------
+    def mic_hub(self) -> Any:
+        if self._mic_hub is None:
+            from symbld.audio.mic import MicHub
+
+            self._mic_hub = MicHub(section(self.config, "mic"))
+        return self._mic_hub
+
+    def telephony_config(self) -> Any:
+        if self._telephony_cfg is None:
+            from symbld.audio.telephony import TelephonyConfig
+
+            self._telephony_cfg = TelephonyConfig.from_dict(section(self.config, "telephony"))
+        return self._telephony_cfg
+
+    # -- opening ----------------------------------------------------------------------------------
+    def open(self, spec: dict[str, Any], ctx: SourceContext) -> AudioSource:
+        kind = spec.get("type")
+        if kind == "file":
+            path = spec.get("path")
+            if not isinstance(path, str) or not path:
+                raise SourceError("bad_request", 'file source needs "path" (a string)')
+            realtime = spec.get("realtime", True)
+            if not isinstance(realtime, bool):
+                raise SourceError("bad_request", '"realtime" must be true or false')
+            return FileSource(path, realtime=realtime)
+        if kind == "push":
+            rate = spec.get("sampleRate", 16000)
+            encoding = spec.get("encoding", "LINEAR16")
+            if not isinstance(rate, int) or isinstance(rate, bool) or not isinstance(encoding, str):
+                raise SourceError("bad_request", 'push source: "sampleRate" must be an integer, "encoding" a string')
+            return PushSource(sample_rate=rate, encoding=encoding)
+        if kind == "mic":
+            device = spec.get("device")
+            if device is not None and not isinstance(device, str | int):
+                raise SourceError("bad_request", 'mic source: "device" must be a name or an index')
+            hub = self.mic_hub()
+            hub.check(device)
+            return hub.open(ctx, device)
+        if kind in ("sip", "pstn"):
+            from symbld.audio.telephony import TelephonySource
+
+            return TelephonySource(spec, ctx, self.telephony_config())
+        raise SourceError("bad_request", f"unknown source type {kind!r}; known: {list(KINDS)}",
+                          {"known": list(KINDS)})
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"file": {"available": True, "formats": "what libsndfile reads: WAV, FLAC, OGG, MP3"},
+                               "push": {"available": True, "encodings": ["LINEAR16"]}}
+        try:
+            self.mic_hub().check(None)
+            out["mic"] = {"available": True}
+        except SourceError as e:
+            out["mic"] = {"available": False, "reason": e.message}
+        except Exception as e:  # the mic module itself missing or broken
+            out["mic"] = {"available": False, "reason": f"{type(e).__name__}: {e}"}
+        try:
+            cfg = self.telephony_config()
+            out["sip"] = {"available": True}
+            out["pstn"] = {"available": bool(getattr(cfg, "gateway", None)),
+                           **({} if getattr(cfg, "gateway", None) else {"reason": "no [telephony] gateway configured"})}
+        except Exception as e:
+            out["sip"] = out["pstn"] = {"available": False, "reason": f"{type(e).__name__}: {e}"}
+        return out
+
+    def close(self) -> None:
+        if self._mic_hub is not None:
+            self._mic_hub.close()
