@@ -1,0 +1,119 @@
+"""Shared fixtures: the real symbld as a subprocess in a private runtime directory."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/speechgen.py, tests/virtmic.py
+
+from symblctl.client import Client, DaemonError  # noqa: E402
+
+
+class DaemonProc:
+    """A running symbld: its process, directories, endpoints and log."""
+
+    def __init__(self, root: Path, args: list[str] | None = None, env: dict[str, str] | None = None,
+                 config: str | None = None) -> None:
+        self.root = root
+        self.run_dir = root / "run"
+        self.state_dir = root / "state"
+        self.log_path = root / "symbld.log"
+        self.control = f"ipc://{self.run_dir}/control"
+        self.events = f"ipc://{self.run_dir}/events"
+        self.args = list(args or [])
+        self.env = {**os.environ, "SYMBLD_LOG_FORMAT": "json", **(env or {})}
+        self.config_path: Path | None = None
+        if config is not None:
+            self.config_path = root / "symbld.toml"
+            self.config_path.write_text(config)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        cmd = [sys.executable, "-m", "symbld", "--runtime-dir", str(self.run_dir), "--state-dir", str(self.state_dir)]
+        if self.config_path is not None:
+            cmd += ["--config", str(self.config_path)]
+        return cmd + self.args
+
+    def start(self, wait: float = 90.0) -> DaemonProc:
+        self.root.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        log.close()
+        deadline = time.monotonic() + wait
+        with self.client(timeout=1.0, retries=0) as c:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"symbld exited with {self.proc.returncode}:\n{self.log()}")
+                try:
+                    c.ping()
+                    return self
+                except DaemonError:
+                    time.sleep(0.1)
+        raise RuntimeError(f"symbld did not answer within {wait} s:\n{self.log()}")
+
+    def client(self, timeout: float = 10.0, retries: int = 1) -> Client:
+        return Client(self.control, self.events, timeout=timeout, retries=retries)
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-8000:]
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else 0
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise AssertionError(f"symbld did not exit within {timeout} s after signal {sig}:\n{self.log()}") from None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProc]:
+    """One daemon per test module (the model loads once)."""
+    d = DaemonProc(tmp_path_factory.mktemp("symbld")).start()
+    yield d
+    code = d.stop()
+    assert code == 0, f"symbld exited with {code} on SIGTERM:\n{d.log()}"
+
+
+@pytest.fixture
+def fresh_daemon(tmp_path: Path) -> Iterator[DaemonProc]:
+    """A daemon of one's own, for tests that kill or reconfigure it."""
+    d = DaemonProc(tmp_path / "d").start()
+    yield d
+    d.kill()
+
+
+@pytest.fixture
+def client(daemon: DaemonProc) -> Iterator[Client]:
+    with daemon.client() as c:
+        yield c
+
+
+def events_until_complete(client: Client, connection_id: str, timeout: float = 60.0) -> list[dict]:
+    """All events of a connection until conversation_completed (via history, which is complete by seq)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        events = client.all_history(connection_id)
+        if events and events[-1]["type"] == "conversation_completed":
+            return events
+        time.sleep(0.2)
+    raise AssertionError(f"connection {connection_id} did not complete within {timeout} s")
