@@ -86,11 +86,15 @@ class Client:
             self._sock.close(linger=0)
             self._sock = None
 
+    def _check_socket_file(self) -> None:
+        """Fail at once, not after a timeout, when an ipc daemon is plainly not there."""
+        if self.control.startswith("ipc://") and not Path(self.control[len("ipc://"):]).exists():
+            raise DaemonUnavailable(self.control, "no socket file")
+
     def request(self, cmd: str, payload: bytes | None = None, timeout: float | None = None, **args: Any) -> dict:
         """Send one command; return its result or raise DaemonError / DaemonUnavailable."""
-        ipc = self.control[len("ipc://"):] if self.control.startswith("ipc://") else None
-        if ipc is not None and not Path(ipc).exists():
-            raise DaemonUnavailable(self.control, "no socket file")
+        if self._sock is None:
+            self._check_socket_file()
         rid = uuid.uuid4().hex[:16]
         body = json.dumps({"v": PROTOCOL_VERSION, "id": rid, "cmd": cmd,
                            "args": {k: v for k, v in args.items() if v is not None}}).encode()
@@ -113,6 +117,7 @@ class Client:
                 raise DaemonError(err.get("code", "internal"), err.get("message", "unknown error"),
                                   err.get("details"))
             self._reset()  # Lazy Pirate: a REQ socket that lost its reply is unusable
+            self._check_socket_file()
         raise DaemonUnavailable(self.control, f"no reply within {wait:g} s")
 
     # -- commands ------------------------------------------------------------------------------

@@ -88,15 +88,18 @@ def load(config_path: str | None = None, flags: dict[str, Any] | None = None) ->
     """Build the effective configuration."""
     cfg = copy.deepcopy(DEFAULTS)
     path = config_file_path(config_path)
+    missing = False
     if path is not None:
         try:
             with open(path, "rb") as f:
                 _merge(cfg, tomllib.load(f))
         except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
+            # The service units always pass --config; an absent file means "all defaults".
+            missing = True
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
     cfg["config_path"] = str(path) if path else None
+    cfg["config_missing"] = missing
     for env, key in ENV_KEYS.items():
         if os.environ.get(env):
             cfg[key] = os.environ[env]

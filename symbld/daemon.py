@@ -383,10 +383,16 @@ class Daemon:
         self._update_status()
         self.notifier.ready(self._last_status)
         self.bus.publish_daemon("ready", {"pid": os.getpid(), "version": __version__})
+        if self.config.get("config_missing"):
+            log.warning("config_file_missing_using_defaults", path=self.config.get("config_path"))
         log.info("symbld_ready", control=self.config["control"], events=self.config["events"], pid=os.getpid())
+        # Test hook (tests/test_systemd_daemon.py): while this file exists the loop is "wedged".
+        stall_file = os.environ.get("SYMBLD_DEBUG_STALL_FILE")
         interval = self.notifier.watchdog_interval()
         next_ping = time.monotonic()
         while not self._shutdown.is_set():
+            while stall_file and os.path.exists(stall_file) and not self._shutdown.is_set():
+                time.sleep(0.05)
             self.control.poll_once(int(_HOUSEKEEPING_S * 1000), poller)
             if self._reload.is_set():
                 self._reload.clear()

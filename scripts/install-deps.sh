@@ -1,0 +1,20 @@
+#!/bin/sh
+# System packages symbld and its tests use (Debian/Ubuntu). Installs only what is missing.
+#   libportaudio2      microphone capture (sounddevice)
+#   pulseaudio*, libasound2-plugins   a private audio server for the mic tests, ALSA→Pulse bridge
+#   espeak-ng, sox     speech synthesis and conversion for tests and the demo
+#   sip-tester         sipp, the SIP peer the telephony tests call
+#   systemd            systemd-analyze for the unit tests
+#   python3-venv       the project's virtual environment
+set -eu
+PKGS="libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox libsox-fmt-all sip-tester systemd python3-venv"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing:$missing"
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
