@@ -25,9 +25,9 @@ import zmq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from symbld.bus import EventBus  # noqa: E402
-from symbld.journal import Journal  # noqa: E402
-from symblctl.client import Client  # noqa: E402
+from symblctl.client import Client
+from symbld.bus import EventBus
+from symbld.journal import Journal
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -160,8 +160,8 @@ def bench_fanout(tmp: Path, n: int) -> list[tuple[str, float, float]]:
         def raw_publish(data: dict, pub: zmq.Socket = pub, lock: threading.Lock = lock, seq: list = seq) -> None:
             with lock:
                 seq[0] += 1
-                body = {"v": 1, "seq": seq[0], "connectionId": "c", "conversationId": "1", "type": "transcript_response",
-                        "time": "", "data": data}
+                body = {"v": 1, "seq": seq[0], "connectionId": "c", "conversationId": "1",
+                        "type": "transcript_response", "time": "", "data": data}
                 pub.send_multipart([b"connection.c.transcript_response", json.dumps(body).encode()])
 
         raw = _fanout(raw_publish, ctx, raw_ep, subs, n, True)

@@ -14,7 +14,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/speechgen.py, tests/virtmic.py
 
-from symblctl.client import Client, DaemonError  # noqa: E402
+from symblctl.client import Client, DaemonError
 
 
 class DaemonProc:
