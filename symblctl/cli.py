@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("id", nargs="?")
     sb.add_argument("--events", dest="types", help="comma-separated event types (default: all)")
     sub.add_parser("shutdown", help="stop every connection and the daemon")
+    inst = sub.add_parser("install-service", help="install the systemd unit for this symbld (user or system)")
+    inst.add_argument("--system", action="store_true", help="the system unit (needs root) instead of the user unit")
+    inst.add_argument("--dest", help="unit directory (default: the scope's standard one)")
 
     st = sub.add_parser("start", help="start a connection")
     src = st.add_mutually_exclusive_group(required=True)
@@ -171,6 +174,8 @@ def _stdin_feeder(client: Client, connection_id: str, rate: int) -> Callable[[],
 
 
 def run(ns: argparse.Namespace) -> int:
+    if ns.cmd == "install-service":
+        return _install_service(ns)
     client = Client(ns.control, ns.events, timeout=ns.timeout)
     out = sys.stdout
     try:
@@ -245,6 +250,30 @@ def run(ns: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     finally:
         client.close()
+
+
+def _install_service(ns: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
+    from symbld.install_units import install_units, system_commands, user_commands
+
+    exe = shutil.which("symbld") or str(Path(sys.executable).with_name("symbld"))
+    if not Path(exe).exists():
+        print("symblctl: cannot find the symbld executable next to this Python", file=sys.stderr)
+        return EXIT_REFUSED
+    scope = "system" if ns.system else "user"
+    try:
+        written = install_units(scope, exe, Path(ns.dest) if ns.dest else None)
+    except OSError as e:
+        print(f"symblctl: cannot install the {scope} unit: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    for path in written:
+        print(f"wrote {path}")
+    print("then run:")
+    for cmd in system_commands() if ns.system else user_commands():
+        print("  " + " ".join(cmd))
+    return EXIT_OK
 
 
 def _print_status(result: dict[str, Any]) -> None:

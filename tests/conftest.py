@@ -31,6 +31,7 @@ class DaemonProc:
         self.args = list(args or [])
         self.env = {**os.environ, "SYMBLD_LOG_FORMAT": "json", **(env or {})}
         self.config_path: Path | None = None
+        root.mkdir(parents=True, exist_ok=True)
         if config is not None:
             self.config_path = root / "symbld.toml"
             self.config_path.write_text(config)

@@ -1,0 +1,112 @@
+"""Daemon lifecycle with live connections: config reload, crash and restart, installing the unit."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DaemonProc
+from speechgen import SENTENCES, pcm16, synth, wer
+
+
+def _messages(events: list[dict]) -> list[str]:
+    return [m["payload"]["content"] for e in events if e["type"] == "message_response" for m in e["data"]["messages"]]
+
+
+def test_sighup_reloads_config_without_dropping_a_live_connection(tmp_path: Path) -> None:
+    d = DaemonProc(tmp_path / "d", config="max_connections = 4\n").start()
+    try:
+        c = d.client()
+        conn = c.start(source={"type": "push"})
+        d.config_path.write_text("max_connections = 1\n")  # type: ignore[union-attr]
+        d.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and '"config_reloaded"' not in d.log():
+            time.sleep(0.1)
+        assert '"config_reloaded"' in d.log()
+        assert c.get(conn["connectionId"])["state"] == "live"  # untouched by the reload
+        with pytest.raises(Exception) as e:
+            c.start(source={"type": "push"})  # the new limit applies
+        assert getattr(e.value, "code", "") == "limit_exceeded"
+        c.send_audio(conn["connectionId"], b"\x00\x00" * 1600)
+        assert c.stop(conn["connectionId"])["state"] == "stopped"
+        c.close()
+    finally:
+        d.kill()
+
+
+@pytest.mark.speech
+def test_sigkill_mid_connection_keeps_published_finals_and_reports_the_cut(tmp_path: Path) -> None:
+    d = DaemonProc(tmp_path / "d").start()
+    try:
+        c = d.client()
+        conn = c.start(source={"type": "push"})
+        cid = conn["connectionId"]
+        c.send_audio(cid, pcm16(synth(SENTENCES[1])) + bytes(32000))
+        deadline = time.monotonic() + 60
+        seen: list[dict] = []
+        while time.monotonic() < deadline and not any(e["type"] == "message_response" for e in seen):
+            seen = c.all_history(cid)
+            time.sleep(0.2)
+        published = [e for e in seen if e["type"] == "message_response"]
+        assert published, "no final was published before the kill"
+        c.close()
+        d.kill()  # SIGKILL: no flush, no cleanup
+        d.start()
+        c = d.client()
+        cut = c.status()["cut"]
+        assert [x["connectionId"] for x in cut] == [cid]
+        events = c.all_history(cid)
+        seqs = [e["seq"] for e in events]
+        assert seqs == list(range(1, len(seqs) + 1))
+        # Every final published before the kill is still there, byte for byte.
+        for e in published:
+            assert e in events
+        assert wer(SENTENCES[1], _messages(events)) <= 0.2
+        assert [e["type"] for e in events[-2:]] == ["connection_failed", "conversation_completed"]
+        assert events[-2]["data"]["reason"] == "daemon_restarted"
+        assert c.get(cid)["state"] == "failed"
+        out = subprocess.run([sys.executable, "-m", "symblctl.cli", "--control", d.control, "--events", d.events,
+                              "transcript", cid], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0 and "follow up" in out.stdout.lower()
+        c.close()
+    finally:
+        d.kill()
+
+
+def test_journal_tolerates_a_half_written_line(tmp_path: Path) -> None:
+    d = DaemonProc(tmp_path / "d").start()
+    try:
+        c = d.client()
+        conn = c.start(source={"type": "push"})
+        c.stop(conn["connectionId"])
+        c.close()
+        d.stop()
+        journal = d.state_dir / "journal" / f"{conn['connectionId']}.jsonl"
+        good = journal.read_text().splitlines()
+        with journal.open("a") as f:
+            f.write('{"v": 1, "seq": 99, "type": "message_resp')  # torn write
+        d.start()
+        c = d.client()
+        events = c.all_history(conn["connectionId"])
+        assert [json.dumps(e, sort_keys=True) for e in events] == [
+            json.dumps(json.loads(line), sort_keys=True) for line in good]
+        c.close()
+    finally:
+        d.kill()
+
+
+def test_install_service_writes_verifiable_units(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "symblctl.cli", "install-service", "--dest", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    unit = tmp_path / "symbld.service"
+    text = unit.read_text()
+    assert "ExecStart=/" in text and "Type=notify" in text
+    exe = text.split("ExecStart=", 1)[1].split()[0]
+    assert Path(exe).name == "symbld"
