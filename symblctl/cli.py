@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     sb.add_argument("id", nargs="?")
     sb.add_argument("--events", dest="types", help="comma-separated event types (default: all)")
     sub.add_parser("shutdown", help="stop every connection and the daemon")
+    sub.add_parser("devices", help="audio input devices the daemon can capture from")
+    for name, text in (("pause", "pause a microphone connection (silence is sent meanwhile)"),
+                       ("resume", "resume a paused or muted microphone connection")):
+        sub.add_parser(name, help=text).add_argument("id")
+    mu = sub.add_parser("mute", help="mute a microphone connection (or --off to unmute)")
+    mu.add_argument("id")
+    mu.add_argument("--off", action="store_true")
     inst = sub.add_parser("install-service", help="install the systemd unit for this symbld (user or system)")
     inst.add_argument("--system", action="store_true", help="the system unit (needs root) instead of the user unit")
     inst.add_argument("--dest", help="unit directory (default: the scope's standard one)")
@@ -230,6 +237,10 @@ def run(ns: argparse.Namespace) -> int:
             "get": lambda: client.get(ns.id),
             "stop": lambda: client.stop(ns.id),
             "shutdown": lambda: client.request("shutdown"),
+            "devices": lambda: client.request("devices"),
+            "pause": lambda: client.request("pause", connectionId=ns.id),
+            "resume": lambda: client.request("resume", connectionId=ns.id),
+            "mute": lambda: client.request("mute", connectionId=ns.id, on=not ns.off),
         }[ns.cmd]()
         if ns.json or ns.cmd in ("describe", "get", "stop"):
             print(json.dumps(result, indent=None if ns.json else 2, ensure_ascii=False))
@@ -237,6 +248,13 @@ def run(ns: argparse.Namespace) -> int:
             print(f"pong from symbld {result['version']} (pid {result['pid']}, up {result['uptime']:.0f} s)")
         elif ns.cmd == "status":
             _print_status(result)
+        elif ns.cmd == "devices":
+            for dev in result["devices"]:
+                mark = "*" if dev.get("default") else " "
+                print(f"{mark} {dev['index']:>3}  {dev['name']}  ({dev.get('channels')} ch, "
+                      f"{dev.get('samplerate', 0):.0f} Hz)")
+        elif ns.cmd in ("pause", "resume", "mute"):
+            print(result["state"])
         else:
             print(json.dumps(result))
         return EXIT_OK

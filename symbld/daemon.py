@@ -100,6 +100,7 @@ class Daemon:
         self.journal: Journal | None = None
         self.bus: EventBus = None  # type: ignore[assignment]  # set in bind()
         self._last_status = ""
+        self._attached_mics: dict[str, Any] = {}
 
     # -- start-up --------------------------------------------------------------------------
     def bind(self) -> None:
@@ -313,6 +314,56 @@ class Daemon:
         except SourceError as e:
             raise ControlError(e.code, e.message, e.details) from None
         return {"accepted": accepted}
+
+    # -- microphone ---------------------------------------------------------------------------
+    def input_devices(self) -> dict[str, Any]:
+        try:
+            from symbld.audio.mic import list_input_devices
+
+            return {"devices": list_input_devices()}
+        except SourceError as e:
+            raise ControlError("device_unavailable", e.message, e.details) from None
+
+    def mic_feed_of(self, session: Session) -> Any:
+        """The MicSource behind a connection: its own source, or one attached to its pushed audio."""
+        if session.source.kind == "mic":
+            return session.source
+        return self._attached_mics.get(session.connection_id)
+
+    def attach_mic(self, connection_id: str, device: str | int | None) -> dict[str, Any]:
+        session = self.sessions.get(connection_id)
+        source = session.source
+        if not isinstance(source, PushSource):
+            raise ControlError("bad_request", "attach_mic needs a connection started with pushed audio "
+                               f'(source {{"type": "push"}}); this one reads from {source.kind}')
+        if session.ended:
+            raise ControlError("invalid_state", f"connection {connection_id} is {session.state}")
+        if connection_id in self._attached_mics:
+            raise ControlError("invalid_state", f"connection {connection_id} already has the microphone attached")
+        hub = self.sources.mic_hub()
+        try:
+            hub.check(device)
+            mic = hub.open(SourceContext(connection_id, emit=session.emit, config=self.config), device)
+        except SourceError as e:
+            raise ControlError("device_unavailable" if e.code == "device_unavailable" else "bad_request",
+                               e.message, e.details) from None
+        self._attached_mics[connection_id] = mic
+
+        def pump() -> None:
+            # Mic frames are 16 kHz mono; the push queue converts per chunk, whatever rate the connection took.
+            try:
+                for pcm in mic.frames():
+                    try:
+                        source.push(pcm, sample_rate=16000)
+                    except SourceError:
+                        break  # connection ended or its queue is full of unprocessed audio
+            finally:
+                mic.close()
+                self._attached_mics.pop(connection_id, None)
+
+        threading.Thread(target=pump, name=f"mic-pump-{connection_id[:8]}", daemon=True).start()
+        session.on_close(mic.close)
+        return {"connectionId": connection_id, "source": source.describe(), "mic": mic.describe()}
 
     def journaled_connection(self, connection_id: str) -> dict[str, Any]:
         """The last known object of a connection from an earlier run, from its journal."""

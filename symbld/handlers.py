@@ -217,6 +217,77 @@ def send_audio(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
     return d.push_audio(args["connectionId"], req.payload, args["end"], args.get("sampleRate"))
 
 
+def _mic_of(d: Daemon, connection_id: str) -> Any:
+    session = d.sessions.get(connection_id)
+    mic = d.mic_feed_of(session)
+    if mic is None:
+        raise ControlError("bad_request", f"connection {connection_id} does not read from the microphone "
+                           f"(its source is {session.source.kind})", {"source": session.source.kind})
+    if session.ended:
+        raise ControlError("invalid_state", f"connection {connection_id} is {session.state}")
+    return mic
+
+
+@command("devices", slow=True)
+def devices(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
+    """Audio input devices the daemon can capture from (PortAudio re-scanned on each call).
+
+    → {"v": 1, "id": "11", "cmd": "devices"}
+    ← {"v": 1, "id": "11", "ok": true, "result": {"devices": [{"index": 0, "name": "pulse", "default": true,
+       "channels": 32, "samplerate": 44100.0}]}}
+    """
+    return d.input_devices()
+
+
+@command("pause", mutating=True, connectionId=CONNECTION_ID)
+def pause(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
+    """Pause a microphone connection: silence is sent meanwhile so engines and remote sessions stay alive.
+
+    → {"v": 1, "id": "12", "cmd": "pause", "args": {"connectionId": "f3a9..."}}
+    ← {"v": 1, "id": "12", "ok": true, "result": {"state": "paused"}}
+    """
+    mic = _mic_of(d, args["connectionId"])
+    mic.pause()
+    return {"state": mic.state}
+
+
+@command("resume", mutating=True, connectionId=CONNECTION_ID)
+def resume(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
+    """Resume a paused (or muted) microphone connection.
+
+    → {"v": 1, "id": "13", "cmd": "resume", "args": {"connectionId": "f3a9..."}}
+    ← {"v": 1, "id": "13", "ok": true, "result": {"state": "capturing"}}
+    """
+    mic = _mic_of(d, args["connectionId"])
+    mic.resume()
+    mic.mute(False)
+    return {"state": mic.state}
+
+
+@command("mute", mutating=True, connectionId=CONNECTION_ID, on=Arg(bool, default=True))
+def mute(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
+    """Mute (or with on=false unmute) a microphone connection; muted audio is replaced by silence.
+
+    → {"v": 1, "id": "14", "cmd": "mute", "args": {"connectionId": "f3a9...", "on": true}}
+    ← {"v": 1, "id": "14", "ok": true, "result": {"state": "muted"}}
+    """
+    mic = _mic_of(d, args["connectionId"])
+    mic.mute(args["on"])
+    return {"state": mic.state}
+
+
+@command("attach_mic", slow=True, mutating=True, connectionId=CONNECTION_ID,
+         device=Arg((str, int), doc="device name or index; default: the default input"))
+def attach_mic(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
+    """Feed an existing push connection from the daemon's microphone (the SDK's send_audio_from_mic).
+
+    → {"v": 1, "id": "15", "cmd": "attach_mic", "args": {"connectionId": "f3a9..."}}
+    ← {"v": 1, "id": "15", "ok": true, "result": {"connectionId": "f3a9...", "source": {"kind": "push", ...},
+       "mic": {"kind": "mic", "device": "...", "state": "capturing"}}}
+    """
+    return d.attach_mic(args["connectionId"], args.get("device"))
+
+
 @command("shutdown", mutating=True)
 def shutdown(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
     """Stop every connection (flushing finals) and exit.

@@ -50,6 +50,7 @@ class Session:
         self._on_ended = on_ended
         self._stream: EngineStream | None = None
         self._analyzer = analyzer_factory(config, self.emit) if analyzer_factory else None
+        self._closers: list[Callable[[], None]] = []
         self._stopping = threading.Event()
         self._ended = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"session-{self.connection_id[:8]}", daemon=True)
@@ -135,12 +136,18 @@ class Session:
                 except Exception:
                     self.log.exception("close_failed")
 
+    def on_close(self, closer: Callable[[], None]) -> None:
+        """Something feeding this connection (an attached microphone) to stop before the source closes."""
+        self._closers.append(closer)
+
     def stop(self, timeout: float | None = None) -> dict[str, Any]:
         """Stop capturing, flush finals, and return the final connection object."""
         if self.state in ENDED:
             raise ControlError("invalid_state", f"connection {self.connection_id} is already {self.state}",
                                {"connectionId": self.connection_id, "state": self.state})
         self._stopping.set()
+        for closer in self._closers:
+            closer()
         self.source.close()
         if not self._ended.wait(self._stop_timeout if timeout is None else timeout):
             self.log.error("stop_timed_out")

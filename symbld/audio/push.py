@@ -35,13 +35,17 @@ class PushSource:
         self._capacity = int(max_seconds * sample_rate * 2)
         self._queued = 0
         self._lock = threading.Lock()
-        self._q: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._q: queue.SimpleQueue[tuple[bytes, int] | None] = queue.SimpleQueue()
         self._ended = False
-        self._resampler = StreamResampler(sample_rate)
+        self._resamplers: dict[int, StreamResampler] = {sample_rate: StreamResampler(sample_rate)}
         self.bytes_received = 0
 
-    def push(self, pcm: bytes) -> int:
-        """Called from the control thread. Returns bytes accepted; raises SourceError when refused."""
+    def push(self, pcm: bytes, sample_rate: int | None = None) -> int:
+        """Called from the control thread (or a mic pump). Returns bytes accepted; raises SourceError when refused.
+
+        ``sample_rate`` defaults to the connection's; a microphone attached later pushes 16 kHz whatever that is.
+        """
+        rate = sample_rate or self.sample_rate
         if self._ended:
             raise SourceError("invalid_state", "the connection no longer accepts audio")
         if len(pcm) % 2:
@@ -53,7 +57,7 @@ class PushSource:
                                   {"queuedBytes": self._queued})
             self._queued += len(pcm)
         self.bytes_received += len(pcm)
-        self._q.put(pcm)
+        self._q.put((pcm, rate))
         return len(pcm)
 
     def close(self) -> None:
@@ -64,15 +68,20 @@ class PushSource:
 
     def frames(self) -> Iterator[bytes]:
         while True:
-            pcm = self._q.get()
-            if pcm is None:
-                tail = self._resampler.process(np.zeros(0, np.int16), last=True)
-                if tail:
-                    yield tail
+            item = self._q.get()
+            if item is None:
+                for rs in self._resamplers.values():
+                    tail = rs.process(np.zeros(0, np.int16), last=True)
+                    if tail:
+                        yield tail
                 return
+            pcm, rate = item
             with self._lock:
                 self._queued -= len(pcm)
-            yield self._resampler.process(np.frombuffer(pcm, "<i2"))
+            rs = self._resamplers.get(rate)
+            if rs is None:
+                rs = self._resamplers[rate] = StreamResampler(rate)
+            yield rs.process(np.frombuffer(pcm, "<i2"))
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "sampleRate": self.sample_rate, "receivedBytes": self.bytes_received,
