@@ -35,6 +35,7 @@ class EventPrinter:
         self.live = live and hasattr(out, "isatty") and out.isatty()
         self.show_ids = show_ids
         self._interim = False
+        self._conversation_id: str | None = None
 
     def _clear_interim(self) -> None:
         if self._interim:
@@ -48,6 +49,7 @@ class EventPrinter:
         self.out.flush()
 
     def show(self, event: dict[str, Any]) -> None:
+        self._conversation_id = event.get("conversationId") or self._conversation_id
         if self.as_json:
             self.out.write(json.dumps(event, ensure_ascii=False) + "\n")
             self.out.flush()
@@ -90,8 +92,9 @@ class EventPrinter:
 
     def done(self, final: dict[str, Any] | None) -> None:
         self._clear_interim()
-        if final is not None and not self.as_json:
-            self.out.write(f"stopped; conversationId {final.get('conversationId')}\n")
+        if not self.as_json:
+            conversation = (final or {}).get("conversationId") or self._conversation_id
+            self.out.write(f"{'stopped' if final else 'completed'}; conversationId {conversation}\n")
         self.out.flush()
 
 
