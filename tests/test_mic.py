@@ -19,11 +19,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-try:
-    from virtmic import VirtMic, missing_tools, speech_wav
-except ImportError:  # tests/ imported as a package
-    from tests.virtmic import VirtMic, missing_tools, speech_wav
+from speechgen import synth
+from virtmic import VirtMic, missing_tools
 
 from symbld.audio.base import FRAME_BYTES, SourceContext, SourceError
 from symbld.audio.mic import MicHub, MicSource, MicUnavailable
@@ -65,7 +62,7 @@ def vmic(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
 
 @pytest.fixture(scope="module")
 def speech(vmic: VirtMic, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
-    path = speech_wav(SENTENCE, tmp_path_factory.mktemp("wav") / "sentence.wav", vmic.env)
+    path = synth(SENTENCE)
     with wave.open(str(path)) as w:
         assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (16000, 1, 2)
         ref = np.frombuffer(w.readframes(w.getnframes()), np.int16)

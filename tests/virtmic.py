@@ -13,7 +13,7 @@ is never touched. Recipe and pitfalls: ``../shared/research/audio-sip-feasibilit
     mic.start()                      # "plug back in": same directory, same addresses
     mic.stop()
 
-``speech_wav(text, path)`` synthesises a 16 kHz mono s16 WAV with espeak-ng + sox.
+Speech to play comes from ``speechgen.synth`` (espeak-ng + sox, cached).
 """
 
 from __future__ import annotations
@@ -197,17 +197,3 @@ class VirtMic:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def speech_wav(text: str, path: str | os.PathLike[str], env: dict[str, str] | None = None) -> Path:
-    """Synthesise ``text`` with espeak-ng into a 16 kHz mono s16 WAV at ``path``.
-
-    Pass a VirtMic's ``env``: espeak-ng initialises libpulse even when writing to a file.
-    """
-    out = Path(path)
-    raw = out.with_suffix(".espeak.wav")
-    subprocess.run(["espeak-ng", "-w", str(raw), text], check=True, env=env, timeout=30, capture_output=True)
-    subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out)], check=True, timeout=30,
-                   capture_output=True)
-    raw.unlink(missing_ok=True)
-    return out
