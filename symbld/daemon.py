@@ -35,6 +35,7 @@ from symbld.journal import Journal
 from symbld.journald import configure_logging
 from symbld.protocol import ControlError, new_connection_id, new_conversation_id
 from symbld.sdnotify import Notifier
+from symbld.security import CurveServer, SecurityError, curve_socket, serve_curve
 from symbld.sessions import Session, SessionRegistry
 from symbld.sources import SourceFactory
 
@@ -92,6 +93,7 @@ class Daemon:
         self._shutdown_reason = ""
         self._reload = threading.Event()
         self.ctx: zmq.Context | None = None
+        self.curve: CurveServer | None = None  # set in bind() when an endpoint is tcp://
         self.control: ControlServer | None = None
         self.lock: InstanceLock | None = None
         self.engines: dict[str, Engine] = {}
@@ -116,10 +118,16 @@ class Daemon:
             self.journal = Journal(self.state_dir / "journal", float(self.config["journal_retention_days"]))
             self.journal.expire()
             self.ctx = zmq.Context()
+            try:  # tcp:// only with CURVE (keys + allow-list), never open
+                self.curve = serve_curve(self.ctx, self.config)
+            except SecurityError as e:
+                raise StartupError(str(e)) from None
             try:
-                self.bus = EventBus(self.ctx, self.config["events"], self.journal,
-                                    history_per_connection=self.config["history_per_connection"])
-                self.control = ControlServer(self.ctx, self.config["control"], self)
+                with curve_socket(self.curve, self.config["events"]):
+                    self.bus = EventBus(self.ctx, self.config["events"], self.journal,
+                                        history_per_connection=self.config["history_per_connection"])
+                with curve_socket(self.curve, self.config["control"]):
+                    self.control = ControlServer(self.ctx, self.config["control"], self)
             except zmq.ZMQError as e:
                 raise StartupError(f"cannot bind {self.config['control']} / {self.config['events']}: {e}") from None
         finally:
@@ -194,6 +202,8 @@ class Daemon:
             self.control.close()
         if self.bus is not None:
             self.bus.close()
+        if self.curve is not None:
+            self.curve.close()
         if self.ctx is not None:
             self.ctx.term()
         if self.lock is not None:
@@ -264,7 +274,8 @@ class Daemon:
             trackers=trackers,
             tracker_interim_results=bool(isinstance(trackers_cfg, dict) and trackers_cfg.get("interimResults")),
             custom_vocabulary=list(args.get("customVocabulary") or []),
-            timezone_offset_minutes=tz,
+            # Symbl's timezoneOffset is JavaScript's getTimezoneOffset(): minutes *west* of UTC (480 = UTC-8).
+            timezone_offset_minutes=None if tz is None else -tz,
             started_at=time.time(),
             extra={"actions": args.get("actions") or []},
         )
@@ -479,6 +490,8 @@ class Daemon:
         self.control.poll_once(0, poller)  # send replies that are ready (e.g. to shutdown)
         self.control.close()
         self.bus.close()
+        if self.curve is not None:
+            self.curve.close()
         assert self.ctx is not None
         self.ctx.term()
         for key in ("control", "events"):
