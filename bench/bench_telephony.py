@@ -1,0 +1,125 @@
+"""Call setup time against a local sipp, and speech-end -> final transcript latency on a call.
+
+    python bench/bench_telephony.py [CALLS]      # default 5 calls; needs sipp, espeak-ng, sox
+
+Per call: sipp (tests/sipp/uas_speak_pcmu.xml) rings, answers, streams espeak-ng speech as PCMU
+and hangs up. Printed figures (milliseconds, median and max over the calls):
+- INVITE -> 200 OK          (SIP setup on loopback)
+- INVITE -> first 16 kHz frame out of ``frames()`` (setup + jitter buffer + resampler)
+- last frame -> final transcript (the offline engine fed live from the call; ``finish()``
+  returning means every final was emitted), when ``symbld.engines.local`` is importable.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from symbld.audio.base import SourceContext  # noqa: E402
+from symbld.audio.telephony import TelephonyConfig, TelephonySource  # noqa: E402
+
+SENTENCE = "Can you send me the quarterly report by Friday?"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_bound(port: int, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                return
+        time.sleep(0.02)
+
+
+def open_engine():
+    try:
+        from symbld.engines.base import StreamConfig
+        from symbld.engines.local import LocalEngine
+    except ImportError:
+        return None, None
+    eng = LocalEngine({"num_workers": 1, "cpu_threads": 1})
+    eng.load()
+    return eng, StreamConfig
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    if not shutil.which("sipp"):
+        sys.exit("sipp not installed (Debian package sip-tester)")
+    work = Path(tempfile.mkdtemp(prefix="bench-tel-"))
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(work), XDG_CONFIG_HOME=str(work))  # keep espeak's libpulse local
+    subprocess.run(["espeak-ng", "-w", str(work / "s.wav"), SENTENCE], check=True, env=env,
+                   stderr=subprocess.DEVNULL)
+    subprocess.run(["sox", str(work / "s.wav"), "-r", "8000", "-c", "1", "-t", "ul", str(work / "speech.ulaw")],
+                   check=True)
+    shutil.copy(ROOT / "tests" / "sipp" / "uas_speak_pcmu.xml", work)
+    eng, stream_config = open_engine()
+    setup, first, final = [], [], []
+    try:
+        for i in range(n):
+            port = free_port()
+            sipp = subprocess.Popen(
+                ["sipp", "-sf", "uas_speak_pcmu.xml", "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1",
+                 "-mp", str(20000 + 2 * i), "-m", "1", "-nostdin", "-timeout", "20s",
+                 "-default_behaviors", "all,-abortunexp"],
+                cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_bound(port)
+                src = TelephonySource({"type": "sip", "uri": f"sip:bench@127.0.0.1:{port}"},
+                                      SourceContext(f"bench{i}", lambda t, d: None), TelephonyConfig())
+                stream = eng.open(stream_config(connection_id=f"b{i}", conversation_id=f"b{i}"),
+                                  lambda t, d: None) if eng else None
+                for pcm in src.frames():
+                    if stream:
+                        stream.feed(pcm)
+                last_frame = time.monotonic()
+                if stream:
+                    stream.finish()
+                    final.append((time.monotonic() - last_frame) * 1000)
+                    stream.close()
+                d = src.describe()
+                setup.append(d["setupMs"])
+                first.append(d["firstAudioMs"])
+                src.close()
+            finally:
+                try:
+                    sipp.wait(10)
+                except subprocess.TimeoutExpired:
+                    sipp.kill()
+                    sipp.wait()
+    finally:
+        if eng:
+            eng.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+    def row(name: str, xs: list[float]) -> None:
+        print(f"{name:<38} median {statistics.median(xs):8.1f} ms   max {max(xs):8.1f} ms   (n={len(xs)})")
+
+    print(f"telephony benchmark: {n} calls to local sipp (PCMU, loopback)")
+    row("INVITE -> 200 OK", setup)
+    row("INVITE -> first 16 kHz frame", first)
+    if final:
+        row("last call frame -> final transcript", final)
+    else:
+        print("last call frame -> final transcript      (skipped: symbld.engines.local not importable)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,566 @@
+"""``TelephonySource``: dial a SIP URI (or a phone number through a gateway) and deliver the call's audio.
+
+One call = one worker thread that owns two UDP sockets (SIP and RTP, bound to the local address
+that routes to the far end, never 0.0.0.0 unless configured) and runs a select loop:
+SIP messages go to ``SipCall``, RTP to the jitter buffer, decoded 16 kHz frames into a
+bounded queue that ``frames()`` drains on the session's thread. The same loop sends 20 ms of
+RTP silence (or RFC 4733 DTMF) to keep the far end from hanging up on absent media.
+
+Events through ``ctx.emit`` (called from the call's worker thread):
+``call_ringing``  {sipCode, reason}                       - 180/181/182/183 from the far end
+``call_answered`` {sipCode, reason, codec}                - 200 OK, media flowing
+``call_held``     {held: bool}                            - a re-INVITE put the call on/off hold
+``call_dtmf``     {digits}                                - the DTMF digits were sent
+``call_ended``    {sipCode, reason, by: local|remote}     - BYE (either side) or CANCEL after close()
+``call_failed``   {sipCode, reason}                       - 4xx/5xx/6xx, no answer, timeouts
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ipaddress
+import queue
+import random
+import re
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import structlog
+
+from symbld.audio.base import SourceContext, SourceError
+from symbld.audio.rtp import (
+    CODEC_NAMES,
+    DECODE_TABLES,
+    JitterBuffer,
+    MediaDescription,
+    PcmFramer,
+    RtpSender,
+    build_sdp,
+    decode_g711,
+    parse_rtp,
+    parse_sdp,
+)
+from symbld.audio.sip import SipCall, SipError, SipUri
+
+log = structlog.get_logger(__name__)
+
+# Error codes this source raises (``SourceError.code``); the control protocol maps them.
+ERR_BAD_REQUEST = "bad_request"  # bad uri/number/dtmf, pstn without gateway, host not allowed
+ERR_BUSY = "busy"  # over the concurrent-call limit
+ERR_CALL_FAILED = "call_failed"  # the call did not connect or was dropped (details carry sipCode)
+ERR_ENGINE = "engine_error"  # local failure: no free RTP port, cannot bind
+
+_DTMF_RE = re.compile(r"^[0-9A-Da-d*#,]{0,64}$")
+_PHONE_RE = re.compile(r"^\+?[0-9]{3,20}$")
+_QUEUE_FRAMES = 3000  # 60 s of 20 ms frames: bounded so a stalled consumer cannot eat memory
+
+
+@dataclass
+class TelephonyLimits:
+    """Bounds on calls (all seconds unless named otherwise)."""
+
+    max_calls: int = 4  # concurrent calls across the process
+    answer_timeout: float = 60.0  # INVITE sent -> 200 OK; then CANCEL and fail
+    max_duration: float = 4 * 3600.0  # talking -> BYE
+    rtp_timeout: float = 60.0  # no RTP while talking (and not on hold) -> BYE; 0 disables
+    hangup_timeout: float = 4.0  # how long a BYE/CANCEL is retransmitted after close()
+
+
+@dataclass
+class TelephonyConfig:
+    """The ``[telephony]`` settings. Every key is optional; see ``from_dict`` and docs/telephony.md."""
+
+    gateway: str | None = None  # "host[:port]" or "sip:host[:port]"; needed for {"type": "pstn"}
+    username: str | None = None  # digest credentials for 401/407 challenges
+    password: str | None = None
+    local_address: str | None = None  # bind SIP/RTP here; default: the address that routes to the peer
+    sip_port: int = 0  # 0: an ephemeral port per call
+    rtp_port_range: tuple[int, int] = (40000, 40999)
+    allowed_hosts: list[str] = field(default_factory=list)  # non-empty: only these may be dialled
+    media_hosts: list[str] = field(default_factory=list)  # RTP peers besides the SIP peer; "*": any
+    jitter_ms: int = 80
+    user_agent: str = "symbld"
+    limits: TelephonyLimits = field(default_factory=TelephonyLimits)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> TelephonyConfig:
+        """Build from a plain dict; limit keys may sit at top level or under ``"limits"``.
+
+        Raises ``ValueError`` on unknown keys or bad values, so a typo in the config is loud.
+        """
+        d = dict(d or {})
+        limit_names = {f.name for f in dataclasses.fields(TelephonyLimits)}
+        limits_in = dict(d.pop("limits", None) or {})
+        limits_in.update({k: d.pop(k) for k in list(d) if k in limit_names})
+        own = {f.name for f in dataclasses.fields(cls)} - {"limits"}
+        unknown = sorted(set(d) - own) + sorted(set(limits_in) - limit_names)
+        if unknown:
+            raise ValueError(f"unknown telephony settings: {', '.join(unknown)}")
+        if "rtp_port_range" in d:
+            r = d["rtp_port_range"]
+            lo, hi = (int(x) for x in (r.split("-") if isinstance(r, str) else r))
+            if not (1024 <= lo < hi <= 65535):
+                raise ValueError(f"bad rtp_port_range {r!r}")
+            d["rtp_port_range"] = (lo, hi)
+        limits = TelephonyLimits(**{k: type(getattr(TelephonyLimits(), k))(v) for k, v in limits_in.items()})
+        if limits.max_calls < 1:
+            raise ValueError("max_calls must be at least 1")
+        return cls(**d, limits=limits)
+
+
+def _resolve(host: str, port: int) -> str:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as e:
+        raise SourceError(ERR_BAD_REQUEST, f"cannot resolve SIP host {host!r}: {e}") from e
+    # Prefer IPv4: our SDP and tests are IPv4-first, and a dual-stack host resolves both.
+    infos.sort(key=lambda i: i[0] != socket.AF_INET)
+    return str(infos[0][4][0])
+
+
+def _local_address_for(peer_ip: str) -> str:
+    """The local address the kernel would use to reach ``peer_ip`` (loopback for a loopback peer)."""
+    family = socket.AF_INET6 if ":" in peer_ip else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.connect((peer_ip, 9))  # UDP connect sends nothing; it only picks a route
+        return str(s.getsockname()[0])
+
+
+@dataclass
+class _Target:
+    uri: SipUri
+    peer: tuple[str, int]  # resolved address every SIP datagram goes to
+
+
+def _target_from_spec(spec: dict[str, Any], cfg: TelephonyConfig) -> _Target:
+    kind = spec.get("type", "sip")
+    if kind == "pstn":
+        number = re.sub(r"[\s().-]", "", str(spec.get("phoneNumber", "")))
+        if not _PHONE_RE.match(number):
+            raise SourceError(ERR_BAD_REQUEST, f"bad phoneNumber {spec.get('phoneNumber')!r}")
+        if not cfg.gateway:
+            raise SourceError(ERR_BAD_REQUEST, "pstn calls need a SIP gateway: set telephony.gateway "
+                              "(\"host[:port]\") in the daemon config")
+        gw = cfg.gateway if cfg.gateway.startswith("sip:") else f"sip:{cfg.gateway}"
+        try:
+            g = SipUri.parse(gw)
+        except SipError as e:
+            raise SourceError(ERR_BAD_REQUEST, f"bad telephony.gateway {cfg.gateway!r}") from e
+        uri = SipUri("sip", number, g.host, g.port, ";user=phone")
+        gateway_host = g.host
+    elif kind == "sip":
+        text = str(spec.get("uri", ""))
+        try:
+            uri = SipUri.parse(text)
+        except SipError as e:
+            raise SourceError(ERR_BAD_REQUEST, f"bad SIP uri {text!r} (want sip:user@host[:port])") from e
+        if uri.scheme != "sip":
+            raise SourceError(ERR_BAD_REQUEST, "sips: (SIP over TLS) is not supported; use sip:")
+        transport = (uri.param("transport") or "udp").lower()
+        if transport != "udp":
+            raise SourceError(ERR_BAD_REQUEST, f"transport={transport} is not supported; only UDP")
+        gateway_host = None
+    else:
+        raise SourceError(ERR_BAD_REQUEST, f"telephony type must be 'sip' or 'pstn', not {kind!r}")
+    port = uri.port or 5060
+    ip = _resolve(uri.host, port)
+    if cfg.allowed_hosts and kind == "sip":
+        allowed = set(cfg.allowed_hosts)
+        if uri.host not in allowed and ip not in allowed and gateway_host not in allowed:
+            raise SourceError(ERR_BAD_REQUEST, f"SIP host {uri.host} is not in telephony.allowed_hosts")
+    return _Target(uri, (ip, port))
+
+
+class TelephonySource:
+    """An ``AudioSource`` that places one SIP call and yields its audio (16 kHz s16le, 20 ms frames)."""
+
+    kind = "sip"
+    _slots_lock: ClassVar[threading.Lock] = threading.Lock()
+    _active_calls: ClassVar[int] = 0
+
+    def __init__(self, spec: dict[str, Any], ctx: SourceContext, cfg: TelephonyConfig) -> None:
+        dtmf = str(spec.get("dtmf") or "")
+        if not _DTMF_RE.match(dtmf):
+            raise SourceError(ERR_BAD_REQUEST, "dtmf may hold only 0-9 * # A-D and ',' (pause), at most 64")
+        self._target = _target_from_spec(spec, cfg)
+        self._spec_kind = spec.get("type", "sip")
+        self._ctx = ctx
+        self._cfg = cfg
+        self._dtmf = dtmf
+        self._acquire_slot(cfg.limits.max_calls)
+        self._slot_held = True
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_FRAMES)
+        self._error: SourceError | None = None
+        self._closing = threading.Event()
+        self._done = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._state = "idle"
+        self._sip_code: int | None = None
+        self._reason = ""
+        self._codec: str | None = None
+        self._jitter = JitterBuffer(cfg.jitter_ms)
+        self._sender: RtpSender | None = None
+        self._ignored_rtp = 0
+        self._times: dict[str, float] = {}  # invite, answered, first_frame (monotonic)
+
+    # ---------------------------------------------------------------- call slots
+
+    @classmethod
+    def _acquire_slot(cls, max_calls: int) -> None:
+        with cls._slots_lock:
+            if cls._active_calls >= max_calls:
+                raise SourceError(ERR_BUSY, f"too many concurrent calls (limit {max_calls})",
+                                  {"limit": max_calls})
+            cls._active_calls += 1
+
+    def _release_slot(self) -> None:
+        with self._slots_lock:
+            if self._slot_held:
+                self._slot_held = False
+                type(self)._active_calls -= 1
+
+    @classmethod
+    def active_calls(cls) -> int:
+        with cls._slots_lock:
+            return cls._active_calls
+
+    # ---------------------------------------------------------------- AudioSource
+
+    def start(self) -> None:
+        """Start dialling (idempotent). ``frames()`` calls it; call it earlier to dial sooner."""
+        with self._start_lock:
+            if self._thread is not None or self._closing.is_set():
+                return
+            self._thread = threading.Thread(target=self._run, name=f"sip-{self._ctx.connection_id}",
+                                            daemon=True)
+            self._thread.start()
+
+    def frames(self) -> Iterator[bytes]:
+        self.start()
+        while not self._closing.is_set():
+            try:
+                item = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if item is None:
+                break
+            if "first_frame" not in self._times:
+                self._times["first_frame"] = time.monotonic()
+            yield item
+        if self._error is not None and not self._closing.is_set():
+            raise self._error
+
+    def close(self) -> None:
+        """Hang up (CANCEL while ringing, BYE while talking) in the background; returns at once."""
+        self._closing.set()
+        with self._start_lock:
+            started = self._thread is not None
+        if not started:
+            self._release_slot()
+            self._done.set()
+            with contextlib.suppress(OSError):
+                self._wake_r.close()
+                self._wake_w.close()
+            return
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def wait_closed(self, timeout: float) -> bool:
+        """Wait until the hang-up finished (BYE answered or given up); for tests and shutdown."""
+        return self._done.wait(timeout)
+
+    def describe(self) -> dict[str, Any]:
+        j, s = self._jitter, self._sender
+        out: dict[str, Any] = {
+            "kind": self.kind,
+            "type": self._spec_kind,  # "sip" or "pstn"
+            "uri": str(self._target.uri),
+            "state": self._state,
+            "sipCode": self._sip_code,
+            "reason": self._reason,
+            "codec": self._codec,
+            "packets": j.received,
+            "lost": j.lost,
+            "reordered": j.reordered,
+            "late": j.late + j.duplicates,
+            "rtpSent": s.sent if s else 0,
+            "dtmfSent": s.dtmf_sent if s else "",
+        }
+        t = self._times
+        if "invite" in t and "answered" in t:
+            out["setupMs"] = round((t["answered"] - t["invite"]) * 1000, 1)
+        if "invite" in t and "first_frame" in t:
+            out["firstAudioMs"] = round((t["first_frame"] - t["invite"]) * 1000, 1)
+        return out
+
+    # ---------------------------------------------------------------- the call loop (worker thread)
+
+    def _emit(self, event: str, data: dict[str, Any]) -> None:
+        try:
+            self._ctx.emit(event, data)
+        except Exception:  # a broken subscriber must not drop the call
+            log.exception("telephony_emit_failed", event=event)
+
+    def _bind_sockets(self) -> tuple[socket.socket, socket.socket, str]:
+        cfg = self._cfg
+        local = cfg.local_address or _local_address_for(self._target.peer[0])
+        family = socket.AF_INET6 if ":" in local else socket.AF_INET
+        sip = socket.socket(family, socket.SOCK_DGRAM)
+        rtp = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sip.bind((local, cfg.sip_port))
+            lo, hi = cfg.rtp_port_range
+            ports = list(range(lo + (lo % 2), hi, 2))  # RTP on even ports (RTCP would be +1)
+            random.shuffle(ports)
+            for port in ports[:200]:
+                try:
+                    rtp.bind((local, port))
+                    break
+                except OSError:
+                    continue
+            else:
+                raise SourceError(ERR_ENGINE, f"no free RTP port in {lo}-{hi} on {local}")
+        except OSError as e:
+            sip.close()
+            rtp.close()
+            raise SourceError(ERR_ENGINE, f"cannot bind SIP/RTP sockets on {local}: {e}") from e
+        except SourceError:
+            sip.close()
+            rtp.close()
+            raise
+        rtp.setblocking(False)  # drained in a loop until EAGAIN
+        return sip, rtp, local
+
+    def _run(self) -> None:
+        sip_sock = rtp_sock = None
+        framer = PcmFramer()
+        try:
+            sip_sock, rtp_sock, local = self._bind_sockets()
+            self._loop(sip_sock, rtp_sock, local, framer)
+        except SourceError as e:
+            self._error = e
+        except Exception as e:  # keep the session informed instead of dying silently
+            log.exception("telephony_loop_crashed")
+            self._error = SourceError(ERR_ENGINE, f"telephony failed: {e}")
+        finally:
+            for chunk in framer.push(self._jitter.flush(), last=True):
+                self._put(chunk)
+            for s in (sip_sock, rtp_sock, self._wake_r, self._wake_w):
+                if s is not None:
+                    with contextlib.suppress(OSError):
+                        s.close()
+            self._release_slot()
+            if self._state not in ("failed",):
+                self._state = "ended"
+            self._put(None, force=True)
+            self._done.set()
+
+    def _put(self, item: bytes | None, force: bool = False) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            if force:  # make room for the end marker: the consumer is gone or far behind
+                with contextlib.suppress(queue.Empty):
+                    self._queue.get_nowait()
+                self._queue.put_nowait(item)
+            else:
+                log.warning("telephony_queue_full_dropping_frame")
+
+    def _loop(self, sip_sock: socket.socket, rtp_sock: socket.socket, local: str, framer: PcmFramer) -> None:
+        cfg, limits = self._cfg, self._cfg.limits
+        rtp_port = rtp_sock.getsockname()[1]
+        session_id = random.randint(1, 2**31)
+        sdp_version = [0]
+
+        def local_sdp() -> str:
+            sdp_version[0] += 1
+            return build_sdp(local, rtp_port, session_id, sdp_version[0])
+
+        media_allowed = {self._target.peer[0]} | {_resolve(h, 0) for h in cfg.media_hosts if h != "*"}
+        any_media = "*" in cfg.media_hosts
+        remote: dict[str, Any] = {"media": None, "failure": None, "ended": None}
+        t_invite = time.monotonic()
+        self._times["invite"] = t_invite
+        last_rtp = t_invite
+        ringing_codes: set[int] = set()
+
+        def media_ok(m: MediaDescription) -> bool:
+            return any_media or m.on_hold or m.address in media_allowed or _same_ip(m.address, media_allowed)
+
+        def on_sip(event: str, data: dict[str, Any]) -> None:
+            nonlocal last_rtp
+            now = time.monotonic()
+            if event == "progress":
+                if self._state in ("idle", "dialling"):
+                    self._state = "ringing"
+                if data["code"] not in ringing_codes:
+                    ringing_codes.add(data["code"])
+                    self._emit("call_ringing", {"sipCode": data["code"], "reason": data["reason"]})
+            elif event == "answered":
+                m = parse_sdp(data["sdp"])
+                self._sip_code, self._reason = data["code"], data["reason"]
+                if self._closing.is_set():
+                    return  # answered while our CANCEL was in flight: SipCall sends BYE
+                if m is None or m.payload_type not in DECODE_TABLES:
+                    remote["failure"] = (488, "Not Acceptable Here (no PCMU/PCMA in the answer)")
+                    call.hangup(now)
+                    return
+                if not media_ok(m):
+                    why = f"media address {m.address} not allowed (telephony.media_hosts)"
+                    remote["failure"] = (488, why)
+                    call.hangup(now)
+                    return
+                self._times["answered"] = now
+                last_rtp = now
+                remote["media"] = m
+                self._state = "talking"
+                self._codec = CODEC_NAMES[m.payload_type]
+                self._sender = RtpSender(rtp_sock, m.payload_type, m.dtmf_payload_type)
+                self._sender.set_destination(None if m.on_hold else (m.address, m.port))
+                if self._dtmf:
+                    self._sender.queue_dtmf(self._dtmf)
+                self._emit("call_answered", {"sipCode": data["code"], "reason": data["reason"],
+                                             "codec": self._codec})
+                log.info("call_answered", uri=str(self._target.uri), codec=self._codec,
+                         setup_ms=round((now - t_invite) * 1000, 1))
+            elif event == "reinvite":
+                m = parse_sdp(data["sdp"])
+                if m is None or self._sender is None:
+                    return
+                if not media_ok(m):
+                    log.warning("reinvite_media_not_allowed", address=m.address)
+                    return
+                was_held = remote["media"].on_hold if remote["media"] else False
+                remote["media"] = m
+                last_rtp = now
+                self._sender.set_destination(None if m.on_hold else (m.address, m.port))
+                if m.on_hold != was_held:
+                    self._emit("call_held", {"held": m.on_hold})
+            elif event == "failed":
+                remote["failure"] = remote["failure"] or (data["code"], data["reason"])
+            elif event == "ended":
+                remote["ended"] = data
+
+        call = SipCall(sip_sock, self._target.peer, self._target.uri, local_sdp=local_sdp, on_event=on_sip,
+                       username=cfg.username, password=cfg.password, user_agent=cfg.user_agent)
+        self._state = "dialling"
+        call.invite(t_invite)
+        log.info("call_dialling", uri=str(self._target.uri), local=local)
+        hangup_at: float | None = None
+        dtmf_reported = False
+
+        while True:
+            now = time.monotonic()
+            if hangup_at is None:
+                why = None
+                if self._closing.is_set():
+                    why = "closed"
+                elif self._state in ("dialling", "ringing") and now - t_invite > limits.answer_timeout:
+                    remote["failure"] = (408, f"No answer within {limits.answer_timeout:g} s")
+                    why = "no answer"
+                elif self._state == "talking":
+                    m = remote["media"]
+                    held = m is not None and m.direction in ("recvonly", "inactive")  # far end sends nothing
+                    if now - self._times["answered"] > limits.max_duration:
+                        why = "max_duration"
+                    elif limits.rtp_timeout and not held and now - last_rtp > limits.rtp_timeout:
+                        why = "rtp_timeout"
+                if why is not None:
+                    hangup_at = now
+                    log.info("call_hangup", why=why, state=call.state)
+                    call.hangup(now)
+                if remote["failure"] and call.state == "talking":  # our own refusal after answer
+                    hangup_at = now
+                    call.hangup(now)
+            if call.state in ("ended", "failed") and call.finished:
+                break
+            if hangup_at is not None and now - hangup_at > limits.hangup_timeout:
+                log.info("call_hangup_gave_up", state=call.state)
+                break
+            if self._sender is not None and call.state == "talking":
+                self._sender.tick(now)
+                if self._dtmf and not dtmf_reported and not self._sender.dtmf_pending:
+                    dtmf_reported = True
+                    self._emit("call_dtmf", {"digits": self._sender.dtmf_sent,
+                                             "supported": self._sender.dtmf_payload_type is not None})
+            for chunk in framer.push(self._jitter.pop_ready(now)):
+                self._put(chunk)
+            wait = min(call.next_deadline(now), self._sender.next_due() if self._sender else now + 0.02,
+                       now + 0.02) - now
+            ready, _, _ = select.select([sip_sock, rtp_sock, self._wake_r], [], [], max(0.0, wait))
+            now = time.monotonic()
+            if self._wake_r in ready:
+                with contextlib.suppress(OSError):
+                    self._wake_r.recv(64)
+            if sip_sock in ready:
+                with contextlib.suppress(OSError):
+                    data, addr = sip_sock.recvfrom(65535)
+                    call.on_datagram(data, addr, now)
+            if rtp_sock in ready:
+                for _ in range(64):  # drain what is there; bounded so SIP is never starved
+                    try:
+                        data, addr = rtp_sock.recvfrom(2048)
+                    except (BlockingIOError, OSError):
+                        break
+                    if self._on_rtp(data, addr, remote["media"], now):
+                        last_rtp = now
+
+        self._finish_call(call, remote)
+
+    def _on_rtp(self, data: bytes, addr: tuple[str, int], media: MediaDescription | None, now: float) -> bool:
+        if media is None or self._state != "talking":
+            self._ignored_rtp += 1  # early media / before the answer: not transcribed
+            return False
+        allowed = addr[0] == media.address or addr[0] == self._target.peer[0] or "*" in self._cfg.media_hosts
+        if not allowed:
+            self._ignored_rtp += 1
+            return False
+        pkt = parse_rtp(data)
+        if pkt is None or pkt.payload_type not in DECODE_TABLES:
+            return pkt is not None  # telephone-event or comfort noise: alive, nothing to decode
+        self._jitter.push(pkt, decode_g711(pkt.payload, pkt.payload_type), now)
+        return True
+
+    def _finish_call(self, call: SipCall, remote: dict[str, Any]) -> None:
+        failure = remote["failure"]
+        ended = remote["ended"]
+        hung_up_by_far_end = bool(ended and ended.get("by") == "remote" and self._times.get("answered"))
+        if failure is not None and not hung_up_by_far_end:
+            code, reason = failure
+            self._state = "failed"
+            self._sip_code, self._reason = code, reason
+            self._emit("call_failed", {"sipCode": code, "reason": reason})
+            if not self._closing.is_set():
+                message = f"call to {self._target.uri} failed: SIP {code} {reason}"
+                self._error = SourceError(ERR_CALL_FAILED, message, {"sipCode": code, "reason": reason})
+            log.info("call_failed", sip_code=code, reason=reason)
+            return
+        if ended is None:  # gave up waiting for the far end to confirm our BYE/CANCEL
+            ended = {"by": "local", "code": None, "reason": "no reply to hang-up"}
+        self._state = "ended"
+        if ended.get("code") is not None:
+            self._sip_code = ended["code"]
+        self._reason = ended.get("reason") or ""
+        self._emit("call_ended", {"sipCode": ended.get("code"), "reason": self._reason, "by": ended["by"]})
+        log.info("call_ended", by=ended["by"], sip_code=ended.get("code"), packets=self._jitter.received,
+                 lost=self._jitter.lost, reordered=self._jitter.reordered)
+
+
+def _same_ip(address: str, allowed: set[str]) -> bool:
+    try:
+        a = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    for h in allowed:
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_address(h) == a:
+                return True
+    return False
