@@ -33,7 +33,7 @@ from symbld.control import ControlServer
 from symbld.engines.base import Engine, StreamConfig
 from symbld.journal import Journal
 from symbld.journald import configure_logging
-from symbld.protocol import ControlError, new_connection_id, new_conversation_id
+from symbld.protocol import ERROR_CODES, ControlError, new_connection_id, new_conversation_id
 from symbld.sdnotify import Notifier
 from symbld.security import CurveServer, SecurityError, curve_socket, serve_curve
 from symbld.sessions import Session, SessionRegistry
@@ -103,6 +103,7 @@ class Daemon:
         self.bus: EventBus = None  # type: ignore[assignment]  # set in bind()
         self._last_status = ""
         self._attached_mics: dict[str, Any] = {}
+        self._remote_subs: dict[str, Any] = {}
 
     # -- start-up --------------------------------------------------------------------------
     def bind(self) -> None:
@@ -125,7 +126,8 @@ class Daemon:
             try:
                 with curve_socket(self.curve, self.config["events"]):
                     self.bus = EventBus(self.ctx, self.config["events"], self.journal,
-                                        history_per_connection=self.config["history_per_connection"])
+                                        history_per_connection=self.config["history_per_connection"],
+                                        sndhwm=self.config["event_queue_per_subscriber"])
                 with curve_socket(self.curve, self.config["control"]):
                     self.control = ControlServer(self.ctx, self.config["control"], self)
             except zmq.ZMQError as e:
@@ -145,7 +147,8 @@ class Daemon:
         except ImportError:
             SymblEngine = None  # the cloud engine is optional
         if SymblEngine is not None:
-            self.engines["symbl"] = SymblEngine(section(self.config, "engine", "symbl"))
+            # failover = "local" in [engine.symbl] continues a connection offline when the endpoint stays down.
+            self.engines["symbl"] = SymblEngine(section(self.config, "engine", "symbl"), fallback=local)
         if self.config["engine"] not in self.engines:
             raise StartupError(f"default engine {self.config['engine']!r} is not available; "
                                f"known: {sorted(self.engines)}")
@@ -189,9 +192,12 @@ class Daemon:
 
         host, _, port = str(addr).rpartition(":")
         try:
+            # Generated app credentials (when none are configured) are written next to the sockets, 0600.
+            server_cfg = {"credentials_out": str(self.runtime_dir / "symbl-credentials.json"),
+                          **section(self.config, "symbl_server")}
             self.symbl_server = serve_symbl(host or "127.0.0.1", int(port),
                                             lambda: Client(self.config["control"], self.config["events"]),
-                                            section(self.config, "serve_symbl"))
+                                            server_cfg)
         except (OSError, ValueError) as e:
             raise StartupError(f"cannot serve the Symbl API on {addr}: {e}") from None
         log.info("serving_symbl_api", address=f"{host}:{self.symbl_server.port}")
@@ -226,8 +232,7 @@ class Daemon:
         try:
             source = self.sources.open(spec, ctx)
         except SourceError as e:
-            raise ControlError(e.code if e.code in ("bad_request", "device_unavailable", "limit_exceeded")
-                               else "bad_request", e.message, e.details) from None
+            raise ControlError(e.code if e.code in ERROR_CODES else "bad_request", e.message, e.details) from None
         session = Session(config=stream_config, source=source, engine=engine, engine_name=engine_name,
                           bus=self.bus, analyzer_factory=self._analyzer_factory(engine),
                           stop_timeout=float(self.config["stop_timeout"]), on_ended=self._session_ended)
@@ -392,8 +397,32 @@ class Daemon:
         return obj
 
     def subscribe_remote(self, connection_id: str, args: dict[str, Any]) -> dict[str, Any] | None:
-        """Hook for listen-only subscriptions to a remote (Symbl) connection; None when not handled."""
-        return None
+        """Listen-only subscription to a connection on the configured Symbl endpoint; its events are
+        republished on our PUB under that connection id (and journaled like any other). None when no
+        Symbl endpoint is configured."""
+        engine = self.engines.get("symbl")
+        if engine is None or not getattr(engine, "options", {}).get("base_url"):
+            return None
+        reply = {"events": self.config["events"], "topics": [f"connection.{connection_id}."], "connections": [],
+                 "remote": True}
+        if connection_id in self._remote_subs:
+            return reply
+        conversation = {"id": ""}
+
+        def on_event(event_type: str, data: dict[str, Any]) -> None:
+            conversation["id"] = data.get("conversationId") or conversation["id"]
+            self.bus.publish(connection_id, conversation["id"], event_type, data)
+
+        def on_end(_reason: str) -> None:
+            self._remote_subs.pop(connection_id, None)
+            self.bus.close_connection(connection_id)
+
+        try:
+            self._remote_subs[connection_id] = engine.subscribe(connection_id, on_event, on_end=on_end)
+        except Exception as e:  # EngineError with the server's message, or a network error
+            raise ControlError("engine_error", f"cannot subscribe to remote connection {connection_id}: {e}",
+                               {"connectionId": connection_id}) from None
+        return reply
 
     # -- running ----------------------------------------------------------------------------------
     def request_shutdown(self, reason: str) -> None:
@@ -480,6 +509,13 @@ class Daemon:
         poller = self.control.poller()
         while any(t.is_alive() for t in stoppers) and time.monotonic() < deadline:
             self.control.poll_once(50, poller)
+        for sub in list(self._remote_subs.values()):
+            with contextlib.suppress(Exception):
+                sub.close()
+        for s in self.sessions.all():  # let hang-ups (SIP BYE) reach the far end before we exit
+            wait_closed = getattr(s.source, "wait_closed", None)
+            if wait_closed is not None:
+                wait_closed(5.0)
         if getattr(self, "symbl_server", None) is not None:
             with contextlib.suppress(Exception):
                 self.symbl_server.close()

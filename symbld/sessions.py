@@ -51,6 +51,9 @@ class Session:
         self._stream: EngineStream | None = None
         self._analyzer = analyzer_factory(config, self.emit) if analyzer_factory else None
         self._closers: list[Callable[[], None]] = []
+        self._engine_failed = False
+        # A remote engine that fails for good after open() (bad credentials, server gone) tells us here.
+        config.extra.setdefault("on_fatal", self._on_engine_fatal)
         self._stopping = threading.Event()
         self._ended = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"session-{self.connection_id[:8]}", daemon=True)
@@ -88,6 +91,9 @@ class Session:
                 self._stream.feed(pcm)
                 self.audio_seconds += len(pcm) / 32000
                 self.last_frame_at = time.monotonic()
+            if self._engine_failed:
+                self._finish(FAILED, "engine_failed")
+                return
             reason = "stopped" if self._stopping.is_set() else "source_ended"
             self._finish(STOPPED, reason)
         except SourceError as e:
@@ -135,6 +141,13 @@ class Session:
                     closer()
                 except Exception:
                     self.log.exception("close_failed")
+
+    def _on_engine_fatal(self, error: Exception) -> None:
+        self.error = {"code": getattr(error, "code", "engine_error"), "message": str(getattr(error, "message", error)),
+                      "details": getattr(error, "details", {})}
+        self.log.warning("engine_failed", error=self.error["message"])
+        self._engine_failed = True
+        self.source.close()  # ends the feed loop; _run then fails the session after flushing
 
     def on_close(self, closer: Callable[[], None]) -> None:
         """Something feeding this connection (an attached microphone) to stop before the source closes."""

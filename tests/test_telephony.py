@@ -531,7 +531,7 @@ def test_concurrent_call_limit_and_pstn_gateway():
     assert first.describe()["uri"] == "sip:+15551234567@127.0.0.1:5999;user=phone"
     with pytest.raises(SourceError) as e:
         TelephonySource({"type": "sip", "uri": "sip:bob@127.0.0.1"}, ctx, cfg)
-    assert e.value.code == "busy"
+    assert e.value.code == "limit_exceeded"
     first.close()  # never dialled: releases its slot at once
     assert TelephonySource.active_calls() == 0
     TelephonySource({"type": "sip", "uri": "sip:bob@127.0.0.1"}, ctx, cfg).close()

@@ -52,7 +52,7 @@ log = structlog.get_logger(__name__)
 
 # Error codes this source raises (``SourceError.code``); the control protocol maps them.
 ERR_BAD_REQUEST = "bad_request"  # bad uri/number/dtmf, pstn without gateway, host not allowed
-ERR_BUSY = "busy"  # over the concurrent-call limit
+ERR_BUSY = "limit_exceeded"  # over the concurrent-call limit
 ERR_CALL_FAILED = "call_failed"  # the call did not connect or was dropped (details carry sipCode)
 ERR_ENGINE = "engine_error"  # local failure: no free RTP port, cannot bind
 
