@@ -19,9 +19,11 @@ DEFAULTS: dict[str, Any] = {
     "state_dir": None,  # default: $XDG_STATE_HOME/symbld, else ~/.local/state/symbld
     "control": None,  # default: ipc://<runtime_dir>/control
     "events": None,  # default: ipc://<runtime_dir>/events
-    "engine": "local",
+    "default_engine": "local",  # [engine.<name>] tables configure each engine
     "max_connections": 16,
     "history_per_connection": 5000,
+    # Events queued per subscriber before PUB drops for that subscriber only (it refills by seq).
+    "event_queue_per_subscriber": 10_000,
     "journal_retention_days": 30.0,
     "stop_timeout": 60.0,
     "preload": True,  # load the offline model at start-up (READY only after it is loaded)
@@ -29,6 +31,10 @@ DEFAULTS: dict[str, Any] = {
     "log_format": "auto",  # auto | console | json
     "log_transcripts": False,
     "serve_symbl": None,  # "127.0.0.1:5080" to serve Symbl's real-time API
+    # tcp:// endpoints only (symbld.security): the server's secret key file and the allow-list of
+    # client public keys. Defaults: $XDG_CONFIG_HOME/symbld/keys/server.secret and .../authorized_keys.
+    "curve_server_key": None,
+    "curve_authorized_keys": None,
 }
 
 # Environment variables that override top-level keys (the file is not required for a service).
@@ -37,10 +43,12 @@ ENV_KEYS = {
     "SYMBLD_STATE_DIR": "state_dir",
     "SYMBLD_CONTROL": "control",
     "SYMBLD_EVENTS": "events",
-    "SYMBLD_ENGINE": "engine",
+    "SYMBLD_ENGINE": "default_engine",
     "SYMBLD_LOG_LEVEL": "log_level",
     "SYMBLD_LOG_FORMAT": "log_format",
     "SYMBLD_SERVE_SYMBL": "serve_symbl",
+    "SYMBLD_CURVE_SERVER_KEY": "curve_server_key",
+    "SYMBLD_CURVE_AUTHORIZED_KEYS": "curve_authorized_keys",
 }
 
 
@@ -116,7 +124,10 @@ def resolve(cfg: dict[str, Any]) -> dict[str, Any]:
     control, events = default_endpoints(rd)
     cfg["control"] = cfg.get("control") or control
     cfg["events"] = cfg.get("events") or events
-    for key in ("max_connections", "history_per_connection"):
+    if not isinstance(cfg.get("engine", {}), dict):
+        raise ConfigError('"engine" is the table of engine settings ([engine.local], [engine.symbl]); '
+                          'the default engine is "default_engine"')
+    for key in ("max_connections", "history_per_connection", "event_queue_per_subscriber"):
         try:
             cfg[key] = int(cfg[key])
         except (TypeError, ValueError):

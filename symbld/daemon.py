@@ -149,8 +149,8 @@ class Daemon:
         if SymblEngine is not None:
             # failover = "local" in [engine.symbl] continues a connection offline when the endpoint stays down.
             self.engines["symbl"] = SymblEngine(section(self.config, "engine", "symbl"), fallback=local)
-        if self.config["engine"] not in self.engines:
-            raise StartupError(f"default engine {self.config['engine']!r} is not available; "
+        if self.config["default_engine"] not in self.engines:
+            raise StartupError(f"default engine {self.config['default_engine']!r} is not available; "
                                f"known: {sorted(self.engines)}")
         if self.config.get("preload", True):
             self.notifier.extend_timeout(120)
@@ -202,6 +202,13 @@ class Daemon:
             raise StartupError(f"cannot serve the Symbl API on {addr}: {e}") from None
         log.info("serving_symbl_api", address=f"{host}:{self.symbl_server.port}")
 
+    def symbl_server_info(self) -> dict[str, Any] | None:
+        server = getattr(self, "symbl_server", None)
+        if server is None:
+            return None
+        host = str(self.config["serve_symbl"]).rpartition(":")[0] or "127.0.0.1"
+        return {"url": f"http://{host}:{server.port}", "credentials": str(self.runtime_dir / "symbl-credentials.json")}
+
     def abort(self) -> None:
         """Undo a partial start-up (sockets bound, lock taken) after a StartupError."""
         if self.control is not None:
@@ -222,7 +229,7 @@ class Daemon:
         spec = args.get("source") or args.get("telephony")
         if spec is None:
             raise ControlError("bad_request", 'start: give "source" (file, push, mic, sip, pstn) or "telephony"')
-        engine_name = args.get("engine") or self.config["engine"]
+        engine_name = args.get("engine") or self.config["default_engine"]
         engine = self.engines.get(engine_name)
         if engine is None:
             raise ControlError("bad_request", f"unknown engine {engine_name!r}; known: {sorted(self.engines)}",
@@ -444,7 +451,7 @@ class Daemon:
         live = self.sessions.live()
         kinds = sorted({s.source.kind for s in live})
         text = (f"{len(live)} connection{'s' if len(live) != 1 else ''} live"
-                + (f" ({', '.join(kinds)})" if kinds else "") + f", engine: {self.config['engine']}")
+                + (f" ({', '.join(kinds)})" if kinds else "") + f", engine: {self.config['default_engine']}")
         if text != self._last_status:
             self._last_status = text
             self.notifier.status(text)
@@ -456,7 +463,7 @@ class Daemon:
             fresh = load(self.config.get("config_path"), self.config.get("_flags", {}))
             for key in ("log_level", "log_transcripts", "max_connections", "stop_timeout", "journal_retention_days"):
                 self.config[key] = fresh[key]
-            for key in ("mic", "telephony", "smtp", "symbl"):
+            for key in ("mic", "telephony", "smtp"):
                 if key in fresh:
                     self.config[key] = fresh[key]
             self.sessions.max_live = int(fresh["max_connections"])
@@ -563,7 +570,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--state-dir", help="directory for journals (default: $XDG_STATE_HOME/symbld)")
     p.add_argument("--control", help="control endpoint (ipc://PATH or tcp://HOST:PORT)")
     p.add_argument("--events", help="events endpoint")
-    p.add_argument("--engine", help="default engine (local, symbl)")
+    p.add_argument("--engine", dest="default_engine", help="default engine (local, symbl)")
     p.add_argument("--max-connections", type=int)
     p.add_argument("--no-preload", dest="preload", action="store_false", default=None,
                    help="load the offline model on first use instead of at start-up")

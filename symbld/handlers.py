@@ -46,7 +46,7 @@ def describe(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
         "version": __version__,
         "protocol": PROTOCOL_VERSION,
         "engines": {name: eng.describe() for name, eng in d.engines.items()},
-        "defaultEngine": d.config["engine"],
+        "defaultEngine": d.config["default_engine"],
         "eventTypes": list(EVENT_TYPES) + sorted(d.extra_event_types),
         "insightTypes": list(INSIGHT_TYPES),
         "endpoints": {"control": d.config["control"], "events": d.config["events"]},
@@ -54,6 +54,7 @@ def describe(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
         "commands": [c.describe() for c in COMMANDS.values()],
         "errorCodes": ERROR_CODES,
         "limits": {"maxConnections": d.sessions.max_live, "historyPerConnection": d.config["history_per_connection"]},
+        "symblServer": d.symbl_server_info(),
     }
 
 

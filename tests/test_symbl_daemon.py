@@ -1,0 +1,58 @@
+"""`symbld --serve-symbl`: the daemon serves Symbl's API, and its own `symbl` engine streams to it."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from conftest import DaemonProc, events_until_complete
+from speechgen import SENTENCES, synth, wer
+
+from symblctl.client import DaemonError
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.speech
+def test_daemon_serves_symbl_and_its_cloud_engine_uses_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    port = _free_port()
+    config = f"""
+serve_symbl = "127.0.0.1:{port}"
+[symbl_server]
+app_id = "local-app"
+app_secret = "local-secret-0123456789"
+[engine.symbl]
+base_url = "http://127.0.0.1:{port}"
+app_id = "local-app"
+app_secret = "local-secret-0123456789"
+"""
+    d = DaemonProc(tmp_path / "d", config=config).start()
+    try:
+        with d.client() as c:
+            info = c.describe()
+            assert info["symblServer"]["url"] == f"http://127.0.0.1:{port}"
+            assert "symbl" in info["engines"]
+            # A file session on the symbl engine: audio goes out over Symbl's WebSocket protocol to
+            # the daemon's own compatible server, which runs it on the offline engine as a second connection.
+            conn = c.start(source={"type": "file", "path": str(synth(SENTENCES[8])), "realtime": False},
+                           engine="symbl", insightTypes=["action_item"])
+            events = events_until_complete(c, conn["connectionId"], timeout=90)
+            texts = [m["payload"]["content"] for e in events if e["type"] == "message_response"
+                     for m in e["data"]["messages"]]
+            assert wer(SENTENCES[8], texts) <= 0.25, texts
+            assert events[-2]["type"] == "connection_stopped"
+            served = [x for x in c.status()["connections"] if x["connectionId"] != conn["connectionId"]]
+            assert served and served[0]["engine"] == "local"  # the server-side connection is visible here too
+            # A pushed connection on the symbl engine keeps its client-chosen id on both sides.
+            c.start(source={"type": "push"}, engine="symbl", connectionId="via-symbl-01")
+            assert c.get("via-symbl-01")["state"] == "live"
+            assert c.stop("via-symbl-01")["state"] == "stopped"
+            with pytest.raises(DaemonError) as e:
+                c.start(source={"type": "push"}, engine="nonesuch")
+            assert e.value.code == "bad_request"
+    finally:
+        d.kill()
