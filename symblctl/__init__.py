@@ -1,1 +1,12 @@
-"""symblctl: client library and command line for the symbld daemon."""
+"""symblctl: client library and command line for the symbld daemon.
+
+``import symblctl as symbl`` gives the Symbl Python SDK's surface (``Streaming``,
+``Telephony``, ``Connection``, ``stop``) served by the local daemon; ``Client`` is the
+protocol-level client underneath (explicit endpoints and timeouts). See docs/client.md.
+"""
+
+from symblctl.client import Client, DaemonError, DaemonUnavailable
+from symblctl.sdk import Connection, Streaming, StreamingApi, Telephony, TelephonyApi, stop
+
+__all__ = ["Client", "Connection", "DaemonError", "DaemonUnavailable", "Streaming", "StreamingApi", "Telephony",
+           "TelephonyApi", "stop"]

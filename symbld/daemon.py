@@ -88,6 +88,7 @@ class Daemon:
         self.runtime_dir = Path(config["runtime_dir"])
         self.state_dir = Path(config["state_dir"])
         self.extra_event_types: set[str] = set()
+        self.actions: Any = None
         self.cut_connections: list[dict[str, Any]] = []
         self._shutdown = threading.Event()
         self._shutdown_reason = ""
@@ -134,6 +135,11 @@ class Daemon:
                 raise StartupError(f"cannot bind {self.config['control']} / {self.config['events']}: {e}") from None
         finally:
             os.umask(old_umask)
+        from symbld.actions import EVENT_TYPES as ACTION_EVENT_TYPES
+        from symbld.actions import ActionRunner
+
+        self.actions = ActionRunner(section(self.config, "smtp"), self.state_dir, self._publish_action)
+        self.extra_event_types.update(ACTION_EVENT_TYPES)
         load_all()
         self._recover_cut_connections()
 
@@ -162,9 +168,7 @@ class Daemon:
         """Connections a crashed daemon left open: mark them failed in their journals and report them."""
         assert self.journal is not None
         for cid in self.journal.connection_ids():
-            last = None
-            for last in self.journal.read(cid):  # noqa: B007 - we want the final event
-                pass
+            last = self.journal.last_event(cid)
             if last is None or last.get("type") in _ENDED_TYPES:
                 continue
             conv = last.get("conversationId", "")
@@ -289,7 +293,7 @@ class Daemon:
             # Symbl's timezoneOffset is JavaScript's getTimezoneOffset(): minutes *west* of UTC (480 = UTC-8).
             timezone_offset_minutes=None if tz is None else -tz,
             started_at=time.time(),
-            extra={"actions": args.get("actions") or []},
+            extra={"actions": self._validate_actions(args.get("actions"))},
         )
 
     def _validate_trackers(self, trackers: list[Any]) -> list[dict[str, Any]]:
@@ -313,6 +317,30 @@ class Daemon:
 
     def _session_ended(self, session: Session) -> None:
         self._update_status()
+        actions = session.config.extra.get("actions")
+        if actions and self.actions is not None:
+            events = self.bus.history(session.connection_id, 0, 1_000_000)
+            self.actions.on_connection_ended(session.as_dict(), events, actions)
+
+    @staticmethod
+    def _validate_actions(actions: Any) -> list[dict[str, Any]]:
+        from symbld.actions import ActionError, validate_actions
+
+        try:
+            return validate_actions(actions)
+        except ActionError as e:
+            raise ControlError("bad_request", e.message, {"argument": "actions"}) from None
+
+    def _publish_action(self, connection_id: str, conversation_id: str, event_type: str,
+                        data: dict[str, Any]) -> None:
+        """Action news goes on its connection, after conversation_completed; a connection of an
+        earlier run continues its journal's numbering."""
+        if self.bus.last_seq(connection_id) == 0 and self.journal is not None:
+            last = self.journal.last_event(connection_id)
+            if last is not None:
+                self.bus.seed(connection_id, int(last.get("seq", 0)))
+        self.bus.publish(connection_id, conversation_id, event_type, data)
+        self.bus.close_connection(connection_id)  # the connection has ended: do not keep its journal open
 
     def push_audio(self, connection_id: str, payload: bytes | None, end: bool,
                    sample_rate: int | None = None) -> dict[str, Any]:
@@ -532,6 +560,8 @@ class Daemon:
                 eng.close()
         self.control.poll_once(0, poller)  # send replies that are ready (e.g. to shutdown)
         self.control.close()
+        if self.actions is not None:
+            self.actions.close()
         self.bus.close()
         if self.curve is not None:
             self.curve.close()

@@ -89,6 +89,12 @@ class Journal:
                 if limit is not None and n >= limit:
                     return
 
+    def last_event(self, connection_id: str) -> dict[str, Any] | None:
+        last = None
+        for last in self.read(connection_id):  # noqa: B007 - we want the final one
+            pass
+        return last
+
     def exists(self, connection_id: str) -> bool:
         try:
             return self.path(connection_id).exists()

@@ -1,0 +1,389 @@
+"""Actions on stop (sendSummaryEmail): validation, the summary email, retries, the outbox.
+
+Real parts only: a real SMTP server on loopback (aiosmtpd in this process), real symbld
+daemons fed spoken audio (espeak-ng) through the real client library.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from conftest import DaemonProc, events_until_complete
+from speechgen import pcm16, synth
+
+import symblctl
+from symbld.actions import ActionError, ActionRunner, build_summary, validate_actions
+
+ACTION_SENTENCE = "Mark will send the budget report to the finance team by Friday."
+QUESTION_SENTENCE = "Can you send me the quarterly report by Friday?"
+TITLE = "Budget sync"
+
+
+def mail_action(*emails: str) -> list[dict[str, Any]]:
+    return [{"invokeOn": "stop", "name": "sendSummaryEmail", "parameters": {"emails": list(emails)}}]
+
+
+# -- a real SMTP server -----------------------------------------------------------------------
+class Inbox:
+    """aiosmtpd handler that keeps every delivered message; optionally refuses recipients."""
+
+    def __init__(self, refuse: str | None = None) -> None:
+        self.messages: list[tuple[str, list[str], email.message.EmailMessage]] = []
+        self.refuse = refuse
+        self.arrived = threading.Condition()
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        if self.refuse and address == self.refuse:
+            return "550 5.1.1 no such user here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self.arrived:
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos), msg))
+            self.arrived.notify_all()
+        return "250 Message accepted for delivery"
+
+    def wait_for(self, n: int, timeout: float) -> list[tuple[str, list[str], email.message.EmailMessage]]:
+        with self.arrived:
+            self.arrived.wait_for(lambda: len(self.messages) >= n, timeout)
+            assert len(self.messages) >= n, f"{len(self.messages)} of {n} messages arrived within {timeout} s"
+            return list(self.messages)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def smtp_server(inbox: Inbox, port: int, **kwargs: Any) -> Controller:
+    c = Controller(inbox, hostname="127.0.0.1", port=port, **kwargs)
+    c.start()
+    return c
+
+
+@pytest.fixture
+def inbox() -> Iterator[tuple[Inbox, int]]:
+    box, port = Inbox(), free_port()
+    server = smtp_server(box, port)
+    try:
+        yield box, port
+    finally:
+        server.stop()
+
+
+class Events:
+    """The ``publish`` callback: collects action events (thread-safe) and waits for them."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, str, str, dict[str, Any]]] = []
+        self.cond = threading.Condition()
+
+    def __call__(self, connection_id: str, conversation_id: str, event_type: str, data: dict[str, Any]) -> None:
+        with self.cond:
+            self.items.append((connection_id, conversation_id, event_type, data))
+            self.cond.notify_all()
+
+    def types(self) -> list[str]:
+        with self.cond:
+            return [t for _, _, t, _ in self.items]
+
+    def wait_for(self, event_type: str, count: int = 1, timeout: float = 20.0) -> None:
+        with self.cond:
+            ok = self.cond.wait_for(lambda: sum(t == event_type for _, _, t, _ in self.items) >= count, timeout)
+        assert ok, f"no {count}× {event_type} within {timeout} s; got {self.types()}"
+
+
+def smtp_config(port: int, **extra: Any) -> dict[str, Any]:
+    return {"host": "127.0.0.1", "port": port, "sender": "symbld@example.org", "retry_initial": 0.3,
+            "retry_max": 1.0, "timeout": 5.0, **extra}
+
+
+# -- a real conversation ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def conversation(daemon: DaemonProc) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """A spoken meeting through the real daemon: (final connection object, every event)."""
+    api = symblctl.StreamingApi(control=daemon.control, events=daemon.events)
+    conn = api.start_connection(config={"meetingTitle": TITLE}, speaker={"userId": "jane@example.com",
+                                                                         "name": "Jane"})
+    try:
+        for sentence in (ACTION_SENTENCE, QUESTION_SENTENCE):
+            conn.send_audio(pcm16(synth(sentence)))
+        conn.stop()
+        with daemon.client() as c:
+            events = events_until_complete(c, conn.connectionId)
+    finally:
+        conn.close()
+    return conn.info, events
+
+
+# -- validation ---------------------------------------------------------------------------------
+def test_validate_actions_accepts_and_normalises() -> None:
+    assert validate_actions(None) == []
+    assert validate_actions({}) == []  # the Symbl SDK's default
+    out = validate_actions(mail_action(" a@example.com", "b@example.org", "A@example.com"))
+    assert out == mail_action("a@example.com", "b@example.org")
+
+
+@pytest.mark.parametrize(("actions", "says"), [
+    ("sendSummaryEmail", "must be a list"),
+    ([{"invokeOn": "stop", "name": "sendSMS", "parameters": {"emails": ["a@b.c"]}}], "unknown action name"),
+    ([{"invokeOn": "start", "name": "sendSummaryEmail", "parameters": {"emails": ["a@b.c"]}}], "invokeOn"),
+    ([{"name": "sendSummaryEmail", "parameters": {"emails": ["a@b.c"]}}], "invokeOn"),
+    ([{"invokeOn": "stop", "name": "sendSummaryEmail"}], "parameters"),
+    ([{"invokeOn": "stop", "name": "sendSummaryEmail", "parameters": {"emails": []}}], "non-empty"),
+    (mail_action("not-an-address"), "bad email address"),
+    (mail_action("a@b.c\r\nBcc: x@evil.example"), "bad email address"),
+])
+def test_validate_actions_refuses_clearly(actions: object, says: str) -> None:
+    with pytest.raises(ActionError, match=says):
+        validate_actions(actions)
+
+
+# -- the summary email ----------------------------------------------------------------------------
+def test_summary_has_the_spoken_meeting(conversation: tuple[dict[str, Any], list[dict[str, Any]]]) -> None:
+    info, events = conversation
+    s = build_summary(info, events)
+    assert s["title"] == TITLE
+    assert s["participants"] == ["Jane"]
+    said = " ".join(t["text"] for t in s["transcript"]).lower()
+    assert "budget report" in said and "quarterly report" in said
+    assert any("budget report" in a["text"].lower() for a in s["actionItems"]), s["actionItems"]
+    item = next(a for a in s["actionItems"] if "budget report" in a["text"].lower())
+    assert item["assignee"] == "Mark" and item["dueBy"], item
+    assert any("quarterly report" in q["text"].lower() for q in s["questions"]), s["questions"]
+
+
+def test_summary_email_is_delivered_to_each_address(conversation: tuple[dict[str, Any], list[dict[str, Any]]],
+                                                    inbox: tuple[Inbox, int], tmp_path: Path) -> None:
+    info, events = conversation
+    box, port = inbox
+    published = Events()
+    runner = ActionRunner(smtp_config(port), tmp_path, published)
+    try:
+        t0 = time.monotonic()
+        runner.on_connection_ended(info, events, validate_actions(mail_action("ann@example.com",
+                                                                              "bob@example.org")))
+        assert time.monotonic() - t0 < 1.0  # returns at once; sending is on the runner's thread
+        messages = box.wait_for(2, timeout=20)
+        published.wait_for("action_completed", 2)
+    finally:
+        runner.close()
+    assert sorted(r for _, rcpts, _ in messages for r in rcpts) == ["ann@example.com", "bob@example.org"]
+    for sender, _, msg in messages:
+        assert sender == "symbld@example.org"
+        assert msg["Subject"] == f"Summary: {TITLE}"
+        assert msg["X-Symbl-Conversation-Id"] == info["conversationId"]
+        text = msg.get_body(("plain",)).get_content()
+        html = msg.get_body(("html",)).get_content()
+        assert "budget report" in text.lower() and "budget report" in html.lower()
+        assert "assignee: Mark" in text
+        assert "Jane" in text and "Action items (" in text and "Transcript" in text
+    assert runner.pending() == []
+    cid = {c for c, _, _, _ in published.items}
+    assert cid == {info["connectionId"]}
+
+
+def test_smtp_down_at_stop_is_retried_until_it_is_up(conversation: tuple[dict[str, Any], list[dict[str, Any]]],
+                                                      tmp_path: Path) -> None:
+    info, events = conversation
+    box, port = Inbox(), free_port()  # nothing listens on port yet
+    published = Events()
+    runner = ActionRunner(smtp_config(port), tmp_path, published)
+    server = None
+    try:
+        runner.on_connection_ended(info, events, mail_action("ann@example.com"))
+        published.wait_for("action_failed", 2)
+        pending = runner.pending()
+        assert len(pending) == 1  # the summary waits in the outbox, on disk
+        stored = json.loads((tmp_path / "outbox" / f"{pending[0]}.json").read_text())
+        assert "budget report" in stored["message"].lower() and stored["lastError"]
+        server = smtp_server(box, port)
+        messages = box.wait_for(1, timeout=20)
+        published.wait_for("action_completed")
+    finally:
+        runner.close()
+        if server is not None:
+            server.stop()
+    assert len(messages) == 1 and messages[0][1] == ["ann@example.com"]
+    types = published.types()
+    assert types[0] == "action_failed" and types[-1] == "action_completed" and "action_retrying" in types
+    failed = next(d for _, _, t, d in published.items if t == "action_failed")
+    assert "Connection refused" in failed["error"] or "ConnectionRefused" in failed["error"], failed
+    assert failed["permanent"] is False and failed["retryInSeconds"] > 0
+    assert runner.pending() == []
+
+
+def test_outbox_survives_a_restart(conversation: tuple[dict[str, Any], list[dict[str, Any]]], tmp_path: Path) -> None:
+    info, events = conversation
+    box, port = Inbox(), free_port()
+    first = Events()
+    runner = ActionRunner(smtp_config(port), tmp_path, first)
+    runner.on_connection_ended(info, events, mail_action("ann@example.com"))
+    first.wait_for("action_failed")
+    runner.close()  # the daemon goes away with the email unsent
+    assert len(list((tmp_path / "outbox").glob("*.json"))) == 1
+    server = smtp_server(box, port)
+    second = Events()
+    runner = ActionRunner(smtp_config(port), tmp_path, second)  # a new daemon run
+    try:
+        messages = box.wait_for(1, timeout=20)
+        second.wait_for("action_completed")
+        time.sleep(0.5)  # nothing more may arrive
+    finally:
+        runner.close()
+        server.stop()
+    assert len(box.messages) == 1 and "budget report" in messages[0][2].get_body(("plain",)).get_content().lower()
+    assert list((tmp_path / "outbox").glob("*.json")) == []
+
+
+def test_refused_recipient_fails_permanently(conversation: tuple[dict[str, Any], list[dict[str, Any]]],
+                                             tmp_path: Path) -> None:
+    info, events = conversation
+    box, port = Inbox(refuse="nobody@example.com"), free_port()
+    server = smtp_server(box, port)
+    published = Events()
+    runner = ActionRunner(smtp_config(port), tmp_path, published)
+    try:
+        runner.on_connection_ended(info, events, mail_action("nobody@example.com", "ann@example.com"))
+        box.wait_for(1, timeout=20)
+        published.wait_for("action_failed")
+        published.wait_for("action_completed")
+    finally:
+        runner.close()
+        server.stop()
+    failed = next(d for _, _, t, d in published.items if t == "action_failed")
+    assert failed["permanent"] is True and "550" in failed["error"] and failed["to"] == ["nobody@example.com"]
+    assert "action_retrying" not in published.types()
+    assert len(list((tmp_path / "outbox" / "failed").glob("*.json"))) == 1
+    assert runner.pending() == []
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_login_with_a_credentials_file(conversation: tuple[dict[str, Any], list[dict[str, Any]]], tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The password comes from $CREDENTIALS_DIRECTORY/smtp-password (systemd LoadCredential=)."""
+    info, events = conversation
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "smtp-password").write_text("s3cret-pw\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    logins: list[tuple[bytes, bytes]] = []
+
+    def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, auth: Any) -> AuthResult:
+        ok = isinstance(auth, LoginPassword) and (auth.login, auth.password) == (b"symbld", b"s3cret-pw")
+        logins.append((auth.login, auth.password))
+        return AuthResult(success=ok)
+
+    box, port = Inbox(), free_port()
+    server = smtp_server(box, port, authenticator=authenticator, auth_required=True, auth_require_tls=False)
+    published = Events()
+    runner = ActionRunner(smtp_config(port, username="symbld"), tmp_path / "state", published)
+    try:
+        runner.on_connection_ended(info, events, mail_action("ann@example.com"))
+        box.wait_for(1, timeout=20)
+        published.wait_for("action_completed")
+    finally:
+        runner.close()
+        server.stop()
+    assert logins and logins[-1] == (b"symbld", b"s3cret-pw")
+    assert "s3cret-pw" not in repr(runner.settings)
+
+
+# -- the daemon runs the actions itself ------------------------------------------------------------
+def test_daemon_sends_the_summary_on_stop(tmp_path: Path) -> None:
+    """start with actions → stop → the email arrives (needs ActionRunner wired into symbld)."""
+    box, port = Inbox(), free_port()
+    server = smtp_server(box, port)
+    d = DaemonProc(tmp_path / "d", config=(
+        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsender = "symbld@example.org"\n'
+        "retry_initial = 0.3\nretry_max = 1.0\ntimeout = 5.0\n"))
+    try:
+        d.start()
+        with d.client() as c:
+            if "action_completed" not in c.describe()["eventTypes"]:
+                pytest.skip("this symbld does not run actions yet (ActionRunner not wired into the daemon)")
+            with pytest.raises(symblctl.DaemonError) as refused:
+                c.start(source={"type": "push"}, actions=mail_action("not-an-address"))
+            assert refused.value.code == "bad_request" and "email address" in refused.value.message
+        api = symblctl.StreamingApi(control=d.control, events=d.events)
+        conn = api.start_connection(config={"meetingTitle": TITLE}, actions=mail_action("ann@example.com"))
+        seen: list[dict[str, Any]] = []
+        conn.subscribe({"*": seen.append})
+        conn.send_audio(pcm16(synth(ACTION_SENTENCE)))
+        conn.stop()
+        messages = box.wait_for(1, timeout=30)
+        assert messages[0][1] == ["ann@example.com"] and messages[0][2]["Subject"] == f"Summary: {TITLE}"
+        assert "budget report" in messages[0][2].get_body(("plain",)).get_content().lower()
+        with d.client() as c:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if any(e["type"] == "action_completed" for e in c.all_history(conn.connectionId)):
+                    break
+                time.sleep(0.2)
+            else:
+                raise AssertionError("no action_completed event in the connection's history")
+        conn.close()
+    finally:
+        d.stop()
+        server.stop()
+
+
+def test_daemon_retries_across_a_restart(tmp_path: Path) -> None:
+    """SMTP down at stop → action_failed; the daemon restarts; the server comes up → delivered once."""
+    box, port = Inbox(), free_port()
+    config = (f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsender = "symbld@example.org"\n'
+              "retry_initial = 0.3\nretry_max = 1.0\ntimeout = 5.0\n")
+    d = DaemonProc(tmp_path / "d", config=config)
+    server = None
+    try:
+        d.start()
+        with d.client() as c:
+            if "action_completed" not in c.describe()["eventTypes"]:
+                pytest.skip("this symbld does not run actions yet (ActionRunner not wired into the daemon)")
+        api = symblctl.StreamingApi(control=d.control, events=d.events)
+        conn = api.start_connection(config={"meetingTitle": TITLE}, actions=mail_action("ann@example.com"))
+        conn.send_audio(pcm16(synth(ACTION_SENTENCE)))
+        conn.stop()
+        cid = conn.connectionId
+        conn.close()
+        with d.client() as c:
+            deadline = time.monotonic() + 10
+            while not any(e["type"] == "action_failed" for e in c.all_history(cid)):
+                assert time.monotonic() < deadline, "no action_failed while the SMTP server is down"
+                time.sleep(0.2)
+        assert d.stop() == 0
+        assert len(list((d.state_dir / "outbox").glob("*.json"))) == 1
+        server = smtp_server(box, port)
+        d.start()  # same state dir: the new run re-sends the outbox
+        messages = box.wait_for(1, timeout=30)
+        assert messages[0][1] == ["ann@example.com"]
+        assert "budget report" in messages[0][2].get_body(("plain",)).get_content().lower()
+        with d.client() as c:
+            deadline = time.monotonic() + 10
+            while True:
+                events = c.all_history(cid)
+                if events[-1]["type"] == "action_completed":
+                    break
+                assert time.monotonic() < deadline, [e["type"] for e in events[-5:]]
+                time.sleep(0.2)
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))  # numbering continued
+        time.sleep(0.5)
+        assert len(box.messages) == 1
+    finally:
+        d.stop()
+        if server is not None:
+            server.stop()
