@@ -95,6 +95,12 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProc]:
     assert code == 0, f"symbld exited with {code} on SIGTERM:\n{d.log()}"
 
 
+@pytest.fixture(scope="module")
+def daemon_endpoints(daemon: DaemonProc) -> tuple[str, str]:
+    """The module daemon's (control, events), for code that takes endpoints rather than a DaemonProc."""
+    return daemon.control, daemon.events
+
+
 @pytest.fixture
 def fresh_daemon(tmp_path: Path) -> Iterator[DaemonProc]:
     """A daemon of one's own, for tests that kill or reconfigure it."""

@@ -319,7 +319,8 @@ def test_config_precedence_file_env_flags(tmp_path: Path, monkeypatch: pytest.Mo
     from symbld.config import load
 
     cfg = tmp_path / "c.toml"
-    cfg.write_text('max_connections = 3\ndefault_engine = "local"\ncontrol = "ipc:///tmp/from-file"\n[mic]\ndevice = "x"\n')
+    cfg.write_text('max_connections = 3\ndefault_engine = "local"\ncontrol = "ipc:///tmp/from-file"\n'
+                   '[mic]\ndevice = "x"\n')
     monkeypatch.setenv("SYMBLD_CONTROL", "ipc:///tmp/from-env")
     c = load(str(cfg), {})
     assert c["max_connections"] == 3 and c["control"] == "ipc:///tmp/from-env" and c["mic"]["device"] == "x"

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from speechgen import SENTENCES, pcm16, silence, synth, wer
-from test_symbl_server import APP_ID, APP_SECRET, REPO, start_daemon, stop_process
+from test_symbl_server import APP_ID, APP_SECRET, REPO, stop_process
 
 from symblctl.client import Client
 from symbld.engines.base import EngineError, StreamConfig
@@ -30,17 +30,8 @@ pytestmark = pytest.mark.timeout(90)
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    proc, control, events = start_daemon(tmp_path_factory.mktemp("symbld"))
-    try:
-        yield control, events
-    finally:
-        stop_process(proc)
-
-
-@pytest.fixture(scope="module")
-def server(daemon: tuple[str, str]) -> Iterator[ServerHandle]:
-    control, events = daemon
+def server(daemon_endpoints: tuple[str, str]) -> Iterator[ServerHandle]:
+    control, events = daemon_endpoints
     handle = serve_symbl("127.0.0.1", 0, lambda: Client(control, events),
                          {"app_id": APP_ID, "app_secret": APP_SECRET, "first_frame_delay": 0.1,
                           "idle_timeout": 2.0, "token_ttl": 4})
@@ -240,12 +231,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server_process(port: int, daemon: tuple[str, str], log_path: Path) -> subprocess.Popen:
+def start_server_process(port: int, daemon_endpoints: tuple[str, str], log_path: Path) -> subprocess.Popen:
     """The server as its own process (so it can be SIGKILLed); returns once it listens."""
     with open(log_path, "a") as out:  # a file, not a pipe: nobody reads its logs while it runs
         proc = subprocess.Popen(
-            [sys.executable, "-m", "symbld.symbl.server", "--listen", f"127.0.0.1:{port}", "--control", daemon[0],
-             "--events", daemon[1], "--first-frame-delay", "0.1"],
+            [sys.executable, "-m", "symbld.symbl.server", "--listen", f"127.0.0.1:{port}",
+             "--control", daemon_endpoints[0], "--events", daemon_endpoints[1], "--first-frame-delay", "0.1"],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(REPO), "SYMBL_APP_ID": APP_ID, "SYMBL_APP_SECRET": APP_SECRET},
         )
@@ -263,9 +254,10 @@ def start_server_process(port: int, daemon: tuple[str, str], log_path: Path) -> 
 
 
 @pytest.mark.speech
-def test_server_killed_mid_stream_reconnects_without_losing_audio(daemon: tuple[str, str], tmp_path: Path) -> None:
+def test_server_killed_mid_stream_reconnects_without_losing_audio(daemon_endpoints: tuple[str, str],
+                                                                   tmp_path: Path) -> None:
     port = free_port()
-    proc = start_server_process(port, daemon, tmp_path / "server.log")
+    proc = start_server_process(port, daemon_endpoints, tmp_path / "server.log")
     events = Collector()
     stream = None
     try:
@@ -277,7 +269,7 @@ def test_server_killed_mid_stream_reconnects_without_losing_audio(daemon: tuple[
         time.sleep(0.5)
         feed_paced(stream, pcm16(synth(SENTENCES[3])) + silence(0.6), speed=8)  # spoken during the outage
         time.sleep(1.0)
-        proc = start_server_process(port, daemon, tmp_path / "server.log")
+        proc = start_server_process(port, daemon_endpoints, tmp_path / "server.log")
         assert events.wait_for(lambda: wer(SENTENCES[3], events.messages_text_since(SENTENCES[3])) <= 0.35, 40), \
             events.messages_text()
         stream.finish()
@@ -290,13 +282,13 @@ def test_server_killed_mid_stream_reconnects_without_losing_audio(daemon: tuple[
 
 
 @pytest.mark.speech
-def test_failover_to_the_offline_engine(daemon: tuple[str, str], tmp_path: Path) -> None:
+def test_failover_to_the_offline_engine(daemon_endpoints: tuple[str, str], tmp_path: Path) -> None:
     from symbld.engines.local import LocalEngine
 
     local = LocalEngine({"num_workers": 1, "cpu_threads": 1})
     local.load()
     port = free_port()
-    proc = start_server_process(port, daemon, tmp_path / "server.log")
+    proc = start_server_process(port, daemon_endpoints, tmp_path / "server.log")
     events = Collector()
     stream = None
     try:

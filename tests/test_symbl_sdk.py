@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from speechgen import SENTENCES, pcm16, silence, synth, wer
-from test_symbl_server import APP_ID, APP_SECRET, start_daemon, stop_process
+from test_symbl_server import APP_ID, APP_SECRET
 
 from symblctl.client import Client
 from symbld.symbl.server import ServerHandle, serve_symbl
@@ -54,17 +54,8 @@ def point_symbl_sdk(base_url: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    proc, control, events = start_daemon(tmp_path_factory.mktemp("symbld"))
-    try:
-        yield control, events
-    finally:
-        stop_process(proc)
-
-
-@pytest.fixture(scope="module")
-def server(daemon: tuple[str, str]) -> Iterator[ServerHandle]:
-    control, events = daemon
+def server(daemon_endpoints: tuple[str, str]) -> Iterator[ServerHandle]:
+    control, events = daemon_endpoints
     handle = serve_symbl("127.0.0.1", 0, lambda: Client(control, events), dict(CREDENTIALS))
     try:
         yield handle
@@ -99,7 +90,7 @@ def completed(frames: list[tuple[str, Any]]) -> bool:
 
 
 @pytest.mark.speech
-def test_sdk_streaming(symbl: Any, daemon: tuple[str, str]) -> None:
+def test_sdk_streaming(symbl: Any, daemon_endpoints: tuple[str, str]) -> None:
     conn = symbl.Streaming.start_connection(
         credentials=dict(CREDENTIALS),
         speaker={"userId": "jane@example.com", "name": "Jane"},
@@ -139,7 +130,7 @@ def test_sdk_streaming(symbl: Any, daemon: tuple[str, str]) -> None:
                 if k == "message" and f["message"]["type"] == "conversation_completed")
     assert done["conversationId"] == conversation_id
     conn.connection.close()
-    with Client(*daemon) as c:  # it is an ordinary daemon connection
+    with Client(*daemon_endpoints) as c:  # it is an ordinary daemon connection
         assert any(x.get("conversationId") == conversation_id for x in c.status().get("connections", []))
 
 

@@ -6,9 +6,7 @@ Frames are checked against ``shared/spec/symbl-protocol.md`` §6 (the numbers in
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -32,28 +30,6 @@ APP_SECRET = "fedcba9876543210" * 8
 REPO = Path(__file__).resolve().parent.parent
 
 
-def start_daemon(tmp: Path) -> tuple[subprocess.Popen, str, str]:
-    """A real symbld in ``tmp``; returns (process, control, events) once it answers ping."""
-    run = tmp / "run"
-    control, events = f"ipc://{run}/control", f"ipc://{run}/events"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "symbld", "--runtime-dir", str(run), "--state-dir", str(tmp / "state"),
-         "--log-level", "warning"],
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )
-    deadline = time.monotonic() + 60
-    with Client(control, events, timeout=1.0, retries=0) as c:
-        while True:
-            try:
-                c.request("ping")
-                return proc, control, events
-            except Exception:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    proc.kill()
-                    raise RuntimeError("symbld did not start") from None
-                time.sleep(0.2)
-
-
 def stop_process(proc: subprocess.Popen) -> None:
     proc.terminate()
     try:
@@ -64,17 +40,8 @@ def stop_process(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    proc, control, events = start_daemon(tmp_path_factory.mktemp("symbld"))
-    try:
-        yield control, events
-    finally:
-        stop_process(proc)
-
-
-@pytest.fixture(scope="module")
-def server(daemon: tuple[str, str]) -> Iterator[ServerHandle]:
-    control, events = daemon
+def server(daemon_endpoints: tuple[str, str]) -> Iterator[ServerHandle]:
+    control, events = daemon_endpoints
     handle = serve_symbl("127.0.0.1", 0, lambda: Client(control, events),
                          {"app_id": APP_ID, "app_secret": APP_SECRET, "first_frame_delay": 0.1,
                           "no_connection_timeout": 3})
@@ -239,7 +206,7 @@ def test_websocket_token_forms(server: ServerHandle) -> None:
 
 
 @pytest.mark.speech
-def test_stream_start_results_stop(server: ServerHandle, daemon: tuple[str, str]) -> None:
+def test_stream_start_results_stop(server: ServerHandle, daemon_endpoints: tuple[str, str]) -> None:
     tok = token(server.port)
     cid = "c2FtcGxlaWQxMjM0"  # like the Python SDK's base64 ids
     ws = connect(server.port, f"/v1/realtime/insights/{cid}?source=python_sdk", tok)
@@ -289,7 +256,7 @@ def test_stream_start_results_stop(server: ServerHandle, daemon: tuple[str, str]
         sock.close()
 
     # The connection is an ordinary daemon connection (control/PUB).
-    with Client(*daemon) as c:
+    with Client(*daemon_endpoints) as c:
         conns = [x for x in c.status().get("connections", []) if x.get("conversationId") == conversation_id]
     assert conns and conns[0]["state"] == "stopped" and conns[0]["connectionId"] == cid
 

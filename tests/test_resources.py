@@ -1,0 +1,119 @@
+"""Resource stability of the daemon process (psutil on its pid): many start/stop cycles and one
+long continuous connection leave RSS flat and leak no threads or file descriptors.
+
+The bench (bench/bench_resources.py) runs the full sizes: 1,000 cycles and a 30-minute
+connection. Here: ``SYMBLD_TEST_CYCLES`` (200) cycles and ``SYMBLD_TEST_SOAK_S`` (20) seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+from conftest import DaemonProc, events_until_complete
+from speechgen import SENTENCES, pcm16, silence, synth, white_noise
+
+from symblctl.client import Client
+
+CYCLES = int(os.environ.get("SYMBLD_TEST_CYCLES", "200"))
+SOAK_S = float(os.environ.get("SYMBLD_TEST_SOAK_S", "20"))
+RSS_SLACK_MB = 8.0  # flat after warm-up (±4 MB); keeping every ended session's buffers costs ~6 MB per 100
+SOAK_SLACK_MB = 12.0  # decode bursts swing RSS by tens of MB within seconds; this catches a steady climb
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProc]:
+    """Our own daemon, with glibc's malloc arenas capped: a new session thread per connection
+    otherwise spreads allocations over up to 16 arenas and RSS swings by ±10 MB, hiding leaks."""
+    d = DaemonProc(tmp_path_factory.mktemp("res"), env={"MALLOC_ARENA_MAX": "2"}).start()
+    yield d
+    assert d.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def proc(daemon: DaemonProc) -> Iterator[psutil.Process]:
+    assert daemon.proc is not None
+    yield psutil.Process(daemon.proc.pid)
+
+
+def _snapshot(p: psutil.Process) -> dict[str, float]:
+    return {"rss_mb": p.memory_info().rss / 2**20, "threads": p.num_threads(), "fds": p.num_fds()}
+
+
+def _settle(p: psutil.Process, baseline: dict[str, float], timeout: float = 10.0) -> dict[str, float]:
+    """Threads and fds of ended sessions go away shortly after stop; wait for that, bounded."""
+    deadline = time.monotonic() + timeout
+    snap = _snapshot(p)
+    while time.monotonic() < deadline and (snap["threads"] > baseline["threads"] or snap["fds"] > baseline["fds"]):
+        time.sleep(0.2)
+        snap = _snapshot(p)
+    return snap
+
+
+def _cycle(c: Client, pcm: bytes) -> None:
+    cid = c.start(source={"type": "push"})["connectionId"]
+    c.send_audio(cid, pcm)
+    c.stop(cid)
+
+
+def test_start_stop_cycles_leave_no_trace(daemon: DaemonProc, proc: psutil.Process) -> None:
+    speech = pcm16(synth(SENTENCES[0]))
+    noise = white_noise(0.3, rms=0.01)
+    rss: list[float] = []
+    with daemon.client() as c:
+        for i in range(50):  # warm-up: first decodes, allocator arenas, journal dir entries
+            _cycle(c, speech if i % 10 == 0 else noise)
+        base = _settle(proc, _snapshot(proc))
+        t0 = time.monotonic()
+        for i in range(CYCLES):
+            _cycle(c, speech if i % 20 == 0 else noise)
+            if i % 5 == 0:
+                rss.append(_snapshot(proc)["rss_mb"])
+        elapsed = time.monotonic() - t0
+        after = _settle(proc, base)
+        assert c.status()["live"] == 0
+    # RSS swings by ±10 MB as decode buffers come and go; a leak lifts the troughs, so compare
+    # the lowest point of the first and of the last quarter of the run.
+    quarter = max(1, len(rss) // 4)
+    growth = min(rss[-quarter:]) - min(rss[:quarter])
+    print(f"\n{CYCLES} cycles in {elapsed:.1f} s; rss troughs +{growth:.1f} MB ({base['rss_mb']:.0f} → "
+          f"{after['rss_mb']:.0f} MB), threads {base['threads']} → {after['threads']}, "
+          f"fds {base['fds']} → {after['fds']}")
+    assert after["threads"] <= base["threads"], "threads leaked"
+    assert after["fds"] <= base["fds"], "file descriptors leaked"
+    assert growth < RSS_SLACK_MB, f"RSS grew by {growth:.1f} MB over {CYCLES} cycles"
+
+
+def test_continuous_connection_stays_flat(daemon: DaemonProc, proc: psutil.Process) -> None:
+    """One connection fed speech and pauses in real time for SOAK_S seconds: RSS, threads, fds flat."""
+    loop = b"".join(pcm16(synth(s)) + silence(1.0) for s in SENTENCES[:4])
+    with daemon.client() as c:
+        cid = c.start(source={"type": "push"})["connectionId"]
+        samples: list[dict[str, float]] = []
+        t0 = time.monotonic()
+        sent = 0
+        while time.monotonic() - t0 < SOAK_S:
+            offset = sent % len(loop)
+            c.send_audio(cid, loop[offset:offset + 3200])
+            sent += 3200
+            if sent % 32000 == 0:
+                samples.append(_snapshot(proc))
+            delay = t0 + sent / 32000 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        c.end_audio(cid)
+        events = events_until_complete(c, cid, timeout=90)
+    finals = [e for e in events if e["type"] == "message_response"]
+    assert len(finals) >= SOAK_S / 8, f"only {len(finals)} finals in {SOAK_S} s of speech"
+    # Decoding allocates and frees in bursts, so compare troughs: a leak lifts the low points.
+    third = max(1, len(samples) // 3)
+    early, late = samples[third:2 * third], samples[-third:]
+    print(f"\nsoak {SOAK_S:.0f} s: rss {samples[0]['rss_mb']:.1f} → {samples[-1]['rss_mb']:.1f} MB, "
+          f"threads {min(s['threads'] for s in samples)}..{max(s['threads'] for s in samples)}, "
+          f"fds {min(s['fds'] for s in samples)}..{max(s['fds'] for s in samples)}, {len(finals)} finals")
+    assert min(s["rss_mb"] for s in late) - min(s["rss_mb"] for s in early) < SOAK_SLACK_MB, "RSS grew"
+    assert max(s["threads"] for s in late) <= max(s["threads"] for s in early), "threads grew"
+    assert max(s["fds"] for s in late) <= max(s["fds"] for s in early), "file descriptors grew"
