@@ -43,6 +43,8 @@ log = structlog.get_logger("symbld")
 
 _ENDED_TYPES = ("connection_stopped", "connection_failed", "conversation_completed")
 _HOUSEKEEPING_S = 0.1
+_CONTINUOUS_SOURCES = ("mic", "file")  # deliver frames steadily while live (push and calls may pause)
+_PIPELINE_STALL_S = 30.0
 
 
 class StartupError(Exception):
@@ -472,8 +474,19 @@ class Daemon:
         signal.signal(signal.SIGHUP, lambda *_: (self._reload.set(), self.control and self.control.wake()))
 
     def healthy(self) -> bool:
-        """Withhold watchdog pings when a part we depend on is dead."""
-        return self.bus.alive()
+        """Withhold watchdog pings when a part we depend on is dead or wedged: the bus thread, or a
+        live connection whose continuous source (microphone, real-time file) stopped reaching the engine.
+        A lost microphone still feeds silence, so only a stuck pipeline trips this."""
+        if not self.bus.alive():
+            return False
+        now = time.monotonic()
+        for s in self.sessions.live():
+            if (s.source.kind in _CONTINUOUS_SOURCES and s.state == "live" and s.last_frame_at is not None
+                    and now - s.last_frame_at > _PIPELINE_STALL_S):
+                log.error("audio_pipeline_stalled", connection_id=s.connection_id,
+                          seconds=round(now - s.last_frame_at, 1))
+                return False
+        return True
 
     def _update_status(self) -> None:
         live = self.sessions.live()
