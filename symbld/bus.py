@@ -99,8 +99,10 @@ class EventBus:
         return [e for e in hist if e["seq"] > after_seq][:limit]
 
     def forget(self, connection_id: str) -> None:
+        """Drop an ended connection from memory; ``history`` then reads its journal."""
         with self._lock:
             self._history.pop(connection_id, None)
+            self._seq.pop(connection_id, None)
 
     # -- the bus thread -------------------------------------------------------------------------
     def _run(self) -> None:

@@ -100,7 +100,7 @@ class Daemon:
         self.control: ControlServer | None = None
         self.lock: InstanceLock | None = None
         self.engines: dict[str, Engine] = {}
-        self.sessions = SessionRegistry(max_live=config["max_connections"])
+        self.sessions = SessionRegistry(max_live=config["max_connections"], on_pruned=self._forget_connection)
         self.sources = SourceFactory(config)
         self.journal: Journal | None = None
         self.bus: EventBus = None  # type: ignore[assignment]  # set in bind()
@@ -316,6 +316,9 @@ class Daemon:
         except ImportError:
             return None
         return Analyzer
+
+    def _forget_connection(self, connection_id: str) -> None:
+        self.bus.forget(connection_id)
 
     def _session_ended(self, session: Session) -> None:
         self._update_status()

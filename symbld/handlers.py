@@ -108,7 +108,10 @@ def stop(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
        "state": "stopped", ...}}
     Stopping an unknown id gives unknown_connection; an already stopped one, invalid_state.
     """
-    return d.sessions.get(args["connectionId"]).stop()
+    cid = args["connectionId"]
+    if d.sessions.find(cid) is None and d.journal is not None and d.journal.exists(cid):
+        raise ControlError("invalid_state", f"connection {cid} has already ended", {"connectionId": cid})
+    return d.sessions.get(cid).stop()
 
 
 @command("status")

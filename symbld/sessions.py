@@ -201,9 +201,11 @@ class Session:
 class SessionRegistry:
     """All connections of this daemon run, live and ended (ended ones kept for ``get``/``stop`` errors)."""
 
-    def __init__(self, max_live: int = 16, keep_ended: int = 1000) -> None:
+    def __init__(self, max_live: int = 16, keep_ended: int = 100,
+                 on_pruned: Callable[[str], None] | None = None) -> None:
         self.max_live = max_live
         self.keep_ended = keep_ended
+        self._on_pruned = on_pruned  # an ended connection left memory: its history now lives in the journal
         self._lock = threading.Lock()
         self._sessions: dict[str, Session] = {}
 
@@ -217,8 +219,12 @@ class SessionRegistry:
                                    {"limit": self.max_live})
             self._sessions[session.connection_id] = session
             ended = [k for k, s in self._sessions.items() if s.ended]
-            for k in ended[: max(0, len(ended) - self.keep_ended)]:
+            pruned = ended[: max(0, len(ended) - self.keep_ended)]
+            for k in pruned:
                 del self._sessions[k]
+        for k in pruned:
+            if self._on_pruned is not None:
+                self._on_pruned(k)
 
     def remove(self, connection_id: str) -> None:
         with self._lock:

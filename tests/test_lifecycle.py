@@ -110,3 +110,23 @@ def test_install_service_writes_verifiable_units(tmp_path: Path) -> None:
     assert "ExecStart=/" in text and "Type=notify" in text
     exe = text.split("ExecStart=", 1)[1].split()[0]
     assert Path(exe).name == "symbld"
+
+
+def test_ended_connections_leave_memory_but_stay_readable(tmp_path: Path) -> None:
+    d = DaemonProc(tmp_path / "d").start()
+    try:
+        with d.client() as c:
+            first = c.start(source={"type": "push"})["connectionId"]
+            c.stop(first)
+            for _ in range(105):  # more than the 100 ended connections kept in memory
+                c.stop(c.start(source={"type": "push"})["connectionId"])
+            assert all(x["connectionId"] != first for x in c.status()["connections"])
+            events = c.all_history(first)  # now from the journal
+            assert [e["type"] for e in events] == ["connection_started", "connection_stopped",
+                                                   "conversation_completed"]
+            assert c.get(first)["state"] == "stopped"
+            with pytest.raises(Exception) as e:
+                c.stop(first)
+            assert getattr(e.value, "code", "") == "invalid_state"
+    finally:
+        d.kill()
