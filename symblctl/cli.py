@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     mu = sub.add_parser("mute", help="mute a microphone connection (or --off to unmute)")
     mu.add_argument("id")
     mu.add_argument("--off", action="store_true")
+    kg = sub.add_parser("keygen", help="make a CURVE key pair for tcp:// endpoints (NAME.secret 0600, NAME.public)")
+    kg.add_argument("--name", default="client", help="key name: client (default) or server")
+    kg.add_argument("--dir", help="where to write (default: $SYMBLD_KEYS_DIR or ~/.config/symbld/keys)")
+    kg.add_argument("--force", action="store_true", help="replace existing key files")
     inst = sub.add_parser("install-service", help="install the systemd unit for this symbld (user or system)")
     inst.add_argument("--system", action="store_true", help="the system unit (needs root) instead of the user unit")
     inst.add_argument("--dest", help="unit directory (default: the scope's standard one)")
@@ -183,6 +187,8 @@ def _stdin_feeder(client: Client, connection_id: str, rate: int) -> Callable[[],
 def run(ns: argparse.Namespace) -> int:
     if ns.cmd == "install-service":
         return _install_service(ns)
+    if ns.cmd == "keygen":
+        return _keygen(ns)
     client = Client(ns.control, ns.events, timeout=ns.timeout)
     out = sys.stdout
     try:
@@ -268,6 +274,24 @@ def run(ns: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     finally:
         client.close()
+
+
+def _keygen(ns: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from symbld.security import SecurityError, generate_keys, keys_dir
+
+    try:
+        secret, public, pair = generate_keys(Path(ns.dir) if ns.dir else keys_dir(), ns.name, ns.force)
+    except (SecurityError, OSError) as e:
+        print(f"symblctl: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    if ns.json:
+        _print_json({"name": ns.name, "secretKeyFile": str(secret), "publicKeyFile": str(public),
+                     "publicKey": pair.public.decode()})
+    else:
+        print(f"wrote {secret} (secret, keep it private)\nwrote {public}\npublic key: {pair.public.decode()}")
+    return EXIT_OK
 
 
 def _install_service(ns: argparse.Namespace) -> int:

@@ -23,6 +23,8 @@ from typing import Any
 
 import zmq
 
+from symbld.security import SecurityError, apply_client_curve
+
 PROTOCOL_VERSION = 1
 # Commands that may wait on an engine flush, a device or a call: they get a longer timeout.
 SLOW_TIMEOUTS = {"stop": 120.0, "start": 60.0, "shutdown": 30.0}
@@ -77,6 +79,11 @@ class Client:
             s = self.ctx.socket(zmq.REQ)
             s.setsockopt(zmq.LINGER, 0)
             s.setsockopt(zmq.ROUTING_ID, self._identity)
+            try:
+                apply_client_curve(s, self.control)  # tcp:// only: CURVE keys from symblctl keygen
+            except SecurityError as e:
+                s.close(linger=0)
+                raise DaemonUnavailable(self.control, str(e)) from None
             s.connect(self.control)
             self._sock = s
         return self._sock
@@ -146,14 +153,16 @@ class Client:
     def end_audio(self, connection_id: str) -> dict:
         return self.request("send_audio", connectionId=connection_id, end=True)
 
-    def history(self, connection_id: str, after_seq: int = 0, limit: int = 1000) -> dict:
-        return self.request("history", connectionId=connection_id, afterSeq=after_seq, limit=limit)
+    def history(self, connection_id: str, after_seq: int = 0, limit: int = 1000, gap: bool = False) -> dict:
+        # gap=True tells the daemon this refills events the events socket dropped (counted in status)
+        return self.request("history", connectionId=connection_id, afterSeq=after_seq, limit=limit,
+                            gap=gap or None)
 
-    def all_history(self, connection_id: str, after_seq: int = 0) -> list[dict]:
+    def all_history(self, connection_id: str, after_seq: int = 0, gap: bool = False) -> list[dict]:
         """Every event after ``after_seq``, following ``more`` page by page."""
         out: list[dict] = []
         while True:
-            page = self.history(connection_id, after_seq, 5000)
+            page = self.history(connection_id, after_seq, 5000, gap)
             out.extend(page["events"])
             if not page["more"] or not page["events"]:
                 return out
@@ -190,11 +199,18 @@ class EventStream:
         self._client = Client(control, events, context=ctx)
         self._last: dict[str, int] = {}
         self._ready: deque[dict] = deque()
+        self._live_at_start: set[str] = set()
         self.refills = 0
+        self.gaps = 0  # refills caused by events the events socket dropped for us
         self.completed = False
         self._sub = self._client.ctx.socket(zmq.SUB)
         self._sub.setsockopt(zmq.LINGER, 0)
         self._sub.setsockopt(zmq.RCVHWM, 100_000)
+        try:
+            apply_client_curve(self._sub, events)
+        except SecurityError as e:
+            self.close()
+            raise DaemonUnavailable(events, str(e)) from None
         self._sub.connect(events)
         token = uuid.uuid4().hex[:16]
         prefix = f"connection.{connection_id}." if connection_id else "connection."
@@ -212,7 +228,8 @@ class EventStream:
         """Ask the daemon for a marker on our topic until it arrives: then our subscription is live."""
         deadline = time.monotonic() + timeout
         while True:
-            self._client.request("subscribe", connectionId=self.connection_id, token=token)
+            reply = self._client.request("subscribe", connectionId=self.connection_id, token=token)
+            self._live_at_start.update(c["connectionId"] for c in reply.get("connections", []))
             round_end = min(deadline, time.monotonic() + 0.2)
             while time.monotonic() < round_end:
                 if not self._sub.poll(max(1, int((round_end - time.monotonic()) * 1000))):
@@ -224,11 +241,12 @@ class EventStream:
             if time.monotonic() >= deadline:
                 return  # carry on: the gap check and history refill still keep the stream whole
 
-    def _refill(self, cid: str) -> None:
+    def _refill(self, cid: str, gap: bool = False) -> None:
         after = self._last.get(cid, 0)
-        for event in self._client.all_history(cid, after):
+        for event in self._client.all_history(cid, after, gap):
             self._deliver(event)
         self.refills += 1
+        self.gaps += gap
 
     def _accept(self, event: dict) -> None:
         cid = event.get("connectionId")
@@ -236,14 +254,16 @@ class EventStream:
             return
         seq = event.get("seq", 0)
         last = self._last.get(cid)
-        if last is None:  # first sight of a connection in all-connections mode: take it from here
-            self._last[cid] = seq - 1
-            last = seq - 1
+        if last is None:
+            # First sight in all-connections mode: one that was live when we subscribed is taken from
+            # here; one born after that is delivered from its start (a refill if its first events were lost).
+            last = seq - 1 if cid in self._live_at_start else 0
+            self._last[cid] = last
         if seq <= last:
             return  # already delivered (history and live overlap)
         if seq > last + 1:
             with contextlib.suppress(DaemonError):
-                self._refill(cid)
+                self._refill(cid, gap=True)
             if seq <= self._last.get(cid, 0):
                 return
         self._deliver(event)

@@ -339,7 +339,8 @@ class ActionRunner:
         self.settings = SmtpSettings(config)
         self.outbox = Path(state_dir) / "outbox"
         self.failed_dir = self.outbox / "failed"
-        self.failed_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.outbox.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.failed_dir.mkdir(exist_ok=True, mode=0o700)
         self._publish = publish
         self._cond = threading.Condition()
         self._due: dict[str, float] = {}  # outbox id -> monotonic time of its next attempt

@@ -38,6 +38,8 @@ class EventBus:
         self._history: dict[str, deque[dict[str, Any]]] = {}
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.published = 0
+        self.refills = 0  # gap refills reported by subscribers (history with gap=true)
+        self.refilled_events = 0
         # Bound here (caller's thread) so a bind error surfaces at start-up; used only by the bus thread after.
         self._pub = ctx.socket(zmq.PUB)
         self._pub.setsockopt(zmq.LINGER, 0)

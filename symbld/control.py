@@ -24,6 +24,7 @@ import zmq
 
 from symbld.commands import lookup
 from symbld.protocol import ControlError, Request, encode_reply, parse_request, salvage_id
+from symbld.security import peer_of
 
 if TYPE_CHECKING:
     from symbld.daemon import Daemon
@@ -56,6 +57,7 @@ class ControlServer:
         self._running: set[tuple[bytes, str]] = set()  # slow requests still running, by (peer, request id)
         self._lock = threading.Lock()
         self.requests = 0
+        self._last_frame: zmq.Frame | None = None
 
     def wake(self) -> None:
         with contextlib.suppress(BlockingIOError):  # a full pipe already holds a wake-up
@@ -78,10 +80,11 @@ class ControlServer:
         if self.sock in events:
             for _ in range(100):  # bounded burst so replies and signals are not starved
                 try:
-                    frames = self.sock.recv_multipart(zmq.NOBLOCK)
+                    raw = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
-                self._handle(frames)
+                self._last_frame = raw[-1]  # keeps the sender's fd / CURVE key for _peer
+                self._handle([f.bytes for f in raw])
 
     def poller(self) -> zmq.Poller:
         p = zmq.Poller()
@@ -122,7 +125,7 @@ class ControlServer:
             self._send(envelope, encode_reply(req.id, error=e))
             return
         if cmd.mutating:
-            log.info("command", cmd=req.cmd, request_id=req.id, peer=_peer(self.sock, frames))
+            log.info("command", cmd=req.cmd, request_id=req.id, peer=_peer(self._last_frame))
         if not cmd.slow:
             self._finish(envelope, key, req, lambda: cmd.run(self.daemon, req))
             return
@@ -178,6 +181,6 @@ class ControlServer:
                 os.close(fd)
 
 
-def _peer(sock: zmq.Socket, frames: list[bytes]) -> dict[str, Any]:
-    """Who sent this (pid/uid over ipc, address over tcp): logged for state-changing commands."""
-    return {"identity": frames[0].hex()[:16]}
+def _peer(frame: zmq.Frame | None) -> dict[str, Any]:
+    """Who sent this (pid/uid/gid over ipc, CURVE key and address over tcp): logged for state-changing commands."""
+    return peer_of(frame)

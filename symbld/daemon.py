@@ -89,7 +89,7 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self.runtime_dir = Path(config["runtime_dir"])
         self.state_dir = Path(config["state_dir"])
-        self.extra_event_types: set[str] = set()
+        self.extra_event_types: set[str] = {"engine_backlog"}
         self.actions: Any = None
         self.cut_connections: list[dict[str, Any]] = []
         self._shutdown = threading.Event()
@@ -111,7 +111,10 @@ class Daemon:
     # -- start-up --------------------------------------------------------------------------
     def bind(self) -> None:
         """Create directories (0700), take the instance lock, bind both sockets."""
-        old_umask = os.umask(0o077)  # socket files and journals are created owner-only
+        # Socket files owner-only, except for the system service, whose RuntimeDirectory is 0750
+        # group symbld: there the group must be able to connect (connect() needs write on the file).
+        group = self.runtime_dir.is_dir() and bool(self.runtime_dir.stat().st_mode & 0o070)
+        old_umask = os.umask(0o007 if group else 0o077)
         try:
             self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             for key in ("control", "events"):
@@ -532,10 +535,15 @@ class Daemon:
         stall_file = os.environ.get("SYMBLD_DEBUG_STALL_FILE")
         interval = self.notifier.watchdog_interval()
         next_ping = time.monotonic()
+        next_backlog_check = time.monotonic()
         while not self._shutdown.is_set():
             while stall_file and os.path.exists(stall_file) and not self._shutdown.is_set():
                 time.sleep(0.05)
             self.control.poll_once(int(_HOUSEKEEPING_S * 1000), poller)
+            if time.monotonic() >= next_backlog_check:  # engines that fall behind say so (event + status)
+                next_backlog_check = time.monotonic() + 1.0
+                for s in self.sessions.live():
+                    s.check_backlog()
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()

@@ -19,7 +19,7 @@ INSIGHT_TYPES = ("question", "action_item", "follow_up")
 EVENT_TYPES = ("transcript_response", "message_response", "insight_response", "topic_response",
                "tracker_response", "connection_started", "connection_stopped", "connection_failed",
                "conversation_completed", "device_lost", "device_restored", "call_ringing", "call_answered",
-               "call_held", "call_dtmf", "call_ended", "call_failed", "engine_failover")
+               "call_held", "call_dtmf", "call_ended", "call_failed", "engine_failover", "engine_backlog")
 _CLIENT_CONNECTION_ID = re.compile(r"^[A-Za-z0-9-]{6,64}$")
 
 
@@ -131,6 +131,9 @@ def status(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
         "published": d.bus.published,
         "requests": d.control.requests if d.control else 0,
         "cut": d.cut_connections,
+        # PUB drops silently at a subscriber's queue limit; clients that refill a gap say so.
+        "drops": {"gapRefills": d.bus.refills, "refilledEvents": d.bus.refilled_events,
+                  "queuePerSubscriber": d.config["event_queue_per_subscriber"]},
     }
 
 
@@ -162,6 +165,9 @@ def history(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
     if d.sessions.find(cid) is None and not (d.journal and d.journal.exists(cid)):
         raise ControlError("unknown_connection", f"no connection {cid!r}", {"connectionId": cid})
     events = d.bus.history(cid, args["afterSeq"], args["limit"] + 1)
+    if args.get("gap") is True:  # a subscriber saw a seq gap (PUB dropped for it) and refills
+        d.bus.refills += 1
+        d.bus.refilled_events += min(len(events), args["limit"])
     more = len(events) > args["limit"]
     events = events[: args["limit"]]
     last = d.bus.last_seq(cid) or (events[-1]["seq"] if events else args["afterSeq"])

@@ -46,7 +46,8 @@ class Journal:
     def append(self, connection_id: str, body: bytes) -> IO[bytes]:
         f = self._open.get(connection_id)
         if f is None:
-            f = open(self.path(connection_id), "ab", buffering=0)  # noqa: SIM115 - kept open while the connection lives
+            f = open(self.path(connection_id), "ab", buffering=0,  # noqa: SIM115 - kept open while the connection lives
+                     opener=lambda p, fl: os.open(p, fl, 0o600))
             self._open[connection_id] = f
         f.write(body + b"\n")
         return f

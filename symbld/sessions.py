@@ -46,6 +46,8 @@ class Session:
         self.counts: Counter[str] = Counter()
         self.audio_seconds = 0.0
         self.last_frame_at: float | None = None
+        self.backlog: dict[str, Any] = {}  # the engine's last backlog report (engines that give one)
+        self.behind = False
         self._stop_timeout = stop_timeout
         self._on_ended = on_ended
         self._stream: EngineStream | None = None
@@ -121,6 +123,8 @@ class Session:
             except Exception:
                 self.log.exception("analytics_flush_failed")
         self._close_quietly()
+        self._stream = None  # the registry keeps up to 1000 ended sessions: keep them small
+        self._analyzer = None
         self.ended_at = time.time()
         self.state = final_state
         body = self.as_dict()
@@ -168,6 +172,20 @@ class Session:
                                "it is still stopping", {"connectionId": self.connection_id})
         return self.as_dict()
 
+    def check_backlog(self, behind_s: float = 5.0, caught_up_s: float = 2.0) -> None:
+        """Tell, never silently lag: an ``engine_backlog`` event each time the engine falls behind
+        (a final waiting ``behind_s``) or catches up (below ``caught_up_s``). Daemon housekeeping calls it."""
+        probe = getattr(self._stream, "backlog", None)
+        if probe is None or self.ended:
+            return
+        self.backlog = probe()
+        waited = float(self.backlog.get("behindSeconds", 0.0))
+        behind = waited >= behind_s or (self.behind and waited >= caught_up_s)
+        if behind != self.behind:
+            self.behind = behind
+            self.emit("engine_backlog", {"behind": behind, **self.backlog})
+            (self.log.warning if behind else self.log.info)("engine_backlog", behind=behind, **self.backlog)
+
     def wait(self, timeout: float | None = None) -> bool:
         return self._ended.wait(timeout)
 
@@ -195,6 +213,7 @@ class Session:
             "lastSeq": self.bus.last_seq(self.connection_id),
             "events": dict(self.counts),
             "error": self.error,
+            "backlog": {**self.backlog, "behind": self.behind},
         }
 
 

@@ -90,9 +90,12 @@ def test_ipc_directory_and_sockets_are_owner_only(ipc_daemon: DaemonProc) -> Non
         c.send_audio(cid, bytes(3200))
         c.stop(cid)
     assert [p for p in d.state_dir.rglob("*.jsonl") if p.is_file()], "no journal written"
-    # The journals (transcripts) sit in owner-only directories: nobody else can open them.
-    for p in [d.state_dir, *(p for p in d.state_dir.rglob("*") if p.is_dir())]:
-        assert stat.S_IMODE(p.stat().st_mode) == 0o700, f"{p} is mode {oct(stat.S_IMODE(p.stat().st_mode))}"
+    assert stat.S_IMODE(d.state_dir.stat().st_mode) == 0o700
+    # Journals (transcripts) and every other state file: no other user can reach them, either
+    # because the file is owner-only or because a directory on the way is.
+    for f in (p for p in d.state_dir.rglob("*") if p.is_file()):
+        guarded = [f, *(a for a in f.parents if a == d.state_dir or d.state_dir in a.parents)]
+        assert any(stat.S_IMODE(g.stat().st_mode) & 0o077 == 0 for g in guarded), f"{f} is reachable by others"
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to act as another user")

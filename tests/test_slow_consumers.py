@@ -144,15 +144,19 @@ def test_stalled_subscriber_among_32(small_queue_daemon: DaemonProc) -> None:
         total = sum(truth.values())
         assert received < total, "the stalled subscriber lost nothing: the test did not overflow its queue"
         # ... and recovers every one of them by seq, finals and all.
+        refills = 0
         with d.client() as c:
             for cid, last in truth.items():
                 missing = sorted(set(range(1, last + 1)) - got[cid])
                 if not missing:
                     continue
-                recovered = {e["seq"]: e for e in c.all_history(cid, after_seq=missing[0] - 1)}
+                refills += 1
+                recovered = {e["seq"]: e for e in c.all_history(cid, after_seq=missing[0] - 1, gap=True)}
                 assert set(missing) <= set(recovered), f"history could not refill {cid}"
                 got[cid] |= set(missing)
             assert all(got[cid] == set(range(1, last + 1)) for cid, last in truth.items())
+            drops = c.status()["drops"]  # the gap refills subscribers report
+            assert drops["gapRefills"] >= refills
             finals = [e for e in c.all_history(speech) if e["type"] == "message_response"]
             assert [e["seq"] for e in finals] == [e["seq"] for e in events if e["type"] == "message_response"]
         print(f"\nstalled subscriber received {received} of {total} events; refilled {total - received} by seq; "

@@ -285,6 +285,8 @@ class LocalStream:
         self._enqueue_final(utt, lambda: self._run_final(utt))
 
     def _enqueue_final(self, utt: _Utterance, job: Callable[[], None]) -> None:
+        if utt not in self._final_utts:
+            utt.queued_at = time.monotonic()  # for backlog(): how long its final has been waiting
         self._pending += 1
         self._final_utts.append(utt)
         self._finals.append((utt, job))
@@ -530,6 +532,14 @@ class LocalStream:
                     pending=self._pending,
                     connection_id=self.config.connection_id,
                 )
+
+    def backlog(self) -> dict[str, Any]:
+        """How far behind decoding is: finals not yet emitted, and how long the oldest has waited
+        since its utterance ended (about one decode when keeping up; growing when not)."""
+        with self._lock:
+            now = time.monotonic()
+            oldest = min((getattr(u, "queued_at", now) for u in self._final_utts), default=now)
+            return {"pendingFinals": len(self._final_utts), "behindSeconds": round(now - oldest, 2)}
 
     def close(self) -> None:
         """Stop at once: queued finals are dropped, running decodes emit nothing. Idempotent."""
