@@ -78,16 +78,20 @@ def staged_unit(template: str, exec_path: str, tmp_path: Path) -> Path:
     return out
 
 
-@pytest.fixture
-def notify_sock(tmp_path: Path):
+def _datagram_socket(path: Path):
+    """A bound AF_UNIX datagram socket standing in for systemd's (notify or journal)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    path = tmp_path / "notify.sock"
     sock.bind(str(path))
     sock.settimeout(5)
     try:
         yield sock, str(path)
     finally:
         sock.close()
+
+
+@pytest.fixture
+def notify_sock(tmp_path: Path):
+    yield from _datagram_socket(tmp_path / "notify.sock")
 
 
 @pytest.fixture
@@ -346,14 +350,7 @@ def parse_journal_datagram(data: bytes) -> dict[str, str]:
 
 @pytest.fixture
 def journal_sock(tmp_path: Path):
-    path = tmp_path / "journal.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    sock.settimeout(5)
-    try:
-        yield sock, str(path)
-    finally:
-        sock.close()
+    yield from _datagram_socket(tmp_path / "journal.sock")
 
 
 def recv_journal(sock: socket.socket) -> dict[str, str]:
