@@ -33,7 +33,7 @@ from symbld.control import ControlServer
 from symbld.engines.base import Engine, StreamConfig
 from symbld.journal import Journal
 from symbld.journald import configure_logging
-from symbld.protocol import ERROR_CODES, ControlError, new_connection_id, new_conversation_id
+from symbld.protocol import ControlError, new_connection_id, new_conversation_id
 from symbld.sdnotify import Notifier
 from symbld.security import CurveServer, SecurityError, curve_socket, serve_curve
 from symbld.sessions import Session, SessionRegistry
@@ -248,7 +248,7 @@ class Daemon:
         try:
             source = self.sources.open(spec, ctx)
         except SourceError as e:
-            raise ControlError(e.code if e.code in ERROR_CODES else "bad_request", e.message, e.details) from None
+            raise ControlError.from_error(e, "bad_request") from None
         session = Session(config=stream_config, source=source, engine=engine, engine_name=engine_name,
                           bus=self.bus, analyzer_factory=self._analyzer_factory(engine),
                           stop_timeout=float(self.config["stop_timeout"]), on_ended=self._session_ended)
@@ -371,7 +371,7 @@ class Daemon:
             if end:
                 source.close()
         except SourceError as e:
-            raise ControlError(e.code, e.message, e.details) from None
+            raise ControlError.from_error(e, "bad_request") from None
         return {"accepted": accepted}
 
     # -- microphone ---------------------------------------------------------------------------
@@ -381,7 +381,7 @@ class Daemon:
 
             return {"devices": list_input_devices()}
         except SourceError as e:
-            raise ControlError("device_unavailable", e.message, e.details) from None
+            raise ControlError.from_error(e, "device_unavailable") from None
 
     def mic_feed_of(self, session: Session) -> Any:
         """The MicSource behind a connection: its own source, or one attached to its pushed audio."""
@@ -404,8 +404,7 @@ class Daemon:
             hub.check(device)
             mic = hub.open(SourceContext(connection_id, emit=session.emit, config=self.config), device)
         except SourceError as e:
-            raise ControlError("device_unavailable" if e.code == "device_unavailable" else "bad_request",
-                               e.message, e.details) from None
+            raise ControlError.from_error(e, "bad_request") from None
         self._attached_mics[connection_id] = mic
 
         def pump() -> None:

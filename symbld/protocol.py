@@ -56,6 +56,13 @@ class ControlError(Exception):
         self.message = message
         self.details = details or {}
 
+    @classmethod
+    def from_error(cls, error: Any, fallback: str) -> ControlError:
+        """A source's or engine's error as a reply: its code when documented here, else ``fallback``."""
+        code = getattr(error, "code", "")
+        return cls(code if code in ERROR_CODES else fallback, getattr(error, "message", str(error)),
+                   getattr(error, "details", None))
+
     def as_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "details": self.details}
 

@@ -79,8 +79,7 @@ class Session:
             self._stream = self.engine.open(self.config, self.emit)
         except EngineError as e:
             self.source.close()
-            raise ControlError(e.code if e.code in ("engine_error", "bad_request") else "engine_error",
-                               e.message, e.details) from None
+            raise ControlError.from_error(e, "engine_error") from None
         self.started_at = time.time()
         self.state = LIVE
         self.emit("connection_started", self.as_dict())
