@@ -23,6 +23,7 @@ from typing import Any
 
 import zmq
 
+from symbld.config import default_endpoints as config_default_endpoints
 from symbld.security import SecurityError, apply_client_curve
 
 PROTOCOL_VERSION = 1
@@ -49,14 +50,10 @@ class DaemonUnavailable(DaemonError):
 
 
 def default_endpoints() -> tuple[str, str]:
-    """The daemon's defaults (keep in step with symbld.config): env, then the runtime dir."""
+    """Where the daemon listens by default: $SYMBLD_CONTROL/$SYMBLD_EVENTS, else its runtime dir's."""
     rd = os.environ.get("SYMBLD_RUNTIME_DIR")
-    if not rd:
-        xdg = os.environ.get("XDG_RUNTIME_DIR")
-        rd = f"{xdg}/symbld" if xdg else f"/tmp/symbld-{os.getuid()}"
-    control = os.environ.get("SYMBLD_CONTROL") or f"ipc://{rd}/control"
-    events = os.environ.get("SYMBLD_EVENTS") or f"ipc://{rd}/events"
-    return control, events
+    control, events = config_default_endpoints(Path(rd) if rd else None)
+    return os.environ.get("SYMBLD_CONTROL") or control, os.environ.get("SYMBLD_EVENTS") or events
 
 
 class Client:

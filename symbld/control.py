@@ -57,7 +57,6 @@ class ControlServer:
         self._running: set[tuple[bytes, str]] = set()  # slow requests still running, by (peer, request id)
         self._lock = threading.Lock()
         self.requests = 0
-        self._last_frame: zmq.Frame | None = None
 
     def wake(self) -> None:
         with contextlib.suppress(BlockingIOError):  # a full pipe already holds a wake-up
@@ -83,8 +82,8 @@ class ControlServer:
                     raw = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
-                self._last_frame = raw[-1]  # keeps the sender's fd / CURVE key for _peer
-                self._handle([f.bytes for f in raw])
+                # The last frame keeps the sender's fd / CURVE key, for _peer.
+                self._handle([f.bytes for f in raw], raw[-1])
 
     def poller(self) -> zmq.Poller:
         p = zmq.Poller()
@@ -98,7 +97,7 @@ class ControlServer:
         except zmq.ZMQError as e:  # client gone or its queue full: nothing to do but note it
             log.debug("reply_dropped", error=str(e))
 
-    def _handle(self, frames: list[bytes]) -> None:
+    def _handle(self, frames: list[bytes], peer_frame: zmq.Frame) -> None:
         self.requests += 1
         # ROUTER prepends the peer identity; REQ peers add an empty delimiter, DEALER peers may not.
         ident, rest = frames[0], frames[1:]
@@ -125,7 +124,7 @@ class ControlServer:
             self._send(envelope, encode_reply(req.id, error=e))
             return
         if cmd.mutating:
-            log.info("command", cmd=req.cmd, request_id=req.id, peer=_peer(self._last_frame))
+            log.info("command", cmd=req.cmd, request_id=req.id, peer=_peer(peer_frame))
         if not cmd.slow:
             self._finish(envelope, key, req, lambda: cmd.run(self.daemon, req))
             return
