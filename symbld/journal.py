@@ -90,11 +90,31 @@ class Journal:
                 if limit is not None and n >= limit:
                     return
 
-    def last_event(self, connection_id: str) -> dict[str, Any] | None:
-        last = None
-        for last in self.read(connection_id):  # noqa: B007 - we want the final one
-            pass
-        return last
+    def last_event(self, connection_id: str, tail_bytes: int = 64 * 1024) -> dict[str, Any] | None:
+        """The last readable event, from the file's tail (start-up checks every journal with this)."""
+        try:
+            p = self.path(connection_id)
+            with open(p, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - tail_bytes))
+                lines = f.read().split(b"\n")
+        except (ValueError, FileNotFoundError):
+            return None
+        if size > tail_bytes:
+            lines = lines[1:]  # the first line of the tail may be cut
+        for line in reversed(lines):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # blank, torn or corrupt: look further back
+            if isinstance(event, dict):
+                return event
+        if size > tail_bytes:  # no complete event in the tail (a huge line): scan it all
+            last = None
+            for last in self.read(connection_id):  # noqa: B007 - we want the final one
+                pass
+            return last
+        return None
 
     def exists(self, connection_id: str) -> bool:
         try:
