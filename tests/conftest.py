@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -115,12 +115,30 @@ def client(daemon: DaemonProc) -> Iterator[Client]:
         yield c
 
 
-def events_until_complete(client: Client, connection_id: str, timeout: float = 60.0) -> list[dict]:
-    """All events of a connection until conversation_completed (via history, which is complete by seq)."""
+def messages(events: list[dict]) -> list[str]:
+    """The texts of every message_response, in order: what the tests compare with what was said."""
+    return [m["payload"]["content"] for e in events if e["type"] == "message_response" for m in e["data"]["messages"]]
+
+
+def wait_for_events(client: Client, connection_id: str, done: Callable[[list[dict]], bool],
+                    timeout: float = 30.0, what: str = "condition") -> list[dict]:
+    """Poll a connection's history (complete by seq) until ``done(events)``; its events then."""
     deadline = time.monotonic() + timeout
+    events: list[dict] = []
     while time.monotonic() < deadline:
         events = client.all_history(connection_id)
-        if events and events[-1]["type"] == "conversation_completed":
+        if done(events):
             return events
-        time.sleep(0.2)
-    raise AssertionError(f"connection {connection_id} did not complete within {timeout} s")
+        time.sleep(0.1)
+    raise AssertionError(f"{what} not met within {timeout} s; events: {[e['type'] for e in events]}")
+
+
+def wait_for_type(client: Client, connection_id: str, event_type: str, timeout: float = 30.0) -> list[dict]:
+    return wait_for_events(client, connection_id, lambda ev: any(e["type"] == event_type for e in ev), timeout,
+                           f"a {event_type} event")
+
+
+def events_until_complete(client: Client, connection_id: str, timeout: float = 60.0) -> list[dict]:
+    """All events of a connection until conversation_completed."""
+    return wait_for_events(client, connection_id, lambda ev: bool(ev) and ev[-1]["type"] == "conversation_completed",
+                           timeout, "conversation_completed")

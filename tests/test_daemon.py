@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zmq
-from conftest import DaemonProc, events_until_complete
+from conftest import DaemonProc, events_until_complete, messages
 from speechgen import SENTENCES, pcm16, synth, wer
 
 from symblctl.client import Client, DaemonError, DaemonUnavailable
@@ -56,10 +56,6 @@ def _file_of(sentences: list[str], tmp: Path, rate: int = 16000, channels: int =
         w.setframerate(rate)
         w.writeframes(data.astype("<i2").tobytes())
     return path
-
-
-def _messages(events: list[dict]) -> list[str]:
-    return [m["payload"]["content"] for e in events if e["type"] == "message_response" for m in e["data"]["messages"]]
 
 
 # -- the protocol ---------------------------------------------------------------------------------
@@ -152,7 +148,7 @@ def test_file_session_any_rate_transcribes_in_order(daemon: DaemonProc, client: 
     assert seqs == list(range(1, len(seqs) + 1)), "seq must be 1, 2, 3, … with no gap"
     assert events[0]["type"] == "connection_started"
     assert [e["type"] for e in events[-2:]] == ["connection_stopped", "conversation_completed"]
-    assert wer(TWO, _messages(events)) <= 0.2, _messages(events)
+    assert wer(TWO, messages(events)) <= 0.2, messages(events)
     # Each utterance: its final transcript comes before its message_response.
     finals = [e for e in events if e["type"] == "transcript_response" and e["data"]["isFinal"]]
     msgs = [e for e in events if e["type"] == "message_response"]
@@ -176,7 +172,7 @@ def test_realtime_file_gives_interims_then_final(daemon: DaemonProc, client: Cli
     first_final = kinds.index(("transcript_response", True))
     assert ("transcript_response", False) in kinds[:first_final], f"no interim before the final: {kinds}"
     assert kinds.index(("message_response", None)) > first_final
-    assert wer(SENTENCES[4], _messages(events)) <= 0.2
+    assert wer(SENTENCES[4], messages(events)) <= 0.2
 
 
 @pytest.mark.speech
@@ -199,7 +195,7 @@ def test_push_audio_at_8khz_and_stop_loses_nothing(daemon: DaemonProc, client: C
     final = client.stop(cid)  # at once: everything already pushed must still be transcribed
     assert final["state"] == "stopped" and final["conversationId"] == conn["conversationId"]
     events = client.all_history(cid)
-    assert wer(TWO, _messages(events)) <= 0.25, _messages(events)
+    assert wer(TWO, messages(events)) <= 0.25, messages(events)
     with pytest.raises(DaemonError) as e:
         client.stop(cid)
     assert e.value.code == "invalid_state"
@@ -217,7 +213,7 @@ def test_symblctl_stdin_session(daemon: DaemonProc) -> None:
     assert out.returncode == 0, out.stderr.decode()
     events = [json.loads(line) for line in out.stdout.decode().splitlines()]
     assert events[-1]["type"] == "conversation_completed"
-    assert wer(SENTENCES[3], _messages(events)) <= 0.2, _messages(events)
+    assert wer(SENTENCES[3], messages(events)) <= 0.2, messages(events)
 
 
 def test_other_connections_survive_a_failing_one(daemon: DaemonProc, client: Client) -> None:
@@ -295,7 +291,7 @@ def test_sigterm_flushes_finals_and_exits_zero(tmp_path: Path) -> None:
         journal = d.state_dir / "journal" / f"{conn['connectionId']}.jsonl"
         events = [json.loads(line) for line in journal.read_text().splitlines()]
         assert events[-1]["type"] == "conversation_completed"
-        assert wer(SENTENCES[0], _messages(events)) <= 0.2
+        assert wer(SENTENCES[0], messages(events)) <= 0.2
     finally:
         d.kill()
 

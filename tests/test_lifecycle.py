@@ -10,12 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DaemonProc
+from conftest import DaemonProc, messages
 from speechgen import SENTENCES, pcm16, synth, wer
-
-
-def _messages(events: list[dict]) -> list[str]:
-    return [m["payload"]["content"] for e in events if e["type"] == "message_response" for m in e["data"]["messages"]]
 
 
 def test_sighup_reloads_config_without_dropping_a_live_connection(tmp_path: Path) -> None:
@@ -67,7 +63,7 @@ def test_sigkill_mid_connection_keeps_published_finals_and_reports_the_cut(tmp_p
         # Every final published before the kill is still there, byte for byte.
         for e in published:
             assert e in events
-        assert wer(SENTENCES[1], _messages(events)) <= 0.2
+        assert wer(SENTENCES[1], messages(events)) <= 0.2
         assert [e["type"] for e in events[-2:]] == ["connection_failed", "conversation_completed"]
         assert events[-2]["data"]["reason"] == "daemon_restarted"
         assert c.get(cid)["state"] == "failed"

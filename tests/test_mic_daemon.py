@@ -11,28 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DaemonProc
+from conftest import DaemonProc, messages, wait_for_events
 from speechgen import SENTENCES, synth, wer
 from virtmic import VirtMic, missing_tools
 
-from symblctl.client import Client, DaemonError
+from symblctl.client import DaemonError
 
 pytestmark = pytest.mark.skipif(bool(missing_tools()), reason=f"PulseAudio tools missing: {missing_tools()}")
-
-
-def _messages(events: list[dict]) -> list[str]:
-    return [m["payload"]["content"] for e in events if e["type"] == "message_response" for m in e["data"]["messages"]]
-
-
-def _wait_for(client: Client, cid: str, pred, timeout: float = 30.0) -> list[dict]:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    events: list[dict] = []
-    while time.monotonic() < deadline:
-        events = client.all_history(cid)
-        if pred(events):
-            return events
-        time.sleep(0.2)
-    raise AssertionError(f"condition not met within {timeout} s; events: {[e['type'] for e in events]}")
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +53,7 @@ def test_symblctl_start_mic_follows_and_ctrl_c_stops(mic: VirtMic, mic_daemon: D
         proc.kill()
     assert proc.returncode == 0, err.decode()
     events = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
-    assert wer(SENTENCES[0], _messages(events)) <= 0.25, _messages(events)
+    assert wer(SENTENCES[0], messages(events)) <= 0.25, messages(events)
     assert events[0]["type"] == "connection_started" and events[0]["data"]["source"]["kind"] == "mic"
     assert events[-1]["type"] == "conversation_completed"
 
@@ -80,18 +65,18 @@ def test_two_connections_share_one_mic_and_pause_resume(mic: VirtMic, mic_daemon
         b = c.start(source={"type": "mic"})["connectionId"]
         assert c.request("pause", connectionId=b)["state"] == "paused"
         mic.play(synth(SENTENCES[3]))
-        _wait_for(c, a, lambda ev: bool(_messages(ev)))
+        wait_for_events(c, a, lambda ev: bool(messages(ev)))
         assert c.request("resume", connectionId=b)["state"] == "capturing"
         mic.play(synth(SENTENCES[14]))
-        ev_a = _wait_for(c, a, lambda ev: len(_messages(ev)) >= 2)
-        ev_b = _wait_for(c, b, lambda ev: bool(_messages(ev)))
+        ev_a = wait_for_events(c, a, lambda ev: len(messages(ev)) >= 2)
+        ev_b = wait_for_events(c, b, lambda ev: bool(messages(ev)))
         c.stop(a)
         c.stop(b)
         ev_b = c.all_history(b)
-    assert wer([SENTENCES[3], SENTENCES[14]], _messages(ev_a)) <= 0.25, _messages(ev_a)
+    assert wer([SENTENCES[3], SENTENCES[14]], messages(ev_a)) <= 0.25, messages(ev_a)
     # b was paused during the first sentence: it heard only the second.
-    assert wer(SENTENCES[14], _messages(ev_b)) <= 0.25, _messages(ev_b)
-    assert "status" not in " ".join(_messages(ev_b)).lower()
+    assert wer(SENTENCES[14], messages(ev_b)) <= 0.25, messages(ev_b)
+    assert "status" not in " ".join(messages(ev_b)).lower()
 
 
 @pytest.mark.speech
@@ -99,18 +84,18 @@ def test_device_lost_and_back_keeps_the_connection(mic: VirtMic, mic_daemon: Dae
     with mic_daemon.client() as c:
         cid = c.start(source={"type": "mic"})["connectionId"]
         mic.play(synth(SENTENCES[1]))
-        _wait_for(c, cid, lambda ev: bool(_messages(ev)))
+        wait_for_events(c, cid, lambda ev: bool(messages(ev)))
         t_kill = time.monotonic()
         mic.kill()  # the audio server dies
-        _wait_for(c, cid, lambda ev: any(e["type"] == "device_lost" for e in ev), timeout=5)
+        wait_for_events(c, cid, lambda ev: any(e["type"] == "device_lost" for e in ev), timeout=5)
         assert time.monotonic() - t_kill < 3.0, "device loss must be noticed within about 2 s"
         assert c.get(cid)["state"] == "live"
         mic.start()  # and comes back
-        _wait_for(c, cid, lambda ev: any(e["type"] == "device_restored" for e in ev), timeout=20)
+        wait_for_events(c, cid, lambda ev: any(e["type"] == "device_restored" for e in ev), timeout=20)
         mic.play(synth(SENTENCES[6]))
-        events = _wait_for(c, cid, lambda ev: len(_messages(ev)) >= 2, timeout=30)
+        events = wait_for_events(c, cid, lambda ev: len(messages(ev)) >= 2, timeout=30)
         c.stop(cid)
-    assert wer([SENTENCES[1], SENTENCES[6]], _messages(events)) <= 0.25, _messages(events)
+    assert wer([SENTENCES[1], SENTENCES[6]], messages(events)) <= 0.25, messages(events)
 
 
 def test_devices_lists_the_default_input(mic_daemon: DaemonProc) -> None:

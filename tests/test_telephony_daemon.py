@@ -6,30 +6,15 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import DaemonProc
+from conftest import DaemonProc, messages, wait_for_type
 from speechgen import wer
 from test_telephony import SENTENCE, sipp, speech  # noqa: F401 - fixtures shared with the UA tests
 
 from symblctl.client import Client, DaemonError
 
 pytestmark = pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp missing: apt-get install sip-tester")
-
-
-def _messages(events: list[dict]) -> list[str]:
-    return [m["payload"]["content"] for e in events if e["type"] == "message_response" for m in e["data"]["messages"]]
-
-
-def _wait(client: Client, cid: str, kind: str, timeout: float = 20.0) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        events = client.all_history(cid)
-        if any(e["type"] == kind for e in events):
-            return events
-        time.sleep(0.1)
-    raise AssertionError(f"no {kind} within {timeout} s: {[e['type'] for e in client.all_history(cid)]}")
 
 
 @pytest.mark.speech
@@ -46,14 +31,14 @@ def test_symblctl_start_sip_transcribes_the_call_and_remote_hangup_ends_it(daemo
     assert ended["data"]["by"] == "remote"
     assert kinds[-2:] == ["connection_stopped", "conversation_completed"]
     assert events[-2]["data"]["reason"] == "source_ended"
-    assert wer(SENTENCE, _messages(events)) <= 0.35, _messages(events)  # 8 kHz phone audio
+    assert wer(SENTENCE, messages(events)) <= 0.35, messages(events)  # 8 kHz phone audio
 
 
 def test_busy_callee_fails_the_connection_with_the_sip_code(daemon: DaemonProc, client: Client, sipp) -> None:  # noqa: F811
     callee = sipp("uas_reject.xml")
     conn = client.start(telephony={"type": "sip", "uri": callee.uri})
     assert conn["state"] == "live" and conn["conversationId"]  # returned at once, while the call sets up
-    events = _wait(client, conn["connectionId"], "conversation_completed")
+    events = wait_for_type(client, conn["connectionId"], "conversation_completed", timeout=20.0)
     failed = next(e for e in events if e["type"] == "connection_failed")
     assert failed["data"]["error"]["code"] == "call_failed"
     assert failed["data"]["error"]["details"]["sipCode"] == 486
@@ -64,7 +49,7 @@ def test_busy_callee_fails_the_connection_with_the_sip_code(daemon: DaemonProc, 
 def test_stop_while_talking_hangs_up_with_bye(daemon: DaemonProc, client: Client, sipp) -> None:  # noqa: F811
     callee = sipp("uas_answer_wait_bye.xml")
     conn = client.start(source={"type": "sip", "uri": callee.uri})
-    _wait(client, conn["connectionId"], "call_answered")
+    wait_for_type(client, conn["connectionId"], "call_answered", timeout=20.0)
     final = client.stop(conn["connectionId"])
     assert final["state"] == "stopped" and final["conversationId"] == conn["conversationId"]
     assert callee.wait(10) == 0, callee.errors()  # sipp's scenario completes only on our BYE
