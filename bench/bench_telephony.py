@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from symbld.audio.base import SourceContext  # noqa: E402
-from symbld.audio.telephony import TelephonyConfig, TelephonySource  # noqa: E402
+from symbld.audio.telephony.calls import TelephonyConfig, TelephonySource  # noqa: E402
 
 SENTENCE = "Can you send me the quarterly report by Friday?"
 

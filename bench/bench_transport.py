@@ -26,8 +26,9 @@ import zmq
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from symblctl.client import Client
-from symbld.bus import EventBus
-from symbld.journal import Journal
+from symbld.control.publisher import Publisher
+from symbld.core.bus import EventBus
+from symbld.core.journal import Journal
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -169,7 +170,7 @@ def bench_fanout(tmp: Path, n: int) -> list[tuple[str, float, float]]:
         rows.append((f"raw PUB/SUB, {subs} sub", pct(raw, 50), pct(raw, 99)))
         for final, what in ((False, "interim: journaled, no fsync"), (True, "final: journaled + fsync first")):
             bus_ep = f"ipc://{tmp}/bus-{subs}-{final}"
-            bus = EventBus(ctx, bus_ep, Journal(tmp / f"journal-{subs}-{final}"))
+            bus = EventBus(Publisher(ctx, bus_ep), Journal(tmp / f"journal-{subs}-{final}"))
             ours = _fanout(lambda data, bus=bus: bus.publish("c", "1", "transcript_response", data), ctx, bus_ep,
                            subs, n, final)
             bus.close()

@@ -1,5 +1,5 @@
 import sys
 
-from symbld.daemon import main
+from symbld.app import main
 
 sys.exit(main())

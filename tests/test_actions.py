@@ -23,7 +23,7 @@ from conftest import DaemonProc, events_until_complete
 from speechgen import pcm16, synth
 
 import symblctl
-from symbld.actions import ActionError, ActionRunner, build_summary, validate_actions
+from symbld.integrations.mail import ActionError, ActionRunner, build_summary, validate_actions
 
 ACTION_SENTENCE = "Mark will send the budget report to the finance team by Friday."
 QUESTION_SENTENCE = "Can you send me the quarterly report by Friday?"

@@ -22,9 +22,9 @@ from test_symbl_server import APP_ID, APP_SECRET, REPO, stop_process
 
 from symblctl.client import Client
 from symbld.engines.base import EngineError, StreamConfig
-from symbld.engines.symbl import SymblEngine
-from symbld.symbl.auth import Credentials, CredentialsError, TokenClient, load_credentials
-from symbld.symbl.server import ServerHandle, serve_symbl
+from symbld.gateways.symbl.auth import Credentials, CredentialsError, TokenClient, load_credentials
+from symbld.gateways.symbl.engine import SymblEngine
+from symbld.gateways.symbl.server import ServerHandle, serve_symbl
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -235,7 +235,7 @@ def start_server_process(port: int, daemon_endpoints: tuple[str, str], log_path:
     """The server as its own process (so it can be SIGKILLed); returns once it listens."""
     with open(log_path, "a") as out:  # a file, not a pipe: nobody reads its logs while it runs
         proc = subprocess.Popen(
-            [sys.executable, "-m", "symbld.symbl.server", "--listen", f"127.0.0.1:{port}",
+            [sys.executable, "-m", "symbld.gateways.symbl.server", "--listen", f"127.0.0.1:{port}",
              "--control", daemon_endpoints[0], "--events", daemon_endpoints[1], "--first-frame-delay", "0.1"],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(REPO), "SYMBL_APP_ID": APP_ID, "SYMBL_APP_SECRET": APP_SECRET},

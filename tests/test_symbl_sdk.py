@@ -24,7 +24,7 @@ from speechgen import SENTENCES, pcm16, silence, synth, wer
 from test_symbl_server import APP_ID, APP_SECRET
 
 from symblctl.client import Client
-from symbld.symbl.server import ServerHandle, serve_symbl
+from symbld.gateways.symbl.server import ServerHandle, serve_symbl
 
 pytestmark = pytest.mark.timeout(90)
 symbl_rest = pytest.importorskip("symbl_rest", reason="test-only dependency: pip install symbl==2.0.6")

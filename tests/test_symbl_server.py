@@ -19,9 +19,9 @@ import websocket
 from speechgen import SENTENCES, pcm16, silence, synth, wer
 
 from symblctl.client import Client
-from symbld.symbl import wire
-from symbld.symbl.auth import decode_claims
-from symbld.symbl.server import ServerHandle, serve_symbl
+from symbld.gateways.symbl import wire
+from symbld.gateways.symbl.auth import decode_claims
+from symbld.gateways.symbl.server import ServerHandle, serve_symbl
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 import structlog
 
-from symbld import journald
-from symbld.install_units import install_units, render_unit
-from symbld.sdnotify import Notifier, monotonic_usec
+from symbld.integrations.systemd import journald
+from symbld.integrations.systemd.notify import Notifier, monotonic_usec
+from symbld.integrations.systemd.units import install_units, render_unit
 
 REPO = Path(__file__).resolve().parent.parent
 UNITS = REPO / "systemd"
@@ -371,14 +371,14 @@ def test_journal_fields_per_connection(journal_sock, restore_logging, clean_env)
     sock, path = journal_sock
     mode = journald.configure_logging("debug", json=None, to_journal=True, journal_socket=path)
     assert mode == "journal"
-    log = structlog.get_logger("symbld.sessions").bind(connection_id="c-42", conversation_id="v-7")
+    log = structlog.get_logger("symbld.core.sessions").bind(connection_id="c-42", conversation_id="v-7")
     log.info("session.live", engine="local", text="the secret words", frames=3)
     fields = recv_journal(sock)
     assert fields["SYMBLD_CONNECTION"] == "c-42"
     assert fields["SYMBLD_CONVERSATION"] == "v-7"
     assert fields["SYMBLD_ENGINE"] == "local"
     assert fields["SYMBLD_FRAMES"] == "3"
-    assert fields["SYMBLD_LOGGER"] == "symbld.sessions"
+    assert fields["SYMBLD_LOGGER"] == "symbld.core.sessions"
     assert fields["SYMBLD_EVENT"] == "session.live"
     assert fields["PRIORITY"] == "6"
     assert fields["SYSLOG_IDENTIFIER"] == "symbld"

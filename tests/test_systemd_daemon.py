@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(not importlib.util.find_spec("symbld.daemon"),
-                                reason="symbld.daemon does not exist yet")
+pytestmark = pytest.mark.skipif(not importlib.util.find_spec("symbld.app"),
+                                reason="symbld.app does not exist yet")
 
 WATCHDOG_USEC = 400_000
 READY_TIMEOUT = 60.0
@@ -152,7 +152,7 @@ def test_sighup_reloads_and_sigterm_stops(manager: Manager) -> None:
 
 
 def _daemon_has_stall_hook() -> bool:
-    spec = importlib.util.find_spec("symbld.daemon")
+    spec = importlib.util.find_spec("symbld.app")
     return bool(spec and spec.origin and "SYMBLD_DEBUG_STALL_FILE" in Path(spec.origin).read_text())
 
 

@@ -26,8 +26,8 @@ import soxr
 from speechgen import SENTENCES, synth, wer
 
 from symbld.audio.base import FRAME_BYTES, SourceContext, SourceError
-from symbld.audio.sip import digest_authorization
-from symbld.audio.telephony import TelephonyConfig, TelephonySource
+from symbld.audio.telephony.calls import TelephonyConfig, TelephonySource
+from symbld.audio.telephony.sip import digest_authorization
 
 pytestmark = pytest.mark.timeout(60)
 

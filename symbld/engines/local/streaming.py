@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from symbld import shapes
+from symbld.core import shapes
 from symbld.engines.base import Emit, StreamConfig
 from symbld.engines.local.recognizer import SAMPLE_RATE, Recognition, Recognizer
 from symbld.engines.local.vad import FRAME, SileroModel

@@ -17,55 +17,16 @@ Unknown fields are allowed everywhere (newer clients talk to older daemons). See
 from __future__ import annotations
 
 import json
-import time
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
+from symbld.core.errors import ControlError
+
 PROTOCOL_VERSION = 1
+
 MAX_REQUEST_BYTES = 1 << 20  # one JSON frame; larger ones are refused with ``too_large``
 MAX_AUDIO_BYTES = 1 << 20  # one send_audio frame (32 s of 16 kHz audio)
 MAX_JSON_DEPTH = 32
-
-# The closed set of error codes, each documented in docs/protocol.md.
-ERROR_CODES: dict[str, str] = {
-    "bad_json": "the request frame is not UTF-8 JSON, or not a JSON object",
-    "bad_request": "a field is missing, of the wrong type or out of range",
-    "unsupported_version": "the request's protocol version is newer than this daemon speaks",
-    "unknown_command": "no command of that name",
-    "unknown_connection": "no connection with that id",
-    "invalid_state": "the connection is not in a state that allows this (e.g. already stopped)",
-    "too_large": "a frame or the request is over its size limit",
-    "limit_exceeded": "a configured limit (connections, subscribers, calls) was reached",
-    "device_unavailable": "the audio device, audio server or PortAudio library is missing",
-    "engine_error": "the engine failed or refused the stream (model missing, remote refused, bad credentials)",
-    "busy": "the daemon cannot take this now (audio queue full, shutting down); retry later",
-    "internal": "a bug in symbld; the daemon keeps running and logged the traceback",
-}
-
-
-class ControlError(Exception):
-    """An error that becomes a typed error reply."""
-
-    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
-        if code not in ERROR_CODES:
-            raise ValueError(f"undocumented error code {code!r}")
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.details = details or {}
-
-    @classmethod
-    def from_error(cls, error: Any, fallback: str) -> ControlError:
-        """A source's or engine's error as a reply: its code when documented here, else ``fallback``."""
-        code = getattr(error, "code", "")
-        return cls(code if code in ERROR_CODES else fallback, getattr(error, "message", str(error)),
-                   getattr(error, "details", None))
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"code": self.code, "message": self.message, "details": self.details}
-
 
 @dataclass
 class Request:
@@ -161,26 +122,3 @@ def encode_reply(request_id: str, result: dict[str, Any] | None = None, error: C
         body["ok"] = False
         body["error"] = error.as_dict()
     return json.dumps(body, separators=(",", ":")).encode()
-
-
-def iso_now(ts: float | None = None) -> str:
-    """ISO-8601 UTC with milliseconds and a Z, as Symbl writes times."""
-    t = datetime.fromtimestamp(time.time() if ts is None else ts, tz=UTC)
-    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
-
-
-def new_connection_id() -> str:
-    return uuid.uuid4().hex
-
-
-def new_conversation_id() -> str:
-    """A 16-digit decimal string, the form Symbl's conversationIds take."""
-    return str(uuid.uuid4().int % 9_000_000_000_000_000 + 1_000_000_000_000_000)
-
-
-def connection_topic(connection_id: str, event_type: str = "") -> bytes:
-    return f"connection.{connection_id}.{event_type}".encode()
-
-
-def daemon_topic(event_type: str) -> bytes:
-    return f"daemon.{event_type}".encode()

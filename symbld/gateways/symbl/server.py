@@ -39,8 +39,8 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from symblctl.client import DaemonError, DaemonUnavailable
-from symbld.symbl import wire
-from symbld.symbl.auth import (
+from symbld.gateways.symbl import wire
+from symbld.gateways.symbl.auth import (
     Credentials,
     CredentialsError,
     TokenIssuer,
@@ -729,7 +729,7 @@ def serve_symbl(addr: str, port: int, client_factory: Callable[[], Any], config:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Standalone: ``python -m symbld.symbl.server --listen 127.0.0.1:8765 [--control ... --events ...]``.
+    """Standalone: ``python -m symbld.gateways.symbl.server --listen 127.0.0.1:8765 [--control ... --events ...]``.
 
     App credentials from ``SYMBL_APP_ID``/``SYMBL_APP_SECRET`` (or random ones, printed to stdout).
     """
@@ -737,7 +737,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from symblctl.client import Client
 
-    parser = argparse.ArgumentParser(prog="python -m symbld.symbl.server")
+    parser = argparse.ArgumentParser(prog="python -m symbld.gateways.symbl.server")
     parser.add_argument("--listen", default="127.0.0.1:8765")
     parser.add_argument("--control")
     parser.add_argument("--events")

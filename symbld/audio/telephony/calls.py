@@ -34,7 +34,7 @@ from typing import Any, ClassVar
 import structlog
 
 from symbld.audio.base import SourceContext, SourceError
-from symbld.audio.rtp import (
+from symbld.audio.telephony.rtp import (
     CODEC_NAMES,
     DECODE_TABLES,
     JitterBuffer,
@@ -46,7 +46,7 @@ from symbld.audio.rtp import (
     parse_rtp,
     parse_sdp,
 )
-from symbld.audio.sip import SipCall, SipError, SipUri
+from symbld.audio.telephony.sip import SipCall, SipError, SipUri
 
 log = structlog.get_logger(__name__)
 

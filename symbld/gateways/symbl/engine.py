@@ -24,9 +24,9 @@ import structlog
 import websocket
 
 from symbld.engines.base import Emit, Engine, EngineError, StreamConfig
-from symbld.engines.symbl.stream import SymblStream, _Retry, connect_websocket, start_request, websocket_url
-from symbld.symbl import wire
-from symbld.symbl.auth import CredentialsError, TokenClient, load_credentials
+from symbld.gateways.symbl import wire
+from symbld.gateways.symbl.auth import CredentialsError, TokenClient, load_credentials
+from symbld.gateways.symbl.stream import SymblStream, _Retry, connect_websocket, start_request, websocket_url
 
 __all__ = ["DEFAULTS", "SymblEngine", "SymblStream", "SymblSubscriber", "TelephonyClient", "start_request"]
 

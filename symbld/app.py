@@ -26,18 +26,20 @@ import zmq
 from symbld import __version__
 from symbld.audio.base import SourceContext, SourceError
 from symbld.audio.push import PushSource
-from symbld.bus import EventBus
-from symbld.commands import load_all
 from symbld.config import ConfigError, load, section
-from symbld.control import ControlServer
+from symbld.control.curve import CurveServer, SecurityError, curve_socket, serve_curve
+from symbld.control.publisher import Publisher
+from symbld.control.registry import load_all
+from symbld.control.router import ControlServer
+from symbld.core.bus import EventBus
+from symbld.core.errors import ControlError
+from symbld.core.ids import new_connection_id, new_conversation_id
+from symbld.core.journal import Journal
+from symbld.core.sessions import Session, SessionRegistry
+from symbld.core.sources import SourceFactory
 from symbld.engines.base import Engine, StreamConfig
-from symbld.journal import Journal
-from symbld.journald import configure_logging
-from symbld.protocol import ControlError, new_connection_id, new_conversation_id
-from symbld.sdnotify import Notifier
-from symbld.security import CurveServer, SecurityError, curve_socket, serve_curve
-from symbld.sessions import Session, SessionRegistry
-from symbld.sources import SourceFactory
+from symbld.integrations.systemd.journald import configure_logging
+from symbld.integrations.systemd.notify import Notifier
 
 log = structlog.get_logger("symbld")
 
@@ -131,17 +133,17 @@ class Daemon:
                 raise StartupError(str(e)) from None
             try:
                 with curve_socket(self.curve, self.config["events"]):
-                    self.bus = EventBus(self.ctx, self.config["events"], self.journal,
-                                        history_per_connection=self.config["history_per_connection"],
-                                        sndhwm=self.config["event_queue_per_subscriber"])
+                    publisher = Publisher(self.ctx, self.config["events"], self.config["event_queue_per_subscriber"])
+                    self.bus = EventBus(publisher, self.journal,
+                                        history_per_connection=self.config["history_per_connection"])
                 with curve_socket(self.curve, self.config["control"]):
                     self.control = ControlServer(self.ctx, self.config["control"], self)
             except zmq.ZMQError as e:
                 raise StartupError(f"cannot bind {self.config['control']} / {self.config['events']}: {e}") from None
         finally:
             os.umask(old_umask)
-        from symbld.actions import EVENT_TYPES as ACTION_EVENT_TYPES
-        from symbld.actions import ActionRunner
+        from symbld.integrations.mail import EVENT_TYPES as ACTION_EVENT_TYPES
+        from symbld.integrations.mail import ActionRunner
 
         self.actions = ActionRunner(section(self.config, "smtp"), self.state_dir, self._publish_action)
         self.extra_event_types.update(ACTION_EVENT_TYPES)
@@ -154,7 +156,7 @@ class Daemon:
         local = LocalEngine(section(self.config, "engine", "local"))
         self.engines["local"] = local
         try:
-            from symbld.engines.symbl import SymblEngine
+            from symbld.gateways.symbl.engine import SymblEngine
         except ImportError:
             SymblEngine = None  # the cloud engine is optional
         if SymblEngine is not None:
@@ -197,7 +199,7 @@ class Daemon:
         if not addr:
             return
         from symblctl.client import Client
-        from symbld.symbl.server import serve_symbl
+        from symbld.gateways.symbl.server import serve_symbl
 
         host, _, port = str(addr).rpartition(":")
         try:
@@ -332,7 +334,7 @@ class Daemon:
 
     @staticmethod
     def _validate_actions(actions: Any) -> list[dict[str, Any]]:
-        from symbld.actions import ActionError, validate_actions
+        from symbld.integrations.mail import ActionError, validate_actions
 
         try:
             return validate_actions(actions)

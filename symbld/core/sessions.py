@@ -17,9 +17,10 @@ from typing import Any
 import structlog
 
 from symbld.audio.base import AudioSource, SourceError
-from symbld.bus import EventBus
+from symbld.core.bus import EventBus
+from symbld.core.errors import ControlError
+from symbld.core.ids import iso_now
 from symbld.engines.base import Engine, EngineError, EngineStream, StreamConfig
-from symbld.protocol import ControlError, iso_now
 
 log = structlog.get_logger(__name__)
 

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from symbld.protocol import ControlError, Request
-from symbld.schema import Arg, validate
+from symbld.control.envelope import Request
+from symbld.control.schema import Arg, validate
+from symbld.core.errors import ControlError
 
 if TYPE_CHECKING:
-    from symbld.daemon import Daemon
+    from symbld.app import Daemon
 
 Handler = Callable[["Daemon", dict[str, Any], Request], dict[str, Any]]
 
@@ -74,6 +75,6 @@ CONNECTION_ID = Arg(str, required=True, check=_connection_id_check, doc="the con
 
 # Importing the modules that declare commands registers them.
 def load_all() -> dict[str, Command]:
-    from symbld import handlers  # noqa: F401
+    from symbld.control import commands  # noqa: F401
 
     return COMMANDS

@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import zmq
 
-from symbld.commands import lookup
-from symbld.protocol import ControlError, Request, encode_reply, parse_request, salvage_id
-from symbld.security import peer_of
+from symbld.control.curve import peer_of
+from symbld.control.envelope import Request, encode_reply, parse_request, salvage_id
+from symbld.control.registry import lookup
+from symbld.core.errors import ControlError
 
 if TYPE_CHECKING:
-    from symbld.daemon import Daemon
+    from symbld.app import Daemon
 
 log = structlog.get_logger(__name__)
 

@@ -6,5 +6,5 @@
 - ``server``: the Symbl-compatible HTTP/WebSocket server backed by the daemon
   (``symbld --serve-symbl``).
 
-The client engine lives in ``symbld.engines.symbl``.
+The client engine lives in ``symbld.gateways.symbl.engine``.
 """

@@ -8,12 +8,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from symbld import __version__
-from symbld.commands import COMMANDS, CONNECTION_ID, command
-from symbld.protocol import ERROR_CODES, PROTOCOL_VERSION, ControlError, Request, connection_topic
-from symbld.schema import Arg
+from symbld.control.envelope import PROTOCOL_VERSION, Request
+from symbld.control.registry import COMMANDS, CONNECTION_ID, command
+from symbld.control.schema import Arg
+from symbld.core.errors import ERROR_CODES, ControlError
+from symbld.core.ids import connection_topic
 
 if TYPE_CHECKING:
-    from symbld.daemon import Daemon
+    from symbld.app import Daemon
 
 INSIGHT_TYPES = ("question", "action_item", "follow_up")
 EVENT_TYPES = ("transcript_response", "message_response", "insight_response", "topic_response",

@@ -29,7 +29,7 @@ _EXEC_START = re.compile(r"^ExecStart=(\S+)", re.MULTILINE)
 def templates_dir() -> Path:
     """Where the unit templates live: package data first, then the source checkout's ``systemd/``."""
     candidates = [Path(str(resources.files("symbld"))) / "data" / "systemd",
-                  Path(__file__).resolve().parent.parent / "systemd"]
+                  Path(__file__).resolve().parents[3] / "systemd"]
     for candidate in candidates:
         if (candidate / "symbld.service").is_file():
             return candidate

@@ -23,8 +23,8 @@ import structlog
 import websocket
 
 from symbld.engines.base import Emit, Engine, EngineError, EngineStream, StreamConfig
-from symbld.symbl import wire
-from symbld.symbl.auth import AuthError, TokenClient
+from symbld.gateways.symbl import wire
+from symbld.gateways.symbl.auth import AuthError, TokenClient
 
 log = structlog.get_logger(__name__)
 

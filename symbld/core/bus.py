@@ -1,11 +1,10 @@
-"""EventBus: the only owner of the PUB socket.
+"""EventBus: numbering, history and the journal-then-send order of every event.
 
 Any thread may call ``publish``; it numbers the event (per connection, under a lock), keeps
 it in a bounded in-memory history and hands it to the bus thread, which journals it (fsync
-for everything but interim transcripts, batched: one fsync per burst) and only then sends it.
-PUB never blocks: a subscriber whose queue is full loses messages at the high-water mark,
-never the daemon or the other subscribers; a lossy subscriber recovers by seq with
-``history`` (the ZeroMQ guide's Clone pattern).
+for everything but interim transcripts, batched: one fsync per burst) and only then gives it
+to the sink (the PUB socket, ``symbld.control.publisher``). A lossy subscriber recovers by seq
+with ``history`` (the ZeroMQ guide's Clone pattern).
 """
 
 from __future__ import annotations
@@ -14,23 +13,29 @@ import json
 import queue
 import threading
 from collections import deque
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import structlog
-import zmq
 
-from symbld.journal import Journal, is_durable
-from symbld.protocol import PROTOCOL_VERSION, connection_topic, daemon_topic, iso_now
+from symbld.core.ids import EVENT_VERSION, connection_topic, daemon_topic, iso_now
+from symbld.core.journal import Journal, is_durable
 
 log = structlog.get_logger(__name__)
 
 _STOP = object()
 
 
+class Sink(Protocol):
+    """Where journaled events go (the PUB socket); used only from the bus thread."""
+
+    def send(self, topic: bytes, body: bytes) -> bool: ...
+
+    def close(self) -> None: ...
+
+
 class EventBus:
-    def __init__(self, ctx: zmq.Context, endpoint: str, journal: Journal | None,
-                 history_per_connection: int = 5000, sndhwm: int = 10_000) -> None:
-        self.endpoint = endpoint
+    def __init__(self, sink: Sink, journal: Journal | None, history_per_connection: int = 5000) -> None:
+        self.sink = sink
         self.journal = journal
         self._history_len = history_per_connection
         self._lock = threading.Lock()
@@ -40,11 +45,6 @@ class EventBus:
         self.published = 0
         self.refills = 0  # gap refills reported by subscribers (history with gap=true)
         self.refilled_events = 0
-        # Bound here (caller's thread) so a bind error surfaces at start-up; used only by the bus thread after.
-        self._pub = ctx.socket(zmq.PUB)
-        self._pub.setsockopt(zmq.LINGER, 0)
-        self._pub.setsockopt(zmq.SNDHWM, sndhwm)
-        self._pub.bind(endpoint)
         self._thread = threading.Thread(target=self._run, name="event-bus", daemon=True)
         self._thread.start()
 
@@ -53,7 +53,7 @@ class EventBus:
         with self._lock:
             seq = self._seq.get(connection_id, 0) + 1
             self._seq[connection_id] = seq
-            event = {"v": PROTOCOL_VERSION, "seq": seq, "connectionId": connection_id,
+            event = {"v": EVENT_VERSION, "seq": seq, "connectionId": connection_id,
                      "conversationId": conversation_id, "type": event_type, "time": iso_now(), "data": data}
             hist = self._history.get(connection_id)
             if hist is None:
@@ -67,7 +67,7 @@ class EventBus:
         with self._lock:
             seq = self._seq.get("", 0) + 1
             self._seq[""] = seq
-            event = {"v": PROTOCOL_VERSION, "seq": seq, "type": event_type, "time": iso_now(), "data": data}
+            event = {"v": EVENT_VERSION, "seq": seq, "type": event_type, "time": iso_now(), "data": data}
             self._queue.put((None, daemon_topic(event_type), json.dumps(event).encode(), False))
 
     def publish_raw(self, topic: bytes, body: dict[str, Any]) -> None:
@@ -108,7 +108,6 @@ class EventBus:
 
     # -- the bus thread -------------------------------------------------------------------------
     def _run(self) -> None:
-        pub = self._pub
         try:
             while True:
                 batch = [self._queue.get()]
@@ -144,7 +143,7 @@ class EventBus:
         except Exception:
             log.exception("event_bus_crashed")
         finally:
-            pub.close(linger=0)
+            self.sink.close()
 
     def _flush(self, ready: list[tuple[bytes, bytes]], to_sync: set[IO[bytes]]) -> None:
         if to_sync and self.journal is not None:
@@ -154,11 +153,8 @@ class EventBus:
                 log.error("journal_sync_failed", error=str(e))
             to_sync.clear()
         for topic, body in ready:
-            try:
-                self._pub.send_multipart((topic, body), flags=zmq.NOBLOCK, copy=len(body) < 4096)
+            if self.sink.send(topic, body):
                 self.published += 1
-            except zmq.Again:
-                pass  # PUB only raises this with ZMQ_XPUB_NODROP; kept for safety
         ready.clear()
 
     def alive(self) -> bool:

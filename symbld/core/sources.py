@@ -38,7 +38,7 @@ class SourceFactory:
 
     def telephony_config(self) -> Any:
         if self._telephony_cfg is None:
-            from symbld.audio.telephony import TelephonyConfig
+            from symbld.audio.telephony.calls import TelephonyConfig
 
             self._telephony_cfg = TelephonyConfig.from_dict(section(self.config, "telephony"))
         return self._telephony_cfg
@@ -68,7 +68,7 @@ class SourceFactory:
             hub.check(device)
             return hub.open(ctx, device)
         if kind in ("sip", "pstn"):
-            from symbld.audio.telephony import TelephonySource
+            from symbld.audio.telephony.calls import TelephonySource
 
             return TelephonySource(spec, ctx, self.telephony_config())
         raise SourceError("bad_request", f"unknown source type {kind!r}; known: {list(KINDS)}",

@@ -1,0 +1,1 @@
+"""The core: sessions, event numbering and history, the journal, audio sources. No sockets here."""

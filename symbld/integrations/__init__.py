@@ -1,0 +1,1 @@
+"""Integrations with the host: systemd (notify, journal, units) and SMTP mail."""
