@@ -35,6 +35,7 @@ from symbld.core.bus import EventBus
 from symbld.core.errors import ControlError
 from symbld.core.ids import new_connection_id, new_conversation_id
 from symbld.core.journal import Journal
+from symbld.core.runtime import RuntimeDirError, check_runtime_dir
 from symbld.core.sessions import Session, SessionRegistry
 from symbld.core.sources import SourceFactory
 from symbld.engines.base import Engine, StreamConfig
@@ -119,12 +120,17 @@ class Daemon:
         old_umask = os.umask(0o007 if group else 0o077)
         try:
             self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                check_runtime_dir(self.runtime_dir)
+            except RuntimeDirError as e:
+                raise StartupError(str(e)) from None
             for key in ("control", "events"):
                 p = _ipc_path(self.config[key])
                 if p is not None:
                     p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.lock = InstanceLock(self.config["control"], self.runtime_dir)
             self.journal = Journal(self.state_dir / "journal", float(self.config["journal_retention_days"]))
+            self.journal.check_all()  # files that are not journals are moved aside, start-up goes on
             self.journal.expire()
             self.ctx = zmq.Context()
             try:  # tcp:// only with CURVE (keys + allow-list), never open
@@ -246,6 +252,10 @@ class Daemon:
             raise ControlError("bad_request", f"unknown engine {engine_name!r}; known: {sorted(self.engines)}",
                                {"known": sorted(self.engines)})
         stream_config = self._stream_config(args)
+        if args.get("connectionId") and self.journal is not None and self.journal.exists(stream_config.connection_id):
+            raise ControlError("bad_request", f"connection id {stream_config.connection_id} was used before (its "
+                               "journal exists); choose another", {"connectionId": stream_config.connection_id,
+                                                                    "reason": "journal_exists"})
         ctx = SourceContext(stream_config.connection_id, emit=lambda t, d: None, config=self.config)
         try:
             source = self.sources.open(spec, ctx)
