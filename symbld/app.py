@@ -31,8 +31,10 @@ from symbld.control.curve import CurveServer, SecurityError, curve_socket, serve
 from symbld.control.publisher import Publisher
 from symbld.control.registry import load_all
 from symbld.control.router import ControlServer
+from symbld.core import shutdown
 from symbld.core.bus import EventBus
 from symbld.core.errors import ControlError
+from symbld.core.flow import FlowSettings
 from symbld.core.ids import new_connection_id, new_conversation_id
 from symbld.core.journal import Journal
 from symbld.core.runtime import RuntimeDirError, check_runtime_dir
@@ -95,6 +97,7 @@ class Daemon:
         self.extra_event_types: set[str] = {"engine_backlog"}
         self.actions: Any = None
         self.cut_connections: list[dict[str, Any]] = []
+        self.spooled: dict[str, dict[str, Any]] = {}  # connections the last run spooled (symbld.core.shutdown)
         self._shutdown = threading.Event()
         self._shutdown_reason = ""
         self._reload = threading.Event()
@@ -180,9 +183,10 @@ class Daemon:
     def _recover_cut_connections(self) -> None:
         """Connections a crashed daemon left open: mark them failed in their journals and report them."""
         assert self.journal is not None
+        self.spooled = shutdown.pending_recoveries(self.state_dir)  # decoded in run(), once the engine is loaded
         for cid in self.journal.connection_ids():
             last = self.journal.last_event(cid)
-            if last is None or last.get("type") in _ENDED_TYPES:
+            if last is None or last.get("type") in _ENDED_TYPES or cid in self.spooled:
                 continue
             conv = last.get("conversationId", "")
             self.bus.seed(cid, int(last.get("seq", 0)))
@@ -263,7 +267,8 @@ class Daemon:
             raise ControlError.from_error(e, "bad_request") from None
         session = Session(config=stream_config, source=source, engine=engine, engine_name=engine_name,
                           bus=self.bus, analyzer_factory=self._analyzer_factory(engine),
-                          stop_timeout=float(self.config["stop_timeout"]), on_ended=self._session_ended)
+                          stop_timeout=float(self.config["stop_timeout"]), on_ended=self._session_ended,
+                          flow=FlowSettings.from_config(self.config, self.state_dir))
         ctx.emit = session.emit  # side news from the source goes out on this connection
         try:
             self.sessions.add(session)
@@ -539,6 +544,7 @@ class Daemon:
         self._update_status()
         self.notifier.ready(self._last_status)
         self.bus.publish_daemon("ready", {"pid": os.getpid(), "version": __version__})
+        shutdown.resume_spooled(self, self.spooled)  # audio the last run could not decode in time
         if self.config.get("config_missing"):
             log.warning("config_file_missing_using_defaults", path=self.config.get("config_path"))
         log.info("symbld_ready", control=self.config["control"], events=self.config["events"], pid=os.getpid())
@@ -573,12 +579,14 @@ class Daemon:
             t = threading.Thread(target=_stop_quietly, args=(s,), daemon=True)
             t.start()
             stoppers.append(t)
-        deadline = time.monotonic() + float(self.config["stop_timeout"])
+        budget = shutdown.stop_budget(self.config)
+        deadline = time.monotonic() + budget
         # Keep answering requests (status, history) while sessions flush.
         assert self.control is not None
         poller = self.control.poller()
         while any(t.is_alive() for t in stoppers) and time.monotonic() < deadline:
             self.control.poll_once(50, poller)
+        shutdown.spool_unfinished(self.sessions.live(), lambda: self.control.poll_once(50, poller))
         for sub in list(self._remote_subs.values()):
             with contextlib.suppress(Exception):
                 sub.close()

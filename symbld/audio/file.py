@@ -89,6 +89,10 @@ class FileSource:
     def close(self) -> None:
         self._closed.set()
 
+    def rush(self) -> None:
+        """Shutdown: stop pacing, hand the rest of the file over now (it goes to the recovery spool)."""
+        self.realtime = False
+
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "realtime": self.realtime,
                 "nativeRate": self.info.samplerate, "channels": self.info.channels,
