@@ -46,6 +46,7 @@ from symbld.integrations.systemd.notify import Notifier
 
 log = structlog.get_logger("symbld")
 
+_EXPIRE_EVERY_S = 3600.0  # journal retention is applied hourly while running
 _ENDED_TYPES = ("connection_stopped", "connection_failed", "conversation_completed")
 _HOUSEKEEPING_S = 0.1
 _CONTINUOUS_SOURCES = ("mic", "file")  # deliver frames steadily while live (push and calls may pause)
@@ -553,6 +554,7 @@ class Daemon:
         interval = self.notifier.watchdog_interval()
         next_ping = time.monotonic()
         next_backlog_check = time.monotonic()
+        next_expire = time.monotonic() + _EXPIRE_EVERY_S
         while not self._shutdown.is_set():
             while stall_file and os.path.exists(stall_file) and not self._shutdown.is_set():
                 time.sleep(0.05)
@@ -561,6 +563,9 @@ class Daemon:
                 next_backlog_check = time.monotonic() + 1.0
                 for s in self.sessions.live():
                     s.check_backlog()
+            if time.monotonic() >= next_expire and self.journal is not None:  # retention, not only at start
+                next_expire = time.monotonic() + _EXPIRE_EVERY_S
+                self.journal.expire()
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
