@@ -95,7 +95,7 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self.runtime_dir = Path(config["runtime_dir"])
         self.state_dir = Path(config["state_dir"])
-        self.extra_event_types: set[str] = {"engine_backlog"}
+        self.extra_event_types: set[str] = {"engine_backlog", "audio_spooled"}
         self.actions: Any = None
         self.cut_connections: list[dict[str, Any]] = []
         self.spooled: dict[str, dict[str, Any]] = {}  # connections the last run spooled (symbld.core.shutdown)
