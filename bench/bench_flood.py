@@ -31,10 +31,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from conftest import DaemonProc, events_until_complete, messages  # noqa: E402
 from speechgen import SENTENCES, pcm16, silence, synth  # noqa: E402
-
-from symblctl.client import DaemonError  # noqa: E402
-
-CHUNK = 16000  # 0.5 s
+from test_flood import CHUNK, flood  # noqa: E402
 
 
 class PeakRSS:
@@ -58,20 +55,14 @@ class PeakRSS:
 
 
 def push(c, cid: str, pcm: bytes, realtime: bool) -> int:
+    """Push, retrying on busy (tests/test_flood.py's flood); paced at 1× when ``realtime``."""
+    if not realtime:
+        return flood(c, cid, pcm)
     busy = 0
     t0 = time.monotonic()
     for i in range(0, len(pcm), CHUNK):
-        while True:
-            try:
-                c.send_audio(cid, pcm[i:i + CHUNK])
-                break
-            except DaemonError as e:
-                if e.code != "busy":
-                    raise
-                busy += 1
-                time.sleep(0.05)
-        if realtime:
-            time.sleep(max(0.0, t0 + (i + CHUNK) / 32000 - time.monotonic()))
+        busy += flood(c, cid, pcm[i:i + CHUNK])
+        time.sleep(max(0.0, t0 + (i + CHUNK) / 32000 - time.monotonic()))
     return busy
 
 

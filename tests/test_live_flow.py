@@ -4,22 +4,14 @@ The frames then wait in the disk spool and are fed back; every word still become
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
+import test_mic_daemon
 from conftest import DaemonProc, messages, wait_for_events
 from speechgen import SENTENCES, synth, wer
-from virtmic import VirtMic, missing_tools
+from virtmic import VirtMic
 
-pytestmark = pytest.mark.skipif(bool(missing_tools()), reason=f"PulseAudio tools missing: {missing_tools()}")
-
-
-@pytest.fixture(scope="module")
-def mic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VirtMic]:
-    m = VirtMic(tmp_path_factory.mktemp("pulse"))
-    m.start()
-    yield m
-    m.stop()
+# The private PulseAudio server and the skip when its tools are missing: the mic tests' own.
+mic = test_mic_daemon.mic
+pytestmark = test_mic_daemon.pytestmark
 
 
 def test_live_mic_spools_when_behind_and_keeps_every_word(mic: VirtMic, tmp_path_factory) -> None:
