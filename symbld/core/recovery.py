@@ -126,6 +126,15 @@ def pending(spool_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
+def remove_orphans(spool_dir: Path, notes: list[dict[str, Any]]) -> None:
+    """Audio files no note names: a run killed (SIGKILL) mid-session; its journal marks it cut."""
+    named = {n.get("audio") for n in notes}
+    for p in spool_dir.glob("*.pcm") if spool_dir.is_dir() else []:
+        if p.name not in named:
+            log.warning("spool_orphan_removed", path=str(p), bytes=p.stat().st_size)
+            p.unlink(missing_ok=True)
+
+
 def discard(note: dict[str, Any]) -> None:
     p = Path(note["_path"])
     (p.parent / note["audio"]).unlink(missing_ok=True)

@@ -59,8 +59,9 @@ def _spool_dir(state_dir: Path) -> Path:
 
 def pending_recoveries(state_dir: Path) -> dict[str, dict[str, Any]]:
     # A ".recovering" note is a recovery a crash interrupted: it is resumed again (duplicates, never loss).
-    return {n["connectionId"]: n for n in recovery.pending(_spool_dir(state_dir))
-            if isinstance(n.get("connectionId"), str)}
+    notes = recovery.pending(_spool_dir(state_dir))
+    recovery.remove_orphans(_spool_dir(state_dir), notes)
+    return {n["connectionId"]: n for n in notes if isinstance(n.get("connectionId"), str)}
 
 
 def resume_spooled(daemon: Any, notes: dict[str, dict[str, Any]]) -> None:
