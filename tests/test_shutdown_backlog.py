@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from conftest import DaemonProc, events_until_complete, messages
 from speechgen import SENTENCES, pcm16, silence, synth, wer
 
@@ -64,3 +65,21 @@ def test_sigterm_with_backlog_exits_in_time_and_loses_no_word(tmp_path: Path) ->
         assert c.status()["live"] == 0
     assert not list((d.state_dir / "spool").glob("*.json")), "recovery notes left behind"
     assert d.stop() == 0
+
+
+def test_stop_budget_and_unit_limit_derive_from_one_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    from symbld.config import DEFAULTS, STOP_SPOOL_MARGIN
+    from symbld.core.shutdown import stop_budget
+    from symbld.integrations.systemd.units import render_unit, templates_dir
+
+    root = Path(__file__).resolve().parents[1]
+    for unit in ("symbld.service", "symbld-system.service"):
+        for text in ((root / "systemd" / unit).read_text(), (templates_dir() / unit).read_text()):
+            assert re.findall(r"(?m)^TimeoutStopSec=(\d+)$", text) == [str(UNIT_STOP_SECONDS)]
+            rendered = render_unit(text.replace("TimeoutStopSec=30", "TimeoutStopSec=99"), "/usr/bin/symbld")
+            assert f"\nTimeoutStopSec={UNIT_STOP_SECONDS}\n" in rendered
+    assert DEFAULTS["stop_timeout"] + STOP_SPOOL_MARGIN < UNIT_STOP_SECONDS
+    monkeypatch.setenv("INVOCATION_ID", "x")  # under systemd a too-long stop_timeout is clamped below the limit
+    assert stop_budget({"stop_timeout": 60}) + STOP_SPOOL_MARGIN < UNIT_STOP_SECONDS
