@@ -41,6 +41,10 @@ class FlowSettings:
         return cls(max_backlog_s=top, resume_backlog_s=top / 2, spool_dir=state_dir / "spool")
 
 
+def _refuse(_pcm: bytes) -> None:
+    raise RuntimeError("flow control used after its session ended")
+
+
 class FlowControl:
     def __init__(self, *, stream: Any, feed: Callable[[bytes], None], source_kind: str, settings: FlowSettings,
                  connection_id: str,
@@ -132,6 +136,11 @@ class FlowControl:
             keep(spool.read(BYTES_PER_SECOND))
         if spool is not None:
             spool.close()
+
+    def detach(self) -> None:
+        """The session ended: keep the counters, let go of the engine stream (ended sessions are kept)."""
+        self._probe = self._degrade = None
+        self._feed = _refuse
 
     @property
     def dropped_seconds(self) -> float:

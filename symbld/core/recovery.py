@@ -30,6 +30,10 @@ _KEEP_S = 30.0  # with no final pending, audio older than this is decoded (or si
 _ROLL_S = 120.0  # start a new file once this much decoded audio sits at the head of the current one
 
 
+def _gone(_pcm: bytes) -> None:
+    raise RuntimeError("audio fed after the session ended")
+
+
 class AudioTee:
     """Feeds the engine and keeps, on disk, the audio it has not decoded yet. Session thread only,
     except ``mark_decoded`` (the engine's emit thread)."""
@@ -82,6 +86,9 @@ class AudioTee:
         os.replace(tmp, self.path)
         os.close(self._fd)
         self._fd, self.base = fd, safe
+
+    def detach(self) -> None:
+        self._feed = _gone
 
     def close(self, keep: bool = False) -> None:
         if self._fd is not None:

@@ -170,6 +170,7 @@ class Session:
                 self.log.exception("analytics_flush_failed")
         self._close_quietly()
         self._stream = None  # the registry keeps up to 1000 ended sessions: keep them small
+        self._let_go()
         self._analyzer = None
         self.ended_at = time.time()
         self.state = final_state
@@ -230,12 +231,20 @@ class Session:
                                     "decodedAtNextStart": not tee.failed, **self.losses})
         self._close_quietly()
         self._stream = None
+        self._let_go()
         self._analyzer = None
         self.bus.close_connection(self.connection_id)
         self._ended.set()
         self.log.warning("session_spooled", seconds=seconds)
         if self._on_ended is not None:
             self._on_ended(self)
+
+    def _let_go(self) -> None:
+        """Nothing of an ended session may hold its engine stream (its audio buffers)."""
+        if self._flow is not None:
+            self._flow.detach()
+        if self._tee is not None:
+            self._tee.detach()
 
     def _close_quietly(self) -> None:
         for closer in (getattr(self._stream, "close", None), getattr(self._analyzer, "close", None)):
