@@ -65,7 +65,6 @@ class FlowControl:
         self._spool: AudioSpool | None = None
         if not self.can_wait and settings.spool_dir is not None:
             self._spool = AudioSpool(settings.spool_dir / f"{connection_id}.live.pcm")
-        self._wake = threading.Event()
 
     def queued(self) -> float:
         if self._probe is None:
@@ -89,7 +88,7 @@ class FlowControl:
         self.holds += 1
         self._step(1, "held", {"degraded": ["interims"], "held": True})
         while self.queued() > self.s.resume_backlog_s and not self._abandon.is_set():
-            self._wake.wait(0.05)  # poll the engine's backlog until it drains (no event to wait on)
+            self._abandon.wait(0.05)  # poll the engine's backlog until it drains; shutdown ends the wait at once
         self.held_seconds += time.monotonic() - t0
         self._step(0, "caught_up", {"degraded": [], "held": False})
 
