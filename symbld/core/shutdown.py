@@ -69,8 +69,20 @@ def resume_spooled(daemon: Any, notes: dict[str, dict[str, Any]]) -> None:
     for cid, note in notes.items():
         try:
             _resume(daemon, cid, note)
-        except Exception:  # one bad note must not stop the others or the daemon
+        except Exception as e:  # one bad note must not stop the others or the daemon; the journal says so
             log.exception("spool_resume_failed", connection_id=cid)
+            conv = str(note.get("conversationId", ""))
+            if daemon.bus.last_seq(cid) == 0 and daemon.journal is not None:
+                last = daemon.journal.last_event(cid)
+                daemon.bus.seed(cid, int(last["seq"]) if last else 0)
+            seconds = max(0, int(note.get("fedBytes", 0)) - int(note.get("resumeBytes", 0))) / BYTES_PER_SECOND
+            daemon.bus.publish(cid, conv, "connection_failed", {
+                "connectionId": cid, "conversationId": conv, "state": "failed", "reason": "spool_unreadable",
+                "flow": {"audioSecondsDropped": round(seconds, 3)},
+                "error": {"code": "internal", "message": f"the spooled audio could not be decoded: {e}",
+                          "details": {"spool": note.get("_path")}}})
+            daemon.bus.publish(cid, conv, "conversation_completed", {"conversationId": conv, "connectionId": cid})
+            daemon.bus.close_connection(cid)
 
 
 def _resume(daemon: Any, cid: str, note: dict[str, Any]) -> None:
