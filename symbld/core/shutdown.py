@@ -83,6 +83,10 @@ def resume_spooled(daemon: Any, notes: dict[str, dict[str, Any]]) -> None:
                           "details": {"spool": note.get("_path")}}})
             daemon.bus.publish(cid, conv, "conversation_completed", {"conversationId": conv, "connectionId": cid})
             daemon.bus.close_connection(cid)
+            for name in (Path(note["_path"]).name, f"{cid}.recovering.json"):  # kept for a human, not retried
+                p = _spool_dir(daemon.state_dir) / name
+                if p.exists():
+                    os.replace(p, p.with_suffix(".json.bad"))
 
 
 def _resume(daemon: Any, cid: str, note: dict[str, Any]) -> None:
