@@ -83,7 +83,8 @@ def resume_spooled(daemon: Any, notes: dict[str, dict[str, Any]]) -> None:
                           "details": {"spool": note.get("_path")}}})
             daemon.bus.publish(cid, conv, "conversation_completed", {"conversationId": conv, "connectionId": cid})
             daemon.bus.close_connection(cid)
-            for name in (Path(note["_path"]).name, f"{cid}.recovering.json"):  # kept for a human, not retried
+            # Set aside, never retried; its audio goes at the next start (the loss is in the journal).
+            for name in (Path(note["_path"]).name, f"{cid}.recovering.json"):
                 p = _spool_dir(daemon.state_dir) / name
                 if p.exists():
                     os.replace(p, p.with_suffix(".json.bad"))
