@@ -41,6 +41,8 @@ from symbld.core.runtime import RuntimeDirError, check_runtime_dir
 from symbld.core.sessions import Session, SessionRegistry
 from symbld.core.sources import SourceFactory
 from symbld.engines.base import Engine, StreamConfig
+from symbld.gateways.symbl.engine import SymblEngine
+from symbld.insights import Analyzer, TrackerError, validate_trackers
 from symbld.integrations.systemd.journald import configure_logging
 from symbld.integrations.systemd.notify import Notifier
 
@@ -165,13 +167,8 @@ class Daemon:
 
         local = LocalEngine(section(self.config, "engine", "local"))
         self.engines["local"] = local
-        try:
-            from symbld.gateways.symbl.engine import SymblEngine
-        except ImportError:
-            SymblEngine = None  # the cloud engine is optional
-        if SymblEngine is not None:
-            # failover = "local" in [engine.symbl] continues a connection offline when the endpoint stays down.
-            self.engines["symbl"] = SymblEngine(section(self.config, "engine", "symbl"), fallback=local)
+        # failover = "local" in [engine.symbl] continues a connection offline when the endpoint stays down.
+        self.engines["symbl"] = SymblEngine(section(self.config, "engine", "symbl"), fallback=local)
         if self.config["default_engine"] not in self.engines:
             raise StartupError(f"default engine {self.config['default_engine']!r} is not available; "
                                f"known: {sorted(self.engines)}")
@@ -321,10 +318,6 @@ class Daemon:
 
     def _validate_trackers(self, trackers: list[Any]) -> list[dict[str, Any]]:
         try:
-            from symbld.insights import TrackerError, validate_trackers
-        except ImportError:
-            return trackers
-        try:
             return validate_trackers(trackers)
         except TrackerError as e:
             raise ControlError("bad_request", f"trackers: {e}") from None
@@ -332,10 +325,6 @@ class Daemon:
     def _analyzer_factory(self, engine: Engine) -> Any:
         if getattr(engine, "provides_insights", False):
             return None  # the engine's remote end computes them (Symbl cloud)
-        try:
-            from symbld.insights import Analyzer
-        except ImportError:
-            return None
         return Analyzer
 
     def _forget_connection(self, connection_id: str) -> None:
