@@ -47,6 +47,7 @@ from symbld.gateways.symbl.auth import (
     generate_app_credentials,
     load_credentials,
 )
+from symbld.gateways.symbl.conversations import ConversationApi
 
 log = structlog.get_logger(__name__)
 
@@ -143,6 +144,8 @@ class SymblServer:
         app.router.add_get("/session/subscribe/{cid:.+}", self.subscribe)
         app.router.add_post("/v1/endpoint:connect", self.endpoint_connect)
         app.router.add_post("/v1/event/{cid:.+}", self.speaker_event)
+        app.router.add_get("/events/{cid:.+}", self.subscribe)  # the resultWebSocketUrl we hand out
+        ConversationApi(self.client_factory, self._rest_authorized).add_routes(app)
         app.on_shutdown.append(self._shutdown)
         return app
 
@@ -160,6 +163,13 @@ class SymblServer:
             return _json_error(401, "Combination of appId and appSecret is not valid.", "Unauthorized")
         token, expires_in = self.issuer.issue()
         return web.json_response({"accessToken": token, "expiresIn": expires_in})
+
+    def _rest_authorized(self, request: web.Request) -> bool:
+        token = request.headers.get("x-api-key")
+        auth = request.headers.get("Authorization", "")
+        if not token and auth.lower().startswith("bearer "):
+            token = auth[7:].strip()
+        return self.issuer.validate(token)
 
     def _token_of(self, request: web.Request) -> tuple[str | None, str | None]:
         """(valid token or None, subprotocol to echo or None).
