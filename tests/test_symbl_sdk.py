@@ -265,3 +265,71 @@ def test_sdk_44k_then_conversation_api(symbl: Any, daemon_endpoints: tuple[str, 
     assert gone == {"message": "The conversationId is either invalid or does not exist."}
     with Client(*daemon_endpoints) as c:  # and its journal is gone from the daemon's disk
         assert c.request("find_conversation", conversationId=conversation_id)["connections"] == []
+
+
+def mulaw(pcm: bytes) -> bytes:
+    """8 kHz s16le → G.711 mu-law, with the stdlib's encoder (a reference independent of ours)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import audioop
+    return audioop.lin2ulaw(pcm, 2)
+
+
+def send_paced(ws: Any, audio: bytes, bytes_per_second: int) -> None:
+    for i in range(0, len(audio), 8000):
+        ws.send_binary(audio[i:i + 8000])
+        time.sleep(8000 / bytes_per_second / 4)  # 4x real time
+
+
+@pytest.mark.speech
+def test_rates_change_mid_stream_and_formatted_transcript(server: ServerHandle) -> None:
+    """8 kHz LINEAR16, then 48 kHz after modify_request, then MULAW: each sentence is heard.
+    insightTypes [] gets no insights; timezoneOffset comes back as sent; the transcript is served."""
+    from test_symbl_server import connect, read_until_close, recv_json, start_request, token
+
+    tok = token(server.port)
+    ws = connect(server.port, "/v1/streaming/rates-0001", tok)
+    ws.send(start_request(insightTypes=[], config={
+        "meetingTitle": "Rates", "timezoneOffset": 480,
+        "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 8000}}))
+    system = [recv_json(ws)["message"]["type"] for _ in range(3)]
+    assert system == ["conversation_created", "started_listening", "recognition_started"]
+    send_paced(ws, resample(pcm16(synth(SENTENCES[3])) + silence(0.8), 8000), 16000)
+    ws.send(json.dumps({"type": "modify_request", "speechRecognition": {"sampleRateHertz": 48000}}))
+    send_paced(ws, resample(pcm16(synth(SENTENCES[9])) + silence(0.8), 48000), 96000)
+    ws.send(json.dumps({"type": "modify_request", "speechRecognition": {"encoding": "MULAW",
+                                                                      "sampleRateHertz": 8000}}))
+    send_paced(ws, mulaw(resample(pcm16(synth(SENTENCES[2])) + silence(0.8), 8000)), 8000)
+    ws.send(json.dumps({"type": "stop_request"}))
+    frames, code, _ = read_until_close(ws, 90)
+    ws.close()
+    assert code == 1000
+    modified = [f["message"] for f in frames if f.get("type") == "message"
+                and f["message"]["type"] == "session_modified"]
+    assert [m["data"]["speechRecognition"] for m in modified] == [
+        {"encoding": "LINEAR16", "sampleRateHertz": 48000}, {"encoding": "MULAW", "sampleRateHertz": 8000}]
+    assert not [f for f in frames if f.get("type") == "error"], frames
+    assert not [f for f in frames if f.get("type") == "insight_response"]  # [] selects none
+    messages = [m for f in frames if f.get("type") == "message_response" for m in f["messages"]]
+    texts = [m["payload"]["content"] for m in messages]
+    for sentence in (SENTENCES[3], SENTENCES[9], SENTENCES[2]):
+        assert min(wer(sentence, t) for t in texts) <= 0.4, (sentence, texts)
+    assert {m["metadata"]["timezoneOffset"] for m in messages} == {480}
+    conversation_id = next(f["message"]["conversationId"] for f in frames if f.get("type") == "message"
+                           and f["message"]["type"] == "conversation_completed")
+
+    for content_type in ("text/markdown", "text/srt"):
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{server.port}/v1/conversations/{conversation_id}/transcript", method="POST",
+            data=json.dumps({"contentType": content_type}).encode(),
+            headers={"x-api-key": tok, "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as reply:
+            transcript = json.load(reply)["transcript"]
+        assert transcript["contentType"] == content_type
+        said = [line.split(": ", 1)[1] for line in transcript["payload"].splitlines() if ": " in line]
+        assert min(wer(SENTENCES[9], t) for t in said) <= 0.4, transcript
+        assert "Jane" in transcript["payload"]
+        if content_type == "text/srt":
+            assert transcript["payload"].startswith("1\n00:00:00,000 --> 00:00:")

@@ -112,6 +112,7 @@ class Conversation:
     ended: bool = False
     failure: dict[str, Any] | None = None
     no_connection_timeout: float = 60.0
+    insight_types: set[str] | None = None  # insight types the clients get; None = all
 
 
 class SymblServer:
@@ -303,7 +304,9 @@ class SymblServer:
             args = {
                 "source": {"type": "push"},
                 "engine": self.config["engine"],
-                "insightTypes": start.get("insightTypes") or [],
+                # The daemon finds all types (the Conversation API serves them); the socket gets the
+                # ones asked for: Symbl's insightTypes selects, so [] (both SDKs' default) means none.
+
                 "config": {**config, "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000}},
                 "speaker": start.get("speaker") or None,
                 "trackers": start.get("trackers") or [],
@@ -316,6 +319,8 @@ class SymblServer:
                 await ws.send_json(wire.error_frame("Cannot start the conversation", exc.message))
                 await ws.close(code=1011, message=b"start failed")
                 return None
+            requested = start.get("insightTypes")
+            conv.insight_types = {t for t in requested if isinstance(t, str)} if isinstance(requested, list) else set()
             timeout = start.get("noConnectionTimeout")
             if isinstance(timeout, int | float) and 0 <= timeout <= 1800:
                 conv.no_connection_timeout = float(timeout)
@@ -428,6 +433,10 @@ class SymblServer:
     async def _dispatch(self, conv: Conversation, event: dict[str, Any]) -> None:
         etype = event.get("type", "")
         data = event.get("data") or {}
+        if etype == "insight_response" and conv.insight_types is not None:
+            data = {**data, "insights": [i for i in data.get("insights") or [] if i.get("type") in conv.insight_types]}
+            if not data["insights"]:
+                return
         if etype in RESULT_EVENTS:
             for ws in list(conv.sockets):
                 for frame in wire.event_to_frames(etype, data, "streaming"):
@@ -605,8 +614,9 @@ class SymblServer:
             config["timezone"] = body["timezone"]
         args: dict[str, Any] = {"source": source, "engine": self.config["engine"], "config": config,
                                 "actions": actions}
+        known = ("question", "action_item", "follow_up")
         if isinstance(body.get("insightTypes"), list):
-            args["insightTypes"] = body["insightTypes"]
+            args["insightTypes"] = [t for t in body["insightTypes"] if t in known]
         cid = str(uuid.uuid4())
         try:
             conv = await self._open(cid, "telephony", args)
