@@ -70,3 +70,17 @@ def test_js_sdk_realtime_44k_then_conversation_api(server: ServerHandle, tmp_pat
         messages = json.load(reply)["messages"]
     assert min(wer(SENTENCES[8], m["text"]) for m in messages) <= 0.35, messages
     assert messages[0]["from"]["name"] == "Ann"
+
+
+@pytest.mark.speech
+def test_js_sdk_create_stream_8k(server: ServerHandle, tmp_path: Path) -> None:
+    """createStream() then start(), LINEAR16 at 8 kHz (telephone-band audio)."""
+    audio = tmp_path / "speech8k.pcm"
+    audio.write_bytes(resample(pcm16(synth(SENTENCES[3])) + silence(1.0), 8000))
+    out = run_node("realtime.js", f"http://127.0.0.1:{server.port}", APP_ID, APP_SECRET, str(audio), "8000",
+                   "stream")
+    assert not [o for o in out if "error" in o], out
+    texts = [m["payload"]["content"] for o in out if o.get("cb") == "messages" for m in o["data"]]
+    assert min(wer(SENTENCES[3], t) for t in texts) <= 0.35, texts
+    insights = [i for o in out if o.get("cb") == "insights" for i in o["data"]]
+    assert any(i["type"] == "question" for i in insights), insights

@@ -1,10 +1,11 @@
 // Drives the official @symblai/symbl-js SDK against symbld's Symbl server (tests/test_symbl_js.py).
-// Usage: node realtime.js <baseUrl> <appId> <appSecret> <pcmFile> <sampleRate>
+// Usage: node realtime.js <baseUrl> <appId> <appSecret> <pcmFile> <sampleRate> [realtime|stream]
+// "realtime" uses startRealtimeRequest; "stream" uses createStream() and then start().
 // Prints one JSON line per callback the SDK makes, then {"done": conversationId}.
 const fs = require("fs");
 const { sdk } = require("@symblai/symbl-js");
 
-const [base, appId, appSecret, pcmFile, rate] = process.argv.slice(2);
+const [base, appId, appSecret, pcmFile, rate, mode = "realtime"] = process.argv.slice(2);
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
 
 async function main() {
@@ -12,7 +13,8 @@ async function main() {
   // does not move it. This is the documented redirect (docs/symbl-compat.md).
   sdk.oauth2.setBasePath(base);
   await sdk.init({ appId, appSecret, basePath: base });
-  const connection = await sdk.startRealtimeRequest({
+  const open = mode === "stream" ? (o) => sdk.createStream(o) : (o) => sdk.startRealtimeRequest(o);
+  const connection = await open({
     id: "js-" + Date.now(),
     insightTypes: ["question", "action_item"],
     config: { meetingTitle: "JS SDK", sampleRateHertz: Number(rate) },
@@ -25,6 +27,9 @@ async function main() {
       onTrackerResponse: (data) => out({ cb: "trackers", data }),
     },
   });
+  if (mode === "stream") {
+    await connection.start();
+  }
   const pcm = fs.readFileSync(pcmFile);
   const chunk = 8192;
   const seconds = chunk / 2 / Number(rate);
