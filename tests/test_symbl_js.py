@@ -84,3 +84,34 @@ def test_js_sdk_create_stream_8k(server: ServerHandle, tmp_path: Path) -> None:
     assert min(wer(SENTENCES[3], t) for t in texts) <= 0.35, texts
     insights = [i for o in out if o.get("cb") == "insights" for i in o["data"]]
     assert any(i["type"] == "question" for i in insights), insights
+
+
+@pytest.mark.speech
+@pytest.mark.skipif(shutil.which("sipp") is None or shutil.which("sox") is None, reason="needs sipp and sox")
+def test_js_sdk_telephony_sip_subscribe_stop(server: ServerHandle, tmp_path: Path) -> None:
+    """startEndpoint dials a real SIP peer (sipp) that answers and speaks; subscribeToConnection
+    gets the words; stopEndpoint answers with the conversationId."""
+    from test_symbl_sdk import SIPP_DIR, free_udp_port
+
+    ulaw = tmp_path / "speech.ulaw"
+    subprocess.run(["sox", str(synth(SENTENCES[2])), "-r", "8000", "-c", "1", "-e", "mu-law", "-t", "raw",
+                    str(ulaw)], check=True)
+    sip_port, media_port = free_udp_port(), free_udp_port()
+    sipp = subprocess.Popen(
+        ["sipp", "-sf", str(SIPP_DIR / "uas_speak_pcmu.xml"), "-i", "127.0.0.1", "-p", str(sip_port),
+         "-mp", str(media_port), "-m", "1", "-nostdin"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        out = run_node("telephony.js", f"http://127.0.0.1:{server.port}", APP_ID, APP_SECRET,
+                       f"sip:symbl@127.0.0.1:{sip_port}")
+    finally:
+        sipp.kill()
+        sipp.wait(5)
+    assert not [o for o in out if "error" in o], out
+    started = next(o["started"] for o in out if "started" in o)
+    frames = [o["data"] for o in out if o.get("cb") == "frame"]
+    texts = [m["payload"]["content"] for f in frames if f.get("type") == "message_response" for m in f["messages"]]
+    assert texts and min(wer(SENTENCES[2], t) for t in texts) <= 0.4, frames
+    stopped = next(o["stopped"] for o in out if "stopped" in o)
+    assert stopped["conversationId"] == started["conversationId"]
