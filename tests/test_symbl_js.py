@@ -91,17 +91,9 @@ def test_js_sdk_create_stream_8k(server: ServerHandle, tmp_path: Path) -> None:
 def test_js_sdk_telephony_sip_subscribe_stop(server: ServerHandle, tmp_path: Path) -> None:
     """startEndpoint dials a real SIP peer (sipp) that answers and speaks; subscribeToConnection
     gets the words; stopEndpoint answers with the conversationId."""
-    from test_symbl_sdk import SIPP_DIR, free_udp_port
+    from test_symbl_sdk import speaking_sip_peer
 
-    ulaw = tmp_path / "speech.ulaw"
-    subprocess.run(["sox", str(synth(SENTENCES[2])), "-r", "8000", "-c", "1", "-e", "mu-law", "-t", "raw",
-                    str(ulaw)], check=True)
-    sip_port, media_port = free_udp_port(), free_udp_port()
-    sipp = subprocess.Popen(
-        ["sipp", "-sf", str(SIPP_DIR / "uas_speak_pcmu.xml"), "-i", "127.0.0.1", "-p", str(sip_port),
-         "-mp", str(media_port), "-m", "1", "-nostdin"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    sipp, sip_port = speaking_sip_peer(tmp_path, SENTENCES[2])
     try:
         out = run_node("telephony.js", f"http://127.0.0.1:{server.port}", APP_ID, APP_SECRET,
                        f"sip:symbl@127.0.0.1:{sip_port}")

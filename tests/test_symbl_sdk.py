@@ -141,20 +141,26 @@ def free_udp_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.speech
-@pytest.mark.skipif(shutil.which("sipp") is None or shutil.which("sox") is None, reason="needs sipp and sox")
-def test_sdk_telephony_sip_call(symbl: Any, tmp_path: Path) -> None:
-    """Telephony.start_sip dials a real SIP peer (sipp) that answers and speaks; results arrive on
-    the SDK's blocking subscribe socket; Telephony.stop returns the conversationId."""
+def speaking_sip_peer(tmp_path: Path, sentence: str) -> tuple[subprocess.Popen, int]:
+    """sipp answering one call on a free port and speaking ``sentence`` as PCMU; (process, SIP port)."""
     ulaw = tmp_path / "speech.ulaw"
-    wav = synth(SENTENCES[2])
-    subprocess.run(["sox", str(wav), "-r", "8000", "-c", "1", "-e", "mu-law", "-t", "raw", str(ulaw)], check=True)
+    subprocess.run(["sox", str(synth(sentence)), "-r", "8000", "-c", "1", "-e", "mu-law", "-t", "raw", str(ulaw)],
+                   check=True)
     sip_port, media_port = free_udp_port(), free_udp_port()
     sipp = subprocess.Popen(
         ["sipp", "-sf", str(SIPP_DIR / "uas_speak_pcmu.xml"), "-i", "127.0.0.1", "-p", str(sip_port),
          "-mp", str(media_port), "-m", "1", "-nostdin"],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
+    return sipp, sip_port
+
+
+@pytest.mark.speech
+@pytest.mark.skipif(shutil.which("sipp") is None or shutil.which("sox") is None, reason="needs sipp and sox")
+def test_sdk_telephony_sip_call(symbl: Any, tmp_path: Path) -> None:
+    """Telephony.start_sip dials a real SIP peer (sipp) that answers and speaks; results arrive on
+    the SDK's blocking subscribe socket; Telephony.stop returns the conversationId."""
+    sipp, sip_port = speaking_sip_peer(tmp_path, SENTENCES[2])
     try:
         time.sleep(0.3)
         try:
