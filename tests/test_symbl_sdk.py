@@ -176,7 +176,13 @@ def test_sdk_telephony_sip_call(symbl: Any, tmp_path: Path) -> None:
             args=({k: got.callback(k) for k in ("transcript_response", "message_response", "insight_response")},),
             daemon=True)
         listener.start()
+        # The resultWebSocketUrl handed out answers too (the JS SDK's pushSpeakerEvents uses it).
+        import websocket
+
+        result_ws = websocket.create_connection(call.resultWebSocketUrl, header=[call.header], timeout=30)
+        assert result_ws.connected
         assert got.wait(lambda fs: any(k == "message_response" for k, _ in fs), 40), got.frames
+        result_ws.close()
         stopped = symbl.Telephony.stop(call.connectionId)
         assert stopped.conversation_id == call.conversation.get_conversation_id()
         texts = [m["payload"]["content"] for k, f in got.frames if k == "message_response"
