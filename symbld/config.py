@@ -2,7 +2,7 @@
 
 The file is TOML (``--config``, ``$SYMBLD_CONFIG``, else ``$XDG_CONFIG_HOME/symbld/symbld.toml``
 when it exists). Top-level keys are the daemon's own; tables (``[engine.local]``, ``[mic]``,
-``[telephony]``, ``[symbl]``, ``[smtp]``, ``[serve_symbl]``) are handed to the part they name.
+``[telephony]``, ``[symbl]``, ``[smtp]``, ``[symbl_server]``) are handed to the part they name.
 See docs/configuration.md.
 """
 
