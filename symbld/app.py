@@ -27,9 +27,9 @@ from symbld import __version__
 from symbld.audio.base import SourceContext, SourceError
 from symbld.audio.push import PushSource
 from symbld.config import ConfigError, load, section
+from symbld.control.catalog import load_all
 from symbld.control.curve import CurveServer, SecurityError, curve_socket, serve_curve
 from symbld.control.publisher import Publisher
-from symbld.control.registry import load_all
 from symbld.control.router import ControlServer
 from symbld.core import shutdown
 from symbld.core.bus import EventBus

@@ -14,6 +14,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from symblctl.endpoints import default_endpoints, default_runtime_dir  # shared with the client
+
 # TimeoutStopSec= of the shipped units (the installer writes this value, symbld.integrations.systemd.units):
 # the one setting both the unit's limit and the daemon's stop budget derive from.
 UNIT_STOP_SECONDS = 30
@@ -64,21 +66,9 @@ class ConfigError(Exception):
     pass
 
 
-def default_runtime_dir() -> Path:
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        return Path(xdg) / "symbld"
-    return Path(f"/tmp/symbld-{os.getuid()}")
-
-
 def default_state_dir() -> Path:
     xdg = os.environ.get("XDG_STATE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "symbld"
-
-
-def default_endpoints(runtime_dir: Path | None = None) -> tuple[str, str]:
-    rd = runtime_dir or default_runtime_dir()
-    return f"ipc://{rd}/control", f"ipc://{rd}/events"
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
