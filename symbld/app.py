@@ -26,7 +26,7 @@ import zmq
 from symbld import __version__
 from symbld.audio.base import SourceContext, SourceError
 from symbld.audio.push import PushSource
-from symbld.config import ConfigError, load, section
+from symbld.config import ConfigError, load, render_config, section
 from symbld.control.curve import CurveServer, SecurityError, curve_socket, serve_curve
 from symbld.control.publisher import Publisher
 from symbld.control.registry import load_all
@@ -505,21 +505,29 @@ class Daemon:
             self.notifier.status(text)
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config file; settings that can change live do, sockets stay."""
+        """SIGHUP: re-read and validate the config file; settings that can change live do, sockets stay.
+
+        A file with any error changes nothing: the error (key and line) is logged, the old config stays.
+        """
         self.notifier.reloading()
         try:
             fresh = load(self.config.get("config_path"), self.config.get("_flags", {}))
-            for key in ("log_level", "log_transcripts", "max_connections", "stop_timeout", "journal_retention_days"):
-                self.config[key] = fresh[key]
-            for key in ("mic", "telephony", "smtp"):
-                if key in fresh:
-                    self.config[key] = fresh[key]
-            self.sessions.max_live = int(fresh["max_connections"])
-            configure_logging(self.config["log_level"], _json_flag(self.config),
-                              log_transcripts=bool(self.config["log_transcripts"]))
-            log.info("config_reloaded", path=self.config.get("config_path"))
         except ConfigError as e:
-            log.error("config_reload_failed", error=str(e))
+            log.error("config_reload_failed", error=str(e), kept="the previous configuration")
+            self.notifier.ready(self._last_status or None)
+            return
+        changed = [k for k in _LIVE_KEYS if self.config.get(k) != fresh.get(k)]
+        for key in _LIVE_KEYS:
+            if key in fresh:
+                self.config[key] = fresh[key]
+        self.sessions.max_live = int(fresh["max_connections"])
+        if self.journal is not None and "journal_retention_days" in changed:
+            self.journal.retention_days = float(fresh["journal_retention_days"])
+            self.journal.expire()
+        configure_logging(self.config["log_level"], _json_flag(self.config),
+                          log_transcripts=bool(self.config["log_transcripts"]))
+        _log_config_warnings(fresh)
+        log.info("config_reloaded", path=self.config.get("config_path"), changed=changed)
         self.notifier.ready(self._last_status or None)
 
     def run(self) -> int:
@@ -531,6 +539,7 @@ class Daemon:
         self.bus.publish_daemon("ready", {"pid": os.getpid(), "version": __version__})
         if self.config.get("config_missing"):
             log.warning("config_file_missing_using_defaults", path=self.config.get("config_path"))
+        _log_config_warnings(self.config)
         log.info("symbld_ready", control=self.config["control"], events=self.config["events"], pid=os.getpid())
         # Test hook (tests/test_systemd_daemon.py): while this file exists the loop is "wedged".
         stall_file = os.environ.get("SYMBLD_DEBUG_STALL_FILE")
@@ -613,6 +622,16 @@ def _stop_quietly(session: Session) -> None:
         log.exception("stop_failed", connection_id=session.connection_id)
 
 
+# Settings a SIGHUP applies to a running daemon (endpoints and directories need a restart).
+_LIVE_KEYS = ("log_level", "log_transcripts", "max_connections", "stop_timeout", "journal_retention_days",
+              "mic", "telephony", "smtp")
+
+
+def _log_config_warnings(config: dict[str, Any]) -> None:
+    for warning in config.get("config_warnings") or []:
+        log.warning("config_warning", warning=warning)
+
+
 def _json_flag(config: dict[str, Any]) -> bool | None:
     fmt = config.get("log_format", "auto")
     return None if fmt == "auto" else fmt == "json"
@@ -629,23 +648,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-connections", type=int)
     p.add_argument("--no-preload", dest="preload", action="store_false", default=None,
                    help="load the offline model on first use instead of at start-up")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", choices=["auto", "debug", "info", "warning", "error"],
+                   help="default auto: warning on a terminal, info elsewhere")
     p.add_argument("--log-format", choices=["auto", "console", "json"])
     p.add_argument("--log-transcripts", action="store_true", default=None, help="allow transcript text in logs")
     p.add_argument("--serve-symbl", nargs="?", const="127.0.0.1:5080", metavar="ADDR:PORT",
                    help="also serve Symbl's real-time API (default 127.0.0.1:5080)")
+    p.add_argument("--print-config", action="store_true",
+                   help="validate the configuration, print the effective one (TOML) and exit")
     p.add_argument("--version", action="version", version=f"symbld {__version__}")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     ns = parse_args(argv)
-    flags = {k: v for k, v in vars(ns).items() if k != "config" and v is not None}
+    flags = {k: v for k, v in vars(ns).items() if k not in ("config", "print_config") and v is not None}
     try:
         config = load(ns.config, flags)
     except ConfigError as e:
         print(f"symbld: {e}", file=sys.stderr)
         return 2
+    if ns.print_config:
+        for warning in config["config_warnings"]:
+            print(f"symbld: warning: {warning}", file=sys.stderr)
+        sys.stdout.write(render_config(config))
+        return 0
     config["_flags"] = flags
     configure_logging(config["log_level"], _json_flag(config), log_transcripts=bool(config["log_transcripts"]))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: nothing is ever downloaded

@@ -116,6 +116,17 @@ class TelephonyConfig:
         return cls(**d, limits=limits)
 
 
+def _config_defaults() -> dict[str, Any]:
+    """The [telephony] keys with their defaults: limits may sit at top level or in [telephony.limits]."""
+    own = {f.name: getattr(TelephonyConfig(), f.name) for f in dataclasses.fields(TelephonyConfig)
+           if f.name != "limits"}
+    limits = dataclasses.asdict(TelephonyLimits())
+    return {**own, **limits, "limits": limits}
+
+
+CONFIG_DEFAULTS = _config_defaults()  # what symbld.config validates [telephony] against
+
+
 def _resolve(host: str, port: int) -> str:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
