@@ -69,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     kg.add_argument("--dir", help="where to write (default: $SYMBLD_KEYS_DIR or ~/.config/symbld/keys)")
     kg.add_argument("--force", action="store_true", help="replace existing key files")
     inst = sub.add_parser("install-service", help="install the systemd unit for this symbld (user or system)")
-    inst.add_argument("--system", action="store_true", help="the system unit (needs root) instead of the user unit")
+    scope = inst.add_mutually_exclusive_group()
+    scope.add_argument("--user", dest="system", action="store_false", default=False,
+                       help="the user unit, ~/.config/systemd/user/symbld.service (the default)")
+    scope.add_argument("--system", dest="system", action="store_true",
+                       help="the system unit (needs root) instead of the user unit")
     inst.add_argument("--dest", help="unit directory (default: the scope's standard one)")
 
     st = sub.add_parser("start", help="start a connection")
