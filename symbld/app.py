@@ -32,6 +32,8 @@ from symbld.control.publisher import Publisher
 from symbld.control.registry import load_all
 from symbld.control.router import ControlServer
 from symbld.core.bus import EventBus
+from symbld.core.conversations import ConversationIndex
+from symbld.core.conversations import resolve as resolve_connection_id
 from symbld.core.errors import ControlError
 from symbld.core.ids import new_connection_id, new_conversation_id
 from symbld.core.journal import Journal
@@ -105,6 +107,7 @@ class Daemon:
         self.sessions = SessionRegistry(max_live=config["max_connections"], on_pruned=self._forget_connection)
         self.sources = SourceFactory(config)
         self.journal: Journal | None = None
+        self.conversations: ConversationIndex | None = None
         self.bus: EventBus = None  # type: ignore[assignment]  # set in bind()
         self._last_status = ""
         self._attached_mics: dict[str, Any] = {}
@@ -125,6 +128,7 @@ class Daemon:
                     p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.lock = InstanceLock(self.config["control"], self.runtime_dir)
             self.journal = Journal(self.state_dir / "journal", float(self.config["journal_retention_days"]))
+            self.conversations = ConversationIndex(self.journal)
             self.journal.expire()
             self.ctx = zmq.Context()
             try:  # tcp:// only with CURVE (keys + allow-list), never open
@@ -424,6 +428,15 @@ class Daemon:
         threading.Thread(target=pump, name=f"mic-pump-{connection_id[:8]}", daemon=True).start()
         session.on_close(mic.close)
         return {"connectionId": connection_id, "source": source.describe(), "mic": mic.describe()}
+
+    def resolve_connection_id(self, value: str) -> str:
+        """The connectionId named by ``value``: itself, or the connection of a conversationId."""
+        def known(cid: str) -> bool:
+            return self.sessions.find(cid) is not None or bool(self.journal and self.journal.exists(cid))
+
+        return resolve_connection_id(
+            value, known=known, index=self.conversations,
+            live_by_conversation={s.conversation_id: s.connection_id for s in self.sessions.all()})
 
     def journaled_connection(self, connection_id: str) -> dict[str, Any]:
         """The last known object of a connection from an earlier run, from its journal."""

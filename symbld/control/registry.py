@@ -36,6 +36,8 @@ class Command:
 
     def run(self, daemon: Daemon, req: Request) -> dict[str, Any]:
         args = validate(self.args, req.args, self.name)
+        if isinstance(args.get("connectionId"), str):  # a conversationId names its connection too
+            args["connectionId"] = daemon.resolve_connection_id(args["connectionId"])
         return self.handler(daemon, args, req)
 
     def describe(self) -> dict[str, Any]:
@@ -75,6 +77,6 @@ CONNECTION_ID = Arg(str, required=True, check=_connection_id_check, doc="the con
 
 # Importing the modules that declare commands registers them.
 def load_all() -> dict[str, Command]:
-    from symbld.control import commands  # noqa: F401
+    from symbld.control import commands, listing  # noqa: F401
 
     return COMMANDS
