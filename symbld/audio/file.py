@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -17,14 +18,29 @@ _BLOCK_SECONDS = 0.5
 
 
 def probe(path: str) -> sf._SoundFileInfo:
-    """Check at ``start`` that the file exists and is audio, so the error comes back at once."""
+    """Check at ``start`` that the file can be read and is audio, so the error comes back at once.
+
+    Each failure names the file and what is wrong with it: a relative path (the daemon's working
+    directory is not the client's: symblctl and the Client resolve paths before sending),
+    a missing file, not a regular file, no read permission for the daemon's user, not audio.
+    """
     p = Path(path)
+    details = {"path": path}
+    if not p.is_absolute():
+        raise SourceError("bad_request", f"audio file path must be absolute, got {path!r} (the daemon runs in "
+                          f"{os.getcwd()}; symblctl and symblctl.Client make paths absolute)", details)
+    if not p.exists():
+        raise SourceError("bad_request", f"audio file not found: {path}", details)
     if not p.is_file():
-        raise SourceError("bad_request", f"audio file not found: {path}", {"path": path})
+        what = "a directory" if p.is_dir() else "not a regular file"
+        raise SourceError("bad_request", f"not an audio file: {path} is {what}", details)
+    if not os.access(p, os.R_OK):
+        raise SourceError("bad_request", f"cannot read {path}: permission denied for the daemon's user "
+                          f"(uid {os.getuid()})", details)
     try:
         return sf.info(str(p))
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
-        raise SourceError("bad_request", f"not a readable audio file: {path} ({e})", {"path": path}) from None
+        raise SourceError("bad_request", f"not a readable audio file: {path} ({e})", details) from None
 
 
 class FileSource:
@@ -60,7 +76,7 @@ class FileSource:
                         self.frames_sent += 1
                     if last:
                         return
-        except (sf.LibsndfileError, RuntimeError) as e:
+        except (sf.LibsndfileError, RuntimeError, OSError) as e:
             raise SourceError("bad_request", f"cannot decode {self.path}: {e}", {"path": self.path}) from None
 
     def close(self) -> None:
