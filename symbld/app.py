@@ -458,7 +458,9 @@ class Daemon:
         republished on our PUB under that connection id (and journaled like any other). None when no
         Symbl endpoint is configured."""
         engine = self.engines.get("symbl")
-        if engine is None or not getattr(engine, "options", {}).get("base_url"):
+        # Only a configured [engine.symbl] means "ids I do not know may be the cloud's": otherwise an
+        # unknown id is just unknown (no advice about Symbl credentials nobody asked for).
+        if engine is None or not section(self.config, "engine", "symbl"):
             return None
         reply = {"events": self.config["events"], "topics": [f"connection.{connection_id}."], "connections": [],
                  "remote": True}
