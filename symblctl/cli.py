@@ -273,22 +273,26 @@ def _follow(client: Client, conn: dict[str, Any], as_json: bool, feeder: Callabl
     connection_id = conn["connectionId"]
     printer = EventPrinter(sys.stdout, as_json=as_json)
     ticker = _Progress(client, connection_id, printer) if progress and printer.live else None
-    with client.events(connection_id) as stream:
-        try:
-            feeding = feeder is not None
-            while True:
-                if feeding:
-                    feeding = feeder()  # type: ignore[misc]
-                if ticker is not None:
-                    ticker.tick()
-                event = stream.get(timeout=0.0 if feeding else (0.1 if ticker else 0.5))
-                if event is None:
-                    if stream.completed:
-                        break
-                    continue
-                printer.show(event)
-        except KeyboardInterrupt:
-            return _interrupted(client, connection_id, stream, printer)
+    stream = None
+    try:
+        stream = client.events(connection_id)
+        feeding = feeder is not None
+        while True:
+            if feeding:
+                feeding = feeder()  # type: ignore[misc]
+            if ticker is not None:
+                ticker.tick()
+            event = stream.get(timeout=0.0 if feeding else (0.1 if ticker else 0.5))
+            if event is None:
+                if stream.completed:
+                    break
+                continue
+            printer.show(event)
+    except KeyboardInterrupt:  # at any point, even while the subscription is being set up
+        return _interrupted(client, connection_id, stream, printer)
+    finally:
+        if stream is not None:
+            stream.close()
     printer.done(None, conn)
     return _ended_status(printer)
 
@@ -300,7 +304,7 @@ def _interrupted(client: Client, connection_id: str, stream: Any, printer: Event
           file=sys.stderr, flush=True)
     try:
         final = client.stop(connection_id)
-        while (event := stream.get(timeout=2.0)) is not None:  # what the stop flushed
+        while stream is not None and (event := stream.get(timeout=2.0)) is not None:  # what the stop flushed
             printer.show(event)
         printer.done(final, final)
     except DaemonError as e:
