@@ -248,3 +248,16 @@ def test_install_service_user_as_the_docs_say(tmp_path: Path) -> None:
     r = symblctl(None, "install-service", "--user", "--dest", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "symbld.service").exists() and "systemctl --user enable --now symbld" in r.stdout
+
+
+def test_the_python_file_example_of_docs_client_md_runs(daemon: DaemonProc, speech_flac: Path) -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "client.md").read_text()
+    section = doc[doc.index("## Transcribing a file from Python"):]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    code = code.replace("Client()", f"Client({daemon.control!r}, {daemon.events!r}, timeout=10)")
+    r = subprocess.run([sys.executable, "-c", code], cwd=speech_flac.parent, capture_output=True, text=True,
+                       timeout=120, env=cli_env())
+    assert r.returncode == 0, r.stderr
+    printed, _, srt = r.stdout.partition("\n1\n")
+    assert wer(SENTENCES[:2], printed.splitlines()) <= 0.2, r.stdout
+    assert re.match(r"00:00:0\d,\d{3} --> ", srt) and "Ann: " in srt
