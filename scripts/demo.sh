@@ -25,7 +25,7 @@ print("" if mic["available"] else mic.get("reason") or "unavailable")')
 import json, sys
 devs = json.load(sys.stdin)["devices"]
 pick = next((d for d in devs if d.get("default")), devs[0] if devs else None)
-print(f"{pick[\"name\"]} (device {pick[\"index\"]})" if pick else "the default input")')
+print("%s (device %s)" % (pick["name"], pick["index"]) if pick else "the default input")')
   fi
 fi
 if [ -z "$MIC_REASON" ]; then
