@@ -257,6 +257,23 @@ class _Progress:
                                               now - self.t0))
 
 
+class _Heartbeat:
+    """While no event arrives, ping the daemon every ``timeout`` s: a daemon that died or hangs under a
+    followed connection ends the command (DaemonUnavailable, exit 3) instead of an endless wait."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.quiet_since = time.monotonic()
+
+    def event(self) -> None:
+        self.quiet_since = time.monotonic()
+
+    def quiet(self) -> None:
+        if time.monotonic() - self.quiet_since >= self.client.timeout:
+            self.client.ping()
+            self.quiet_since = time.monotonic()
+
+
 def _ended_status(printer: EventPrinter) -> int:
     end = printer.end_event
     if end is not None and end.get("type") == "connection_failed":
@@ -274,6 +291,7 @@ def _follow(client: Client, conn: dict[str, Any], as_json: bool, feeder: Callabl
     printer = EventPrinter(sys.stdout, as_json=as_json)
     ticker = _Progress(client, connection_id, printer) if progress and printer.live else None
     stream = None
+    heartbeat = _Heartbeat(client)
     try:
         stream = client.events(connection_id)
         feeding = feeder is not None
@@ -286,7 +304,9 @@ def _follow(client: Client, conn: dict[str, Any], as_json: bool, feeder: Callabl
             if event is None:
                 if stream.completed:
                     break
+                heartbeat.quiet()
                 continue
+            heartbeat.event()
             printer.show(event)
     except KeyboardInterrupt:  # at any point, even while the subscription is being set up
         return _interrupted(client, connection_id, stream, printer)
@@ -374,15 +394,29 @@ def _subscribe(client: Client, ns: argparse.Namespace) -> int:
             print(f"symblctl: unknown event type {', '.join(unknown)}; known: {', '.join(sorted(known))}",
                   file=sys.stderr)
             return EXIT_USAGE
-    printer = EventPrinter(sys.stdout, as_json=ns.json, show_ids=ns.id is None)
-    with client.events(ns.id, types) as stream:
+    connection_id = ns.id
+    if connection_id is not None:  # a conversationId names its connection: subscribe to that one's topic
         try:
-            for event in stream:
+            connection_id = client.get(connection_id)["connectionId"]
+        except DaemonError as e:
+            if e.code != "unknown_connection":
+                raise  # unknown here may still be a remote (Symbl) connection: subscribe decides
+    printer = EventPrinter(sys.stdout, as_json=ns.json, show_ids=ns.id is None)
+    heartbeat = _Heartbeat(client)
+    with client.events(connection_id, types) as stream:
+        try:
+            while True:
+                event = stream.get(timeout=0.5)
+                if event is None:
+                    if stream.completed:
+                        return EXIT_OK
+                    heartbeat.quiet()
+                    continue
+                heartbeat.event()
                 printer.show(event)
         except KeyboardInterrupt:
             printer.interrupt()
             return EXIT_INTERRUPTED
-    return EXIT_OK
 
 
 def _transcript(client: Client, ns: argparse.Namespace) -> int:

@@ -124,6 +124,10 @@ def test_either_id_names_the_connection_everywhere(daemon: DaemonProc) -> None:
     assert again.returncode == 0 and json.loads(again.stdout)["state"] == "stopped"
     human = symblctl(daemon, "stop", started["connectionId"])
     assert human.returncode == 0 and "already stopped" in human.stderr
+    sub = symblctl(daemon, "subscribe", conv, "--json", timeout=60)  # its events from the start, then it ends
+    assert sub.returncode == 0, sub.stderr
+    kinds = [json.loads(line)["type"] for line in sub.stdout.splitlines()]
+    assert kinds[0] == "connection_started" and kinds[-1] == "conversation_completed"
 
 
 def test_unknown_connection_is_refused_with_exit_1(daemon: DaemonProc) -> None:
@@ -261,3 +265,22 @@ def test_the_python_file_example_of_docs_client_md_runs(daemon: DaemonProc, spee
     printed, _, srt = r.stdout.partition("\n1\n")
     assert wer(SENTENCES[:2], printed.splitlines()) <= 0.2, r.stdout
     assert re.match(r"00:00:0\d,\d{3} --> ", srt) and "Ann: " in srt
+
+
+def test_follow_ends_with_exit_3_when_the_daemon_dies_under_it(tmp_path: Path) -> None:
+    d = DaemonProc(tmp_path / "d", args=["--no-preload"]).start()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "symblctl", "start", "--push", "--follow", "--timeout", "2",
+                                 "--control", d.control, "--events", d.events], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, env=cli_env())
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert "(Ctrl-C stops)" in first, first
+        d.kill()
+        assert proc.wait(60) == 3
+        err = proc.stderr.read()
+        assert "stale socket file" in err and "start it" in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        d.kill()
