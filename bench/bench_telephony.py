@@ -65,6 +65,15 @@ def open_engine():
 RING_SECONDS = 5.0
 
 
+def reap(proc: subprocess.Popen) -> None:
+    """Let sipp finish its scenario; kill it if it does not within 10 s."""
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def cpu_share(seconds: float) -> float:
     """This process's CPU time (all threads) over ``seconds`` of wall time, as a share of one core."""
     c0, t0 = time.process_time(), time.monotonic()
@@ -96,11 +105,7 @@ def ringing_cpu(work: Path) -> tuple[float, float]:
         src.close()
         src.wait_closed(10)
     finally:
-        try:
-            sipp.wait(10)
-        except subprocess.TimeoutExpired:
-            sipp.kill()
-            sipp.wait()
+        reap(sipp)
     return baseline, during
 
 
@@ -158,11 +163,7 @@ def main() -> None:
                 first.append(d["firstAudioMs"])
                 src.close()
             finally:
-                try:
-                    sipp.wait(10)
-                except subprocess.TimeoutExpired:
-                    sipp.kill()
-                    sipp.wait()
+                reap(sipp)
     finally:
         if eng:
             eng.close()
