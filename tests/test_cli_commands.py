@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -144,14 +145,24 @@ def test_subscribe_with_an_unknown_event_type_is_an_error(daemon: DaemonProc) ->
     assert r.stderr.startswith("symblctl: unknown event type mesage_response; known: ")
 
 
-@pytest.mark.parametrize("kind,needle", [("dir", "is a directory"), ("text", "not a readable audio file")])
+@pytest.mark.parametrize("kind,needle", [
+    ("dir", "is a directory"), ("fifo", "is not a regular file"), ("text", "not a readable audio file"),
+    pytest.param("unreadable", "permission denied for the daemon's user", marks=pytest.mark.skipif(
+        os.geteuid() == 0, reason="root reads any file")),
+    ("missing", "audio file not found"),
+])
 def test_the_daemon_names_a_file_it_cannot_use(daemon: DaemonProc, tmp_path: Path, kind: str, needle: str) -> None:
     target = tmp_path / "notes.txt"
     if kind == "dir":
         target = tmp_path / "folder"
         target.mkdir()
-    else:
+    elif kind == "fifo":
+        target = tmp_path / "pipe"
+        os.mkfifo(target)
+    elif kind != "missing":
         target.write_text("not audio at all\n" * 10)
+        if kind == "unreadable":
+            target.chmod(0)
     r = symblctl(daemon, "start", target.name, cwd=tmp_path)
     assert r.returncode == 1 and str(target) in r.stderr and needle in r.stderr, r.stderr
 
