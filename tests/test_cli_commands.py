@@ -295,3 +295,15 @@ def test_follow_ends_with_exit_3_when_the_daemon_dies_under_it(tmp_path: Path) -
         if proc.poll() is None:
             proc.kill()
         d.kill()
+
+
+def test_the_symbl_shaped_api_resolves_a_relative_file_too(daemon: DaemonProc, speech_flac: Path) -> None:
+    code = ("import symblctl as symbl\n"
+            f"api = symbl.StreamingApi({daemon.control!r}, {daemon.events!r})\n"
+            "c = api.start_connection(source={'type': 'file', 'path': 'meeting.flac', 'realtime': False})\n"
+            "print(c.info['source']['path'])\n"
+            "c.stop()\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=speech_flac.parent, capture_output=True, text=True,
+                       timeout=120, env=cli_env())
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(speech_flac)
