@@ -29,7 +29,7 @@ from symbld.control.curve import SecurityError, apply_client_curve
 
 PROTOCOL_VERSION = 1
 # Commands that may wait on an engine flush, a device or a call: they get a longer timeout.
-SLOW_TIMEOUTS = {"stop": 120.0, "start": 60.0, "shutdown": 30.0}
+SLOW_TIMEOUTS = {"stop": 120.0, "start": 60.0, "shutdown": 30.0, "conversations": 60.0}
 
 
 class DaemonError(Exception):
