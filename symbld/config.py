@@ -53,11 +53,11 @@ TABLES: dict[str, str | dict[str, Any] | list[str | dict[str, Any]]] = {
                       "credentials_file": None}],
 }
 
-# Allowed values of some keys (dotted paths).
+# Allowed values of some keys (dotted paths). default_engine is checked against the engines that
+# loaded (load_engines), since which engines exist depends on what is installed.
 ENUMS: dict[str, tuple[Any, ...]] = {
     "log_level": ("auto", "debug", "info", "warning", "error"),
     "log_format": ("auto", "console", "json"),
-    "default_engine": ("local", "symbl"),
     "engine.local.recognizer": ("whisper", "pocketsphinx"),
     "engine.symbl.failover": ("", "local"),
 }
