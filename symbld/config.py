@@ -15,6 +15,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+# TimeoutStopSec= of the shipped units (the installer writes this value, symbld.integrations.systemd.units):
+# the one setting both the unit's limit and the daemon's stop budget derive from.
+UNIT_STOP_SECONDS = 30
+# What shutdown keeps back from stop_timeout to spool undecoded audio and close sockets.
+STOP_SPOOL_MARGIN = 5.0
+
 DEFAULTS: dict[str, Any] = {
     "runtime_dir": None,  # default: $XDG_RUNTIME_DIR/symbld, else /tmp/symbld-<uid>
     "state_dir": None,  # default: $XDG_STATE_HOME/symbld, else ~/.local/state/symbld
@@ -26,7 +32,9 @@ DEFAULTS: dict[str, Any] = {
     # Events queued per subscriber before PUB drops for that subscriber only (it refills by seq).
     "event_queue_per_subscriber": 10_000,
     "journal_retention_days": 30.0,
-    "stop_timeout": 60.0,
+    # Seconds shutdown waits for engines to decode; the rest is spooled and decoded at the next start.
+    "stop_timeout": UNIT_STOP_SECONDS - 10.0,
+    "max_engine_backlog_s": 10.0,  # audio waiting for a final decode before sources are held or spooled
     "preload": True,  # load the offline model at start-up (READY only after it is loaded)
     "log_level": "auto",  # auto: warning on a terminal, info elsewhere (journal, files, pipes)
     "log_format": "auto",  # auto | console | json

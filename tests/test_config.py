@@ -72,7 +72,7 @@ def test_print_config_shows_the_effective_configuration(tmp_path: Path) -> None:
     shown = tomllib.loads(r.stdout)
     assert shown["max_connections"] == 3  # the file
     assert shown["runtime_dir"] == str(tmp_path / "run")  # a flag
-    assert shown["stop_timeout"] == 60.0  # a default
+    assert shown["max_engine_backlog_s"] == 10.0  # a default
     assert shown["engine"]["local"]["model"] == "/models/tiny"  # the old name sets the new key
     assert shown["engine"]["local"]["beam_size"] == 5  # a table's default
     assert shown["telephony"]["limits"]["max_calls"] == 2
