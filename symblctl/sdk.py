@@ -464,7 +464,7 @@ class TelephonyApi:
 def _start(endpoints: _Endpoints, **args: Any) -> Connection:
     endpoints.ping()
     with endpoints.client() as c:
-        info = c.request("start", **{k: v for k, v in args.items() if v is not None})
+        info = c.start(**{k: v for k, v in args.items() if v is not None})  # resolves a relative file path
     return Connection(info, endpoints)
 
 

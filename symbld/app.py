@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -26,13 +27,15 @@ import zmq
 from symbld import __version__
 from symbld.audio.base import SourceContext, SourceError
 from symbld.audio.push import PushSource
-from symbld.config import ConfigError, load, section
+from symbld.config import ConfigError, load, render_config, section
 from symbld.control.catalog import load_all
 from symbld.control.curve import CurveServer, SecurityError, curve_socket, serve_curve
 from symbld.control.publisher import Publisher
 from symbld.control.router import ControlServer
 from symbld.core import shutdown
 from symbld.core.bus import EventBus
+from symbld.core.conversations import ConversationIndex
+from symbld.core.conversations import resolve as resolve_connection_id
 from symbld.core.errors import ControlError
 from symbld.core.flow import FlowSettings
 from symbld.core.ids import new_connection_id, new_conversation_id
@@ -112,6 +115,7 @@ class Daemon:
         self.sessions = SessionRegistry(max_live=config["max_connections"], on_pruned=self._forget_connection)
         self.sources = SourceFactory(config)
         self.journal: Journal | None = None
+        self.conversations: ConversationIndex | None = None
         self.bus: EventBus = None  # type: ignore[assignment]  # set in bind()
         self._last_status = ""
         self._attached_mics: dict[str, Any] = {}
@@ -137,6 +141,7 @@ class Daemon:
             self.lock = InstanceLock(self.config["control"], self.runtime_dir)
             self.journal = Journal(self.state_dir / "journal", float(self.config["journal_retention_days"]))
             self.journal.check_all()  # files that are not journals are moved aside, start-up goes on
+            self.conversations = ConversationIndex(self.journal)
             self.journal.expire()
             self.ctx = zmq.Context()
             try:  # tcp:// only with CURVE (keys + allow-list), never open
@@ -430,6 +435,15 @@ class Daemon:
         session.on_close(mic.close)
         return {"connectionId": connection_id, "source": source.describe(), "mic": mic.describe()}
 
+    def resolve_connection_id(self, value: str) -> str:
+        """The connectionId named by ``value``: itself, or the connection of a conversationId."""
+        def known(cid: str) -> bool:
+            return self.sessions.find(cid) is not None or bool(self.journal and self.journal.exists(cid))
+
+        return resolve_connection_id(
+            value, known=known, index=self.conversations,
+            live_by_conversation={s.conversation_id: s.connection_id for s in self.sessions.all()})
+
     def journaled_connection(self, connection_id: str) -> dict[str, Any]:
         """The last known object of a connection from an earlier run, from its journal."""
         if self.journal is None or not self.journal.exists(connection_id):
@@ -450,7 +464,9 @@ class Daemon:
         republished on our PUB under that connection id (and journaled like any other). None when no
         Symbl endpoint is configured."""
         engine = self.engines.get("symbl")
-        if engine is None or not getattr(engine, "options", {}).get("base_url"):
+        # Only a configured [engine.symbl] means "ids I do not know may be the cloud's": otherwise an
+        # unknown id is just unknown (no advice about Symbl credentials nobody asked for).
+        if engine is None or not section(self.config, "engine", "symbl"):
             return None
         reply = {"events": self.config["events"], "topics": [f"connection.{connection_id}."], "connections": [],
                  "remote": True}
@@ -510,21 +526,29 @@ class Daemon:
             self.notifier.status(text)
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config file; settings that can change live do, sockets stay."""
+        """SIGHUP: re-read and validate the config file; settings that can change live do, sockets stay.
+
+        A file with any error changes nothing: the error (key and line) is logged, the old config stays.
+        """
         self.notifier.reloading()
         try:
             fresh = load(self.config.get("config_path"), self.config.get("_flags", {}))
-            for key in ("log_level", "log_transcripts", "max_connections", "stop_timeout", "journal_retention_days"):
-                self.config[key] = fresh[key]
-            for key in ("mic", "telephony", "smtp"):
-                if key in fresh:
-                    self.config[key] = fresh[key]
-            self.sessions.max_live = int(fresh["max_connections"])
-            configure_logging(self.config["log_level"], _json_flag(self.config),
-                              log_transcripts=bool(self.config["log_transcripts"]))
-            log.info("config_reloaded", path=self.config.get("config_path"))
         except ConfigError as e:
-            log.error("config_reload_failed", error=str(e))
+            log.error("config_reload_failed", error=str(e), kept="the previous configuration")
+            self.notifier.ready(self._last_status or None)
+            return
+        changed = [k for k in _LIVE_KEYS if self.config.get(k) != fresh.get(k)]
+        for key in _LIVE_KEYS:
+            if key in fresh:
+                self.config[key] = fresh[key]
+        self.sessions.max_live = int(fresh["max_connections"])
+        if self.journal is not None and "journal_retention_days" in changed:
+            self.journal.retention_days = float(fresh["journal_retention_days"])
+            self.journal.expire()
+        configure_logging(self.config["log_level"], _json_flag(self.config),
+                          log_transcripts=bool(self.config["log_transcripts"]))
+        _log_config_warnings(fresh)
+        log.info("config_reloaded", path=self.config.get("config_path"), changed=changed)
         self.notifier.ready(self._last_status or None)
 
     def run(self) -> int:
@@ -537,6 +561,7 @@ class Daemon:
         shutdown.resume_spooled(self, self.spooled)  # audio the last run could not decode in time
         if self.config.get("config_missing"):
             log.warning("config_file_missing_using_defaults", path=self.config.get("config_path"))
+        _log_config_warnings(self.config)
         log.info("symbld_ready", control=self.config["control"], events=self.config["events"], pid=os.getpid())
         # Test hook (tests/test_systemd_daemon.py): while this file exists the loop is "wedged".
         stall_file = os.environ.get("SYMBLD_DEBUG_STALL_FILE")
@@ -625,6 +650,16 @@ def _stop_quietly(session: Session) -> None:
         log.exception("stop_failed", connection_id=session.connection_id)
 
 
+# Settings a SIGHUP applies to a running daemon (endpoints and directories need a restart).
+_LIVE_KEYS = ("log_level", "log_transcripts", "max_connections", "stop_timeout", "journal_retention_days",
+              "mic", "telephony", "smtp")
+
+
+def _log_config_warnings(config: dict[str, Any]) -> None:
+    for warning in config.get("config_warnings") or []:
+        log.warning("config_warning", warning=warning)
+
+
 def _json_flag(config: dict[str, Any]) -> bool | None:
     fmt = config.get("log_format", "auto")
     return None if fmt == "auto" else fmt == "json"
@@ -641,23 +676,58 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-connections", type=int)
     p.add_argument("--no-preload", dest="preload", action="store_false", default=None,
                    help="load the offline model on first use instead of at start-up")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", choices=["auto", "debug", "info", "warning", "error"],
+                   help="default auto: warning on a terminal, info elsewhere")
     p.add_argument("--log-format", choices=["auto", "console", "json"])
     p.add_argument("--log-transcripts", action="store_true", default=None, help="allow transcript text in logs")
     p.add_argument("--serve-symbl", nargs="?", const="127.0.0.1:5080", metavar="ADDR:PORT",
                    help="also serve Symbl's real-time API (default 127.0.0.1:5080)")
+    p.add_argument("--install-service", choices=["user", "system"], metavar="SCOPE",
+                   help="install the systemd unit for SCOPE (user or system) and exit")
+    p.add_argument("--unit-dest", metavar="DIR", help="with --install-service: write the unit files here")
+    p.add_argument("--print-config", action="store_true",
+                   help="validate the configuration, print the effective one (TOML) and exit")
     p.add_argument("--version", action="version", version=f"symbld {__version__}")
     return p.parse_args(argv)
 
 
+def install_service(scope: str, dest: str | None) -> int:
+    """Write the systemd unit (and for the system scope its sysusers/tmpfiles drop-ins), then say what to run."""
+    from symbld.integrations.systemd.units import install_units, system_commands, user_commands
+
+    exe = shutil.which("symbld") or str(Path(sys.executable).with_name("symbld"))
+    if not Path(exe).exists():
+        print("symbld: cannot find the symbld executable next to this Python", file=sys.stderr)
+        return 1
+    try:
+        written = install_units(scope, exe, Path(dest) if dest else None)  # type: ignore[arg-type]
+    except OSError as e:
+        print(f"symbld: cannot install the {scope} unit: {e}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    print("then run:")
+    for cmd in system_commands() if scope == "system" else user_commands():
+        print("  " + " ".join(cmd))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = parse_args(argv)
-    flags = {k: v for k, v in vars(ns).items() if k != "config" and v is not None}
+    if ns.install_service:
+        return install_service(ns.install_service, ns.unit_dest)
+    flags = {k: v for k, v in vars(ns).items()
+             if k not in ("config", "print_config", "install_service", "unit_dest") and v is not None}
     try:
         config = load(ns.config, flags)
     except ConfigError as e:
         print(f"symbld: {e}", file=sys.stderr)
         return 2
+    if ns.print_config:
+        for warning in config["config_warnings"]:
+            print(f"symbld: warning: {warning}", file=sys.stderr)
+        sys.stdout.write(render_config(config))
+        return 0
     config["_flags"] = flags
     configure_logging(config["log_level"], _json_flag(config), log_transcripts=bool(config["log_transcripts"]))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: nothing is ever downloaded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -23,18 +24,32 @@ MIN_RATE, MAX_RATE = 4000, 384_000  # outside this no header is telling the trut
 
 
 def probe(path: str) -> sf._SoundFileInfo:
-    """Check at ``start`` that the file exists and is audio, so the error comes back at once.
+    """Check at ``start`` that the file can be read and is audio, so the error comes back at once.
 
+    Each failure names the file and what is wrong with it: a relative path (the daemon's working
+    directory is not the client's: symblctl and the Client resolve paths before sending),
+    a missing file, not a regular file, no read permission for the daemon's user, not audio.
     The header is checked against the file: a rate no recorder uses, or more samples than the
     file holds, is refused rather than turned into hours of audio.
     """
+    details = {"path": path[:300]}
     try:
         p = Path(path)
-        size = p.stat().st_size if p.is_file() else None
-    except (OSError, ValueError) as e:  # name too long, NUL byte, permission
-        raise SourceError("bad_request", f"bad audio file path ({e})", {"path": path[:300]}) from None
+        absolute, exists, regular, directory = p.is_absolute(), p.exists(), p.is_file(), p.is_dir()
+        size = p.stat().st_size if regular else None
+    except (OSError, ValueError) as e:  # name too long, NUL byte
+        raise SourceError("bad_request", f"bad audio file path ({e})", details) from None
+    if not absolute:
+        raise SourceError("bad_request", f"audio file path must be absolute, got {path!r} (the daemon runs in "
+                          f"{os.getcwd()}; symblctl and symblctl.Client make paths absolute)", details)
+    if not exists:
+        raise SourceError("bad_request", f"audio file not found: {path}", details)
     if size is None:
-        raise SourceError("bad_request", f"audio file not found: {path}", {"path": path})
+        what = "a directory" if directory else "not a regular file"
+        raise SourceError("bad_request", f"not an audio file: {path} is {what}", details)
+    if not os.access(p, os.R_OK):
+        raise SourceError("bad_request", f"cannot read {path}: permission denied for the daemon's user "
+                          f"(uid {os.getuid()})", details)
     try:
         info = sf.info(str(p))
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
@@ -83,7 +98,7 @@ class FileSource:
                         self.frames_sent += 1
                     if last:
                         return
-        except (sf.LibsndfileError, RuntimeError) as e:
+        except (sf.LibsndfileError, RuntimeError, OSError) as e:
             raise SourceError("bad_request", f"cannot decode {self.path}: {e}", {"path": self.path}) from None
 
     def close(self) -> None:

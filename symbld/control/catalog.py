@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from symbld.control import commands, conversation_commands
+from symbld.control import commands, conversation_commands, listing
 from symbld.control.registry import COMMANDS, Command
 
-MODULES = (commands, conversation_commands)
+MODULES = (commands, conversation_commands, listing)
 
 
 def load_all() -> dict[str, Command]:

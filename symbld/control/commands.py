@@ -21,7 +21,8 @@ INSIGHT_TYPES = ("question", "action_item", "follow_up")
 EVENT_TYPES = ("transcript_response", "message_response", "insight_response", "topic_response",
                "tracker_response", "connection_started", "connection_stopped", "connection_failed",
                "conversation_completed", "device_lost", "device_restored", "call_ringing", "call_answered",
-               "call_held", "call_dtmf", "call_ended", "call_failed", "engine_failover", "engine_backlog")
+               "call_dialling", "call_held", "call_dtmf", "call_ended", "call_failed", "engine_failover",
+               "engine_backlog")
 _CLIENT_CONNECTION_ID = re.compile(r"^[A-Za-z0-9-]{6,64}$")
 
 

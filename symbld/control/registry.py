@@ -36,6 +36,8 @@ class Command:
 
     def run(self, daemon: Daemon, req: Request) -> dict[str, Any]:
         args = validate(self.args, req.args, self.name)
+        if isinstance(args.get("connectionId"), str):  # a conversationId names its connection too
+            args["connectionId"] = daemon.resolve_connection_id(args["connectionId"])
         return self.handler(daemon, args, req)
 
     def describe(self) -> dict[str, Any]:
