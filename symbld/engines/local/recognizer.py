@@ -157,6 +157,7 @@ _PROMPT_CHARS = 200  # the end of the previous final given as context
 # Words after this probability at the end of a final, or with no duration, are the decoder's
 # invention after the speech ended ("... Thank you very much for watching").
 _TAIL_PROBABILITY = 0.15
+_INVENTED_PROBABILITY = 0.05  # a last word this unlikely is never what was said
 _MIN_WORD_SECONDS = 0.02
 
 
@@ -166,7 +167,10 @@ def drop_invented_tail(words: list[Word], speech_end: float) -> list[Word]:
     while out:
         w = out[-1]
         zero = w.end - w.start < _MIN_WORD_SECONDS
-        unlikely = w.probability < _TAIL_PROBABILITY and w.start >= speech_end - 0.3
+        # Whisper stretches an invented last word to the end of the audio it was given.
+        unlikely = w.probability < _INVENTED_PROBABILITY or (
+            w.probability < _TAIL_PROBABILITY and w.end >= speech_end - 0.2
+        )
         if not (zero or unlikely):
             break
         out.pop()

@@ -52,7 +52,7 @@ class StreamSettings:
     vad_threshold: float = 0.5  # a frame at or above this starts/continues speech
     vad_neg_threshold: float = 0.35  # once speaking, frames above this still count as voice
     endpoint_silence_ms: int = 350  # silence that closes an utterance
-    preroll_ms: int = 300  # audio kept before the first speech frame
+    preroll_ms: int = 500  # audio kept before the first speech frame (soft onsets: "And ...")
     postroll_ms: int = 100  # audio kept after the last speech frame
     min_speech_ms: int = 250  # shorter blips are decoded, and kept only if the decode is confident
     min_short_probability: float = 0.6  # mean word probability a short blip's decode needs
@@ -62,6 +62,7 @@ class StreamSettings:
     max_utterance_s: float = 20.0  # longer speech is cut at a low point of voice probability
     cut_search_s: float = 5.0  # ... searched for in the last seconds before max_utterance_s
     speculative: bool = True  # start the final decode when the silence begins
+    prompt_max_gap_s: float = 0.8  # previous final as prompt only across a pause this short
 
     @classmethod
     def from_config(cls, *configs: dict[str, Any]) -> StreamSettings:
@@ -176,6 +177,7 @@ class _Utterance:
         self.length = sum(len(f) for f in frames)
         self.spec: _Speculation | None = None
         self.short = False  # fewer speech frames than min_speech_ms: judged by its decode
+        self.prompted = False  # continues the previous utterance: its final is the prompt
         self.speech_frames = 0
         self.silence_run = 0
         self.last_speech_end = self.length  # relative sample after the last speech frame
@@ -201,6 +203,7 @@ class _Utterance:
         rest.silence_run = self.silence_run
         rest.speech_frames = sum(1 for p in rest.probs if p >= threshold)
         rest.last_speech_end = max(0, self.last_speech_end - cut)
+        rest.prompted = True  # cut out of continuous speech
         return rest
 
     def audio(self, start: int, end: int) -> np.ndarray:
@@ -241,6 +244,7 @@ class LocalStream:
         # The speculative final starts once the post-roll is in: its audio is the final's audio.
         self._spec_frames = max(1, -(-self._postroll // FRAME))
         self._last_final = ""  # text of the previous final: the next decode's prompt
+        self._last_speech_end: int | None = None  # absolute sample where the previous utterance's speech ended
         self._min_speech_frames = max(1, settings.min_speech_ms * ms // FRAME)
 
         self._lock = threading.Lock()
@@ -289,6 +293,9 @@ class LocalStream:
                 self._preroll.clear()
                 utt = _Utterance(self._samples - FRAME * len(frames), frames, probs)
                 utt.speech_frames = 1
+                # A pause this short split one sentence: the previous final gives the context.
+                gap = self._samples - FRAME - (self._last_speech_end or -(10**9))
+                utt.prompted = gap <= s.prompt_max_gap_s * SAMPLE_RATE
                 self._utt = utt
             return
         utt.append(frame, p)
@@ -313,6 +320,7 @@ class LocalStream:
     def _close_utterance(self, utt: _Utterance) -> None:
         self._utt = None
         utt.end = self._final_end(utt)
+        self._last_speech_end = utt.start_sample + utt.last_speech_end
         self._preroll.clear()
         utt.short = utt.speech_frames < self._min_speech_frames and not utt.interim_emitted
         self._enqueue_final(utt, lambda: self._run_final(utt))
@@ -337,7 +345,7 @@ class LocalStream:
 
         def run() -> None:
             try:
-                rec = self._decode_final(audio)
+                rec = self._decode_final(audio, utt)
             except Exception:
                 log.exception("speculative decode failed", connection_id=self.config.connection_id)
                 rec = None
@@ -351,10 +359,13 @@ class LocalStream:
             utt.spec = spec
             self._pending += 1
 
-    def _decode_final(self, audio: np.ndarray) -> Recognition:
+    def _prompt(self, utt: _Utterance) -> str | None:
+        return self._last_final if utt.prompted and self._last_final else None
+
+    def _decode_final(self, audio: np.ndarray, utt: _Utterance) -> Recognition:
         if not len(audio):
             return Recognition("")
-        return self.recognizer.transcribe(audio, final=True, hotwords=self.hotwords, prompt=self._last_final or None)
+        return self.recognizer.transcribe(audio, final=True, hotwords=self.hotwords, prompt=self._prompt(utt))
 
     def _enqueue_final(self, utt: _Utterance, job: Callable[[], None]) -> None:
         if utt not in self._final_utts:
@@ -428,7 +439,7 @@ class LocalStream:
                 return  # its final is already on the way: save the CPU
             audio = utt.audio(0, utt.length)
             offset = utt.start_sample / SAMPLE_RATE
-        rec = self.recognizer.transcribe(audio, final=False, hotwords=self.hotwords, prompt=self._last_final or None)
+        rec = self.recognizer.transcribe(audio, final=False, hotwords=self.hotwords, prompt=self._prompt(utt))
         if not rec.text:
             with self._lock:
                 if utt.id == uid:
@@ -465,7 +476,7 @@ class LocalStream:
             audio = utt.audio(0, end)
             offset = utt.start_sample / SAMPLE_RATE
             uid = utt.id
-        rec = spec.rec if spec is not None and spec.rec is not None else self._decode_final(audio)
+        rec = spec.rec if spec is not None and spec.rec is not None else self._decode_final(audio, utt)
         if utt.short and not _confident(rec, self.settings.min_short_probability):
             rec = Recognition("")  # a click or a breath; a short phrase decoded with confidence stays
         with self._emit_lock:
