@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import realspeech
 from speechgen import wer
+from test_local_engine import engine  # noqa: F401  (the module-scoped engine fixture)
 
 from symbld.engines.base import StreamConfig
 from symbld.engines.local import LocalEngine
@@ -29,23 +30,15 @@ MARGIN = 0.03  # 3 words in the 96 of the set
 CHUNK = 640
 
 
-@pytest.fixture(scope="module")
-def engine():
-    eng = LocalEngine({"num_workers": 2, "cpu_threads": 1})
-    eng.load()
-    yield eng
-    eng.close()
-
-
-def plain(engine: LocalEngine, audio: np.ndarray) -> str:
+def plain(eng: LocalEngine, audio: np.ndarray) -> str:
     """The model alone on the whole clip (what faster-whisper users get)."""
-    segments, _ = engine.recognizer._model.transcribe(
+    segments, _ = eng.recognizer._model.transcribe(
         audio, language="en", beam_size=5, temperature=0.0, condition_on_previous_text=False
     )
     return " ".join(s.text.strip() for s in segments)
 
 
-def through_engine(engine: LocalEngine, clips: list[np.ndarray], name: str) -> list[list[str]]:
+def through_engine(eng: LocalEngine, clips: list[np.ndarray], name: str) -> list[list[str]]:
     """Each clip's finals, the clips fed one after another to one stream with pauses between."""
     events: list[tuple[str, dict]] = []
     lock = threading.Lock()
@@ -54,7 +47,7 @@ def through_engine(engine: LocalEngine, clips: list[np.ndarray], name: str) -> l
         with lock:
             events.append((t, json.loads(json.dumps(d))))
 
-    stream = engine.open(StreamConfig(connection_id=name, conversation_id=name, started_at=1.79e9), emit)
+    stream = eng.open(StreamConfig(connection_id=name, conversation_id=name, started_at=1.79e9), emit)
     gap = np.zeros(realspeech.RATE, np.float32)
     bounds = []
     t = 0.0
@@ -77,7 +70,7 @@ def through_engine(engine: LocalEngine, clips: list[np.ndarray], name: str) -> l
 
 
 @pytest.mark.parametrize("kind", realspeech.VARIANTS)
-def test_engine_is_as_accurate_as_the_plain_model(engine, kind):
+def test_engine_is_as_accurate_as_the_plain_model(engine, kind):  # noqa: F811  (the fixture)
     clips = realspeech.clips()
     audio = [realspeech.variant(c.audio, kind, seed=n) for n, c in enumerate(clips)]
     refs = [c.text for c in clips]
