@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import realspeech
@@ -47,3 +49,21 @@ def test_a_corrupt_half_is_refused(tmp_path, monkeypatch):
     with pytest.raises(EngineError, match="SHA-256"):
         models.assemble_base(tmp_path / "m")
     assert not (tmp_path / "m" / "model.bin").exists()
+
+
+def test_one_config_line_makes_the_daemon_decode_with_base(tmp_path):
+    from conftest import DaemonProc
+
+    d = DaemonProc(tmp_path / "d", env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+                   config='[engine.local]\nmodel = "base"\n').start()
+    try:
+        with d.client(timeout=30.0) as c:
+            deadline = time.monotonic() + 240
+            while not c.describe()["engines"]["local"]["loaded"]:
+                assert time.monotonic() < deadline, d.log()
+                time.sleep(0.2)
+            local = c.describe()["engines"]["local"]
+            assert local["model"] == "base" and local["modelPath"].startswith(str(tmp_path / "cache"))
+            assert c.status()["models"]["local"] == "base"
+    finally:
+        d.stop()
