@@ -37,12 +37,13 @@ import structlog
 
 from symbld.core import shapes
 from symbld.engines.base import Emit, StreamConfig
-from symbld.engines.local.recognizer import SAMPLE_RATE, Recognition, Recognizer
+from symbld.engines.local.recognizer import SAMPLE_RATE, Recognition, Recognizer, Word
 from symbld.engines.local.vad import FRAME, SileroModel
 
 log = structlog.get_logger(__name__)
 
 _SPECULATIVE, _FINAL, _INTERIM = -1, 0, 1  # pool priorities: speculative finals start at once
+_PACK_GAP = SAMPLE_RATE // 2  # silence between packed utterances
 
 
 @dataclass
@@ -63,6 +64,8 @@ class StreamSettings:
     cut_search_s: float = 5.0  # ... searched for in the last seconds before max_utterance_s
     speculative: bool = True  # start the final decode when the silence begins
     prompt_max_gap_s: float = 0.8  # previous final as prompt only across a pause this short
+    pack_finals: bool = True  # finals queued behind each other share one decode window
+    pack_window_s: float = 28.0  # ... of at most this much audio
 
     @classmethod
     def from_config(cls, *configs: dict[str, Any]) -> StreamSettings:
@@ -387,6 +390,9 @@ class LocalStream:
         if head.spec is not None and head.spec.end == head.end and not head.spec.done:
             return  # its speculative decode is running; it calls us when done
         utt, job = self._finals.popleft()
+        batch = self._take_pack(utt)
+        if len(batch) > 1:
+            job = lambda: self._run_packed(batch)  # noqa: E731
         self._final_running = True
 
         def run() -> None:
@@ -394,13 +400,64 @@ class LocalStream:
                 job()
             finally:
                 with self._lock:
-                    self._final_utts.remove(utt)
+                    for u in batch:
+                        self._final_utts.remove(u)
                     self._final_running = False
-                    self._pending -= 1
+                    self._pending -= len(batch)
                     self._pump_finals()
                     self._idle.notify_all()
 
         self.pool.submit(run, _FINAL)
+
+    def _uses_spec(self, utt: _Utterance) -> bool:
+        return utt.spec is not None and utt.spec.end == utt.end
+
+    def _take_pack(self, head: _Utterance) -> list[_Utterance]:
+        """When finals queue up (a file fed fast, or a stream behind), take the ones that fit one
+        encoder window with ``head``, so they pay one window instead of one each (lock held)."""
+        batch = [head]
+        if not self.settings.pack_finals or self._uses_spec(head) or head.end is None:
+            return batch
+        total = head.end
+        limit = int(self.settings.pack_window_s * SAMPLE_RATE)
+        while self._finals and len(batch) < 16:
+            nxt = self._finals[0][0]
+            if self._uses_spec(nxt) or nxt.end is None or total + _PACK_GAP + nxt.end > limit:
+                break
+            self._finals.popleft()
+            batch.append(nxt)
+            total += _PACK_GAP + nxt.end
+        return batch
+
+    def _run_packed(self, batch: list[_Utterance]) -> None:
+        """One decode for several closed utterances, separated by silence; words go back by time."""
+        with self._lock:
+            if self._closed:
+                return
+            pieces, spans, pos = [], [], 0
+            for u in batch:
+                end = u.end if u.end is not None else u.length
+                pieces += [u.audio(0, end), np.zeros(_PACK_GAP, np.float32)]
+                spans.append((pos, pos + end))
+                pos += end + _PACK_GAP
+            prompt = self._prompt(batch[0])
+        rec = self.recognizer.transcribe(np.concatenate(pieces), final=True, hotwords=self.hotwords, prompt=prompt)
+        per: list[list[Word]] = [[] for _ in batch]
+        for w in rec.words:
+            mid = (w.start + w.end) / 2 * SAMPLE_RATE
+            k = min(range(len(spans)), key=lambda j: max(spans[j][0] - mid, mid - spans[j][1], 0))
+            base = spans[k][0] / SAMPLE_RATE
+            per[k].append(Word(w.text, max(0.0, w.start - base), max(0.0, w.end - base), w.probability))
+        for u, (a, b), words in zip(batch, spans, per, strict=True):
+            part = Recognition("".join(w.text for w in words).strip(), words, rec.avg_logprob, rec.no_speech_prob)
+            if u.short and not _confident(part, self.settings.min_short_probability):
+                part = Recognition("")
+            with self._emit_lock:
+                with self._lock:
+                    had_interim = u.interim_emitted
+                    u.finalised.add(u.id)
+                if part.text or had_interim:
+                    self._emit_final(u.id, part, u.start_sample / SAMPLE_RATE, (b - a) / SAMPLE_RATE)
 
     def _maybe_interim(self) -> None:
         s = self.settings
