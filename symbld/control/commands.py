@@ -123,7 +123,8 @@ def status(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
 
     → {"v": 1, "id": "5", "cmd": "status"}
     ← {"v": 1, "id": "5", "ok": true, "result": {"connections": [{...}], "live": 1, "uptime": 60.1,
-       "published": 1234, "requests": 56, "cut": [...]}}
+       "published": 1234, "requests": 56, "cut": [...],
+       "models": {"local": "tiny.en"}}}
     """
     conns = sorted((s.as_dict() for s in d.sessions.all()), key=lambda c: (c["state"] in ("stopped", "failed"),
                                                                           c["createdAt"]))
@@ -134,6 +135,7 @@ def status(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
         "published": d.bus.published,
         "requests": d.control.requests if d.control else 0,
         "cut": d.cut_connections,
+        "models": {name: eng.describe().get("model") for name, eng in d.engines.items()},  # which model decodes
         # PUB drops silently at a subscriber's queue limit; clients that refill a gap say so.
         "drops": {"gapRefills": d.bus.refills, "refilledEvents": d.bus.refilled_events,
                   "queuePerSubscriber": d.config["event_queue_per_subscriber"]},
