@@ -20,6 +20,8 @@ _BLOCK_SECONDS = 0.5
 # Uncompressed subtypes: their header's frame count must fit in the file (8/16/24/32/64-bit samples).
 _PCM_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8,
               "ULAW": 1, "ALAW": 1}
+# Containers whose PCM subtypes are stored as is (FLAC also reports PCM_16, but compresses it).
+_UNCOMPRESSED_CONTAINERS = {"WAV", "WAVEX", "W64", "RF64", "AIFF", "AU", "RAW"}
 MIN_RATE, MAX_RATE = 4000, 384_000  # outside this no header is telling the truth about speech
 
 
@@ -58,7 +60,7 @@ def probe(path: str) -> sf._SoundFileInfo:
         raise SourceError("bad_request", f"{path}: header claims {info.samplerate} Hz, {info.channels} channel(s); "
                           f"expected {MIN_RATE}..{MAX_RATE} Hz, 1..8 channels",
                           {"path": path, "sampleRate": info.samplerate, "channels": info.channels})
-    width = _PCM_BYTES.get(info.subtype)
+    width = _PCM_BYTES.get(info.subtype) if info.format in _UNCOMPRESSED_CONTAINERS else None
     if width is not None and info.frames * info.channels * width > size:
         raise SourceError("bad_request", f"{path}: header claims {info.frames} frames, more than the "
                           f"{size}-byte file holds", {"path": path, "frames": info.frames, "bytes": size})
