@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from symblctl import fleet_cli
 from symblctl.client import Client, DaemonError, DaemonUnavailable
 from symblctl.render import EventPrinter, transcript_lines
 
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     follow.add_argument("--follow", dest="follow", action="store_true", default=None,
                         help="print events live until the connection ends (default with --mic and --stdin)")
     follow.add_argument("--no-follow", dest="follow", action="store_false")
+    fleet_cli.add_arguments(p, {"start": st, "subscribe": sb})  # --nats URL, --node N (symblctl/fleet_cli.py)
     return p
 
 
@@ -189,6 +191,8 @@ def run(ns: argparse.Namespace) -> int:
         return _install_service(ns)
     if ns.cmd == "keygen":
         return _keygen(ns)
+    if ns.nats:
+        return fleet_cli.run(ns)
     client = Client(ns.control, ns.events, timeout=ns.timeout)
     out = sys.stdout
     try:
