@@ -121,6 +121,10 @@ async def connect(s: NatsSettings, name: str, **callbacks: Any) -> NATS:
     except Exception as e:  # nats-py raises its own errors, ssl and OS errors alike here
         why = failures[-1] if failures else _explain(e)
         raise NatsSetupError(f"cannot connect to NATS at {', '.join(_redact(u) for u in s.servers)}: {why}") from None
+    if tls is not None and not (nc._server_info or {}).get("tls_required"):
+        await nc.close()  # TLS was asked for: never fall back to plain text
+        raise NatsSetupError(f"cannot connect to NATS at {', '.join(_redact(u) for u in s.servers)}: TLS mismatch: "
+                             "[nats] TLS is configured but the server does not speak TLS")
     # Connected and authenticated: from now on outages are ridden out by reconnecting.
     nc.options["allow_reconnect"] = True
     nc.options["max_reconnect_attempts"] = -1
