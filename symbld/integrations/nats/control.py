@@ -73,6 +73,7 @@ class NatsControl:
         self.requests = 0
         self._slots = asyncio.Semaphore(_MAX_IN_FLIGHT)
         self._subs: list[Any] = []
+        self._tasks: set[asyncio.Task[None]] = set()  # held so a running answer is not garbage-collected
 
     async def start(self, nc: NATS) -> None:
         self._subs.append(await nc.subscribe(control_subject(self.node), cb=self._on_request))
@@ -80,12 +81,17 @@ class NatsControl:
             self._subs.append(await nc.subscribe(scatter_subject(cmd), cb=self._on_scatter))
 
     async def _on_request(self, msg: Msg) -> None:
-        asyncio.get_running_loop().create_task(self._answer(msg, split_frames(msg.data, msg.headers), None))
+        self._spawn(self._answer(msg, split_frames(msg.data, msg.headers), None))
 
     async def _on_scatter(self, msg: Msg) -> None:
         cmd = msg.subject.rsplit(".", 1)[1]
         frames = [msg.data] if msg.data else [f'{{"v":1,"id":"all","cmd":"{cmd}"}}'.encode()]
-        asyncio.get_running_loop().create_task(self._answer(msg, frames, self.node, cmd))
+        self._spawn(self._answer(msg, frames, self.node, cmd))
+
+    def _spawn(self, answer: Any) -> None:
+        task = asyncio.get_running_loop().create_task(answer)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, msg: Msg, frames: list[bytes], node: str | None, only: str | None = None) -> None:
         if not msg.reply:
