@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 TOKEN = "bench-token"
 
 
-def producer(endpoint: str, url: str, node: str, n: int, state: str) -> None:
+def producer(endpoint: str, url: str, node: str, n: int, state: str, rate: float) -> None:
     """One node: bus + PUB + bridge; publishes n events after 'go' on stdin, prints its bridge counters."""
     import nats  # noqa: F401  (fail here, not in the loop thread)
 
@@ -63,7 +63,10 @@ def producer(endpoint: str, url: str, node: str, n: int, state: str) -> None:
     print("ready", flush=True)
     sys.stdin.readline()
     cid = f"bench-{node}"
+    t0 = time.monotonic()
     for i in range(n):
+        if rate > 0:  # paced: latency without a queue in front of it
+            time.sleep(max(0.0, t0 + i / rate - time.monotonic()))
         bus.publish(cid, "conv", "transcript_response",
                     {"isFinal": True, "payload": {"content": f"event {i}"}, "t": time.time()})
     deadline = time.monotonic() + 120
@@ -74,15 +77,16 @@ def producer(endpoint: str, url: str, node: str, n: int, state: str) -> None:
     bus.close()
 
 
-def run_case(url: str, nodes: int, n: int, root: Path) -> dict[str, float]:
+def run_case(url: str, nodes: int, n: int, root: Path, rate: float = 0.0) -> dict[str, float]:
     import nats
 
     ctx = zmq.Context()
     procs, subs = [], []
     for k in range(nodes):
-        endpoint = f"ipc://{root}/events-{nodes}-{k}"
-        p = subprocess.Popen([sys.executable, __file__, "--producer", endpoint, url, f"node{nodes}x{k}", str(n),
-                              str(root / f"state-{nodes}-{k}")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        tag = f"{nodes}-{k}-{int(rate)}"
+        endpoint = f"ipc://{root}/events-{tag}"
+        p = subprocess.Popen([sys.executable, __file__, "--producer", endpoint, url, f"node{tag}", str(n),
+                              str(root / f"state-{tag}"), str(rate)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True)
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
         s = ctx.socket(zmq.SUB)
@@ -149,7 +153,7 @@ def run_case(url: str, nodes: int, n: int, root: Path) -> dict[str, float]:
     def p(lat: list[float], q: float) -> float:
         return statistics.quantiles(lat, n=100)[q - 1] * 1000 if len(lat) > 1 else float("nan")
 
-    return {"nodes": nodes, "events": total, "pub_received": len(pub_lat), "nats_received": len(nats_lat),
+    return {"nodes": nodes, "rate": rate, "events": total, "pub_received": len(pub_lat), "nats_received": len(nats_lat),
             "pub_rate": len(pub_lat) / max(pub_done - t0, 1e-9), "nats_rate": len(nats_lat) / max(nats_done - t0, 1e-9),
             "pub_p50": p(pub_lat, 50), "pub_p99": p(pub_lat, 99), "nats_p50": p(nats_lat, 50),
             "nats_p99": p(nats_lat, 99), "from_journal": sum(s["fromJournal"] for s in stats),
@@ -158,7 +162,7 @@ def run_case(url: str, nodes: int, n: int, root: Path) -> dict[str, float]:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--producer":
-        producer(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6])
+        producer(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), sys.argv[6], float(sys.argv[7]))
         return
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=2000, help="events per node")
@@ -171,9 +175,11 @@ def main() -> None:
         server = NatsServer(Path(tmp) / "nats", token=TOKEN).start()
         try:
             rows = [run_case(server.url, k, n, Path(tmp)) for k in (1, 3)]
+            paced = [run_case(server.url, k, n // 4, Path(tmp), rate=200.0) for k in (1, 3)]
         finally:
             server.stop()
-    print(f"{n} final transcripts per node, each both on PUB and through the NATS bridge (JetStream, acked)\n")
+    print(f"Burst: {n} final transcripts per node at once, each both on PUB and through the NATS bridge "
+          "(JetStream, acked); latency here is mostly queueing\n")
     print("| nodes | path | received | events/s | p50 ms | p99 ms | NATS / PUB events/s | NATS / PUB p50 |")
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
@@ -182,6 +188,13 @@ def main() -> None:
         print(f"| {r['nodes']} | NATS JetStream | {r['nats_received']}/{r['events']} | {r['nats_rate']:.0f} | "
               f"{r['nats_p50']:.1f} | {r['nats_p99']:.1f} | {r['nats_rate'] / r['pub_rate']:.2f} | "
               f"{r['nats_p50'] / r['pub_p50']:.1f} |")
+    print(f"\nPaced: {n // 4} per node at 200 events/s per node (latency of one event, no backlog)\n")
+    print("| nodes | PUB p50 ms | PUB p99 ms | NATS p50 ms | NATS p99 ms | NATS / PUB p50 | received PUB / NATS |")
+    print("|---|---|---|---|---|---|---|")
+    for r in paced:
+        print(f"| {r['nodes']} | {r['pub_p50']:.2f} | {r['pub_p99']:.2f} | {r['nats_p50']:.2f} | {r['nats_p99']:.2f} | "
+              f"{r['nats_p50'] / r['pub_p50']:.1f} | {r['pub_received']}/{r['nats_received']} of {r['events']} |")
+    rows += paced
     print(f"\nbridge: {sum(r['from_journal'] for r in rows)} events caught up from the journal, "
           f"{sum(r['failures'] for r in rows)} publish failures")
 
