@@ -2,7 +2,7 @@
 
 The file is TOML (``--config``, ``$SYMBLD_CONFIG``, else ``$XDG_CONFIG_HOME/symbld/symbld.toml``
 when it exists). Top-level keys are the daemon's own; tables (``[engine.local]``, ``[mic]``,
-``[telephony]``, ``[symbl]``, ``[smtp]``, ``[serve_symbl]``) are handed to the part they name.
+``[telephony]``, ``[symbl]``, ``[smtp]``, ``[serve_symbl]``, ``[nats]``) are handed to the part they name.
 See docs/configuration.md.
 """
 
@@ -35,6 +35,9 @@ DEFAULTS: dict[str, Any] = {
     # client public keys. Defaults: $XDG_CONFIG_HOME/symbld/keys/server.secret and .../authorized_keys.
     "curve_server_key": None,
     "curve_authorized_keys": None,
+    # [nats]: many daemons on one NATS JetStream, off unless url is set; the other keys and their
+    # defaults (node = host name, credentials/token/TLS, stream retention) are in symbld.integrations.nats.settings.
+    "nats": {"url": None},
 }
 
 # Environment variables that override top-level keys (the file is not required for a service).
