@@ -119,6 +119,10 @@ def test_start_on_a_node_follow_live_and_read_back(fleet: Fleet, nats_server: Na
     cli = symblctl(nats_server.url, "transcript", cid)
     assert cli.returncode == 0, cli.stderr
     assert "quarterly report" in cli.stdout.lower()
+    # Another process follows it with the CLI: replayed from the stream, ends at conversation_completed.
+    cli = symblctl(nats_server.url, "--json", "subscribe", cid)
+    assert cli.returncode == 0, cli.stderr
+    assert [json.loads(line)["seq"] for line in cli.stdout.splitlines()] == [e["seq"] for e in live]
     # It appears in n2's status and nowhere else.
     owners = [s["node"] for s in fleet.gather("status") if any(c["connectionId"] == cid for c in s["connections"])]
     assert owners == ["n2"]
@@ -140,6 +144,21 @@ def test_stop_is_routed_to_the_owner(fleet: Fleet, nats_server: NatsServer) -> N
     assert bad.returncode == 1 and "[" in bad.stderr
     missing = symblctl(nats_server.url, "--node", "nowhere", "start", "--push")
     assert missing.returncode == 3 and "nowhere" in missing.stderr
+
+
+def test_following_every_node(fleet: Fleet) -> None:
+    with fleet.events(types=["connection_started"]) as stream:  # from now, every node
+        started = {node: fleet.start(node, source={"type": "push", "sampleRate": 16000})["connectionId"]
+                   for node in NODES}
+        seen = {}
+        deadline = time.monotonic() + 60
+        while len(seen) < len(NODES) and time.monotonic() < deadline:
+            event = stream.get(timeout=1.0)
+            if event is not None and event["type"] == "connection_started":
+                seen[event["node"]] = event["connectionId"]
+    assert seen == started
+    for node, cid in started.items():
+        assert fleet.stop(cid)["node"] == node
 
 
 def test_send_audio_over_nats_and_nats_command(fleet: Fleet) -> None:
