@@ -39,8 +39,7 @@ def run(ns: argparse.Namespace) -> int:
     try:
         fleet = Fleet(ns.nats, token=ns.nats_token, credentials=ns.nats_creds, tls_ca=ns.nats_ca, timeout=ns.timeout)
     except DaemonUnavailable as e:
-        print(f"symblctl: {e.message}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
+        return _failure(e)
     out = sys.stdout
     try:
         if ns.cmd == "start":
@@ -109,16 +108,20 @@ def run(ns: argparse.Namespace) -> int:
             print(f"symblctl: {ns.cmd} does not work with --nats", file=sys.stderr)
             return EXIT_USAGE
         return EXIT_OK
-    except DaemonUnavailable as e:
-        print(f"symblctl: {e.message}", file=sys.stderr)
-        return EXIT_UNAVAILABLE
-    except DaemonError as e:
-        print(f"symblctl: {e.message} [{e.code}]", file=sys.stderr)
-        return EXIT_REFUSED
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
+    except (DaemonError, KeyboardInterrupt) as e:
+        return _failure(e)
     finally:
         fleet.close()
+
+
+def _failure(e: BaseException) -> int:
+    """The CLI's exit codes: 3 no node / no NATS, 1 the daemon refused (its code in brackets), 130 Ctrl-C."""
+    if isinstance(e, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    assert isinstance(e, DaemonError)
+    unavailable = isinstance(e, DaemonUnavailable)
+    print(f"symblctl: {e.message}" + ("" if unavailable else f" [{e.code}]"), file=sys.stderr)
+    return EXIT_UNAVAILABLE if unavailable else EXIT_REFUSED
 
 
 def _print_json(obj: Any) -> None:
