@@ -227,6 +227,28 @@ def test_nats_killed_mid_session_loses_no_final(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_events_of_a_node_killed_while_nats_was_down_reach_the_stream_at_its_restart(tmp_path: Path) -> None:
+    server = NatsServer(tmp_path / "nats").start()
+    node = DaemonProc(tmp_path / "k2", args=["--no-preload"], config=nats_config(server.url, "k2"))
+    try:
+        node.start()
+        server.kill()
+        with node.client(timeout=30) as c:
+            cid = c.start(source={"type": "push", "sampleRate": 16000})["connectionId"]
+            c.stop(cid)
+            local = c.all_history(cid)
+        node.proc.send_signal(signal.SIGKILL)  # nothing of it reached NATS; the journal has it all
+        node.proc.wait(10)
+        server.start()
+        node.start()  # the bridge finds the journal past its cursors and publishes it
+        with Fleet(server.url, token=TOKEN, timeout=30.0) as fleet:
+            streamed = completed_on_stream(fleet, cid, 120)
+        assert [{k: v for k, v in e.items() if k != "node"} for e in streamed] == local
+    finally:
+        node.stop()
+        server.stop()
+
+
 def test_a_killed_node_stays_readable_from_the_stream(fleet: Fleet, nats_server: NatsServer, tmp_path: Path) -> None:
     node = DaemonProc(tmp_path / "n4", config=nats_config(nats_server.url, "n4")).start()
     try:

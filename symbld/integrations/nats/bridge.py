@@ -199,10 +199,11 @@ class EventBridge:
             await asyncio.sleep(0.5)  # NATS is down or slow: let the reconnect happen
         return all_ok
 
-    async def drain(self, timeout: float) -> bool:
-        """At shutdown: wait until everything queued and behind is acknowledged (or the timeout)."""
+    async def drain(self, timeout: float, connected: Callable[[], bool]) -> bool:
+        """At shutdown: wait until everything queued and behind is acknowledged (or the timeout; not at all
+        while NATS is away: the journal keeps it for the next start)."""
         deadline = asyncio.get_running_loop().time() + timeout
-        while not self.idle() and asyncio.get_running_loop().time() < deadline:
+        while not self.idle() and connected() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
         self.cursors.save(force=True)
         return self.idle()

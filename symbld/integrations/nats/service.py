@@ -105,7 +105,7 @@ class NatsService:
         self._stop_loop()
 
     async def _close(self) -> None:
-        drained = await self.bridge.drain(_DRAIN_TIMEOUT)
+        drained = await self.bridge.drain(_DRAIN_TIMEOUT, lambda: bool(self._nc and self._nc.is_connected))
         if not drained:
             log.warning("nats_not_drained", **self.bridge.snapshot())  # the journal keeps it: the next start sends it
         await self.control.close()
@@ -113,8 +113,8 @@ class NatsService:
             self._task.cancel()
         if self._nc is not None:
             try:
-                await self._nc.drain()
-            except Exception:
+                await asyncio.wait_for(self._nc.drain(), 5.0)
+            except Exception:  # NATS away or slow: close without waiting (nothing unacked is lost: journal)
                 await self._nc.close()
 
     def _stop_loop(self) -> None:
