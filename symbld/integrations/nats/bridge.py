@@ -46,9 +46,10 @@ async def ensure_stream(js: JetStreamContext, s: NatsSettings) -> None:
     """Create the stream, or bring an existing one to the configured settings (every node may do this)."""
     cfg = stream_config(s)
     try:
-        await js.add_stream(cfg)
-    except BadRequestError:
-        await js.update_stream(cfg)  # exists with other limits: the configured ones win
+        try:
+            await js.add_stream(cfg)
+        except BadRequestError:
+            await js.update_stream(cfg)  # exists with other limits: the configured ones win
     except Exception as e:
         raise NatsSetupError(f"cannot create the JetStream stream {s.stream} (is JetStream enabled, "
                              f"nats-server -js?): {type(e).__name__}: {e}") from None
