@@ -161,7 +161,7 @@ def test_following_every_node(fleet: Fleet) -> None:
         assert fleet.stop(cid)["node"] == node
 
 
-def test_send_audio_over_nats_and_nats_command(fleet: Fleet) -> None:
+def test_send_audio_over_nats_and_nats_command(fleet: Fleet, nodes: dict[str, DaemonProc]) -> None:
     conn = fleet.start("n1", source={"type": "push", "sampleRate": 16000})
     cid = conn["connectionId"]
     pcm = pcm16(synth(SENTENCES[3]))
@@ -173,6 +173,8 @@ def test_send_audio_over_nats_and_nats_command(fleet: Fleet) -> None:
     state = fleet.request("n1", "nats")
     assert state["node"] == "n1" and state["connected"] and state["bridge"]["publishFailures"] == 0
     assert state["bridge"]["finals"] >= 1
+    assert TOKEN not in json.dumps(state) and TOKEN not in json.dumps(fleet.request("n1", "describe"))
+    assert TOKEN not in nodes["n1"].log()
 
 
 def test_a_durable_consumer_resumes_where_it_stopped(fleet: Fleet) -> None:
