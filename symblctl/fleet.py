@@ -171,7 +171,6 @@ class FleetStream:
         self._last: dict[str, int] = {}
         self._after = after_seq
         self._ready: deque[tuple[dict[str, Any], Any]] = deque()
-        self.caught_up = False
         self.completed = False
         self.duplicates = 0
         config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT,
@@ -180,6 +179,8 @@ class FleetStream:
         self._sub = fleet._run(fleet.js.pull_subscribe(subject, durable=durable, stream=fleet.settings.stream,
                                                        config=config))
         self._single = subject.split(".")[3] != "*"
+        # What the stream already holds for us: "caught up" is having been handed that much, not a quiet moment.
+        self.caught_up = fleet._run(self._sub.consumer_info()).num_pending == 0
 
     def get(self, timeout: float | None = None, until_caught_up: bool = False) -> dict[str, Any] | None:
         """The next event, or None after ``timeout`` (``until_caught_up``: None once the stream has no more)."""
@@ -188,17 +189,17 @@ class FleetStream:
                 return None
             if until_caught_up and self.caught_up:
                 return None
-            wait = 1.0 if timeout is None else max(timeout, 0.2 if until_caught_up else 0.05)
+            wait = self.fleet.timeout if until_caught_up or timeout is None else max(timeout, 0.05)
             try:
                 msgs = self.fleet._run(self._sub.fetch(256, timeout=wait), wait + self.fleet.timeout)
             except nats.errors.TimeoutError:
-                self.caught_up = True
-                if timeout is not None:
+                if timeout is not None or until_caught_up:
                     return None
                 continue
             for msg in msgs:
                 self._take(msg)
-            self.caught_up = bool(msgs) and msgs[-1].metadata.num_pending == 0
+            if msgs and msgs[-1].metadata.num_pending == 0:
+                self.caught_up = True
         event, msg = self._ready.popleft()
         self._ack(msg)  # handed out: a durable consumer resumes after it
         return event
