@@ -232,8 +232,13 @@ class FleetStream:
             yield event
 
     def close(self) -> None:
+        async def release() -> None:
+            for _event, msg in self._ready:  # fetched but never handed out: redeliver them now, not after ack_wait
+                await msg.nak()
+            await self._sub.unsubscribe()
+
         with contextlib.suppress(Exception):  # already closed or NATS gone: nothing left to release
-            self.fleet._run(self._sub.unsubscribe(), 10)
+            self.fleet._run(release(), 10)
 
     def __enter__(self) -> FleetStream:
         return self

@@ -190,8 +190,8 @@ def test_a_durable_consumer_resumes_where_it_stopped(fleet: Fleet) -> None:
     # A new durable consumer starts at "now" here (by default its first use replays the whole stream).
     with fleet.events(node="n3", durable="resume-test", new_only=True) as stream:
         first = session()
-        got = wait_until("first session", lambda: [stream.get(timeout=1.0) for _ in range(3)], 60)
-    assert [e["connectionId"] for e in got if e] == [first] * 3
+        got = [wait_until("an event of the first session", lambda: stream.get(timeout=1.0), 60) for _ in range(3)]
+    assert [e["connectionId"] for e in got] == [first] * 3
     # Away for a while (a minute in the issue; the same code path): sessions go on without us.
     missed = [session(), session()]
     with fleet.events(node="n3", durable="resume-test") as stream:
