@@ -36,6 +36,7 @@ from symbld.integrations.nats.subjects import (
 
 PROTOCOL_VERSION = 1
 T = TypeVar("T")
+_MAX_HOLES = 10_000  # seqs per connection a stream may still be missing behind a later one
 
 
 class Fleet:
@@ -131,9 +132,9 @@ class Fleet:
             while limit is None or len(out) < limit:
                 event = stream.get(timeout=0, until_caught_up=True)
                 if event is None:
-                    return out
+                    return sorted(out, key=lambda e: e["seq"])
                 out.append(event)
-            return out
+            return sorted(out, key=lambda e: e["seq"])
 
     def events(self, node: str | None = None, connection_id: str | None = None, durable: str | None = None,
                types: list[str] | None = None, after_seq: int = 0, new_only: bool | None = None) -> FleetStream:
@@ -169,6 +170,7 @@ class FleetStream:
         self.subject = subject
         self.types = set(types) if types else None
         self._last: dict[str, int] = {}
+        self._holes: dict[str, set[int]] = {}
         self._after = after_seq
         self._ready: deque[tuple[dict[str, Any], Any]] = deque()
         self.completed = False
@@ -213,11 +215,18 @@ class FleetStream:
             return
         event = json.loads(msg.data)
         cid, seq = event.get("connectionId", ""), int(event.get("seq", 0))
-        if seq <= self._last.get(cid, self._after if self._single else 0):
+        last = self._last.get(cid, self._after if self._single else 0)
+        holes = self._holes.setdefault(cid, set())
+        if seq <= last and seq not in holes:
             self.duplicates += 1
             self._ack(msg)
             return
-        self._last[cid] = seq
+        if seq > last + 1 and seq - last <= _MAX_HOLES:
+            # A later event stored before an earlier one (a publisher's connection died between them):
+            # keep room for the earlier one, which the publisher re-sends, instead of dropping it as old.
+            holes.update(range(last + 1, seq))
+        holes.discard(seq)
+        self._last[cid] = max(seq, last)
         event["node"] = node_of(msg.subject)
         if event.get("type") == "conversation_completed":
             self.completed = True

@@ -67,6 +67,7 @@ class EventBridge:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._asleep = False
         self._busy = False  # a batch popped from the queue is being published
+        self._connected: Callable[[], bool] = lambda: True  # set by run()
         self.stats = {"published": 0, "finals": 0, "fromJournal": 0, "overflowed": 0, "duplicates": 0,
                       "publishFailures": 0, "daemonEventsDropped": 0, "behind": 0, "queued": 0}
 
@@ -100,6 +101,7 @@ class EventBridge:
     async def run(self, nc: NATS, js: JetStreamContext, connected: Callable[[], bool]) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._connected = connected
         with self._lock:
             self._behind.update(self.cursors.unpublished(self.journal))
         while True:
@@ -167,12 +169,21 @@ class EventBridge:
     async def _send(self, js: JetStreamContext, plan: list[tuple[str | None, int, str, bytes, dict[str, Any]]]) -> bool:
         """Publish in order, then wait for every ack; advance each connection's cursor over its acked prefix."""
         futures: list[asyncio.Future[Any] | BaseException] = []
+        stopped: BaseException | None = None
         for cid, seq, subject, body, _event in plan:
             headers = {"Nats-Msg-Id": f"{cid}:{seq}"} if cid is not None else None
+            if stopped is None and not self._connected():
+                # Never hand the client's reconnect buffer a later event whose predecessor may have died
+                # with the old socket: the rest of the batch waits in the journal.
+                stopped = ConnectionError("NATS disconnected mid-batch")
+            if stopped is not None:
+                futures.append(stopped)
+                continue
             try:
                 futures.append(await js.publish_async(subject, body, headers=headers,
                                                       wait_stall=self.settings.ack_timeout))
             except Exception as e:  # disconnected mid-batch: the rest waits in the journal
+                stopped = e
                 futures.append(e)
         results = await asyncio.gather(*(_ack(f, self.settings.ack_timeout) for f in futures))
         failed: set[str] = set()
