@@ -38,6 +38,7 @@ class NatsServer:
         cmd = [exe, "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", str(self.store), *self.extra]
         if self.token:
             cmd += ["--auth", self.token]
+        ready_before = self._full_log().count("Server is ready")  # a restart appends to the same log
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
         log.close()
@@ -45,10 +46,16 @@ class NatsServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"nats-server exited with {self.proc.returncode}:\n{self.log()}")
-            if "Server is ready" in self.log():
+            if self._full_log().count("Server is ready") > ready_before:
                 return self
             time.sleep(0.05)
         raise RuntimeError(f"nats-server not ready within {wait} s:\n{self.log()}")
+
+    def _full_log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
 
     def log(self) -> str:
         try:

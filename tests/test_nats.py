@@ -81,12 +81,13 @@ def raw_stream(url: str, subject: str) -> list[tuple[str, str, dict]]:
     async def read() -> list[tuple[str, str, dict]]:
         nc = await nats.connect(url, token=TOKEN)
         js = nc.jetstream()
-        sub = await js.subscribe(subject, ordered_consumer=True)
+        # A pull consumer: its pending count before the first fetch is everything the stream holds for us.
+        sub = await js.pull_subscribe(subject, stream="SYMBLD")
         out = []
         pending = (await sub.consumer_info()).num_pending
         while len(out) < pending:
-            msg = await sub.next_msg(timeout=10)
-            out.append((msg.subject, (msg.headers or {}).get("Nats-Msg-Id", ""), json.loads(msg.data)))
+            for msg in await sub.fetch(pending - len(out), timeout=10):
+                out.append((msg.subject, (msg.headers or {}).get("Nats-Msg-Id", ""), json.loads(msg.data)))
         await nc.close()
         return out
 
@@ -243,6 +244,8 @@ def test_events_of_a_node_killed_while_nats_was_down_reach_the_stream_at_its_res
             cid = c.start(source={"type": "push", "sampleRate": 16000})["connectionId"]
             c.stop(cid)
             local = c.all_history(cid)
+        journal = node.state_dir / "journal" / f"{cid}.jsonl"
+        wait_until("the journal holds the whole connection", lambda: journal.read_text().count("\n") == len(local))
         node.proc.send_signal(signal.SIGKILL)  # nothing of it reached NATS; the journal has it all
         node.proc.wait(10)
         server.start()
