@@ -21,6 +21,7 @@ from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import nats.errors
+import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from symblctl.client import SLOW_TIMEOUTS, DaemonError, DaemonUnavailable
@@ -98,6 +99,8 @@ class Fleet:
                 msg = await sub.next_msg(timeout=left)
             except nats.errors.TimeoutError:
                 break
+            if not msg.data:
+                continue  # NATS's "no responders" status: no node is listening (yet)
             reply = json.loads(msg.data)
             out.append(_result(reply) if reply.get("ok") else {"node": "?", "error": reply.get("error")})
         await sub.unsubscribe()
@@ -178,8 +181,13 @@ class FleetStream:
         config = ConsumerConfig(ack_policy=AckPolicy.EXPLICIT,
                                 deliver_policy=DeliverPolicy.NEW if new_only else DeliverPolicy.ALL,
                                 inactive_threshold=None if durable else 60.0)
-        self._sub = fleet._run(fleet.js.pull_subscribe(subject, durable=durable, stream=fleet.settings.stream,
-                                                       config=config))
+        try:
+            self._sub = fleet._run(fleet.js.pull_subscribe(subject, durable=durable, stream=fleet.settings.stream,
+                                                           config=config))
+        except nats.js.errors.NotFoundError:
+            name = fleet.settings.stream
+            raise DaemonUnavailable(f"the NATS stream {name}", f"NATS has no stream {name!r}: no symbld node "
+                                    "has started with this [nats] server yet") from None
         self._single = subject.split(".")[3] != "*"
         # What the stream already holds for us: "caught up" is having been handed that much, not a quiet moment.
         self.caught_up = fleet._run(self._sub.consumer_info()).num_pending == 0

@@ -297,3 +297,11 @@ def test_bad_credentials_and_tls_mismatch_fail_at_start(nats_server: NatsServer,
     assert "tls" in line.lower()
     line = start_fails("noauth", f'[nats]\nurl = "{nats_server.url}"\nnode = "x3"\n')
     assert "credentials, token or user" in line
+
+
+def test_the_client_with_a_bad_token_gets_one_clear_line(nats_server: NatsServer) -> None:
+    env = {**os.environ, "SYMBLD_NATS": nats_server.url, "SYMBLD_NATS_TOKEN": "wrong"}
+    proc = subprocess.run([sys.executable, "-m", "symblctl.cli", "status"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert proc.returncode == 3
+    assert proc.stderr.count("\n") == 1 and "authorization violation" in proc.stderr, proc.stderr
