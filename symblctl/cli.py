@@ -283,7 +283,7 @@ def run(ns: argparse.Namespace) -> int:
 def _keygen(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from symbld.control.curve import SecurityError, generate_keys, keys_dir
+    from symblctl.keys import SecurityError, generate_keys, keys_dir
 
     try:
         secret, public, pair = generate_keys(Path(ns.dir) if ns.dir else keys_dir(), ns.name, ns.force)

@@ -23,8 +23,8 @@ from typing import Any
 
 import zmq
 
-from symbld.config import default_endpoints as config_default_endpoints
-from symbld.control.curve import SecurityError, apply_client_curve
+from symblctl.endpoints import default_endpoints as config_default_endpoints
+from symblctl.keys import SecurityError, apply_client_curve
 
 PROTOCOL_VERSION = 1
 # Commands that may wait on an engine flush, a device or a call: they get a longer timeout.

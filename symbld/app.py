@@ -27,22 +27,28 @@ from symbld import __version__
 from symbld.audio.base import SourceContext, SourceError
 from symbld.audio.push import PushSource
 from symbld.config import ConfigError, load, section
+from symbld.control.catalog import load_all
 from symbld.control.curve import CurveServer, SecurityError, curve_socket, serve_curve
 from symbld.control.publisher import Publisher
-from symbld.control.registry import load_all
 from symbld.control.router import ControlServer
+from symbld.core import shutdown
 from symbld.core.bus import EventBus
 from symbld.core.errors import ControlError
+from symbld.core.flow import FlowSettings
 from symbld.core.ids import new_connection_id, new_conversation_id
 from symbld.core.journal import Journal
+from symbld.core.runtime import RuntimeDirError, check_runtime_dir
 from symbld.core.sessions import Session, SessionRegistry
 from symbld.core.sources import SourceFactory
 from symbld.engines.base import Engine, StreamConfig
+from symbld.gateways.symbl.engine import SymblEngine
+from symbld.insights import Analyzer, TrackerError, validate_trackers
 from symbld.integrations.systemd.journald import configure_logging
 from symbld.integrations.systemd.notify import Notifier
 
 log = structlog.get_logger("symbld")
 
+_EXPIRE_EVERY_S = 3600.0  # journal retention is applied hourly while running
 _ENDED_TYPES = ("connection_stopped", "connection_failed", "conversation_completed")
 _HOUSEKEEPING_S = 0.1
 _CONTINUOUS_SOURCES = ("mic", "file")  # deliver frames steadily while live (push and calls may pause)
@@ -91,9 +97,10 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self.runtime_dir = Path(config["runtime_dir"])
         self.state_dir = Path(config["state_dir"])
-        self.extra_event_types: set[str] = {"engine_backlog"}
+        self.extra_event_types: set[str] = {"engine_backlog", "audio_spooled"}
         self.actions: Any = None
         self.cut_connections: list[dict[str, Any]] = []
+        self.spooled: dict[str, dict[str, Any]] = {}  # connections the last run spooled (symbld.core.shutdown)
         self._shutdown = threading.Event()
         self._shutdown_reason = ""
         self._reload = threading.Event()
@@ -120,12 +127,17 @@ class Daemon:
         old_umask = os.umask(0o007 if group else 0o077)
         try:
             self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                check_runtime_dir(self.runtime_dir)
+            except RuntimeDirError as e:
+                raise StartupError(str(e)) from None
             for key in ("control", "events"):
                 p = _ipc_path(self.config[key])
                 if p is not None:
                     p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.lock = InstanceLock(self.config["control"], self.runtime_dir)
             self.journal = Journal(self.state_dir / "journal", float(self.config["journal_retention_days"]))
+            self.journal.check_all()  # files that are not journals are moved aside, start-up goes on
             self.journal.expire()
             self.ctx = zmq.Context()
             try:  # tcp:// only with CURVE (keys + allow-list), never open
@@ -156,13 +168,8 @@ class Daemon:
 
         local = LocalEngine(section(self.config, "engine", "local"))
         self.engines["local"] = local
-        try:
-            from symbld.gateways.symbl.engine import SymblEngine
-        except ImportError:
-            SymblEngine = None  # the cloud engine is optional
-        if SymblEngine is not None:
-            # failover = "local" in [engine.symbl] continues a connection offline when the endpoint stays down.
-            self.engines["symbl"] = SymblEngine(section(self.config, "engine", "symbl"), fallback=local)
+        # failover = "local" in [engine.symbl] continues a connection offline when the endpoint stays down.
+        self.engines["symbl"] = SymblEngine(section(self.config, "engine", "symbl"), fallback=local)
         if self.config["default_engine"] not in self.engines:
             raise StartupError(f"default engine {self.config['default_engine']!r} is not available; "
                                f"known: {sorted(self.engines)}")
@@ -175,9 +182,10 @@ class Daemon:
     def _recover_cut_connections(self) -> None:
         """Connections a crashed daemon left open: mark them failed in their journals and report them."""
         assert self.journal is not None
+        self.spooled = shutdown.pending_recoveries(self.state_dir)  # decoded in run(), once the engine is loaded
         for cid in self.journal.connection_ids():
             last = self.journal.last_event(cid)
-            if last is None or last.get("type") in _ENDED_TYPES:
+            if last is None or last.get("type") in _ENDED_TYPES or cid in self.spooled:
                 continue
             conv = last.get("conversationId", "")
             self.bus.seed(cid, int(last.get("seq", 0)))
@@ -258,6 +266,10 @@ class Daemon:
             raise ControlError("bad_request", f"unknown engine {engine_name!r}; known: {sorted(self.engines)}",
                                {"known": sorted(self.engines)})
         stream_config = self._stream_config(args)
+        if args.get("connectionId") and self.journal is not None and self.journal.exists(stream_config.connection_id):
+            raise ControlError("bad_request", f"connection id {stream_config.connection_id} was used before (its "
+                               "journal exists); choose another", {"connectionId": stream_config.connection_id,
+                                                                    "reason": "journal_exists"})
         ctx = SourceContext(stream_config.connection_id, emit=lambda t, d: None, config=self.config)
         try:
             source = self.sources.open(spec, ctx)
@@ -265,7 +277,8 @@ class Daemon:
             raise ControlError.from_error(e, "bad_request") from None
         session = Session(config=stream_config, source=source, engine=engine, engine_name=engine_name,
                           bus=self.bus, analyzer_factory=self._analyzer_factory(engine),
-                          stop_timeout=float(self.config["stop_timeout"]), on_ended=self._session_ended)
+                          stop_timeout=float(self.config["stop_timeout"]), on_ended=self._session_ended,
+                          flow=FlowSettings.from_config(self.config, self.state_dir))
         ctx.emit = session.emit  # side news from the source goes out on this connection
         try:
             self.sessions.add(session)
@@ -317,10 +330,6 @@ class Daemon:
 
     def _validate_trackers(self, trackers: list[Any]) -> list[dict[str, Any]]:
         try:
-            from symbld.insights import TrackerError, validate_trackers
-        except ImportError:
-            return trackers
-        try:
             return validate_trackers(trackers)
         except TrackerError as e:
             raise ControlError("bad_request", f"trackers: {e}") from None
@@ -328,10 +337,6 @@ class Daemon:
     def _analyzer_factory(self, engine: Engine) -> Any:
         if getattr(engine, "provides_insights", False):
             return None  # the engine's remote end computes them (Symbl cloud)
-        try:
-            from symbld.insights import Analyzer
-        except ImportError:
-            return None
         return Analyzer
 
     def _forget_connection(self, connection_id: str) -> None:
@@ -541,6 +546,7 @@ class Daemon:
         self._update_status()
         self.notifier.ready(self._last_status)
         self.bus.publish_daemon("ready", {"pid": os.getpid(), "version": __version__})
+        shutdown.resume_spooled(self, self.spooled)  # audio the last run could not decode in time
         if self.config.get("config_missing"):
             log.warning("config_file_missing_using_defaults", path=self.config.get("config_path"))
         log.info("symbld_ready", control=self.config["control"], events=self.config["events"], pid=os.getpid())
@@ -549,6 +555,7 @@ class Daemon:
         interval = self.notifier.watchdog_interval()
         next_ping = time.monotonic()
         next_backlog_check = time.monotonic()
+        next_expire = time.monotonic() + _EXPIRE_EVERY_S
         while not self._shutdown.is_set():
             while stall_file and os.path.exists(stall_file) and not self._shutdown.is_set():
                 time.sleep(0.05)
@@ -557,6 +564,9 @@ class Daemon:
                 next_backlog_check = time.monotonic() + 1.0
                 for s in self.sessions.live():
                     s.check_backlog()
+            if time.monotonic() >= next_expire and self.journal is not None:  # retention, not only at start
+                next_expire = time.monotonic() + _EXPIRE_EVERY_S
+                self.journal.expire()
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
@@ -575,12 +585,14 @@ class Daemon:
             t = threading.Thread(target=_stop_quietly, args=(s,), daemon=True)
             t.start()
             stoppers.append(t)
-        deadline = time.monotonic() + float(self.config["stop_timeout"])
+        budget = shutdown.stop_budget(self.config)
+        deadline = time.monotonic() + budget
         # Keep answering requests (status, history) while sessions flush.
         assert self.control is not None
         poller = self.control.poller()
         while any(t.is_alive() for t in stoppers) and time.monotonic() < deadline:
             self.control.poll_once(50, poller)
+        shutdown.spool_unfinished(self.sessions.live(), lambda: self.control.poll_once(50, poller))
         for sub in list(self._remote_subs.values()):
             with contextlib.suppress(Exception):
                 sub.close()

@@ -2,7 +2,7 @@
 
 The file is TOML (``--config``, ``$SYMBLD_CONFIG``, else ``$XDG_CONFIG_HOME/symbld/symbld.toml``
 when it exists). Top-level keys are the daemon's own; tables (``[engine.local]``, ``[mic]``,
-``[telephony]``, ``[symbl]``, ``[smtp]``, ``[serve_symbl]``, ``[nats]``) are handed to the part they name.
+``[telephony]``, ``[symbl]``, ``[smtp]``, ``[symbl_server]``, ``[nats]``) are handed to the part they name.
 See docs/configuration.md.
 """
 
@@ -13,6 +13,14 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any
+
+from symblctl.endpoints import default_endpoints, default_runtime_dir  # shared with the client
+
+# TimeoutStopSec= of the shipped units (the installer writes this value, symbld.integrations.systemd.units):
+# the one setting both the unit's limit and the daemon's stop budget derive from.
+UNIT_STOP_SECONDS = 30
+# What shutdown keeps back from stop_timeout to spool undecoded audio and close sockets.
+STOP_SPOOL_MARGIN = 5.0
 
 DEFAULTS: dict[str, Any] = {
     "runtime_dir": None,  # default: $XDG_RUNTIME_DIR/symbld, else /tmp/symbld-<uid>
@@ -25,7 +33,9 @@ DEFAULTS: dict[str, Any] = {
     # Events queued per subscriber before PUB drops for that subscriber only (it refills by seq).
     "event_queue_per_subscriber": 10_000,
     "journal_retention_days": 30.0,
-    "stop_timeout": 60.0,
+    # Seconds shutdown waits for engines to decode; the rest is spooled and decoded at the next start.
+    "stop_timeout": UNIT_STOP_SECONDS - 10.0,
+    "max_engine_backlog_s": 10.0,  # audio waiting for a final decode before sources are held or spooled
     "preload": True,  # load the offline model at start-up (READY only after it is loaded)
     "log_level": "info",
     "log_format": "auto",  # auto | console | json
@@ -59,21 +69,9 @@ class ConfigError(Exception):
     pass
 
 
-def default_runtime_dir() -> Path:
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        return Path(xdg) / "symbld"
-    return Path(f"/tmp/symbld-{os.getuid()}")
-
-
 def default_state_dir() -> Path:
     xdg = os.environ.get("XDG_STATE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "symbld"
-
-
-def default_endpoints(runtime_dir: Path | None = None) -> tuple[str, str]:
-    rd = runtime_dir or default_runtime_dir()
-    return f"ipc://{rd}/control", f"ipc://{rd}/events"
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

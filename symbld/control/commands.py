@@ -72,7 +72,7 @@ def _check_string_list(value: list[Any]) -> str | None:
 
 
 def _check_client_connection_id(value: str) -> str | None:
-    return None if _CLIENT_CONNECTION_ID.match(value) else "must match ^[A-Za-z0-9-]{6,64}$"
+    return None if _CLIENT_CONNECTION_ID.fullmatch(value) else "must match ^[A-Za-z0-9-]{6,64}$"
 
 
 @command(
@@ -136,6 +136,8 @@ def status(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
         # PUB drops silently at a subscriber's queue limit; clients that refill a gap say so.
         "drops": {"gapRefills": d.bus.refills, "refilledEvents": d.bus.refilled_events,
                   "queuePerSubscriber": d.config["event_queue_per_subscriber"]},
+        # Disk full / I/O errors: events published but not yet journaled (kept in memory, retried).
+        "journal": d.bus.backlog.state() if d.bus.backlog is not None else None,
     }
 
 
@@ -290,7 +292,9 @@ def mute(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
 
 
 @command("attach_mic", slow=True, mutating=True, connectionId=CONNECTION_ID,
-         device=Arg((str, int), doc="device name or index; default: the default input"))
+         device=Arg((str, int), check=lambda v: None if (0 <= v < 1 << 16 if isinstance(v, int) else len(v) <= 256)
+                    else "must be a name of at most 256 characters or an index 0..65535",
+                    doc="device name or index; default: the default input"))
 def attach_mic(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
     """Feed an existing push connection from the daemon's microphone (the SDK's send_audio_from_mic).
 

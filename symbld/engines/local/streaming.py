@@ -224,6 +224,7 @@ class LocalStream:
         self._message_seq = 0
         self._finishing = False
         self._closed = False
+        self._degraded = 0  # flow control level (degrade())
 
     # ---- audio side (caller's thread) -------------------------------------------------------
 
@@ -319,7 +320,7 @@ class LocalStream:
     def _maybe_interim(self) -> None:
         s = self.settings
         utt = self._utt
-        if not s.interims or utt is None or utt.cut_pending or self._interim_running:
+        if not s.interims or self._degraded or utt is None or utt.cut_pending or self._interim_running:
             return
         if self._earlier_final_pending(utt):  # behind: finals first, and in order
             return
@@ -539,7 +540,14 @@ class LocalStream:
         with self._lock:
             now = time.monotonic()
             oldest = min((getattr(u, "queued_at", now) for u in self._final_utts), default=now)
-            return {"pendingFinals": len(self._final_utts), "behindSeconds": round(now - oldest, 2)}
+            # Audio waiting for a final decode (flow control bounds this; symbld.core.flow).
+            queued = sum((u.length if u.end is None else u.end) - u.committed for u in set(self._final_utts))
+            return {"pendingFinals": len(self._final_utts), "behindSeconds": round(now - oldest, 2),
+                    "queuedSeconds": round(queued / SAMPLE_RATE, 2), "degraded": self._degraded}
+
+    def degrade(self, level: int) -> None:
+        """Flow control (symbld.core.flow): level 1+ skips interims so the decoder does only finals."""
+        self._degraded = level
 
     def close(self) -> None:
         """Stop at once: queued finals are dropped, running decodes emit nothing. Idempotent."""

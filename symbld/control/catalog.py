@@ -1,0 +1,12 @@
+"""Every command the daemon serves: importing the modules that declare them registers them in the registry."""
+
+from __future__ import annotations
+
+from symbld.control import commands, conversation_commands
+from symbld.control.registry import COMMANDS, Command
+
+MODULES = (commands, conversation_commands)
+
+
+def load_all() -> dict[str, Command]:
+    return COMMANDS
