@@ -35,12 +35,12 @@ def producer(endpoint: str, url: str, node: str, n: int, state: str, rate: float
     """One node: bus + PUB + bridge; publishes n events after 'go' on stdin, prints its bridge counters."""
     import nats  # noqa: F401  (fail here, not in the loop thread)
 
+    from symblctl.nats_settings import NatsSettings, connect
     from symbld.control.publisher import Publisher
     from symbld.core.bus import EventBus
     from symbld.core.journal import Journal
     from symbld.integrations.nats.bridge import EventBridge, ensure_stream
     from symbld.integrations.nats.cursors import Cursors
-    from symbld.integrations.nats.settings import NatsSettings, connect
 
     ctx = zmq.Context()
     journal = Journal(Path(state) / "journal")

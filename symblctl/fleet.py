@@ -25,10 +25,11 @@ import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from symblctl.client import SLOW_TIMEOUTS, DaemonError, DaemonUnavailable
-from symbld.integrations.nats.control import CLIENT_HEADER, FRAME_SPLIT
-from symbld.integrations.nats.settings import DEFAULT_STREAM, NatsSettings, NatsSetupError, connect
-from symbld.integrations.nats.subjects import (
+from symblctl.nats_settings import DEFAULT_STREAM, NatsSettings, NatsSetupError, connect
+from symblctl.nats_subjects import (
+    CLIENT_HEADER,
     DAEMON_TOKEN,
+    FRAME_SPLIT,
     control_subject,
     events_filter,
     node_of,

@@ -223,8 +223,8 @@ class Daemon:
         log.info("serving_symbl_api", address=f"{host}:{self.symbl_server.port}")
 
     def start_nats(self) -> None:
+        from symblctl.nats_settings import NatsSetupError
         from symbld.integrations.nats import start
-        from symbld.integrations.nats.settings import NatsSetupError
 
         try:
             self.nats = start(self)

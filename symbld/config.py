@@ -46,7 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "curve_server_key": None,
     "curve_authorized_keys": None,
     # [nats]: many daemons on one NATS JetStream, off unless url is set; the other keys and their
-    # defaults (node = host name, credentials/token/TLS, stream retention) are in symbld.integrations.nats.settings.
+    # defaults (node = host name, credentials/token/TLS, stream retention) are in symblctl.nats_settings.
     "nats": {"url": None},
 }
 

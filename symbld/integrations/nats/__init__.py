@@ -1,9 +1,9 @@
 """Past one machine: the daemon's events on a NATS JetStream stream and its control over NATS request-reply.
 
-``settings`` reads the ``[nats]`` table and opens connections (shared with the client, ``symblctl.fleet``),
-``subjects`` names everything on the wire, ``bridge`` copies every bus event to the stream, ``control``
-serves the control protocol on ``symbld.control.<node>``, ``service`` runs them on one asyncio thread.
-See docs/fleet.md.
+``symblctl.nats_settings`` reads the ``[nats]`` table and opens connections, ``symblctl.nats_subjects``
+names everything on the wire (both in the client package, which needs nothing of the daemon);
+``bridge`` copies every bus event to the stream, ``control`` serves the control protocol on
+``symbld.control.<node>``, ``service`` runs them on one asyncio thread. See docs/fleet.md.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ def start(daemon: Daemon) -> Any:
     if not table.get("url"):
         return None
     try:
+        from symblctl.nats_settings import from_config
         from symbld.integrations.nats.service import NatsService
-        from symbld.integrations.nats.settings import from_config
     except ImportError as e:  # configured but not installed: say so, do not run without it
         raise RuntimeError(f"[nats] is configured but nats-py is not installed ({e}); "
                            "pip install 'symbld[nats]'") from None

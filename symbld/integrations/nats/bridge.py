@@ -26,10 +26,10 @@ from nats.js import JetStreamContext
 from nats.js.api import StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
+from symblctl.nats_settings import NatsSettings, NatsSetupError
+from symblctl.nats_subjects import DAEMON_TOKEN, EVENTS_PREFIX, event_subject
 from symbld.core.journal import Journal
 from symbld.integrations.nats.cursors import Cursors
-from symbld.integrations.nats.settings import NatsSettings, NatsSetupError
-from symbld.integrations.nats.subjects import DAEMON_TOKEN, EVENTS_PREFIX, event_subject
 
 log = structlog.get_logger(__name__)
 

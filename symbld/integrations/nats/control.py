@@ -17,18 +17,16 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from symblctl.nats_subjects import CLIENT_HEADER, FRAME_SPLIT, SCATTER_COMMANDS, control_subject, scatter_subject
 from symbld.control.envelope import encode_reply, parse_request, salvage_id
 from symbld.control.registry import lookup
 from symbld.core.errors import ControlError
-from symbld.integrations.nats.subjects import SCATTER_COMMANDS, control_subject, scatter_subject
 
 if TYPE_CHECKING:
     from symbld.app import Daemon
 
 log = structlog.get_logger(__name__)
 
-FRAME_SPLIT = "Symbld-Frame-Split"
-CLIENT_HEADER = "Symbld-Client"
 _MAX_IN_FLIGHT = 64  # like the router's slow-command cap
 
 

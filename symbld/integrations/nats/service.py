@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from symblctl.nats_settings import NatsSettings, NatsSetupError, connect
 from symbld.integrations.nats.bridge import EventBridge, ensure_stream
 from symbld.integrations.nats.control import NatsControl
 from symbld.integrations.nats.cursors import Cursors
-from symbld.integrations.nats.settings import NatsSettings, NatsSetupError, connect
 
 if TYPE_CHECKING:
     from symbld.app import Daemon

@@ -17,7 +17,7 @@ import nats
 import nats.errors
 from nats.aio.client import Client as NATS
 
-from symbld.integrations.nats.subjects import check_token
+from symblctl.nats_subjects import check_token
 
 DEFAULT_STREAM = "SYMBLD"
 

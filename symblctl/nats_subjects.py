@@ -1,4 +1,6 @@
-"""The subject scheme (docs/fleet.md): one place that builds and parses every NATS subject symbld uses."""
+"""The NATS wire names (docs/fleet.md): every subject and header symbld and symblctl use, built and parsed here.
+
+In the client package so that ``symblctl.fleet`` needs nothing of the daemon; the daemon imports it."""
 
 from __future__ import annotations
 
@@ -7,6 +9,8 @@ CONTROL_PREFIX = "symbld.control"
 ALL = "all"  # symbld.control.all.<cmd>: scatter-gather to every node
 DAEMON_TOKEN = "_daemon"  # the connection token of daemon-wide events (ready, stopping)
 SCATTER_COMMANDS = ("ping", "status")
+FRAME_SPLIT = "Symbld-Frame-Split"  # header: bytes of the JSON frame when a binary frame follows in the payload
+CLIENT_HEADER = "Symbld-Client"  # header: who sent a control request (logged for state-changing commands)
 
 
 def event_subject(node: str, connection_id: str, event_type: str) -> str:
