@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from symblctl import completion
+from symblctl import completion, fleet_cli
 from symblctl.client import Client, DaemonError, DaemonUnavailable
 from symblctl.export import FORMATS, render
 from symblctl.render import EventPrinter, conversations_table, progress_line
@@ -193,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     follow.add_argument("--no-follow", dest="follow", action="store_false")
     st.add_argument("--no-progress", dest="progress", action="store_false", default=True,
                     help="no progress line for a followed file on a terminal")
+    fleet_cli.add_arguments(p, {"start": st, "subscribe": sb})  # --nats URL, --node N (symblctl/fleet_cli.py)
     return p
 
 
@@ -507,6 +508,8 @@ def run(ns: argparse.Namespace) -> int:
         return _keygen(ns)
     if ns.cmd == "completion":
         return completion.run(ns.shell, ns.install)
+    if ns.nats:
+        return fleet_cli.run(ns)
     client = Client(ns.control, ns.events_endpoint, timeout=ns.timeout)
     try:
         if ns.cmd == "history":

@@ -120,6 +120,7 @@ class Daemon:
         self._last_status = ""
         self._attached_mics: dict[str, Any] = {}
         self._remote_subs: dict[str, Any] = {}
+        self.nats: Any = None  # symbld.integrations.nats.service.NatsService when [nats] url is set
 
     # -- start-up --------------------------------------------------------------------------
     def bind(self) -> None:
@@ -226,6 +227,15 @@ class Daemon:
             raise StartupError(f"cannot serve the Symbl API on {addr}: {e}") from None
         log.info("serving_symbl_api", address=f"{host}:{self.symbl_server.port}")
 
+    def start_nats(self) -> None:
+        from symblctl.nats_settings import NatsSetupError
+        from symbld.integrations.nats import start
+
+        try:
+            self.nats = start(self)
+        except (NatsSetupError, RuntimeError) as e:
+            raise StartupError(str(e)) from None
+
     def symbl_server_info(self) -> dict[str, Any] | None:
         server = getattr(self, "symbl_server", None)
         if server is None:
@@ -239,6 +249,8 @@ class Daemon:
             self.control.close()
         if self.bus is not None:
             self.bus.close()
+        if self.nats is not None:
+            self.nats.close()
         if self.curve is not None:
             self.curve.close()
         if self.ctx is not None:
@@ -625,6 +637,8 @@ class Daemon:
         if self.actions is not None:
             self.actions.close()
         self.bus.close()
+        if self.nats is not None:  # after the bus: its last events still go out
+            self.nats.close()
         if self.curve is not None:
             self.curve.close()
         assert self.ctx is not None
@@ -736,6 +750,7 @@ def main(argv: list[str] | None = None) -> int:
         daemon.bind()
         daemon.load_engines()
         daemon.start_extras()
+        daemon.start_nats()
     except (StartupError, ConfigError) as e:
         print(f"symbld: {e}", file=sys.stderr)
         daemon.abort()

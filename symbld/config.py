@@ -2,7 +2,7 @@
 
 The file is TOML (``--config``, ``$SYMBLD_CONFIG``, else ``$XDG_CONFIG_HOME/symbld/symbld.toml``
 when it exists). Top-level keys are the daemon's own; tables (``[engine.local]``, ``[mic]``,
-``[telephony]``, ``[engine.symbl]``, ``[smtp]``, ``[symbl_server]``) are handed to the part they name.
+``[telephony]``, ``[engine.symbl]``, ``[smtp]``, ``[symbl_server]``, ``[nats]``) are handed to the part they name.
 The whole file is validated first (``symbld.config_check``): unknown keys and tables, wrong types
 and bad enum values are one ``ConfigError`` naming each key and its line. See docs/configuration.md.
 """
@@ -47,6 +47,9 @@ DEFAULTS: dict[str, Any] = {
     # client public keys. Defaults: $XDG_CONFIG_HOME/symbld/keys/server.secret and .../authorized_keys.
     "curve_server_key": None,
     "curve_authorized_keys": None,
+    # [nats]: many daemons on one NATS JetStream, off unless url is set; the other keys and their
+    # defaults (node = host name, credentials/token/TLS, stream retention) are in symblctl.nats_settings.
+    "nats": {"url": None},
 }
 
 # Each [table] the daemon reads, and where its keys and defaults are declared: "module:ATTR"
@@ -62,6 +65,11 @@ TABLES: dict[str, str | dict[str, Any] | list[str | dict[str, Any]]] = {
     "symbl_server": ["symbld.gateways.symbl.server:DEFAULTS",
                      {"app_id": None, "app_secret": None, "token_secret": None, "stop_on_close": False,
                       "credentials_file": None}],
+    # symblctl.nats_settings.from_config reads these (url: a string, comma-separated, or a list).
+    "nats": {"url": None, "node": None, "credentials": None, "token": None, "user": None, "password": None,
+             "tls_ca": None, "tls_cert": None, "tls_key": None, "stream": "SYMBLD", "max_age_days": 30.0,
+             "max_bytes": -1, "replicas": 1, "duplicate_window": 600.0, "buffer_events": 10_000,
+             "connect_timeout": 5.0, "ack_timeout": 10.0},
 }
 
 # Allowed values of some keys (dotted paths). default_engine is checked against the engines that

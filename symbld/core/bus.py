@@ -18,6 +18,7 @@ import json
 import queue
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import IO, Any, Protocol
 
 import structlog
@@ -51,6 +52,8 @@ class EventBus:
         self.published = 0
         self.refills = 0  # gap refills reported by subscribers (history with gap=true)
         self.refilled_events = 0
+        # Called on the bus thread with (topic, body) after each send; must not block (the NATS bridge).
+        self.listeners: list[Callable[[bytes, bytes], None]] = []
         self.backlog = JournalBacklog(journal, self.publish_daemon) if journal is not None else None
         self._thread = threading.Thread(target=self._run, name="event-bus", daemon=True)
         self._thread.start()
@@ -161,6 +164,8 @@ class EventBus:
         for topic, body in ready:
             if self.sink.send(topic, body):
                 self.published += 1
+            for listener in self.listeners:
+                listener(topic, body)
         ready.clear()
 
     def alive(self) -> bool:

@@ -1,0 +1,152 @@
+"""The ``[nats]`` table and how to open a NATS connection from it (daemon and client alike).
+
+Off unless ``url`` is set. Errors that only the operator can fix (bad credentials, a TLS mismatch, a
+server that is not there) surface once, at start, as :class:`NatsSetupError` with one clear line.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nats
+import nats.errors
+from nats.aio.client import Client as NATS
+
+from symblctl.nats_subjects import check_token
+
+DEFAULT_STREAM = "SYMBLD"
+
+
+class NatsSetupError(Exception):
+    """NATS is configured but cannot be used: one line that says why."""
+
+
+@dataclass(frozen=True)
+class NatsSettings:
+    servers: tuple[str, ...]
+    node: str
+    credentials: str | None = None  # a .creds file (JWT + NKey seed)
+    token: str | None = None
+    user: str | None = None
+    password: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    stream: str = DEFAULT_STREAM
+    max_age_days: float = 30.0  # stream retention; 0 = keep for ever (limits below still apply)
+    max_bytes: int = -1
+    replicas: int = 1
+    duplicate_window: float = 600.0  # seconds JetStream remembers a Nats-Msg-Id
+    buffer_events: int = 10_000  # events held in memory while NATS is slow; past it, catch-up from the journal
+    connect_timeout: float = 5.0
+    ack_timeout: float = 10.0
+
+    def describe(self) -> dict[str, Any]:
+        """What status shows: never a secret."""
+        return {"servers": [_redact(s) for s in self.servers], "node": self.node, "stream": self.stream,
+                "auth": "credentials" if self.credentials else "token" if self.token else
+                "user" if self.user else "none", "tls": bool(self.tls_ca or self.tls_cert)}
+
+
+def _redact(url: str) -> str:
+    return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+def default_node() -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0]) or "symbld"
+
+
+def from_config(table: dict[str, Any]) -> NatsSettings | None:
+    """The daemon's ``[nats]`` table, or None when NATS is off (no url)."""
+    url = table.get("url")
+    if not url:
+        return None
+    servers = tuple(url) if isinstance(url, list) else tuple(s.strip() for s in str(url).split(","))
+    try:
+        node = check_token(str(table.get("node") or default_node()), "[nats] node")
+        num = {k: float(table[k]) for k in ("max_age_days", "duplicate_window", "connect_timeout", "ack_timeout")
+               if k in table}
+        ints = {k: int(table[k]) for k in ("max_bytes", "replicas", "buffer_events") if k in table}
+    except (TypeError, ValueError) as e:
+        raise NatsSetupError(f"[nats]: {e}") from None
+    strs = {k: str(table[k]) for k in ("credentials", "token", "user", "password", "tls_ca", "tls_cert", "tls_key",
+                                        "stream") if table.get(k)}
+    settings = NatsSettings(servers=servers, node=node, **strs, **num, **ints)  # type: ignore[arg-type]
+    if settings.buffer_events < 1:
+        raise NatsSetupError("[nats] buffer_events must be at least 1")
+    return settings
+
+
+def tls_context(s: NatsSettings) -> ssl.SSLContext | None:
+    if not (s.tls_ca or s.tls_cert):
+        return None
+    try:
+        ctx = ssl.create_default_context(cafile=s.tls_ca)
+        if s.tls_cert:
+            ctx.load_cert_chain(s.tls_cert, s.tls_key)
+    except (OSError, ssl.SSLError) as e:
+        raise NatsSetupError(f"[nats] TLS files cannot be loaded: {e}") from None
+    return ctx
+
+
+async def connect(s: NatsSettings, name: str, **callbacks: Any) -> NATS:
+    """Connect once (raising NatsSetupError with the reason), then reconnect by itself for ever."""
+    if s.credentials and not Path(s.credentials).is_file():
+        raise NatsSetupError(f"[nats] credentials file {s.credentials} does not exist")
+    failures: list[str] = []
+
+    async def first_errors(e: Exception) -> None:
+        failures.append(_explain(e))
+
+    opts: dict[str, Any] = {
+        "servers": list(s.servers), "name": name, "connect_timeout": s.connect_timeout,
+        "allow_reconnect": False, "error_cb": first_errors,
+    }
+    if s.credentials:
+        opts["user_credentials"] = s.credentials
+    if s.token:
+        opts["token"] = s.token
+    if s.user:
+        opts["user"], opts["password"] = s.user, s.password or ""
+    tls = tls_context(s)
+    if tls is not None:
+        opts["tls"] = tls
+    try:
+        nc = await nats.connect(**opts)
+    except Exception as e:  # nats-py raises its own errors, ssl and OS errors alike here
+        why = failures[-1] if failures else _explain(e)
+        raise NatsSetupError(f"cannot connect to NATS at {', '.join(_redact(u) for u in s.servers)}: {why}") from None
+    if tls is not None and not (nc._server_info or {}).get("tls_required"):
+        await nc.close()  # TLS was asked for: never fall back to plain text
+        raise NatsSetupError(f"cannot connect to NATS at {', '.join(_redact(u) for u in s.servers)}: TLS mismatch: "
+                             "[nats] TLS is configured but the server does not speak TLS")
+    # Connected and authenticated: from now on outages are ridden out by reconnecting.
+    nc.options["allow_reconnect"] = True
+    nc.options["max_reconnect_attempts"] = -1
+    nc.options["reconnect_time_wait"] = 0.5
+    for key in ("error_cb", "disconnected_cb", "reconnected_cb", "closed_cb"):
+        cb = callbacks.get(key)
+        if cb is not None:
+            setattr(nc, f"_{key}", cb)
+    if "error_cb" not in callbacks:
+        async def ignore(_e: Exception) -> None:
+            return None
+
+        nc._error_cb = ignore
+    return nc
+
+
+def _explain(e: BaseException) -> str:
+    if isinstance(e, nats.errors.AuthorizationError) or "authorization" in str(e).lower():
+        return "authorization violation (check [nats] credentials / token / user)"
+    if isinstance(e, ssl.SSLError | nats.errors.SecureConnFailedError | nats.errors.SecureConnRequiredError
+                  | nats.errors.SecureConnWantedError):
+        return f"TLS mismatch: {type(e).__name__}: {e}".rstrip(": ")
+    if isinstance(e, nats.errors.NoServersError):
+        return "no server answered"
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
