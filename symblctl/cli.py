@@ -279,7 +279,7 @@ def run(ns: argparse.Namespace) -> int:
 def _keygen(ns: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from symbld.control.curve import SecurityError, generate_keys, keys_dir
+    from symblctl.keys import SecurityError, generate_keys, keys_dir
 
     try:
         secret, public, pair = generate_keys(Path(ns.dir) if ns.dir else keys_dir(), ns.name, ns.force)
@@ -298,7 +298,7 @@ def _install_service(ns: argparse.Namespace) -> int:
     import shutil
     from pathlib import Path
 
-    from symbld.integrations.systemd.units import install_units, system_commands, user_commands
+    from symblctl.units import install_units, system_commands, user_commands
 
     exe = shutil.which("symbld") or str(Path(sys.executable).with_name("symbld"))
     if not Path(exe).exists():

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 import uuid
 from collections import deque
@@ -23,8 +22,8 @@ from typing import Any
 
 import zmq
 
-from symbld.config import default_endpoints as config_default_endpoints
-from symbld.control.curve import SecurityError, apply_client_curve
+from symblctl.endpoints import default_endpoints
+from symblctl.keys import SecurityError, apply_client_curve
 
 PROTOCOL_VERSION = 1
 # Commands that may wait on an engine flush, a device or a call: they get a longer timeout.
@@ -47,13 +46,6 @@ class DaemonUnavailable(DaemonError):
     def __init__(self, endpoint: str, why: str = "") -> None:
         super().__init__("unavailable", f"symbld is not running at {endpoint}" + (f" ({why})" if why else ""))
         self.endpoint = endpoint
-
-
-def default_endpoints() -> tuple[str, str]:
-    """Where the daemon listens by default: $SYMBLD_CONTROL/$SYMBLD_EVENTS, else its runtime dir's."""
-    rd = os.environ.get("SYMBLD_RUNTIME_DIR")
-    control, events = config_default_endpoints(Path(rd) if rd else None)
-    return os.environ.get("SYMBLD_CONTROL") or control, os.environ.get("SYMBLD_EVENTS") or events
 
 
 class Client:

@@ -63,7 +63,7 @@ def _actions(actions: Any) -> list[dict[str, Any]] | None:
     """Validate on the client too, so a bad action fails at start even against an older daemon."""
     if actions is None or actions == {}:  # the SDK's default is {} (an object, a bug): accept it as none
         return None
-    from symbld.integrations.mail import ActionError, validate_actions
+    from symblctl.actions import ActionError, validate_actions
 
     try:
         return validate_actions(actions)

@@ -27,9 +27,9 @@ from symbld import __version__
 from symbld.audio.base import SourceContext, SourceError
 from symbld.audio.push import PushSource
 from symbld.config import ConfigError, load, section
+from symbld.control import commands as _commands  # noqa: F401  (importing it registers every command)
 from symbld.control.curve import CurveServer, SecurityError, curve_socket, serve_curve
 from symbld.control.publisher import Publisher
-from symbld.control.registry import load_all
 from symbld.control.router import ControlServer
 from symbld.core.bus import EventBus
 from symbld.core.errors import ControlError
@@ -147,7 +147,6 @@ class Daemon:
 
         self.actions = ActionRunner(section(self.config, "smtp"), self.state_dir, self._publish_action)
         self.extra_event_types.update(ACTION_EVENT_TYPES)
-        load_all()
         self._recover_cut_connections()
 
     def load_engines(self) -> None:
@@ -334,7 +333,7 @@ class Daemon:
 
     @staticmethod
     def _validate_actions(actions: Any) -> list[dict[str, Any]]:
-        from symbld.integrations.mail import ActionError, validate_actions
+        from symblctl.actions import ActionError, validate_actions
 
         try:
             return validate_actions(actions)

@@ -14,6 +14,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from symblctl.endpoints import default_runtime_dir, runtime_endpoints
+
 DEFAULTS: dict[str, Any] = {
     "runtime_dir": None,  # default: $XDG_RUNTIME_DIR/symbld, else /tmp/symbld-<uid>
     "state_dir": None,  # default: $XDG_STATE_HOME/symbld, else ~/.local/state/symbld
@@ -56,21 +58,9 @@ class ConfigError(Exception):
     pass
 
 
-def default_runtime_dir() -> Path:
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        return Path(xdg) / "symbld"
-    return Path(f"/tmp/symbld-{os.getuid()}")
-
-
 def default_state_dir() -> Path:
     xdg = os.environ.get("XDG_STATE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "symbld"
-
-
-def default_endpoints(runtime_dir: Path | None = None) -> tuple[str, str]:
-    rd = runtime_dir or default_runtime_dir()
-    return f"ipc://{rd}/control", f"ipc://{rd}/events"
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -121,7 +111,7 @@ def resolve(cfg: dict[str, Any]) -> dict[str, Any]:
     rd = Path(cfg["runtime_dir"]) if cfg.get("runtime_dir") else default_runtime_dir()
     cfg["runtime_dir"] = str(rd)
     cfg["state_dir"] = str(Path(cfg["state_dir"]) if cfg.get("state_dir") else default_state_dir())
-    control, events = default_endpoints(rd)
+    control, events = runtime_endpoints(rd)
     cfg["control"] = cfg.get("control") or control
     cfg["events"] = cfg.get("events") or events
     if not isinstance(cfg.get("engine", {}), dict):

@@ -71,10 +71,3 @@ def _connection_id_check(value: str) -> str | None:
 
 
 CONNECTION_ID = Arg(str, required=True, check=_connection_id_check, doc="the connection's id")
-
-
-# Importing the modules that declare commands registers them.
-def load_all() -> dict[str, Command]:
-    from symbld.control import commands  # noqa: F401
-
-    return COMMANDS

@@ -1,7 +1,7 @@
 """Put symbld's systemd units in place for a pip-installed ``symbld`` (``symblctl install-service``).
 
 The unit texts are the ones in the source tree's ``systemd/`` folder (or, in a wheel,
-``symbld/data/systemd/``); only ``ExecStart=``'s executable is rewritten to ``exec_path``.
+``symblctl/data/systemd/``); only ``ExecStart=``'s executable is rewritten to ``exec_path``.
 Nothing here talks to systemd: the caller (or the user) runs ``systemctl [--user] daemon-reload``
 and, for the system scope, ``systemd-sysusers`` and ``systemd-tmpfiles --create`` (see
 ``system_commands()``/``user_commands()``).
@@ -28,8 +28,8 @@ _EXEC_START = re.compile(r"^ExecStart=(\S+)", re.MULTILINE)
 
 def templates_dir() -> Path:
     """Where the unit templates live: package data first, then the source checkout's ``systemd/``."""
-    candidates = [Path(str(resources.files("symbld"))) / "data" / "systemd",
-                  Path(__file__).resolve().parents[3] / "systemd"]
+    candidates = [Path(str(resources.files("symblctl"))) / "data" / "systemd",
+                  Path(__file__).resolve().parents[1] / "systemd"]
     for candidate in candidates:
         if (candidate / "symbld.service").is_file():
             return candidate
