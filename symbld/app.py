@@ -154,13 +154,10 @@ class Daemon:
 
         local = LocalEngine(section(self.config, "engine", "local"))
         self.engines["local"] = local
-        try:
-            from symbld.gateways.symbl.engine import SymblEngine
-        except ImportError:
-            SymblEngine = None  # the cloud engine is optional
-        if SymblEngine is not None:
-            # failover = "local" in [engine.symbl] continues a connection offline when the endpoint stays down.
-            self.engines["symbl"] = SymblEngine(section(self.config, "engine", "symbl"), fallback=local)
+        from symbld.gateways.symbl.engine import SymblEngine
+
+        # failover = "local" in [engine.symbl] continues a connection offline when the endpoint stays down.
+        self.engines["symbl"] = SymblEngine(section(self.config, "engine", "symbl"), fallback=local)
         if self.config["default_engine"] not in self.engines:
             raise StartupError(f"default engine {self.config['default_engine']!r} is not available; "
                                f"known: {sorted(self.engines)}")
@@ -303,10 +300,8 @@ class Daemon:
         )
 
     def _validate_trackers(self, trackers: list[Any]) -> list[dict[str, Any]]:
-        try:
-            from symbld.insights import TrackerError, validate_trackers
-        except ImportError:
-            return trackers
+        from symbld.insights import TrackerError, validate_trackers
+
         try:
             return validate_trackers(trackers)
         except TrackerError as e:
@@ -315,10 +310,8 @@ class Daemon:
     def _analyzer_factory(self, engine: Engine) -> Any:
         if getattr(engine, "provides_insights", False):
             return None  # the engine's remote end computes them (Symbl cloud)
-        try:
-            from symbld.insights import Analyzer
-        except ImportError:
-            return None
+        from symbld.insights import Analyzer
+
         return Analyzer
 
     def _forget_connection(self, connection_id: str) -> None:

@@ -20,7 +20,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -256,10 +255,6 @@ def test_notifier_path_socket_sends_every_message(notify_sock, clean_env) -> Non
 
         n.watchdog()
         assert recv_fields(sock) == {"WATCHDOG": "1"}
-        assert n.watchdog_if_due() is False  # just pinged
-        time.sleep(0.25)
-        assert n.watchdog_if_due() is True
-        assert recv_fields(sock) == {"WATCHDOG": "1"}
 
         n.stopping()
         assert recv_fields(sock)["STOPPING"] == "1"
@@ -314,7 +309,6 @@ def test_notifier_is_a_noop_without_notify_socket(clean_env) -> None:
     n.reloading()
     n.extend_timeout(5)
     n.watchdog()
-    assert n.watchdog_if_due() is False
     n.stopping()
     n.close()
 

@@ -83,7 +83,7 @@ class ControlServer:
                     raw = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
-                # The last frame keeps the sender's fd / CURVE key, for _peer.
+                # The last frame keeps the sender's fd / CURVE key, for peer_of.
                 self._handle([f.bytes for f in raw], raw[-1])
 
     def poller(self) -> zmq.Poller:
@@ -125,7 +125,7 @@ class ControlServer:
             self._send(envelope, encode_reply(req.id, error=e))
             return
         if cmd.mutating:
-            log.info("command", cmd=req.cmd, request_id=req.id, peer=_peer(peer_frame))
+            log.info("command", cmd=req.cmd, request_id=req.id, peer=peer_of(peer_frame))
         if not cmd.slow:
             self._finish(envelope, key, req, lambda: cmd.run(self.daemon, req))
             return
@@ -180,7 +180,3 @@ class ControlServer:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-
-def _peer(frame: zmq.Frame | None) -> dict[str, Any]:
-    """Who sent this (pid/uid/gid over ipc, CURVE key and address over tcp): logged for state-changing commands."""
-    return peer_of(frame)
