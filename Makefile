@@ -10,6 +10,7 @@ $(VENV)/.installed: pyproject.toml
 	./scripts/install-deps.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ./symblctl  # the client distribution first: the daemon's depends on it
 	$(PY) -m pip install -q -e '.[test,bench]'
 	# The official Symbl SDK, as an outside client in the compatibility tests. --no-deps: its pyaudio
 	# dependency needs PortAudio headers to build and is only used by its own microphone helper.
