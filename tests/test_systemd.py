@@ -9,7 +9,6 @@ socket standing in for /run/systemd/journal/socket.
 from __future__ import annotations
 
 import array
-import importlib.util
 import io
 import json
 import logging
@@ -480,7 +479,6 @@ print(json.dumps(result))
 """
 
 
-@pytest.mark.skipif(importlib.util.find_spec("faster_whisper") is None, reason="faster-whisper not installed")
 def test_mic_and_local_engine_need_writable_executable_memory() -> None:
     """Evidence for MemoryDenyWriteExecute=no: under the kernel's W^X rule both break.
 
