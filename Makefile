@@ -6,11 +6,12 @@ PYTEST_ARGS ?=
 
 .PHONY: setup demo test lint bench clean
 
-$(VENV)/.installed: pyproject.toml tests/js/package-lock.json
+$(VENV)/.installed: pyproject.toml symblctl/pyproject.toml tests/js/package-lock.json
 	./scripts/install-deps.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e ./symblctl  # the client distribution first: the daemon's depends on it
+	$(PY) -m pip install -q -e '.[test,bench]'
 	# The official Symbl SDK, as an outside client in the compatibility tests. --no-deps: its pyaudio
 	# dependency needs PortAudio headers to build and is only used by its own microphone helper.
 	$(PY) -m pip install -q --no-deps symbl==2.0.6 symbl-rest==1.0.14

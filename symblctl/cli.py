@@ -552,18 +552,28 @@ def _keygen(ns: argparse.Namespace) -> int:
 
 
 def _install_service(ns: argparse.Namespace) -> int:
-    """The units belong to the daemon's distribution: ask its executable to write them."""
     import shutil
-    import subprocess
     from pathlib import Path
+
+    from symblctl.units import install_units, system_commands, user_commands
 
     exe = shutil.which("symbld") or str(Path(sys.executable).with_name("symbld"))
     if not Path(exe).exists():
         print("symblctl: install-service needs the daemon installed (pip install symbld): no symbld executable "
-              "found", file=sys.stderr)
+              "found next to this Python", file=sys.stderr)
         return EXIT_REFUSED
-    cmd = [exe, "--install-service", "system" if ns.system else "user"] + (["--unit-dest", ns.dest] if ns.dest else [])
-    return EXIT_OK if subprocess.run(cmd).returncode == 0 else EXIT_REFUSED
+    scope = "system" if ns.system else "user"
+    try:
+        written = install_units(scope, exe, Path(ns.dest) if ns.dest else None)
+    except OSError as e:
+        print(f"symblctl: cannot install the {scope} unit: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    for path in written:
+        print(f"wrote {path}")
+    print("then run:")
+    for cmd in system_commands() if ns.system else user_commands():
+        print("  " + " ".join(cmd))
+    return EXIT_OK
 
 
 def _print_status(result: dict[str, Any]) -> None:

@@ -13,7 +13,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import shutil
 import signal
 import sys
 import threading
@@ -696,42 +695,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--log-transcripts", action="store_true", default=None, help="allow transcript text in logs")
     p.add_argument("--serve-symbl", nargs="?", const="127.0.0.1:5080", metavar="ADDR:PORT",
                    help="also serve Symbl's real-time API (default 127.0.0.1:5080)")
-    p.add_argument("--install-service", choices=["user", "system"], metavar="SCOPE",
-                   help="install the systemd unit for SCOPE (user or system) and exit")
-    p.add_argument("--unit-dest", metavar="DIR", help="with --install-service: write the unit files here")
     p.add_argument("--print-config", action="store_true",
                    help="validate the configuration, print the effective one (TOML) and exit")
     p.add_argument("--version", action="version", version=f"symbld {__version__}")
     return p.parse_args(argv)
 
 
-def install_service(scope: str, dest: str | None) -> int:
-    """Write the systemd unit (and for the system scope its sysusers/tmpfiles drop-ins), then say what to run."""
-    from symbld.integrations.systemd.units import install_units, system_commands, user_commands
-
-    exe = shutil.which("symbld") or str(Path(sys.executable).with_name("symbld"))
-    if not Path(exe).exists():
-        print("symbld: cannot find the symbld executable next to this Python", file=sys.stderr)
-        return 1
-    try:
-        written = install_units(scope, exe, Path(dest) if dest else None)  # type: ignore[arg-type]
-    except OSError as e:
-        print(f"symbld: cannot install the {scope} unit: {e}", file=sys.stderr)
-        return 1
-    for path in written:
-        print(f"wrote {path}")
-    print("then run:")
-    for cmd in system_commands() if scope == "system" else user_commands():
-        print("  " + " ".join(cmd))
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
     ns = parse_args(argv)
-    if ns.install_service:
-        return install_service(ns.install_service, ns.unit_dest)
-    flags = {k: v for k, v in vars(ns).items()
-             if k not in ("config", "print_config", "install_service", "unit_dest") and v is not None}
+    flags = {k: v for k, v in vars(ns).items() if k not in ("config", "print_config") and v is not None}
     try:
         config = load(ns.config, flags)
     except ConfigError as e:

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from symblctl.endpoints import default_endpoints, default_runtime_dir  # shared with the client
+from symblctl.units import UNIT_STOP_SECONDS
 from symbld.config_check import ConfigError, Declarations, schema, validate
 
-# TimeoutStopSec= of the shipped units (the installer writes this value, symbld.integrations.systemd.units):
-# the one setting both the unit's limit and the daemon's stop budget derive from.
-UNIT_STOP_SECONDS = 30
+# UNIT_STOP_SECONDS: TimeoutStopSec= of the shipped units (symblctl.units writes it), from which the
+# daemon's stop budget is derived.
 # What shutdown keeps back from stop_timeout to spool undecoded audio and close sockets.
 STOP_SPOOL_MARGIN = 5.0
 

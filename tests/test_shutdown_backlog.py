@@ -72,7 +72,7 @@ def test_stop_budget_and_unit_limit_derive_from_one_setting(monkeypatch: pytest.
 
     from symbld.config import DEFAULTS, STOP_SPOOL_MARGIN
     from symbld.core.shutdown import stop_budget
-    from symbld.integrations.systemd.units import render_unit, templates_dir
+    from symblctl.units import render_unit, templates_dir
 
     root = Path(__file__).resolve().parents[1]
     for unit in ("symbld.service", "symbld-system.service"):

@@ -25,9 +25,9 @@ from pathlib import Path
 import pytest
 import structlog
 
+from symblctl.units import install_units, render_unit
 from symbld.integrations.systemd import journald
 from symbld.integrations.systemd.notify import Notifier, monotonic_usec
-from symbld.integrations.systemd.units import install_units, render_unit
 
 REPO = Path(__file__).resolve().parent.parent
 UNITS = REPO / "systemd"

@@ -161,6 +161,7 @@ def get(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
     "history", connectionId=CONNECTION_ID,
     afterSeq=Arg(int, default=0, min=0, doc="return events with seq > afterSeq"),
     limit=Arg(int, default=1000, min=1, max=10_000),
+    gap=Arg(bool, default=False, doc="true when refilling events the events socket dropped (counted in status.drops)"),
 )
 def history(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
     """Events of a connection after a given seq, oldest first (memory, then the journal).
@@ -172,7 +173,7 @@ def history(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
     if d.sessions.find(cid) is None and not (d.journal and d.journal.exists(cid)):
         raise ControlError("unknown_connection", f"no connection {cid!r}", {"connectionId": cid})
     events = d.bus.history(cid, args["afterSeq"], args["limit"] + 1)
-    if args.get("gap") is True:  # a subscriber saw a seq gap (PUB dropped for it) and refills
+    if args["gap"]:  # a subscriber saw a seq gap (PUB dropped for it) and refills
         d.bus.refills += 1
         d.bus.refilled_events += min(len(events), args["limit"])
     more = len(events) > args["limit"]

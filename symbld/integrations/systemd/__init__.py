@@ -1,1 +1,1 @@
-"""systemd: readiness and watchdog notifications, native journal logging, unit installation."""
+"""systemd: readiness and watchdog notifications, native journal logging (unit installation: symblctl.units)."""

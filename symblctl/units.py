@@ -1,7 +1,7 @@
 """Put symbld's systemd units in place for a pip-installed ``symbld`` (``symblctl install-service``).
 
 The unit texts are the ones in the source tree's ``systemd/`` folder (or, in a wheel,
-``symbld/data/systemd/``); only ``ExecStart=``'s executable is rewritten to ``exec_path``.
+``symblctl/data/systemd/``); only ``ExecStart=``'s executable is rewritten to ``exec_path``.
 Nothing here talks to systemd: the caller (or the user) runs ``systemctl [--user] daemon-reload``
 and, for the system scope, ``systemd-sysusers`` and ``systemd-tmpfiles --create`` (see
 ``system_commands()``/``user_commands()``).
@@ -15,7 +15,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from symbld.config import UNIT_STOP_SECONDS
+
+# TimeoutStopSec= of the installed units: the one setting both the unit's limit and the daemon's stop
+# budget derive from (symbld.config takes UNIT_STOP_SECONDS from here).
+UNIT_STOP_SECONDS = 30
 
 Scope = Literal["user", "system"]
 
@@ -30,8 +33,8 @@ _EXEC_START = re.compile(r"^ExecStart=(\S+)", re.MULTILINE)
 
 def templates_dir() -> Path:
     """Where the unit templates live: package data first, then the source checkout's ``systemd/``."""
-    candidates = [Path(str(resources.files("symbld"))) / "data" / "systemd",
-                  Path(__file__).resolve().parents[3] / "systemd"]
+    candidates = [Path(str(resources.files("symblctl"))) / "data" / "systemd",
+                  Path(__file__).resolve().parents[1] / "systemd"]
     for candidate in candidates:
         if (candidate / "symbld.service").is_file():
             return candidate
@@ -57,7 +60,7 @@ def render_unit(template: str, exec_path: str) -> str:
     text, count = _EXEC_START.subn(lambda _m: f"ExecStart={value}", template, count=1)
     if count != 1:
         raise ValueError("template has no ExecStart= line")
-    # The daemon's stop budget is derived from the same number (symbld.config.UNIT_STOP_SECONDS).
+    # The daemon's stop budget (symbld.config) is derived from the same number.
     return re.sub(r"(?m)^TimeoutStopSec=.*$", f"TimeoutStopSec={UNIT_STOP_SECONDS}", text)
 
 
