@@ -300,7 +300,8 @@ class Daemon:
             # Symbl's timezoneOffset is JavaScript's getTimezoneOffset(): minutes *west* of UTC (480 = UTC-8).
             timezone_offset_minutes=None if tz is None else -tz,
             started_at=time.time(),
-            extra={"actions": self._validate_actions(args.get("actions"))},
+            extra={"actions": self._validate_actions(args.get("actions")),
+                   **_privacy_options(args, cfg, self.config)},
         )
 
     def _validate_trackers(self, trackers: list[Any]) -> list[dict[str, Any]]:
@@ -602,6 +603,21 @@ class Daemon:
         self.notifier.close()
         log.info("symbld_stopped")
         return 0
+
+
+def _privacy_options(args: dict[str, Any], cfg: dict[str, Any], daemon_config: dict[str, Any]) -> dict[str, Any]:
+    """``sentiment`` and ``redaction`` from the start request (top level or in ``config``, as Symbl's SDKs
+    put them), redaction defaulting to the daemon's ``redaction`` key."""
+    from symbld.insights.redaction import parse_kinds
+
+    sentiment = args.get("sentiment", cfg.get("sentiment", False))
+    if not isinstance(sentiment, bool):
+        raise ControlError("bad_request", "sentiment must be true or false", {"argument": "sentiment"})
+    try:
+        kinds = parse_kinds(args.get("redaction", cfg.get("redaction", daemon_config.get("redaction"))))
+    except ValueError as e:
+        raise ControlError("bad_request", str(e), {"argument": "redaction"}) from None
+    return {"sentiment": sentiment, "redaction": sorted(kinds)}
 
 
 def _stop_quietly(session: Session) -> None:
