@@ -18,9 +18,10 @@ KINDS = ("email", "card", "phone", "spoken_digits")
 MASK = {"email": "[EMAIL]", "card": "[CARD]", "phone": "[PHONE]", "spoken_digits": "[NUMBER]"}
 
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-# Spoken forms of an e-mail address: "john at example dot com".
-_SPOKEN_EMAIL = re.compile(r"\b[\w.+-]+ at [\w-]+(?: dot [\w-]+)+\b", re.IGNORECASE)
-_DIGIT_RUN = re.compile(r"(?<![\w])\+?\d(?:[\d \-.()]*\d)?(?![\w])")
+# Spoken forms of an e-mail address as a recogniser writes them: "john at example dot com",
+# "john.smith at example.com".
+_SPOKEN_EMAIL = re.compile(r"\b[\w.+-]+ at [\w-]+(?:(?:\.| dot )[\w-]+)+\b", re.IGNORECASE)
+_DIGIT_RUN = re.compile(r"(?<![\w(])[+(]?\d(?:[\d \-.()]*\d)?(?![\w])")
 _DIGIT_WORDS = ("zero|oh|o|one|two|three|four|five|six|seven|eight|nine|double|triple")
 _SPOKEN_RUN = re.compile(rf"\b(?:(?:{_DIGIT_WORDS})\b[\s,.-]*){{4,}}", re.IGNORECASE)
 _DATE_OR_TIME = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,2}[.-]\d{1,2}[.-]\d{2,4}")
