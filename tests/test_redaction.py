@@ -22,6 +22,11 @@ ALL = frozenset(KINDS)
     ("We have one two three options.", "We have one two three options."),
     ("The meeting is at 10:30 on 2026-12-01 in room 12.", "The meeting is at 10:30 on 2026-12-01 in room 12."),
     ("We sold 1500 units.", "We sold 1500 units."),
+    ("The budget is 1,500,000 dollars, up 3.25 percent.", "The budget is 1,500,000 dollars, up 3.25 percent."),
+    ("Call me on 5 .5, 1, 2, 3, 4, 5, 6, 7", "Call me on [PHONE]"),
+    ("Please email John at enlampo .com", "Please email [EMAIL]"),
+    ("Look at this. Then we go.", "Look at this. Then we go."),
+    ("Items 3, 4 and 5.", "Items 3, 4 and 5."),
 ])
 def test_each_kind_is_masked_and_ordinary_numbers_stay(text: str, expected: str) -> None:
     assert redact_text(text, ALL) == expected

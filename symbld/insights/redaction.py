@@ -20,8 +20,14 @@ MASK = {"email": "[EMAIL]", "card": "[CARD]", "phone": "[PHONE]", "spoken_digits
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # Spoken forms of an e-mail address as a recogniser writes them: "john at example dot com",
 # "john.smith at example.com".
-_SPOKEN_EMAIL = re.compile(r"\b[\w.+-]+ at [\w-]+(?:(?:\.| dot )[\w-]+)+\b", re.IGNORECASE)
-_DIGIT_RUN = re.compile(r"(?<![\w(])[+(]?\d(?:[\d \-.()]*\d)?(?![\w])")
+# "John at example .com" (a space before the dot) too, but only before a known top-level domain,
+# so "look at this. Then" stays.
+_TLD = r"(?:com|org|net|io|edu|gov|co|uk|de|fr|info|biz|us|eu)"
+_SPOKEN_EMAIL = re.compile(rf"\b[\w.+-]+ at [\w-]+(?:(?:\s?\.\s?| dot )[\w-]+)*(?:\s?\.\s?| dot ){_TLD}\b",
+                           re.IGNORECASE)
+# Digits with the separators people and recognisers put between them ("415 555 0134", "5, 5, 0, 1").
+_DIGIT_RUN = re.compile(r"(?<![\w(])[+(]?\d(?:[\d \-.,()]*\d)?(?![\w])")
+_AMOUNT = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+")  # 1,500,000 and 3.25 are amounts, not phones
 _DIGIT_WORDS = ("zero|oh|o|one|two|three|four|five|six|seven|eight|nine|double|triple")
 _SPOKEN_RUN = re.compile(rf"\b(?:(?:{_DIGIT_WORDS})\b[\s,.-]*){{4,}}", re.IGNORECASE)
 _DATE_OR_TIME = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,2}[.-]\d{1,2}[.-]\d{2,4}")
@@ -59,7 +65,7 @@ def parse_kinds(value: Any) -> frozenset[str]:
 
 def _mask_digits(match: re.Match[str], kinds: frozenset[str]) -> str:
     text = match.group(0)
-    if _DATE_OR_TIME.fullmatch(text.strip()):
+    if _DATE_OR_TIME.fullmatch(text.strip()) or _AMOUNT.fullmatch(text.strip()):
         return text
     digits = re.sub(r"\D", "", text)
     if "card" in kinds and 13 <= len(digits) <= 19 and luhn_ok(digits):
