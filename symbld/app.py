@@ -91,7 +91,7 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self.runtime_dir = Path(config["runtime_dir"])
         self.state_dir = Path(config["state_dir"])
-        self.extra_event_types: set[str] = {"engine_backlog"}
+        self.extra_event_types: set[str] = {"engine_backlog", "entity_response", "summary_response"}
         self.actions: Any = None
         self.cut_connections: list[dict[str, Any]] = []
         self._shutdown = threading.Event()
@@ -606,8 +606,8 @@ class Daemon:
 
 
 def _privacy_options(args: dict[str, Any], cfg: dict[str, Any], daemon_config: dict[str, Any]) -> dict[str, Any]:
-    """``sentiment`` and ``redaction`` from the start request (top level or in ``config``, as Symbl's SDKs
-    put them), redaction defaulting to the daemon's ``redaction`` key."""
+    """``sentiment``, ``detectEntities`` and ``redaction`` from the start request (top level or in
+    ``config``, as Symbl's SDKs put them), redaction defaulting to the daemon's ``redaction`` key."""
     from symbld.insights.redaction import parse_kinds
 
     sentiment = args.get("sentiment", cfg.get("sentiment", False))
@@ -617,7 +617,10 @@ def _privacy_options(args: dict[str, Any], cfg: dict[str, Any], daemon_config: d
         kinds = parse_kinds(args.get("redaction", cfg.get("redaction", daemon_config.get("redaction"))))
     except ValueError as e:
         raise ControlError("bad_request", str(e), {"argument": "redaction"}) from None
-    return {"sentiment": sentiment, "redaction": sorted(kinds)}
+    entities = args.get("detectEntities", cfg.get("detectEntities", False))
+    if not isinstance(entities, bool):
+        raise ControlError("bad_request", "detectEntities must be true or false", {"argument": "detectEntities"})
+    return {"sentiment": sentiment, "redaction": sorted(kinds), "detect_entities": entities}
 
 
 def _stop_quietly(session: Session) -> None:
