@@ -7,6 +7,11 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+from conftest import DaemonProc, events_until_complete, messages, wait_for_events
+from speechgen import pcm16, synth
+
+from symblctl.client import Client, DaemonError
 from symbld.insights.summary import Summariser
 
 MEETINGS = json.loads((Path(__file__).parent / "data" / "summary_meetings.json").read_text())
@@ -57,3 +62,25 @@ def test_overlap_with_reference_summaries_beats_the_first_sentences() -> None:
     print(f"summary ROUGE-1 recall {recall:.2f} F1 {f1:.2f}; first-3-sentences F1 {lead_f1:.2f}")
     assert f1 > lead_f1
     assert recall >= 0.4
+
+
+@pytest.mark.speech
+def test_summary_on_demand_while_live_and_at_the_end(daemon: DaemonProc, client: Client) -> None:
+    cid = client.start(source={"type": "push"})["connectionId"]
+    spoken = ["We need to send the quarterly budget report by Friday.", "The budget report needs a review."]
+    for s in spoken:
+        client.send_audio(cid, pcm16(synth(s)) + bytes(24000))
+    wait_for_events(client, cid, lambda ev: len(messages(ev)) >= 2, timeout=120, what="two messages")
+    live = client.request("summary", connectionId=cid)
+    assert live["live"] is True and live["summary"], live
+    assert "budget" in " ".join(x["text"] for x in live["summary"]).lower()
+    client.end_audio(cid)
+    events = events_until_complete(client, cid, timeout=120)
+    ids = {m["id"] for e in events if e["type"] == "message_response" for m in e["data"]["messages"]}
+    final = [e for e in events if e["type"] == "summary_response"]
+    assert final and all(x["messageRefs"][0]["id"] in ids for x in final[-1]["data"]["summary"])
+    ended = client.request("summary", connectionId=cid)
+    assert ended["live"] is False and ended["summary"] == final[-1]["data"]["summary"]
+    with pytest.raises(DaemonError) as e:
+        client.request("summary", connectionId="no-such-connection")
+    assert e.value.code == "unknown_connection"

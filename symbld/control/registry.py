@@ -76,5 +76,6 @@ CONNECTION_ID = Arg(str, required=True, check=_connection_id_check, doc="the con
 # Importing the modules that declare commands registers them.
 def load_all() -> dict[str, Command]:
     from symbld.control import commands  # noqa: F401
+    from symbld.insights import summary_command  # noqa: F401
 
     return COMMANDS
