@@ -37,3 +37,11 @@ def test_quality_on_labelled_meeting_sentences() -> None:
     print(f"sentiment accuracy {right}/{len(rows)} = {right / len(rows):.2f}; flipped {len(flipped)}")
     assert right / len(rows) >= 0.7, right
     assert len(flipped) <= 1, flipped
+
+
+def test_conversation_api_messages_get_sentiment_unless_they_have_one() -> None:
+    from symbld.insights.sentiment import ensure_on_api_messages
+
+    kept = {"polarity": {"score": 0.5}, "suggested": "positive"}
+    out = ensure_on_api_messages([{"text": "I hate this outage."}, {"text": "x", "sentiment": kept}])
+    assert out[0]["sentiment"]["suggested"] == "negative" and out[1]["sentiment"] is kept

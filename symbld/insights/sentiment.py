@@ -51,3 +51,12 @@ def add_to_messages(data: dict[str, Any]) -> None:
             text = payload.get("content") if isinstance(payload, dict) else None
             if isinstance(text, str):
                 message["sentiment"] = sentiment_of(text)
+
+
+def ensure_on_api_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Conversation API ``GET .../messages?sentiment=true``: every message (``text``) gets a sentiment,
+    the one journaled at the time when the connection asked for it, else computed now."""
+    for message in messages:
+        if "sentiment" not in message and isinstance(message.get("text"), str):
+            message["sentiment"] = sentiment_of(message["text"])
+    return messages
