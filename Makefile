@@ -6,7 +6,7 @@ PYTEST_ARGS ?=
 
 .PHONY: setup demo test lint bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml tests/js/package-lock.json
 	./scripts/install-deps.sh
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -15,6 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	# dependency needs PortAudio headers to build and is only used by its own microphone helper.
 	$(PY) -m pip install -q --no-deps symbl==2.0.6 symbl-rest==1.0.14
 	$(PY) -m pip install -q urllib3 six certifi python-dateutil
+	# The official Symbl JS SDK (pinned by tests/js/package-lock.json), driven by node in tests.
+	npm ci --prefix tests/js --no-audit --no-fund
 	touch $@
 
 setup: $(VENV)/.installed

@@ -3,11 +3,13 @@
 #   libportaudio2      microphone capture (sounddevice)
 #   pulseaudio*, libasound2-plugins   a private audio server for the mic tests, ALSA→Pulse bridge
 #   espeak-ng, sox     speech synthesis and conversion for tests and the demo
+#   alsa-utils         arecord, for the README's "pipe the microphone into symblctl" example
 #   sip-tester         sipp, the SIP peer the telephony tests call
 #   systemd            systemd-analyze for the unit tests
 #   python3-venv       the project's virtual environment
+#   pocketsphinx-testdata  recordings of people with their transcripts: the real-speech evaluation set
 set -eu
-PKGS="libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox libsox-fmt-all sip-tester systemd python3-venv"
+PKGS="libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all sip-tester systemd python3-venv pocketsphinx-testdata"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -5,6 +5,8 @@
 protocol-level client underneath (explicit endpoints and timeouts). See docs/client.md.
 """
 
+__version__ = "0.1.0"  # the client distribution's version (symblctl/pyproject.toml)
+
 from symblctl.client import Client, DaemonError, DaemonUnavailable
 from symblctl.sdk import Connection, Streaming, StreamingApi, Telephony, TelephonyApi, stop
 

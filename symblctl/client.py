@@ -23,12 +23,13 @@ from typing import Any
 
 import zmq
 
-from symbld.config import default_endpoints as config_default_endpoints
-from symbld.control.curve import SecurityError, apply_client_curve
+from symblctl.endpoints import default_endpoints as config_default_endpoints
+from symblctl.keys import SecurityError, apply_client_curve
+from symblctl.liveness import RESTART_HINT, START_HINT, answers_ping, socket_file_problem
 
 PROTOCOL_VERSION = 1
 # Commands that may wait on an engine flush, a device or a call: they get a longer timeout.
-SLOW_TIMEOUTS = {"stop": 120.0, "start": 60.0, "shutdown": 30.0}
+SLOW_TIMEOUTS = {"stop": 120.0, "start": 60.0, "shutdown": 30.0, "conversations": 60.0}
 
 
 class DaemonError(Exception):
@@ -44,9 +45,11 @@ class DaemonError(Exception):
 class DaemonUnavailable(DaemonError):
     """No daemon answered at the endpoint."""
 
-    def __init__(self, endpoint: str, why: str = "") -> None:
-        super().__init__("unavailable", f"symbld is not running at {endpoint}" + (f" ({why})" if why else ""))
+    def __init__(self, endpoint: str, why: str = "", *, wedged: bool = False) -> None:
+        head = f"symbld at {endpoint} is not answering" if wedged else f"symbld is not running at {endpoint}"
+        super().__init__("unavailable", head + (f" ({why})" if why else ""))
         self.endpoint = endpoint
+        self.wedged = wedged  # the socket is there but nothing answers
 
 
 def default_endpoints() -> tuple[str, str]:
@@ -54,6 +57,17 @@ def default_endpoints() -> tuple[str, str]:
     rd = os.environ.get("SYMBLD_RUNTIME_DIR")
     control, events = config_default_endpoints(Path(rd) if rd else None)
     return os.environ.get("SYMBLD_CONTROL") or control, os.environ.get("SYMBLD_EVENTS") or events
+
+
+def absolute_source_path(args: dict[str, Any]) -> dict[str, Any]:
+    """``start`` args with a file source's ``path`` resolved against this process's directory."""
+    source = args.get("source")
+    if isinstance(source, dict) and source.get("type") == "file" and isinstance(source.get("path"), str):
+        path = os.path.expanduser(source["path"])
+        if not os.path.isabs(path):
+            path = os.path.abspath(path)
+        args = {**args, "source": {**source, "path": path}}
+    return args
 
 
 class Client:
@@ -91,38 +105,76 @@ class Client:
             self._sock = None
 
     def _check_socket_file(self) -> None:
-        """Fail at once, not after a timeout, when an ipc daemon is plainly not there."""
-        if self.control.startswith("ipc://") and not Path(self.control[len("ipc://"):]).exists():
-            raise DaemonUnavailable(self.control, "no socket file")
+        """Fail at once, not after a timeout, when an ipc daemon is plainly not there (or left a stale file)."""
+        problem = socket_file_problem(self.control)
+        if problem is not None:
+            self._reset()
+            raise DaemonUnavailable(self.control, f"{problem}; {START_HINT}")
+
+    def _wait_reply(self, sock: zmq.Socket, rid: str, seconds: float) -> dict | None:
+        deadline = time.monotonic() + seconds
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sock.poll(max(1, int(left * 1000)), zmq.POLLIN):
+                return None
+            reply = json.loads(sock.recv())
+            if reply.get("id") == rid:
+                return reply
+            # else: a stale reply to an earlier, abandoned attempt
 
     def request(self, cmd: str, payload: bytes | None = None, timeout: float | None = None, **args: Any) -> dict:
-        """Send one command; return its result or raise DaemonError / DaemonUnavailable."""
+        """Send one command; return its result or raise DaemonError / DaemonUnavailable.
+
+        A daemon that is not there (no socket file, a stale one) fails at once; one that does not
+        answer fails within ``self.timeout``: a fast command is retried (same request id) inside
+        that time; while a slow one (stop, start) runs, the daemon is pinged on another socket
+        every ``self.timeout`` and the wait goes on only while it answers.
+        """
         if self._sock is None:
             self._check_socket_file()
         rid = uuid.uuid4().hex[:16]
         body = json.dumps({"v": PROTOCOL_VERSION, "id": rid, "cmd": cmd,
                            "args": {k: v for k, v in args.items() if v is not None}}).encode()
         frames = [body] if payload is None else [body, payload]
-        wait = timeout if timeout is not None else max(self.timeout, SLOW_TIMEOUTS.get(cmd, 0.0))
+        if timeout is None and cmd in SLOW_TIMEOUTS:
+            return self._slow_request(frames, rid, max(self.timeout, SLOW_TIMEOUTS[cmd]))
+        wait = timeout if timeout is not None else self.timeout
+        window = wait / (self.retries + 1)
         for _attempt in range(self.retries + 1):
             sock = self._socket()
             sock.send_multipart(frames)
-            deadline = time.monotonic() + wait
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0 or not sock.poll(int(left * 1000), zmq.POLLIN):
-                    break
-                reply = json.loads(sock.recv())
-                if reply.get("id") != rid:
-                    continue  # a stale reply to an earlier, abandoned attempt
-                if reply.get("ok"):
-                    return reply.get("result", {})
-                err = reply.get("error") or {}
-                raise DaemonError(err.get("code", "internal"), err.get("message", "unknown error"),
-                                  err.get("details"))
+            reply = self._wait_reply(sock, rid, window)
+            if reply is not None:
+                return self._result(reply)
             self._reset()  # Lazy Pirate: a REQ socket that lost its reply is unusable
             self._check_socket_file()
-        raise DaemonUnavailable(self.control, f"no reply within {wait:g} s")
+        raise DaemonUnavailable(self.control, f"no reply within {wait:g} s; {RESTART_HINT}", wedged=True)
+
+    def _slow_request(self, frames: list[bytes], rid: str, wait: float) -> dict:
+        sock = self._socket()
+        sock.send_multipart(frames)
+        end = time.monotonic() + wait
+        window = self.timeout / 2  # then a ping of timeout/2: a dead daemon is known within timeout
+        while True:
+            reply = self._wait_reply(sock, rid, min(window, max(0.0, end - time.monotonic())))
+            if reply is not None:
+                return self._result(reply)
+            if time.monotonic() >= end:
+                self._reset()
+                raise DaemonUnavailable(self.control, f"no reply within {wait:g} s; {RESTART_HINT}", wedged=True)
+            self._check_socket_file()
+            if not answers_ping(self.ctx, self.control, self.timeout / 2):
+                self._reset()
+                raise DaemonUnavailable(self.control, f"no reply to a ping within {self.timeout:g} s; "
+                                        f"{RESTART_HINT}", wedged=True)
+            window = self.timeout  # alive and busy with our command: keep waiting
+
+    @staticmethod
+    def _result(reply: dict) -> dict:
+        if reply.get("ok"):
+            return reply.get("result", {})
+        err = reply.get("error") or {}
+        raise DaemonError(err.get("code", "internal"), err.get("message", "unknown error"), err.get("details"))
 
     # -- commands ------------------------------------------------------------------------------
     def ping(self) -> dict:
@@ -138,7 +190,9 @@ class Client:
         return self.request("get", connectionId=connection_id)
 
     def start(self, **args: Any) -> dict:
-        return self.request("start", **args)
+        """Start a connection. A relative ``source.path`` is made absolute here: the daemon runs
+        elsewhere (``/`` under systemd) and would not find it."""
+        return self.request("start", **absolute_source_path(args))
 
     def stop(self, connection_id: str) -> dict:
         return self.request("stop", connectionId=connection_id)

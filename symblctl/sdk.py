@@ -60,15 +60,10 @@ def _check_dict(name: str, value: Any) -> dict[str, Any]:
 
 
 def _actions(actions: Any) -> list[dict[str, Any]] | None:
-    """Validate on the client too, so a bad action fails at start even against an older daemon."""
-    if actions is None or actions == {}:  # the SDK's default is {} (an object, a bug): accept it as none
+    """The daemon validates them (bad_request at start); the SDK's default ``{}`` (an object, a bug) means none."""
+    if actions is None or actions == {}:
         return None
-    from symbld.integrations.mail import ActionError, validate_actions
-
-    try:
-        return validate_actions(actions)
-    except ActionError as e:
-        raise DaemonError("bad_request", e.message, {"argument": "actions"}) from None
+    return actions
 
 
 def _timezone_offset(tz: str | None) -> int | None:
@@ -469,7 +464,7 @@ class TelephonyApi:
 def _start(endpoints: _Endpoints, **args: Any) -> Connection:
     endpoints.ping()
     with endpoints.client() as c:
-        info = c.request("start", **{k: v for k, v in args.items() if v is not None})
+        info = c.start(**{k: v for k, v in args.items() if v is not None})  # resolves a relative file path
     return Connection(info, endpoints)
 
 

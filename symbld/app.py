@@ -13,6 +13,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -26,23 +27,31 @@ import zmq
 from symbld import __version__
 from symbld.audio.base import SourceContext, SourceError
 from symbld.audio.push import PushSource
-from symbld.config import ConfigError, load, section
+from symbld.config import ConfigError, load, render_config, section
+from symbld.control.catalog import load_all
 from symbld.control.curve import CurveServer, SecurityError, curve_socket, serve_curve
 from symbld.control.publisher import Publisher
-from symbld.control.registry import load_all
 from symbld.control.router import ControlServer
+from symbld.core import shutdown
 from symbld.core.bus import EventBus
+from symbld.core.conversations import ConversationIndex
+from symbld.core.conversations import resolve as resolve_connection_id
 from symbld.core.errors import ControlError
+from symbld.core.flow import FlowSettings
 from symbld.core.ids import new_connection_id, new_conversation_id
 from symbld.core.journal import Journal
+from symbld.core.runtime import RuntimeDirError, check_runtime_dir
 from symbld.core.sessions import Session, SessionRegistry
 from symbld.core.sources import SourceFactory
 from symbld.engines.base import Engine, StreamConfig
+from symbld.gateways.symbl.engine import SymblEngine
+from symbld.insights import Analyzer, TrackerError, validate_trackers
 from symbld.integrations.systemd.journald import configure_logging
 from symbld.integrations.systemd.notify import Notifier
 
 log = structlog.get_logger("symbld")
 
+_EXPIRE_EVERY_S = 3600.0  # journal retention is applied hourly while running
 _ENDED_TYPES = ("connection_stopped", "connection_failed", "conversation_completed")
 _HOUSEKEEPING_S = 0.1
 _CONTINUOUS_SOURCES = ("mic", "file")  # deliver frames steadily while live (push and calls may pause)
@@ -91,9 +100,10 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self.runtime_dir = Path(config["runtime_dir"])
         self.state_dir = Path(config["state_dir"])
-        self.extra_event_types: set[str] = {"engine_backlog", "entity_response", "summary_response"}
+        self.extra_event_types: set[str] = {"engine_backlog", "audio_spooled", "entity_response", "summary_response"}
         self.actions: Any = None
         self.cut_connections: list[dict[str, Any]] = []
+        self.spooled: dict[str, dict[str, Any]] = {}  # connections the last run spooled (symbld.core.shutdown)
         self._shutdown = threading.Event()
         self._shutdown_reason = ""
         self._reload = threading.Event()
@@ -105,6 +115,7 @@ class Daemon:
         self.sessions = SessionRegistry(max_live=config["max_connections"], on_pruned=self._forget_connection)
         self.sources = SourceFactory(config)
         self.journal: Journal | None = None
+        self.conversations: ConversationIndex | None = None
         self.bus: EventBus = None  # type: ignore[assignment]  # set in bind()
         self._last_status = ""
         self._attached_mics: dict[str, Any] = {}
@@ -119,12 +130,18 @@ class Daemon:
         old_umask = os.umask(0o007 if group else 0o077)
         try:
             self.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                check_runtime_dir(self.runtime_dir)
+            except RuntimeDirError as e:
+                raise StartupError(str(e)) from None
             for key in ("control", "events"):
                 p = _ipc_path(self.config[key])
                 if p is not None:
                     p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.lock = InstanceLock(self.config["control"], self.runtime_dir)
             self.journal = Journal(self.state_dir / "journal", float(self.config["journal_retention_days"]))
+            self.journal.check_all()  # files that are not journals are moved aside, start-up goes on
+            self.conversations = ConversationIndex(self.journal)
             self.journal.expire()
             self.ctx = zmq.Context()
             try:  # tcp:// only with CURVE (keys + allow-list), never open
@@ -155,13 +172,8 @@ class Daemon:
 
         local = LocalEngine(section(self.config, "engine", "local"))
         self.engines["local"] = local
-        try:
-            from symbld.gateways.symbl.engine import SymblEngine
-        except ImportError:
-            SymblEngine = None  # the cloud engine is optional
-        if SymblEngine is not None:
-            # failover = "local" in [engine.symbl] continues a connection offline when the endpoint stays down.
-            self.engines["symbl"] = SymblEngine(section(self.config, "engine", "symbl"), fallback=local)
+        # failover = "local" in [engine.symbl] continues a connection offline when the endpoint stays down.
+        self.engines["symbl"] = SymblEngine(section(self.config, "engine", "symbl"), fallback=local)
         if self.config["default_engine"] not in self.engines:
             raise StartupError(f"default engine {self.config['default_engine']!r} is not available; "
                                f"known: {sorted(self.engines)}")
@@ -174,9 +186,10 @@ class Daemon:
     def _recover_cut_connections(self) -> None:
         """Connections a crashed daemon left open: mark them failed in their journals and report them."""
         assert self.journal is not None
+        self.spooled = shutdown.pending_recoveries(self.state_dir)  # decoded in run(), once the engine is loaded
         for cid in self.journal.connection_ids():
             last = self.journal.last_event(cid)
-            if last is None or last.get("type") in _ENDED_TYPES:
+            if last is None or last.get("type") in _ENDED_TYPES or cid in self.spooled:
                 continue
             conv = last.get("conversationId", "")
             self.bus.seed(cid, int(last.get("seq", 0)))
@@ -246,6 +259,10 @@ class Daemon:
             raise ControlError("bad_request", f"unknown engine {engine_name!r}; known: {sorted(self.engines)}",
                                {"known": sorted(self.engines)})
         stream_config = self._stream_config(args)
+        if args.get("connectionId") and self.journal is not None and self.journal.exists(stream_config.connection_id):
+            raise ControlError("bad_request", f"connection id {stream_config.connection_id} was used before (its "
+                               "journal exists); choose another", {"connectionId": stream_config.connection_id,
+                                                                    "reason": "journal_exists"})
         ctx = SourceContext(stream_config.connection_id, emit=lambda t, d: None, config=self.config)
         try:
             source = self.sources.open(spec, ctx)
@@ -253,7 +270,8 @@ class Daemon:
             raise ControlError.from_error(e, "bad_request") from None
         session = Session(config=stream_config, source=source, engine=engine, engine_name=engine_name,
                           bus=self.bus, analyzer_factory=self._analyzer_factory(engine),
-                          stop_timeout=float(self.config["stop_timeout"]), on_ended=self._session_ended)
+                          stop_timeout=float(self.config["stop_timeout"]), on_ended=self._session_ended,
+                          flow=FlowSettings.from_config(self.config, self.state_dir))
         ctx.emit = session.emit  # side news from the source goes out on this connection
         try:
             self.sessions.add(session)
@@ -306,10 +324,6 @@ class Daemon:
 
     def _validate_trackers(self, trackers: list[Any]) -> list[dict[str, Any]]:
         try:
-            from symbld.insights import TrackerError, validate_trackers
-        except ImportError:
-            return trackers
-        try:
             return validate_trackers(trackers)
         except TrackerError as e:
             raise ControlError("bad_request", f"trackers: {e}") from None
@@ -317,10 +331,6 @@ class Daemon:
     def _analyzer_factory(self, engine: Engine) -> Any:
         if getattr(engine, "provides_insights", False):
             return None  # the engine's remote end computes them (Symbl cloud)
-        try:
-            from symbld.insights import Analyzer
-        except ImportError:
-            return None
         return Analyzer
 
     def _forget_connection(self, connection_id: str) -> None:
@@ -426,6 +436,15 @@ class Daemon:
         session.on_close(mic.close)
         return {"connectionId": connection_id, "source": source.describe(), "mic": mic.describe()}
 
+    def resolve_connection_id(self, value: str) -> str:
+        """The connectionId named by ``value``: itself, or the connection of a conversationId."""
+        def known(cid: str) -> bool:
+            return self.sessions.find(cid) is not None or bool(self.journal and self.journal.exists(cid))
+
+        return resolve_connection_id(
+            value, known=known, index=self.conversations,
+            live_by_conversation={s.conversation_id: s.connection_id for s in self.sessions.all()})
+
     def journaled_connection(self, connection_id: str) -> dict[str, Any]:
         """The last known object of a connection from an earlier run, from its journal."""
         if self.journal is None or not self.journal.exists(connection_id):
@@ -446,7 +465,9 @@ class Daemon:
         republished on our PUB under that connection id (and journaled like any other). None when no
         Symbl endpoint is configured."""
         engine = self.engines.get("symbl")
-        if engine is None or not getattr(engine, "options", {}).get("base_url"):
+        # Only a configured [engine.symbl] means "ids I do not know may be the cloud's": otherwise an
+        # unknown id is just unknown (no advice about Symbl credentials nobody asked for).
+        if engine is None or not section(self.config, "engine", "symbl"):
             return None
         reply = {"events": self.config["events"], "topics": [f"connection.{connection_id}."], "connections": [],
                  "remote": True}
@@ -506,21 +527,29 @@ class Daemon:
             self.notifier.status(text)
 
     def reload(self) -> None:
-        """SIGHUP: re-read the config file; settings that can change live do, sockets stay."""
+        """SIGHUP: re-read and validate the config file; settings that can change live do, sockets stay.
+
+        A file with any error changes nothing: the error (key and line) is logged, the old config stays.
+        """
         self.notifier.reloading()
         try:
             fresh = load(self.config.get("config_path"), self.config.get("_flags", {}))
-            for key in ("log_level", "log_transcripts", "max_connections", "stop_timeout", "journal_retention_days"):
-                self.config[key] = fresh[key]
-            for key in ("mic", "telephony", "smtp"):
-                if key in fresh:
-                    self.config[key] = fresh[key]
-            self.sessions.max_live = int(fresh["max_connections"])
-            configure_logging(self.config["log_level"], _json_flag(self.config),
-                              log_transcripts=bool(self.config["log_transcripts"]))
-            log.info("config_reloaded", path=self.config.get("config_path"))
         except ConfigError as e:
-            log.error("config_reload_failed", error=str(e))
+            log.error("config_reload_failed", error=str(e), kept="the previous configuration")
+            self.notifier.ready(self._last_status or None)
+            return
+        changed = [k for k in _LIVE_KEYS if self.config.get(k) != fresh.get(k)]
+        for key in _LIVE_KEYS:
+            if key in fresh:
+                self.config[key] = fresh[key]
+        self.sessions.max_live = int(fresh["max_connections"])
+        if self.journal is not None and "journal_retention_days" in changed:
+            self.journal.retention_days = float(fresh["journal_retention_days"])
+            self.journal.expire()
+        configure_logging(self.config["log_level"], _json_flag(self.config),
+                          log_transcripts=bool(self.config["log_transcripts"]))
+        _log_config_warnings(fresh)
+        log.info("config_reloaded", path=self.config.get("config_path"), changed=changed)
         self.notifier.ready(self._last_status or None)
 
     def run(self) -> int:
@@ -530,14 +559,17 @@ class Daemon:
         self._update_status()
         self.notifier.ready(self._last_status)
         self.bus.publish_daemon("ready", {"pid": os.getpid(), "version": __version__})
+        shutdown.resume_spooled(self, self.spooled)  # audio the last run could not decode in time
         if self.config.get("config_missing"):
             log.warning("config_file_missing_using_defaults", path=self.config.get("config_path"))
+        _log_config_warnings(self.config)
         log.info("symbld_ready", control=self.config["control"], events=self.config["events"], pid=os.getpid())
         # Test hook (tests/test_systemd_daemon.py): while this file exists the loop is "wedged".
         stall_file = os.environ.get("SYMBLD_DEBUG_STALL_FILE")
         interval = self.notifier.watchdog_interval()
         next_ping = time.monotonic()
         next_backlog_check = time.monotonic()
+        next_expire = time.monotonic() + _EXPIRE_EVERY_S
         while not self._shutdown.is_set():
             while stall_file and os.path.exists(stall_file) and not self._shutdown.is_set():
                 time.sleep(0.05)
@@ -546,6 +578,9 @@ class Daemon:
                 next_backlog_check = time.monotonic() + 1.0
                 for s in self.sessions.live():
                     s.check_backlog()
+            if time.monotonic() >= next_expire and self.journal is not None:  # retention, not only at start
+                next_expire = time.monotonic() + _EXPIRE_EVERY_S
+                self.journal.expire()
             if self._reload.is_set():
                 self._reload.clear()
                 self.reload()
@@ -564,12 +599,14 @@ class Daemon:
             t = threading.Thread(target=_stop_quietly, args=(s,), daemon=True)
             t.start()
             stoppers.append(t)
-        deadline = time.monotonic() + float(self.config["stop_timeout"])
+        budget = shutdown.stop_budget(self.config)
+        deadline = time.monotonic() + budget
         # Keep answering requests (status, history) while sessions flush.
         assert self.control is not None
         poller = self.control.poller()
         while any(t.is_alive() for t in stoppers) and time.monotonic() < deadline:
             self.control.poll_once(50, poller)
+        shutdown.spool_unfinished(self.sessions.live(), lambda: self.control.poll_once(50, poller))
         for sub in list(self._remote_subs.values()):
             with contextlib.suppress(Exception):
                 sub.close()
@@ -632,6 +669,16 @@ def _stop_quietly(session: Session) -> None:
         log.exception("stop_failed", connection_id=session.connection_id)
 
 
+# Settings a SIGHUP applies to a running daemon (endpoints and directories need a restart).
+_LIVE_KEYS = ("log_level", "log_transcripts", "max_connections", "stop_timeout", "journal_retention_days",
+              "mic", "telephony", "smtp")
+
+
+def _log_config_warnings(config: dict[str, Any]) -> None:
+    for warning in config.get("config_warnings") or []:
+        log.warning("config_warning", warning=warning)
+
+
 def _json_flag(config: dict[str, Any]) -> bool | None:
     fmt = config.get("log_format", "auto")
     return None if fmt == "auto" else fmt == "json"
@@ -648,23 +695,58 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-connections", type=int)
     p.add_argument("--no-preload", dest="preload", action="store_false", default=None,
                    help="load the offline model on first use instead of at start-up")
-    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-level", choices=["auto", "debug", "info", "warning", "error"],
+                   help="default auto: warning on a terminal, info elsewhere")
     p.add_argument("--log-format", choices=["auto", "console", "json"])
     p.add_argument("--log-transcripts", action="store_true", default=None, help="allow transcript text in logs")
     p.add_argument("--serve-symbl", nargs="?", const="127.0.0.1:5080", metavar="ADDR:PORT",
                    help="also serve Symbl's real-time API (default 127.0.0.1:5080)")
+    p.add_argument("--install-service", choices=["user", "system"], metavar="SCOPE",
+                   help="install the systemd unit for SCOPE (user or system) and exit")
+    p.add_argument("--unit-dest", metavar="DIR", help="with --install-service: write the unit files here")
+    p.add_argument("--print-config", action="store_true",
+                   help="validate the configuration, print the effective one (TOML) and exit")
     p.add_argument("--version", action="version", version=f"symbld {__version__}")
     return p.parse_args(argv)
 
 
+def install_service(scope: str, dest: str | None) -> int:
+    """Write the systemd unit (and for the system scope its sysusers/tmpfiles drop-ins), then say what to run."""
+    from symbld.integrations.systemd.units import install_units, system_commands, user_commands
+
+    exe = shutil.which("symbld") or str(Path(sys.executable).with_name("symbld"))
+    if not Path(exe).exists():
+        print("symbld: cannot find the symbld executable next to this Python", file=sys.stderr)
+        return 1
+    try:
+        written = install_units(scope, exe, Path(dest) if dest else None)  # type: ignore[arg-type]
+    except OSError as e:
+        print(f"symbld: cannot install the {scope} unit: {e}", file=sys.stderr)
+        return 1
+    for path in written:
+        print(f"wrote {path}")
+    print("then run:")
+    for cmd in system_commands() if scope == "system" else user_commands():
+        print("  " + " ".join(cmd))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = parse_args(argv)
-    flags = {k: v for k, v in vars(ns).items() if k != "config" and v is not None}
+    if ns.install_service:
+        return install_service(ns.install_service, ns.unit_dest)
+    flags = {k: v for k, v in vars(ns).items()
+             if k not in ("config", "print_config", "install_service", "unit_dest") and v is not None}
     try:
         config = load(ns.config, flags)
     except ConfigError as e:
         print(f"symbld: {e}", file=sys.stderr)
         return 2
+    if ns.print_config:
+        for warning in config["config_warnings"]:
+            print(f"symbld: warning: {warning}", file=sys.stderr)
+        sys.stdout.write(render_config(config))
+        return 0
     config["_flags"] = flags
     configure_logging(config["log_level"], _json_flag(config), log_transcripts=bool(config["log_transcripts"]))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: nothing is ever downloaded

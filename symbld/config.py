@@ -2,8 +2,9 @@
 
 The file is TOML (``--config``, ``$SYMBLD_CONFIG``, else ``$XDG_CONFIG_HOME/symbld/symbld.toml``
 when it exists). Top-level keys are the daemon's own; tables (``[engine.local]``, ``[mic]``,
-``[telephony]``, ``[symbl]``, ``[smtp]``, ``[serve_symbl]``) are handed to the part they name.
-See docs/configuration.md.
+``[telephony]``, ``[engine.symbl]``, ``[smtp]``, ``[symbl_server]``) are handed to the part they name.
+The whole file is validated first (``symbld.config_check``): unknown keys and tables, wrong types
+and bad enum values are one ``ConfigError`` naming each key and its line. See docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -13,6 +14,15 @@ import os
 import tomllib
 from pathlib import Path
 from typing import Any
+
+from symblctl.endpoints import default_endpoints, default_runtime_dir  # shared with the client
+from symbld.config_check import ConfigError, Declarations, schema, validate
+
+# TimeoutStopSec= of the shipped units (the installer writes this value, symbld.integrations.systemd.units):
+# the one setting both the unit's limit and the daemon's stop budget derive from.
+UNIT_STOP_SECONDS = 30
+# What shutdown keeps back from stop_timeout to spool undecoded audio and close sockets.
+STOP_SPOOL_MARGIN = 5.0
 
 DEFAULTS: dict[str, Any] = {
     "runtime_dir": None,  # default: $XDG_RUNTIME_DIR/symbld, else /tmp/symbld-<uid>
@@ -25,9 +35,11 @@ DEFAULTS: dict[str, Any] = {
     # Events queued per subscriber before PUB drops for that subscriber only (it refills by seq).
     "event_queue_per_subscriber": 10_000,
     "journal_retention_days": 30.0,
-    "stop_timeout": 60.0,
+    # Seconds shutdown waits for engines to decode; the rest is spooled and decoded at the next start.
+    "stop_timeout": UNIT_STOP_SECONDS - 10.0,
+    "max_engine_backlog_s": 10.0,  # audio waiting for a final decode before sources are held or spooled
     "preload": True,  # load the offline model at start-up (READY only after it is loaded)
-    "log_level": "info",
+    "log_level": "auto",  # auto: warning on a terminal, info elsewhere (journal, files, pipes)
     "log_format": "auto",  # auto | console | json
     "log_transcripts": False,
     "redaction": False,  # true or a list of kinds (symbld.insights.redaction.KINDS): mask personal data always
@@ -37,6 +49,43 @@ DEFAULTS: dict[str, Any] = {
     "curve_server_key": None,
     "curve_authorized_keys": None,
 }
+
+# Each [table] the daemon reads, and where its keys and defaults are declared: "module:ATTR"
+# (a dict of defaults, or a settings dataclass) and/or a dict of keys read beside those.
+# A key added to a declaration is known to the validator; a new table needs one line here.
+TABLES: dict[str, str | dict[str, Any] | list[str | dict[str, Any]]] = {
+    "engine.local": ["symbld.engines.local.engine:CONFIG_DEFAULTS", "symbld.engines.local.streaming:StreamSettings"],
+    "engine.symbl": ["symbld.gateways.symbl.engine:DEFAULTS",
+                     {"app_id": None, "app_secret": None, "credentials_file": None}],
+    "mic": "symbld.audio.mic:DEFAULTS",
+    "telephony": "symbld.audio.telephony.calls:CONFIG_DEFAULTS",
+    "smtp": "symbld.integrations.mail:SMTP_DEFAULTS",
+    "symbl_server": ["symbld.gateways.symbl.server:DEFAULTS",
+                     {"app_id": None, "app_secret": None, "token_secret": None, "stop_on_close": False,
+                      "credentials_file": None}],
+}
+
+# Allowed values of some keys (dotted paths). default_engine is checked against the engines that
+# loaded (load_engines), since which engines exist depends on what is installed.
+ENUMS: dict[str, tuple[Any, ...]] = {
+    "log_level": ("auto", "debug", "info", "warning", "error"),
+    "log_format": ("auto", "console", "json"),
+    "engine.local.recognizer": ("whisper", "pocketsphinx"),
+    "engine.symbl.failover": ("", "local"),
+}
+
+# Keys kept only for compatibility (a warning at start) -> the key read now, which they set.
+COMPAT: dict[str, str] = {
+    "engine.local.model_dir": "engine.local.model",
+}
+
+# Never printed by --print-config.
+SECRET_KEYS = frozenset({"password", "app_secret", "token_secret"})
+
+# Tables whose keys are free-form (none yet): not checked key by key.
+OPEN_TABLES: dict[str, bool] = {}
+
+DECLARATIONS = Declarations(DEFAULTS, TABLES, ENUMS, COMPAT, OPEN_TABLES)
 
 # Environment variables that override top-level keys (the file is not required for a service).
 ENV_KEYS = {
@@ -53,25 +102,9 @@ ENV_KEYS = {
 }
 
 
-class ConfigError(Exception):
-    pass
-
-
-def default_runtime_dir() -> Path:
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg:
-        return Path(xdg) / "symbld"
-    return Path(f"/tmp/symbld-{os.getuid()}")
-
-
 def default_state_dir() -> Path:
     xdg = os.environ.get("XDG_STATE_HOME")
     return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "symbld"
-
-
-def default_endpoints(runtime_dir: Path | None = None) -> tuple[str, str]:
-    rd = runtime_dir or default_runtime_dir()
-    return f"ipc://{rd}/control", f"ipc://{rd}/events"
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -94,28 +127,72 @@ def config_file_path(explicit: str | None) -> Path | None:
 
 
 def load(config_path: str | None = None, flags: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Build the effective configuration."""
+    """Build the effective configuration; raise ``ConfigError`` naming every bad key and its line.
+
+    ``cfg["config_warnings"]`` lists the warnings (keys kept for compatibility) for the caller to log.
+    """
     cfg = copy.deepcopy(DEFAULTS)
     path = config_file_path(config_path)
     missing = False
+    warnings: list[str] = []
     if path is not None:
-        try:
-            with open(path, "rb") as f:
-                _merge(cfg, tomllib.load(f))
-        except FileNotFoundError:
-            # The service units always pass --config; an absent file means "all defaults".
-            missing = True
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+        data, text = _read(path)
+        if data is None:
+            missing = True  # the service units always pass --config; an absent file means "all defaults"
+        else:
+            warnings = validate(data, text, str(path), DECLARATIONS)
+            _apply_compat(data)
+            _merge(cfg, data)
+    overrides = {key: os.environ[env] for env, key in ENV_KEYS.items() if os.environ.get(env)}
+    overrides.update({k: v for k, v in (flags or {}).items() if v is not None})
+    validate(overrides, None, "environment/flags", DECLARATIONS)
+    cfg.update(overrides)
     cfg["config_path"] = str(path) if path else None
     cfg["config_missing"] = missing
-    for env, key in ENV_KEYS.items():
-        if os.environ.get(env):
-            cfg[key] = os.environ[env]
-    for k, v in (flags or {}).items():
-        if v is not None:
-            cfg[k] = v
+    cfg["config_warnings"] = warnings
     return resolve(cfg)
+
+
+def _read(path: Path) -> tuple[dict[str, Any] | None, str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, ""
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+
+
+def _apply_compat(data: dict[str, Any]) -> None:
+    """Move each compatibility key's value to the key read now (unless that one is set too)."""
+    for old, new in COMPAT.items():
+        *old_table, old_key = old.split(".")
+        *new_table, new_key = new.split(".")
+        src = section(data, *old_table)
+        if old_key in src:
+            value = src.pop(old_key)
+            dst = data
+            for name in new_table:
+                dst = dst.setdefault(name, {})
+            dst.setdefault(new_key, value)
+
+
+def effective(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The configuration as the parts see it: every declared table with its defaults filled in."""
+    def fill(tree: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+        out = {}
+        for k, default in tree.items():
+            if isinstance(default, dict) and isinstance(given.get(k, {}), dict):
+                out[k] = fill(default, given.get(k) or {})
+            else:
+                out[k] = given.get(k, default)
+        return out
+
+    shown = {k: v for k, v in cfg.items() if not k.startswith("_") and not k.startswith("config_")}
+    return fill(schema(DECLARATIONS), shown)
 
 
 def resolve(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -146,3 +223,29 @@ def section(cfg: dict[str, Any], *names: str) -> dict[str, Any]:
     for n in names:
         node = node.get(n, {}) if isinstance(node, dict) else {}
     return node if isinstance(node, dict) else {}
+
+
+def render_config(cfg: dict[str, Any]) -> str:
+    """``symbld --print-config``: the effective configuration as TOML; unset keys as comments."""
+    import tomli_w
+
+    unset: list[str] = []
+
+    def strip(node: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            if isinstance(v, dict):
+                out[k] = strip(v, f"{prefix}{k}.")
+            elif v is None:
+                unset.append(prefix + k)
+            elif k in SECRET_KEYS:
+                out[k] = "(set, not shown)"
+            else:
+                out[k] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    body = tomli_w.dumps(strip(effective(cfg), ""))
+    head = (f"# effective configuration (file: {cfg.get('config_path') or 'none'}; "
+            "defaults < file < environment < flags)\n")
+    tail = "".join(f"# {key}: unset (default applies)\n" for key in unset)
+    return head + body + ("\n" + tail if tail else "")

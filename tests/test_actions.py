@@ -315,8 +315,6 @@ def test_daemon_sends_the_summary_on_stop(tmp_path: Path) -> None:
     try:
         d.start()
         with d.client() as c:
-            if "action_completed" not in c.describe()["eventTypes"]:
-                pytest.skip("this symbld does not run actions yet (ActionRunner not wired into the daemon)")
             with pytest.raises(symblctl.DaemonError) as refused:
                 c.start(source={"type": "push"}, actions=mail_action("not-an-address"))
             assert refused.value.code == "bad_request" and "email address" in refused.value.message
@@ -353,9 +351,6 @@ def test_daemon_retries_across_a_restart(tmp_path: Path) -> None:
     server = None
     try:
         d.start()
-        with d.client() as c:
-            if "action_completed" not in c.describe()["eventTypes"]:
-                pytest.skip("this symbld does not run actions yet (ActionRunner not wired into the daemon)")
         api = symblctl.StreamingApi(control=d.control, events=d.events)
         conn = api.start_connection(config={"meetingTitle": TITLE}, actions=mail_action("ann@example.com"))
         conn.send_audio(pcm16(synth(ACTION_SENTENCE)))

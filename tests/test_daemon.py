@@ -67,6 +67,7 @@ def test_ping_and_describe_over_bare_req(daemon: DaemonProc) -> None:
     d = _raw(daemon, b'{"v": 1, "id": "d1", "cmd": "describe"}')["result"]
     assert d["protocol"] == 1 and d["defaultEngine"] == "local"
     assert d["engines"]["local"]["name"] == "local"
+    assert d["engines"]["local"]["model"] == "tiny.en"  # which model decodes
     assert {"transcript_response", "message_response", "insight_response"} <= set(d["eventTypes"])
     assert d["endpoints"] == {"control": daemon.control, "events": daemon.events}
     assert d["audioSources"]["file"]["available"] and d["audioSources"]["push"]["available"]
@@ -232,6 +233,7 @@ def test_status_and_get(daemon: DaemonProc, client: Client) -> None:
     mine = [c for c in st["connections"] if c["connectionId"] == conn["connectionId"]]
     assert mine and mine[0]["state"] == "live" and mine[0]["meetingTitle"] == "Standup"
     assert st["live"] >= 1
+    assert st["models"]["local"] == "tiny.en"
     client.stop(conn["connectionId"])
     assert client.get(conn["connectionId"])["state"] == "stopped"
 

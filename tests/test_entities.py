@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 from conftest import DaemonProc, events_until_complete
-from speechgen import pcm16, synth
+from feeding import speak
 
 from symblctl.client import Client
 from symbld.insights.entities import find_entities
@@ -32,9 +32,7 @@ def test_each_kind() -> None:
 @pytest.mark.speech
 def test_spoken_entities_arrive_as_entity_response(daemon: DaemonProc, client: Client) -> None:
     cid = client.start(source={"type": "push"}, detectEntities=True, config={"timezoneOffset": 0})["connectionId"]
-    for s in ["The new budget is twenty thousand dollars.", "Let's meet tomorrow at three p.m."]:
-        client.send_audio(cid, pcm16(synth(s, speed=150)) + bytes(24000))
-    client.end_audio(cid)
+    speak(client, cid, ["The new budget is twenty thousand dollars.", "Let's meet tomorrow at three p.m."], speed=150)
     events = events_until_complete(client, cid, timeout=120)
     messages = {m["id"]: m for e in events if e["type"] == "message_response" for m in e["data"]["messages"]}
     entities = [x for e in events if e["type"] == "entity_response" for x in e["data"]["entities"]]

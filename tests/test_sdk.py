@@ -258,8 +258,7 @@ def require_sip(control: str, events: str) -> None:
         pytest.skip("sipp (Debian package sip-tester) is not installed")
     with symblctl.Client(control, events) as c:
         sip = c.describe()["audioSources"].get("sip", {})
-    if not sip.get("available"):
-        pytest.skip(f"this symbld has no telephony: {sip.get('reason', 'sip not listed')}")
+    assert sip.get("available"), f"this symbld has no telephony: {sip.get('reason', 'sip not listed')}"
 
 
 @contextlib.contextmanager

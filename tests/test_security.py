@@ -18,7 +18,8 @@ import zmq
 from conftest import DaemonProc
 
 from symblctl.client import Client, DaemonUnavailable
-from symbld.control.curve import generate_keys, load_authorized_keys
+from symblctl.keys import generate_keys
+from symbld.control.curve import load_authorized_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRETS = {"smtp": "smtp-pw-Zq81vX", "symbl": "symbl-secret-Kp22wQ", "sip": "sip-pw-Hn53tR"}

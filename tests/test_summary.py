@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import DaemonProc, events_until_complete, messages, wait_for_events
-from speechgen import pcm16, synth
+from feeding import speak
 
 from symblctl.client import Client, DaemonError
 from symbld.insights.summary import Summariser
@@ -68,8 +68,7 @@ def test_overlap_with_reference_summaries_beats_the_first_sentences() -> None:
 def test_summary_on_demand_while_live_and_at_the_end(daemon: DaemonProc, client: Client) -> None:
     cid = client.start(source={"type": "push"})["connectionId"]
     spoken = ["We need to send the quarterly budget report by Friday.", "The budget report needs a review."]
-    for s in spoken:
-        client.send_audio(cid, pcm16(synth(s)) + bytes(24000))
+    speak(client, cid, spoken, speed=160, end=False)
     wait_for_events(client, cid, lambda ev: len(messages(ev)) >= 2, timeout=120, what="two messages")
     live = client.request("summary", connectionId=cid)
     assert live["live"] is True and live["summary"], live

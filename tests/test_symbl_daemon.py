@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import urllib.request
 
 import pytest
 from conftest import DaemonProc, events_until_complete
@@ -25,6 +27,7 @@ serve_symbl = "127.0.0.1:{port}"
 [symbl_server]
 app_id = "local-app"
 app_secret = "local-secret-0123456789"
+token_ttl = 600
 [engine.symbl]
 base_url = "http://127.0.0.1:{port}"
 app_id = "local-app"
@@ -36,6 +39,14 @@ app_secret = "local-secret-0123456789"
             info = c.describe()
             assert info["symblServer"]["url"] == f"http://127.0.0.1:{port}"
             assert "symbl" in info["engines"]
+            # The documented table: its credentials and token lifetime are the server's.
+            req = urllib.request.Request(
+                f"http://127.0.0.1:{port}/oauth2/token:generate", method="POST",
+                data=json.dumps({"type": "application", "appId": "local-app",
+                                 "appSecret": "local-secret-0123456789"}).encode(),
+                headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as reply:
+                assert 0 < json.load(reply)["expiresIn"] <= 600
             # A file session on the symbl engine: audio goes out over Symbl's WebSocket protocol to
             # the daemon's own compatible server, which runs it on the offline engine as a second connection.
             conn = c.start(source={"type": "file", "path": str(synth(SENTENCES[8])), "realtime": False},

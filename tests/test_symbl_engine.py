@@ -117,10 +117,6 @@ def test_streams_file_words_and_shapes(server: ServerHandle) -> None:
 
 @pytest.mark.speech
 def test_insights_arrive(server: ServerHandle) -> None:
-    try:
-        from symbld.insights import Analyzer  # noqa: F401
-    except ImportError:
-        pytest.skip("the daemon has no insights Analyzer yet (symbld.insights)")
     events = Collector()
     stream = engine_for(server.port).open(stream_config("engine-insight-1", insight_types=["question"]), events)
     try:

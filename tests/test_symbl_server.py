@@ -285,9 +285,12 @@ def test_protocol_errors(server: ServerHandle) -> None:
     ws.close()
 
     ws = connect(server.port, "/v1/streaming/errors-0002", tok)
-    ws.send(start_request(config={"speechRecognition": {"encoding": "MULAW", "sampleRateHertz": 8000}}))
+    ws.send(start_request(config={"speechRecognition": {"encoding": "OPUS", "sampleRateHertz": 48000}}))
     err = recv_json(ws)
-    assert err["type"] == "error" and "MULAW" in err["details"]  # [12]
+    assert err["type"] == "error" and "OPUS" in err["details"]  # [12]
+    ws.send(start_request(config={"speechRecognition": {"encoding": "MULAW", "sampleRateHertz": 16000}}))
+    err = recv_json(ws)
+    assert err["type"] == "error" and "MULAW" in err["details"]  # MULAW is 8 kHz only
     ws.close()
 
     with pytest.raises(websocket.WebSocketBadStatusException) as unknown:

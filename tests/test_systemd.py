@@ -9,7 +9,6 @@ socket standing in for /run/systemd/journal/socket.
 from __future__ import annotations
 
 import array
-import importlib.util
 import io
 import json
 import logging
@@ -20,7 +19,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -256,10 +254,6 @@ def test_notifier_path_socket_sends_every_message(notify_sock, clean_env) -> Non
 
         n.watchdog()
         assert recv_fields(sock) == {"WATCHDOG": "1"}
-        assert n.watchdog_if_due() is False  # just pinged
-        time.sleep(0.25)
-        assert n.watchdog_if_due() is True
-        assert recv_fields(sock) == {"WATCHDOG": "1"}
 
         n.stopping()
         assert recv_fields(sock)["STOPPING"] == "1"
@@ -314,7 +308,6 @@ def test_notifier_is_a_noop_without_notify_socket(clean_env) -> None:
     n.reloading()
     n.extend_timeout(5)
     n.watchdog()
-    assert n.watchdog_if_due() is False
     n.stopping()
     n.close()
 
@@ -486,7 +479,6 @@ print(json.dumps(result))
 """
 
 
-@pytest.mark.skipif(importlib.util.find_spec("faster_whisper") is None, reason="faster-whisper not installed")
 def test_mic_and_local_engine_need_writable_executable_memory() -> None:
     """Evidence for MemoryDenyWriteExecute=no: under the kernel's W^X rule both break.
 

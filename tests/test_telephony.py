@@ -97,7 +97,8 @@ def speech(tmp_path_factory) -> Path:
 class Sipp:
     """One sipp UAS process for one call, in its own directory; always killed at teardown."""
 
-    def __init__(self, workdir: Path, scenario: str, speech_dir: Path | None, rewrite: dict[str, str] | None = None):
+    def __init__(self, workdir: Path, scenario: str, speech_dir: Path | None, rewrite: dict[str, str] | None = None,
+                 extra_args: tuple[str, ...] = ()):
         workdir.mkdir(parents=True, exist_ok=True)
         text = (SIPP_DIR / scenario).read_text()
         for old, new in (rewrite or {}).items():
@@ -110,7 +111,7 @@ class Sipp:
         self.proc = subprocess.Popen(
             ["sipp", "-sf", scenario, "-i", "127.0.0.1", "-p", str(self.port), "-mi", "127.0.0.1",
              "-mp", str(random.randrange(20000, 30000, 2)), "-m", "1", "-nostdin", "-timeout", "25s",
-             "-default_behaviors", "all,-abortunexp", "-trace_err"],
+             "-default_behaviors", "all,-abortunexp", "-trace_err", *extra_args],
             cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.workdir = workdir
         deadline = time.monotonic() + 5
@@ -142,8 +143,8 @@ class Sipp:
 def sipp(tmp_path, speech):
     started: list[Sipp] = []
 
-    def start(scenario: str, rewrite: dict[str, str] | None = None) -> Sipp:
-        s = Sipp(tmp_path / f"sipp{len(started)}", scenario, speech, rewrite)
+    def start(scenario: str, rewrite: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()) -> Sipp:
+        s = Sipp(tmp_path / f"sipp{len(started)}", scenario, speech, rewrite, extra_args)
         started.append(s)
         return s
 
@@ -223,12 +224,10 @@ def best_correlation(rx: np.ndarray, ref: np.ndarray) -> tuple[float, int]:
 
 @pytest.fixture(scope="module")
 def transcribe():
-    """Words the offline engine hears in 16 kHz PCM, or a skip when the engine is not there yet."""
-    try:
-        from symbld.engines.base import StreamConfig
-        from symbld.engines.local import LocalEngine
-    except ImportError as e:
-        pytest.skip(f"offline engine missing ({e}): words not checked, audio checked by correlation")
+    """Words the offline engine hears in 16 kHz PCM."""
+    from symbld.engines.base import StreamConfig
+    from symbld.engines.local import LocalEngine
+
     eng = LocalEngine({"num_workers": 1, "cpu_threads": 1})
     eng.load()
 
@@ -264,7 +263,8 @@ def test_call_streams_speech_and_callee_hangs_up(sipp, calls, speech, scenario, 
     assert peer.wait() == 0, peer.errors()  # sipp saw everything it expected (ACK, 200 to its BYE/re-INVITE)
 
     types = call.rec.types()
-    assert types[0] == "call_ringing" and call.rec.get("call_ringing")["sipCode"] == 180
+    assert types[:2] == ["call_dialling", "call_ringing"] and call.rec.get("call_ringing")["sipCode"] == 180
+    assert call.rec.get("call_dialling") == {"uri": peer.uri}
     assert call.rec.get("call_answered") == {"sipCode": 200, "reason": "OK", "codec": codec}
     assert call.rec.get("call_ended")["by"] == "remote"
     assert types[-1] == "call_ended"
@@ -342,6 +342,41 @@ def test_no_answer_times_out_and_cancels(sipp, calls):
     assert call.error is not None and call.error.details["sipCode"] == 408
     assert "No answer within 1 s" in call.error.message
     assert peer.wait() == 0, peer.errors()  # sipp got the CANCEL and the ACK for its 487
+
+
+def received_requests(peer: Sipp, method: str) -> list[str]:
+    """The ``method`` requests in sipp's -trace_msg log, retransmissions included, as text."""
+    log = "".join(p.read_text(errors="replace") for p in peer.workdir.glob("*_messages.log"))
+    return [m for m in re.split(r"\n(?=-+ )", log) if re.search(rf"^{method} sip:", m, re.MULTILINE)]
+
+
+@needs_sipp
+def test_unanswered_invite_is_retransmitted_then_fails_after_timer_b(sipp, calls):
+    peer = sipp("uas_silent.xml", extra_args=("-trace_msg",))
+    call = calls({"type": "sip", "uri": peer.uri}, {"sip_t1": 0.05})  # timer B = 64*T1 = 3.2 s
+    call.join(20)
+    assert call.error is not None and call.error.code == "call_failed"
+    assert call.error.details["sipCode"] == 408
+    assert "No response to INVITE within 3.2 s (timer B)" in call.error.message
+    assert call.rec.types() == ["call_dialling", "call_failed"]
+    assert peer.wait(20) == 0, peer.errors()  # sipp's log is complete once it exits
+    invites = received_requests(peer, "INVITE")
+    retransmits = call.src.describe()["sipRetransmits"]
+    # T1 doubling inside 3.2 s sends at most 6 retransmits; a loaded machine may send fewer.
+    assert 3 <= retransmits <= 6 and len(invites) == 1 + retransmits, (retransmits, len(invites))
+    branches = {re.search(r"branch=([^;\s]+)", m).group(1) for m in invites}
+    assert len(branches) == 1  # retransmissions of one transaction, not new INVITEs
+
+
+@needs_sipp
+def test_ringing_call_reports_progress_in_order(sipp, calls):
+    peer = sipp("uas_ring.xml")
+    call = calls({"type": "sip", "uri": peer.uri}, {"answer_timeout": 1.0})
+    call.join()
+    assert call.rec.types() == ["call_dialling", "call_ringing", "call_failed"]
+    assert call.rec.get("call_ringing") == {"sipCode": 180, "reason": "Ringing"}
+    assert call.rec.get("call_failed") == {"sipCode": 408, "reason": "No answer within 1 s"}
+    assert call.src.describe()["sipRetransmits"] == 0  # the 100 Trying stopped timer A at once
 
 
 @needs_sipp

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -16,15 +17,52 @@ from symbld.audio.convert import StreamResampler
 _BLOCK_SECONDS = 0.5
 
 
+# Uncompressed subtypes: their header's frame count must fit in the file (8/16/24/32/64-bit samples).
+_PCM_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4, "DOUBLE": 8,
+              "ULAW": 1, "ALAW": 1}
+MIN_RATE, MAX_RATE = 4000, 384_000  # outside this no header is telling the truth about speech
+
+
 def probe(path: str) -> sf._SoundFileInfo:
-    """Check at ``start`` that the file exists and is audio, so the error comes back at once."""
-    p = Path(path)
-    if not p.is_file():
-        raise SourceError("bad_request", f"audio file not found: {path}", {"path": path})
+    """Check at ``start`` that the file can be read and is audio, so the error comes back at once.
+
+    Each failure names the file and what is wrong with it: a relative path (the daemon's working
+    directory is not the client's: symblctl and the Client resolve paths before sending),
+    a missing file, not a regular file, no read permission for the daemon's user, not audio.
+    The header is checked against the file: a rate no recorder uses, or more samples than the
+    file holds, is refused rather than turned into hours of audio.
+    """
+    details = {"path": path[:300]}
     try:
-        return sf.info(str(p))
+        p = Path(path)
+        absolute, exists, regular, directory = p.is_absolute(), p.exists(), p.is_file(), p.is_dir()
+        size = p.stat().st_size if regular else None
+    except (OSError, ValueError) as e:  # name too long, NUL byte
+        raise SourceError("bad_request", f"bad audio file path ({e})", details) from None
+    if not absolute:
+        raise SourceError("bad_request", f"audio file path must be absolute, got {path!r} (the daemon runs in "
+                          f"{os.getcwd()}; symblctl and symblctl.Client make paths absolute)", details)
+    if not exists:
+        raise SourceError("bad_request", f"audio file not found: {path}", details)
+    if size is None:
+        what = "a directory" if directory else "not a regular file"
+        raise SourceError("bad_request", f"not an audio file: {path} is {what}", details)
+    if not os.access(p, os.R_OK):
+        raise SourceError("bad_request", f"cannot read {path}: permission denied for the daemon's user "
+                          f"(uid {os.getuid()})", details)
+    try:
+        info = sf.info(str(p))
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
         raise SourceError("bad_request", f"not a readable audio file: {path} ({e})", {"path": path}) from None
+    if not MIN_RATE <= info.samplerate <= MAX_RATE or not 1 <= info.channels <= 8:
+        raise SourceError("bad_request", f"{path}: header claims {info.samplerate} Hz, {info.channels} channel(s); "
+                          f"expected {MIN_RATE}..{MAX_RATE} Hz, 1..8 channels",
+                          {"path": path, "sampleRate": info.samplerate, "channels": info.channels})
+    width = _PCM_BYTES.get(info.subtype)
+    if width is not None and info.frames * info.channels * width > size:
+        raise SourceError("bad_request", f"{path}: header claims {info.frames} frames, more than the "
+                          f"{size}-byte file holds", {"path": path, "frames": info.frames, "bytes": size})
+    return info
 
 
 class FileSource:
@@ -60,11 +98,15 @@ class FileSource:
                         self.frames_sent += 1
                     if last:
                         return
-        except (sf.LibsndfileError, RuntimeError) as e:
+        except (sf.LibsndfileError, RuntimeError, OSError) as e:
             raise SourceError("bad_request", f"cannot decode {self.path}: {e}", {"path": self.path}) from None
 
     def close(self) -> None:
         self._closed.set()
+
+    def rush(self) -> None:
+        """Shutdown: stop pacing, hand the rest of the file over now (it goes to the recovery spool)."""
+        self.realtime = False
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "realtime": self.realtime,

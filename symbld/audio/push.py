@@ -19,7 +19,9 @@ class PushSource:
     """A bounded queue between ``send_audio`` (control thread) and the session thread.
 
     The queue holds ``max_seconds`` of audio; a client that pushes faster than real time past
-    that gets ``busy`` and should retry, so nothing is dropped silently.
+    that gets ``busy`` and should retry, so nothing is dropped silently. The session stops reading
+    this queue while the engine is behind (symbld.core.flow), so ``busy`` comes before the engine's
+    bound, never after. A single frame larger than the queue is ``too_large``.
     """
 
     kind = "push"
@@ -51,6 +53,10 @@ class PushSource:
         if len(pcm) % 2:
             raise SourceError("bad_request", f"LINEAR16 audio must be whole 16-bit samples; got {len(pcm)} bytes",
                               {"bytes": len(pcm)})
+        if len(pcm) > self._capacity:  # could never fit: "busy" would make a retrying client loop forever
+            raise SourceError("too_large", f"audio frame of {len(pcm)} bytes is larger than the whole queue "
+                              f"({self._capacity} bytes); send smaller frames", {"bytes": len(pcm),
+                                                                                   "limit": self._capacity})
         with self._lock:
             if self._queued + len(pcm) > self._capacity:
                 raise SourceError("busy", "audio queue full: the engine is behind; retry shortly",
@@ -85,4 +91,4 @@ class PushSource:
 
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "sampleRate": self.sample_rate, "receivedBytes": self.bytes_received,
-                "queuedBytes": self._queued}
+                "queuedBytes": self._queued, "capacityBytes": self._capacity}

@@ -21,7 +21,8 @@ INSIGHT_TYPES = ("question", "action_item", "follow_up")
 EVENT_TYPES = ("transcript_response", "message_response", "insight_response", "topic_response",
                "tracker_response", "connection_started", "connection_stopped", "connection_failed",
                "conversation_completed", "device_lost", "device_restored", "call_ringing", "call_answered",
-               "call_held", "call_dtmf", "call_ended", "call_failed", "engine_failover", "engine_backlog")
+               "call_dialling", "call_held", "call_dtmf", "call_ended", "call_failed", "engine_failover",
+               "engine_backlog")
 _CLIENT_CONNECTION_ID = re.compile(r"^[A-Za-z0-9-]{6,64}$")
 
 
@@ -72,7 +73,7 @@ def _check_string_list(value: list[Any]) -> str | None:
 
 
 def _check_client_connection_id(value: str) -> str | None:
-    return None if _CLIENT_CONNECTION_ID.match(value) else "must match ^[A-Za-z0-9-]{6,64}$"
+    return None if _CLIENT_CONNECTION_ID.fullmatch(value) else "must match ^[A-Za-z0-9-]{6,64}$"
 
 
 @command(
@@ -124,7 +125,8 @@ def status(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
 
     → {"v": 1, "id": "5", "cmd": "status"}
     ← {"v": 1, "id": "5", "ok": true, "result": {"connections": [{...}], "live": 1, "uptime": 60.1,
-       "published": 1234, "requests": 56, "cut": [...]}}
+       "published": 1234, "requests": 56, "cut": [...],
+       "models": {"local": "tiny.en"}}}
     """
     conns = sorted((s.as_dict() for s in d.sessions.all()), key=lambda c: (c["state"] in ("stopped", "failed"),
                                                                           c["createdAt"]))
@@ -135,9 +137,12 @@ def status(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
         "published": d.bus.published,
         "requests": d.control.requests if d.control else 0,
         "cut": d.cut_connections,
+        "models": {name: eng.describe().get("model") for name, eng in d.engines.items()},  # which model decodes
         # PUB drops silently at a subscriber's queue limit; clients that refill a gap say so.
         "drops": {"gapRefills": d.bus.refills, "refilledEvents": d.bus.refilled_events,
                   "queuePerSubscriber": d.config["event_queue_per_subscriber"]},
+        # Disk full / I/O errors: events published but not yet journaled (kept in memory, retried).
+        "journal": d.bus.backlog.state() if d.bus.backlog is not None else None,
     }
 
 
@@ -292,7 +297,9 @@ def mute(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
 
 
 @command("attach_mic", slow=True, mutating=True, connectionId=CONNECTION_ID,
-         device=Arg((str, int), doc="device name or index; default: the default input"))
+         device=Arg((str, int), check=lambda v: None if (0 <= v < 1 << 16 if isinstance(v, int) else len(v) <= 256)
+                    else "must be a name of at most 256 characters or an index 0..65535",
+                    doc="device name or index; default: the default input"))
 def attach_mic(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
     """Feed an existing push connection from the daemon's microphone (the SDK's send_audio_from_mic).
 

@@ -17,7 +17,7 @@ Unknown fields are allowed everywhere (newer clients talk to older daemons). See
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from symbld.core.errors import ControlError
@@ -35,7 +35,6 @@ class Request:
     args: dict[str, Any]
     payload: bytes | None = None
     v: int = PROTOCOL_VERSION
-    peer: dict[str, Any] = field(default_factory=dict)
 
 
 def _depth(obj: Any, limit: int) -> int:

@@ -36,6 +36,8 @@ class Command:
 
     def run(self, daemon: Daemon, req: Request) -> dict[str, Any]:
         args = validate(self.args, req.args, self.name)
+        if isinstance(args.get("connectionId"), str):  # a conversationId names its connection too
+            args["connectionId"] = daemon.resolve_connection_id(args["connectionId"])
         return self.handler(daemon, args, req)
 
     def describe(self) -> dict[str, Any]:
@@ -71,11 +73,3 @@ def _connection_id_check(value: str) -> str | None:
 
 
 CONNECTION_ID = Arg(str, required=True, check=_connection_id_check, doc="the connection's id")
-
-
-# Importing the modules that declare commands registers them.
-def load_all() -> dict[str, Command]:
-    from symbld.control import commands  # noqa: F401
-    from symbld.insights import summary_command  # noqa: F401
-
-    return COMMANDS

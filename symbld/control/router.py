@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 _REPLY_CACHE_SIZE = 512
+_REPLY_CACHE_BYTES = 8 << 20  # replies (and their ids) kept for retries, in bytes: a bound on memory, not a count
 _REPLY_CACHE_SECONDS = 120.0
 MAX_SLOW_IN_FLIGHT = 64
 
@@ -54,6 +55,7 @@ class ControlServer:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._cache: OrderedDict[tuple[bytes, str], tuple[float, bytes]] = OrderedDict()
+        self._cache_bytes = 0
         self._in_flight = 0
         self._running: set[tuple[bytes, str]] = set()  # slow requests still running, by (peer, request id)
         self._lock = threading.Lock()
@@ -83,7 +85,7 @@ class ControlServer:
                     raw = self.sock.recv_multipart(zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
-                # The last frame keeps the sender's fd / CURVE key, for _peer.
+                # The last frame keeps the sender's fd / CURVE key, for peer_of.
                 self._handle([f.bytes for f in raw], raw[-1])
 
     def poller(self) -> zmq.Poller:
@@ -125,7 +127,7 @@ class ControlServer:
             self._send(envelope, encode_reply(req.id, error=e))
             return
         if cmd.mutating:
-            log.info("command", cmd=req.cmd, request_id=req.id, peer=_peer(peer_frame))
+            log.info("command", cmd=req.cmd, request_id=req.id, peer=peer_of(peer_frame))
         if not cmd.slow:
             self._finish(envelope, key, req, lambda: cmd.run(self.daemon, req))
             return
@@ -169,10 +171,14 @@ class ControlServer:
 
     def _remember(self, key: tuple[bytes, str], reply: bytes) -> None:
         with self._lock:
+            old = self._cache.pop(key, None)
+            if old is not None:
+                self._cache_bytes -= len(old[1]) + len(key[0]) + len(key[1])
             self._cache[key] = (time.monotonic(), reply)
-            self._cache.move_to_end(key)
-            while len(self._cache) > _REPLY_CACHE_SIZE:
-                self._cache.popitem(last=False)
+            self._cache_bytes += len(reply) + len(key[0]) + len(key[1])
+            while self._cache and (len(self._cache) > _REPLY_CACHE_SIZE or self._cache_bytes > _REPLY_CACHE_BYTES):
+                k, (_, r) = self._cache.popitem(last=False)
+                self._cache_bytes -= len(r) + len(k[0]) + len(k[1])
 
     def close(self) -> None:
         self.sock.close(linger=0)
@@ -180,7 +186,3 @@ class ControlServer:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-
-def _peer(frame: zmq.Frame | None) -> dict[str, Any]:
-    """Who sent this (pid/uid/gid over ipc, CURVE key and address over tcp): logged for state-changing commands."""
-    return peer_of(frame)

@@ -5,6 +5,11 @@ it in a bounded in-memory history and hands it to the bus thread, which journals
 for everything but interim transcripts, batched: one fsync per burst) and only then gives it
 to the sink (the PUB socket, ``symbld.control.publisher``). A lossy subscriber recovers by seq
 with ``history`` (the ZeroMQ guide's Clone pattern).
+
+A journal write that fails (ENOSPC, EIO) does not lose the event: it is still published and
+kept in memory (``JournalBacklog``), a ``journal_degraded`` daemon event and the status say so,
+and the bus retries every second, in order, until the journal is complete again
+(``journal_recovered``).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import structlog
 
 from symbld.core.ids import EVENT_VERSION, connection_topic, daemon_topic, iso_now
 from symbld.core.journal import Journal, is_durable
+from symbld.core.journal_backlog import JournalBacklog
 
 log = structlog.get_logger(__name__)
 
@@ -45,6 +51,7 @@ class EventBus:
         self.published = 0
         self.refills = 0  # gap refills reported by subscribers (history with gap=true)
         self.refilled_events = 0
+        self.backlog = JournalBacklog(journal, self.publish_daemon) if journal is not None else None
         self._thread = threading.Thread(target=self._run, name="event-bus", daemon=True)
         self._thread.start()
 
@@ -110,7 +117,12 @@ class EventBus:
     def _run(self) -> None:
         try:
             while True:
-                batch = [self._queue.get()]
+                try:  # while the journal is behind, wake every second to retry it
+                    batch = [self._queue.get(timeout=1.0 if self.backlog and self.backlog.pending else None)]
+                except queue.Empty:
+                    batch = []
+                if self.backlog is not None and self.backlog.pending:
+                    self.backlog.retry()
                 try:  # drain what is already waiting: one fsync per burst, not per event
                     while len(batch) < 512:
                         batch.append(self._queue.get_nowait())
@@ -125,17 +137,14 @@ class EventBus:
                         continue
                     cid, topic, body, durable = item
                     if cid == "__close__":
-                        if self.journal is not None:
+                        if self.backlog is not None:
                             self._flush(ready, to_sync)
-                            self.journal.close_connection(topic)
+                            self.backlog.close_connection(topic)
                         continue
-                    if cid is not None and self.journal is not None:
-                        try:
-                            f = self.journal.append(cid, body)
-                            if durable:
-                                to_sync.add(f)
-                        except OSError as e:
-                            log.error("journal_write_failed", connection_id=cid, error=str(e))
+                    if cid is not None and self.backlog is not None:
+                        f = self.backlog.append(cid, body)
+                        if durable and f is not None:
+                            to_sync.add(f)
                     ready.append((topic, body))
                 self._flush(ready, to_sync)
                 if stop:
@@ -146,11 +155,8 @@ class EventBus:
             self.sink.close()
 
     def _flush(self, ready: list[tuple[bytes, bytes]], to_sync: set[IO[bytes]]) -> None:
-        if to_sync and self.journal is not None:
-            try:
-                self.journal.sync(to_sync)
-            except OSError as e:
-                log.error("journal_sync_failed", error=str(e))
+        if to_sync and self.backlog is not None:
+            self.backlog.sync(to_sync)
             to_sync.clear()
         for topic, body in ready:
             if self.sink.send(topic, body):
@@ -163,5 +169,5 @@ class EventBus:
     def close(self, timeout: float = 5.0) -> None:
         self._queue.put(_STOP)
         self._thread.join(timeout)
-        if self.journal is not None and not self._thread.is_alive():
-            self.journal.close()
+        if self.backlog is not None and not self._thread.is_alive():
+            self.backlog.close()

@@ -17,8 +17,10 @@ from typing import Any
 import structlog
 
 from symbld.audio.base import AudioSource, SourceError
+from symbld.core import recovery
 from symbld.core.bus import EventBus
 from symbld.core.errors import ControlError
+from symbld.core.flow import FlowControl, FlowSettings
 from symbld.core.ids import iso_now
 from symbld.engines.base import Engine, EngineError, EngineStream, StreamConfig
 from symbld.insights.outgoing import OutgoingFilter
@@ -26,13 +28,16 @@ from symbld.insights.outgoing import OutgoingFilter
 log = structlog.get_logger(__name__)
 
 STARTING, LIVE, STOPPING, STOPPED, FAILED = "starting", "live", "stopping", "stopped", "failed"
-ENDED = (STOPPED, FAILED)
+SPOOLED = "spooled"  # the daemon stopped before decoding all of it; the next start finishes it
+ENDED = (STOPPED, FAILED, SPOOLED)
 
 
 class Session:
     def __init__(self, *, config: StreamConfig, source: AudioSource, engine: Engine, engine_name: str,
                  bus: EventBus, analyzer_factory: Callable[..., Any] | None = None,
-                 on_ended: Callable[[Session], None] | None = None, stop_timeout: float = 60.0) -> None:
+                 on_ended: Callable[[Session], None] | None = None, stop_timeout: float = 60.0,
+                 flow: FlowSettings | None = None,
+                 transform: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.config = config
         self.connection_id = config.connection_id
         self.conversation_id = config.conversation_id
@@ -46,11 +51,18 @@ class Session:
         self.started_at: float | None = None
         self.ended_at: float | None = None
         self.counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()  # emit runs on the session, decode and source threads
         self.audio_seconds = 0.0
         self.last_frame_at: float | None = None
         self.backlog: dict[str, Any] = {}  # the engine's last backlog report (engines that give one)
         self.behind = False
         self._stop_timeout = stop_timeout
+        self._flow_settings = flow or FlowSettings()
+        self._flow: FlowControl | None = None
+        self._tee: recovery.AudioTee | None = None
+        self._transform = transform  # recovered sessions mark their events and shift their times
+        self._abandon = threading.Event()  # shutdown cannot wait: spool what is left (abandon())
+        self.losses = {"audioSecondsDropped": 0.0, "finalsDropped": 0}
         self._on_ended = on_ended
         self._stream: EngineStream | None = None
         self._analyzer = analyzer_factory(config, self.emit) if analyzer_factory else None
@@ -67,8 +79,14 @@ class Session:
     # -- events -------------------------------------------------------------------------------
     def emit(self, event_type: str, data: dict[str, Any]) -> None:
         """Publish one event of this connection (thread-safe; engines and sources call it)."""
-        self.counts[event_type] += 1
-        if self._outgoing.active:
+        if event_type == "transcript_response" and self._tee is not None and data.get("isFinal"):
+            d = data.get("duration") or {}
+            self._tee.mark_decoded(float(d.get("timeOffset", 0)) + float(d.get("duration", 0)))
+        if self._transform is not None:
+            data = self._transform(event_type, data)
+        with self._counts_lock:
+            self.counts[event_type] += 1
+        if self._outgoing.active:  # sentiment + redaction: before anything is journaled or published
             data = self._outgoing.apply(event_type, data)
         self.bus.publish(self.connection_id, self.conversation_id, event_type, data)
         if self._analyzer is not None:
@@ -86,6 +104,13 @@ class Session:
             self.source.close()
             raise ControlError.from_error(e, "engine_error") from None
         self.started_at = time.time()
+        feed = self._stream.feed
+        if self._flow_settings.spool_dir is not None:
+            self._tee = recovery.AudioTee(self._flow_settings.spool_dir / f"{self.connection_id}.pcm", feed)
+            feed = self._tee.feed
+        self._flow = FlowControl(stream=self._stream, feed=feed, source_kind=self.source.kind,
+                                 settings=self._flow_settings, connection_id=self.connection_id, emit=self.emit,
+                                 stopped=self._abandon)
         self.state = LIVE
         self.emit("connection_started", self.as_dict())
         self._thread.start()
@@ -93,10 +118,21 @@ class Session:
     def _run(self) -> None:
         assert self._stream is not None
         try:
-            for pcm in self.source.frames():
-                self._stream.feed(pcm)
+            assert self._flow is not None
+            for n, pcm in enumerate(self.source.frames(), 1):
+                if self._abandon.is_set():
+                    self._keep_for_recovery(pcm)
+                else:
+                    self._flow.feed(pcm)
                 self.audio_seconds += len(pcm) / 32000
                 self.last_frame_at = time.monotonic()
+                if self._tee is not None and n % 500 == 0:
+                    self._tee.roll(bool(self.backlog_now().get("pendingFinals")))
+            if not self._abandon.is_set():
+                self._flow.finish()
+            if self._abandon.is_set():
+                self._spool_out()
+                return
             if self._engine_failed:
                 self._finish(FAILED, "engine_failed")
                 return
@@ -121,6 +157,16 @@ class Session:
             self.log.exception("engine_finish_failed")
             self.error = self.error or {"code": "engine_error", "message": str(e), "details": {}}
             final_state = FAILED
+        if self._abandon.is_set():  # shutdown closed the stream under finish(): spool the rest
+            self._spool_out()
+            return
+        left = self.backlog_now()
+        if left.get("pendingFinals"):  # finish() gave up: count what was lost, never hide it
+            self.losses["finalsDropped"] += int(left["pendingFinals"])
+            self.losses["audioSecondsDropped"] += float(left.get("queuedSeconds", 0.0))
+            self.log.error("finals_dropped", **left)
+        if self._tee is not None:
+            self._tee.close()
         if self._analyzer is not None:
             try:
                 self._analyzer.flush()
@@ -128,6 +174,7 @@ class Session:
                 self.log.exception("analytics_flush_failed")
         self._close_quietly()
         self._stream = None  # the registry keeps up to 1000 ended sessions: keep them small
+        self._let_go()
         self._analyzer = None
         self.ended_at = time.time()
         self.state = final_state
@@ -141,6 +188,67 @@ class Session:
         self.log.info("session_ended", state=final_state, reason=reason, audio_s=round(self.audio_seconds, 2))
         if self._on_ended is not None:
             self._on_ended(self)
+
+    def backlog_now(self) -> dict[str, Any]:
+        probe = getattr(self._stream, "backlog", None)
+        return probe() if probe is not None else {}
+
+    # -- shutdown that cannot wait for the engine ------------------------------------------------
+    def abandon(self) -> None:
+        """The daemon must exit now: stop decoding, keep what is left on disk for the next start."""
+        if self.ended or self._tee is None:
+            return
+        self._abandon.set()
+        self._stopping.set()
+        rush = getattr(self.source, "rush", None)  # a file or recovered audio: read the rest into the spool
+        if rush is not None:
+            rush()
+        else:
+            self.source.close()
+        stream = self._stream
+        if stream is not None:
+            stream.close()  # queued finals dropped here are in the spool (after the last final)
+
+    def _keep_for_recovery(self, pcm: bytes) -> None:
+        assert self._tee is not None
+        self._tee.keep(pcm)
+
+    def _spool_out(self) -> None:
+        """Runs on the session thread after abandon(): note, event, end (no connection_stopped)."""
+        assert self._tee is not None and self._flow is not None
+        self._flow.spill(self._tee.keep)  # a live source's spooled audio goes into the same file
+        if self._stream is not None:
+            self._stream.close()
+        tee = self._tee
+        resume = max(tee.decoded(), tee.base)
+        seconds = round((tee.fed - resume) / 32000, 3)
+        if tee.failed:
+            self.losses["audioSecondsDropped"] += seconds
+        tee.close(keep=not tee.failed)
+        shift = float(self.config.extra.get("recovery_shift", 0.0))
+        if not tee.failed:
+            recovery.save(tee, self.config, self.config.started_at, shift, "shutdown")
+        self.ended_at = time.time()
+        self.state = SPOOLED
+        self.emit("audio_spooled", {"connectionId": self.connection_id, "reason": "shutdown",
+                                    "spooledSeconds": seconds, "resumeAtSeconds": round(resume / 32000 + shift, 3),
+                                    "decodedAtNextStart": not tee.failed, **self.losses})
+        self._close_quietly()
+        self._stream = None
+        self._let_go()
+        self._analyzer = None
+        self.bus.close_connection(self.connection_id)
+        self._ended.set()
+        self.log.warning("session_spooled", seconds=seconds)
+        if self._on_ended is not None:
+            self._on_ended(self)
+
+    def _let_go(self) -> None:
+        """Nothing of an ended session may hold its engine stream (its audio buffers)."""
+        if self._flow is not None:
+            self._flow.detach()
+        if self._tee is not None:
+            self._tee.detach()
 
     def _close_quietly(self) -> None:
         for closer in (getattr(self._stream, "close", None), getattr(self._analyzer, "close", None)):
@@ -175,6 +283,10 @@ class Session:
             raise ControlError("busy", f"connection {self.connection_id} did not finish flushing in time; "
                                "it is still stopping", {"connectionId": self.connection_id})
         return self.as_dict()
+
+    def _counts_copy(self) -> dict[str, int]:
+        with self._counts_lock:
+            return dict(self.counts)
 
     def check_backlog(self, behind_s: float = 5.0, caught_up_s: float = 2.0) -> None:
         """Tell, never silently lag: an ``engine_backlog`` event each time the engine falls behind
@@ -215,9 +327,13 @@ class Session:
             "durationSeconds": round(end - (self.started_at or end), 3),
             "audioSeconds": round(self.audio_seconds, 3),
             "lastSeq": self.bus.last_seq(self.connection_id),
-            "events": dict(self.counts),
+            "events": self._counts_copy(),
             "error": self.error,
             "backlog": {**self.backlog, "behind": self.behind},
+            # Flow control: holds, spooling, and every loss (zero unless the disk failed).
+            "flow": {**(self._flow.as_dict() if self._flow else {}), **self.losses,
+                     "audioSecondsDropped": round(self.losses["audioSecondsDropped"]
+                                                  + (self._flow.dropped_seconds if self._flow else 0.0), 3)},
         }
 
 

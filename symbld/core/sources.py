@@ -48,8 +48,8 @@ class SourceFactory:
         kind = spec.get("type")
         if kind == "file":
             path = spec.get("path")
-            if not isinstance(path, str) or not path:
-                raise SourceError("bad_request", 'file source needs "path" (a string)')
+            if not isinstance(path, str) or not path or len(path) > 4096:
+                raise SourceError("bad_request", 'file source needs "path" (a string of at most 4096 characters)')
             realtime = spec.get("realtime", True)
             if not isinstance(realtime, bool):
                 raise SourceError("bad_request", '"realtime" must be true or false')
@@ -62,8 +62,11 @@ class SourceFactory:
             return PushSource(sample_rate=rate, encoding=encoding)
         if kind == "mic":
             device = spec.get("device")
-            if device is not None and not isinstance(device, str | int):
-                raise SourceError("bad_request", 'mic source: "device" must be a name or an index')
+            if device is not None and (not isinstance(device, str | int) or isinstance(device, bool)
+                                       or (isinstance(device, int) and not 0 <= device < 1 << 16)
+                                       or (isinstance(device, str) and len(device) > 256)):
+                raise SourceError("bad_request", 'mic source: "device" must be a name (at most 256 characters) '
+                                  "or an index 0..65535", {"device": str(device)[:64]})
             hub = self.mic_hub()
             hub.check(device)
             return hub.open(ctx, device)

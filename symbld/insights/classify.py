@@ -178,50 +178,46 @@ def _verb_follows(words: list[str], k: int) -> tuple[bool, bool]:
     return True, hedged
 
 
+def _subject_and_modal(
+    sentence: Sentence, words: list[str], i: int
+) -> tuple[str | None, str | None, tuple[float, int] | None]:
+    """(kind, name, (confidence, index after the modal)) of a subject + modal at position i."""
+    w = words[i]
+    j = i + 1
+    if w in SUBJECT_MODAL:
+        return SUBJECT_MODAL[w], None, _modal_after(words, j) or (0.88, j)
+    if w in SUBJECT_GOING:
+        if words[j : j + 2] == ["going", "to"]:
+            return SUBJECT_GOING[w], None, (0.85, j + 2)
+        return SUBJECT_GOING[w], None, (0.8, j + 1) if words[j : j + 1] == ["gonna"] else None
+    if w in SUBJECT_HAVE:
+        return SUBJECT_HAVE[w], None, (0.85, j + 2) if words[j : j + 2] == ["got", "to"] else None
+    if w in PRONOUN_KIND:
+        return PRONOUN_KIND[w], None, _modal_after(words, j)
+    if w in ("the", "our", "your") and i + 2 < len(words) and words[i + 1] in ("team", "group", "owner"):
+        return "other", None, _modal_after(words, i + 2)
+    if _is_name_token(sentence, i):
+        modal = _modal_after(words, j)
+        if modal:
+            return "name", sentence.tokens[i].text, modal
+    return None, None, None
+
+
+_KIND_CAP = {"someone": 0.75, "other": 0.7, "name": 0.82}
+
+
 def _commitment(sentence: Sentence, words: list[str], i: int, c: Classification) -> float:
     """<subject> <modal> <verb> at position i: "I will…", "Mike needs to…", "we're going to…"."""
     if i >= len(words):
         return 0.0
-    w = words[i]
-    kind = None
-    name = None
-    j = i + 1
-    modal: tuple[float, int] | None = None
-    if w in SUBJECT_MODAL:
-        kind = SUBJECT_MODAL[w]
-        modal = _modal_after(words, j) or (0.88, j)
-    elif w in SUBJECT_GOING:
-        kind = SUBJECT_GOING[w]
-        if words[j : j + 2] == ["going", "to"]:
-            modal = (0.85, j + 2)
-        elif words[j : j + 1] == ["gonna"]:
-            modal = (0.8, j + 1)
-    elif w in SUBJECT_HAVE:
-        kind = SUBJECT_HAVE[w]
-        if words[j : j + 2] == ["got", "to"]:
-            modal = (0.85, j + 2)
-    elif w in PRONOUN_KIND:
-        kind = PRONOUN_KIND[w]
-        modal = _modal_after(words, j)
-    elif w in ("the", "our", "your") and i + 2 < len(words) and words[i + 1] in ("team", "group", "owner"):
-        kind = "other"
-        modal = _modal_after(words, i + 2)
-    elif _is_name_token(sentence, i):
-        modal = _modal_after(words, j)
-        if modal:
-            kind, name = "name", sentence.tokens[i].text
+    kind, name, modal = _subject_and_modal(sentence, words, i)
     if not modal or kind is None:
         return 0.0
     conf, k = modal
     has_verb, hedged = _verb_follows(words, k)
     if not has_verb or (k < len(words) and words[k] in STATE_VERBS and words[k + 1 : k + 2] != ["to"]):
         return 0.0  # "you should see the dashboard now" reports, it does not assign
-    if kind == "someone":
-        conf = min(conf, 0.75)
-    elif kind == "other":
-        conf = min(conf, 0.7)
-    elif kind == "name":
-        conf = min(conf, 0.82)
+    conf = min(conf, _KIND_CAP.get(kind, 1.0))
     if hedged:
         conf = 0.4
     c.subject_kind, c.subject_name = kind, name
@@ -229,9 +225,29 @@ def _commitment(sentence: Sentence, words: list[str], i: int, c: Classification)
     return conf
 
 
+_CLAUSE_SUBJECTS = frozenset({"i", "we", *SUBJECT_MODAL, *SUBJECT_GOING})
+
+
+def _comma_before(sentence: Sentence, j: int) -> bool:
+    prev = sentence.tokens[j - 1]
+    return "," in sentence.text[prev.start + len(prev.text) : sentence.tokens[j].start]
+
+
+def _commitment_after_clause(sentence: Sentence, words: list[str], i: int, c: Classification) -> float:
+    """A commitment after a comma: "That one is on me, I will send it." / "If it breaks, I'll fix it"."""
+    for j in range(i + 1, len(words) - 1):
+        if words[j] in _CLAUSE_SUBJECTS and _comma_before(sentence, j):
+            conf = _commitment(sentence, words, j, c)
+            if conf:
+                return min(conf, 0.85)
+    return 0.0
+
+
 def _wh_question(first: str, second: str) -> bool:
     # "what's the status" yes; "what a mess" (exclamation) and "when we launch" (a clause) no
-    clause = second in PERSONAL or second in SUBJECT_MODAL or second in SUBJECT_GOING  # "what i'm saying is"
+    clause = (  # "what i'm saying is", "when it's done, ..."
+        second in PERSONAL or second in SUBJECT_MODAL or second in SUBJECT_GOING or second in ("it's", "there's")
+    )
     return first in WH and second not in ("a", "an") and not (clause and first != "how")
 
 
@@ -240,6 +256,41 @@ def _aux_question(first: str, second: str) -> bool:
     if first not in AUX or not (second in SUBJECT_WORDS or second in REQUEST_SUBJECTS):
         return False
     return not (first == "do" and second in ("it", "this", "that"))
+
+
+# Questions asked as statements: "I was wondering whether…", "I'd like to know why…", "not sure if…".
+_INDIRECT_QUESTION = re.compile(
+    r"^(?:(?:i was|i'm|i am|we were|we're) )?wondering (?:if|whether|what|why|how|when|who|where)\b"
+    r"|^i wonder (?:if|whether|what|why|how|when|who|where)\b"
+    r"|^(?:i'd|i would|we'd|we would) (?:like|love|want) to (?:know|understand|hear|find out) "
+    r"(?:if|whether|what|why|how|when|who|where)\b"
+    r"|^(?:i'm|i am|we're|we are) curious (?:if|whether|what|why|how|when|who|where|about)\b"
+    r"|^(?:(?:i'm|i am|we're|we are) )?not (?:sure|certain|clear) (?:if|whether|what|why|how|when|who|where)\b"
+)
+
+
+def _question(sentence: Sentence, words: list[str], i: int, core: list[str], ends_q: bool) -> float:
+    first = core[0]
+    second = core[1] if len(core) > 1 else ""
+    if ends_q:
+        return 0.92 if len(words) >= 2 else 0.7
+    if _wh_question(first, second) or _aux_question(first, second):
+        return 0.82
+    if first in AUX and second and _is_name_token(sentence, i + 1) and first not in ("will", "shall"):
+        return 0.7
+    if first in ("any", "anything", "anyone", "anybody") and (
+        second in OPEN_QUESTION_NOUNS or second in ("else", "know", "have", "seen", "want", "other")
+    ):
+        return 0.78
+    if (
+        len(core) >= 4
+        and core[-1] in ("right", "correct")
+        and core[-2] not in ("it", "that", "this", "all", "out", "turn", "go", "get", "got", "exactly", "just")
+    ):
+        return 0.6  # a recogniser's tag question: "the launch is friday right"
+    if core[:2] == ["how", "about"] or _INDIRECT_QUESTION.match(" ".join(core)):
+        return 0.72
+    return 0.0
 
 
 def classify(sentence: Sentence) -> Classification:
@@ -273,25 +324,7 @@ def classify(sentence: Sentence) -> Classification:
     first = core[0]
     second = core[1] if len(core) > 1 else ""
     opinion = (first in SELF and second in OPINION_VERBS) or core[:3] == ["i", "feel", "like"]
-    if ends_q:
-        c.question = 0.92 if len(words) >= 2 else 0.7
-    elif _wh_question(first, second) or _aux_question(first, second):
-        c.question = 0.82
-    elif first in AUX and second and _is_name_token(sentence, i + 1) and first not in ("will", "shall"):
-        c.question = 0.7
-    elif first in ("any", "anything", "anyone", "anybody") and (
-        second in OPEN_QUESTION_NOUNS or second in ("else", "know", "have", "seen", "want", "other")
-    ):
-        c.question = 0.78
-    elif (
-        not ends_q
-        and len(core) >= 4
-        and core[-1] in ("right", "correct")
-        and core[-2] not in ("it", "that", "this", "all", "out", "turn", "go", "get", "got", "exactly", "just")
-    ):
-        c.question = 0.6  # a recogniser's tag question: "the launch is friday right"
-    elif core[:2] == ["how", "about"] or core[:3] in (["i", "wonder", "if"], ["i", "wonder", "whether"]):
-        c.question = 0.7
+    c.question = _question(sentence, words, i, core, ends_q)
     if c.question:
         c.reasons.append("question")
 
@@ -319,67 +352,147 @@ def classify(sentence: Sentence) -> Classification:
     return c
 
 
-def _action(sentence: Sentence, words: list[str], i: int, core: list[str], c: Classification) -> float:
-    first = core[0]
-    second = core[1] if len(core) > 1 else ""
-    # "action item for me: update the forecast"
-    if "action" in core and core[core.index("action") + 1 : core.index("action") + 2] in (["item"], ["items"]):
-        after = core[core.index("action") + 2 :]
-        if after[:2] in (["for", "me"], ["for", "us"]):
-            c.subject_kind = "self"
-        if len(after) >= 2:
-            c.reasons.append("action item")
-            return 0.85
-    # let's / let us / let me <verb>
-    if first in ("let's", "lets") or core[:2] in (["let", "us"], ["let", "me"]):
-        rest = core[1:] if first in ("let's", "lets") else core[2:]
-        cheer = rest == ["go"]  # "Let's go!" cheers, it does not assign
-        if rest and not cheer and rest[0] not in ("see", "say", "think", "be", "hope", "not") and rest[:2] != [
-            "just", "say",
-        ]:
-            c.subject_kind = "self"
-            c.reasons.append("lets")
-            return 0.9
+def _action_item_label(core: list[str], c: Classification) -> float:
+    """ "action item for me: update the forecast" """
+    if "action" not in core:
         return 0.0
-    # please <verb> ... / ... please
-    if "please" in core and len(core) >= 3:
-        if first == "please":
-            c.reasons.append("please")
-            c.subject_kind = c.subject_kind or "you"
-            return 0.9
-        if first in IMPERATIVE_VERBS or (first in AUX and second in REQUEST_SUBJECTS):
-            c.reasons.append("please")
-            return 0.9
-    # make sure / remember to / don't forget to / be sure to / go ahead and
+    k = core.index("action")
+    if core[k + 1 : k + 2] not in (["item"], ["items"]):
+        return 0.0
+    after = core[k + 2 :]
+    if after[:2] in (["for", "me"], ["for", "us"]):
+        c.subject_kind = "self"
+    if len(after) >= 2:
+        c.reasons.append("action item")
+        return 0.85
+    return 0.0
+
+
+def _lets(core: list[str], c: Classification) -> float | None:
+    """let's / let us / let me <verb>; None when the sentence is not a "let's" at all."""
+    first = core[0]
+    if not (first in ("let's", "lets") or core[:2] in (["let", "us"], ["let", "me"])):
+        return None
+    rest = core[1:] if first in ("let's", "lets") else core[2:]
+    cheer = rest == ["go"]  # "Let's go!" cheers, it does not assign
+    if rest and not cheer and rest[0] not in ("see", "say", "think", "be", "hope", "not") and rest[:2] != [
+        "just", "say",
+    ]:
+        c.subject_kind = "self"
+        c.reasons.append("lets")
+        return 0.9
+    return 0.0
+
+
+def _please(core: list[str], c: Classification) -> float:
+    """please <verb> ... / <verb> ... please / can you ... please"""
+    if "please" not in core or len(core) < 3:
+        return 0.0
+    first, second = core[0], core[1]
+    if first == "please":
+        c.reasons.append("please")
+        c.subject_kind = c.subject_kind or "you"
+        return 0.9
+    if first in IMPERATIVE_VERBS or (first in AUX and second in REQUEST_SUBJECTS):
+        c.reasons.append("please")
+        return 0.9
+    return 0.0
+
+
+def _reminder(core: list[str], c: Classification) -> float:
+    """make sure / remember to / don't forget to / be sure to / go ahead and"""
     if core[:2] in (["make", "sure"], ["remember", "to"], ["be", "sure"], ["go", "ahead"]) or core[:3] == [
         "don't", "forget", "to",
     ]:
         c.subject_kind = c.subject_kind or "you"
         c.reasons.append("imperative")
         return 0.88
-    # requests: can/could/would/will you|someone|we <verb>
-    if first in ("can", "could", "would", "will") and second in REQUEST_SUBJECTS:
-        k = 2
-        while k < len(core) and core[k] in ADVERBS | {"please", "maybe", "possibly"}:
-            k += 1
-        if k < len(core) and core[k] not in NON_TASK_VERBS and core[k] not in SUBJECT_WORDS | {"not"}:
-            c.subject_kind = c.subject_kind or ("self" if second == "we" else "you")
-            c.reasons.append("request")
-            return 0.85
+    return 0.0
+
+
+def _request(core: list[str], c: Classification) -> float | None:
+    """can/could/would/will you|someone|we <verb>; None when the sentence is not such a request."""
+    first, second = core[0], core[1] if len(core) > 1 else ""
+    if first not in ("can", "could", "would", "will") or second not in REQUEST_SUBJECTS:
+        return None
+    k = 2
+    while k < len(core) and core[k] in ADVERBS | {"please", "maybe", "possibly"}:
+        k += 1
+    if k < len(core) and core[k] not in NON_TASK_VERBS and core[k] not in SUBJECT_WORDS | {"not"}:
+        c.subject_kind = c.subject_kind or ("self" if second == "we" else "you")
+        c.reasons.append("request")
+        return 0.85
+    return 0.0
+
+
+# "It would be great if you could…", "next step is to…", "the contract needs to be signed".
+_WISH = re.compile(
+    r"^(?:it would|it'd|that would|that'd) be (?:great|nice|helpful|good|awesome|ideal|lovely|amazing) "
+    r"if (you|someone|somebody|anyone|anybody|we|\w+) (?:could|can|would) (?!not\b)\w+"
+)
+_NEXT_STEP = re.compile(r"^(?:the |our |my |a )?next steps? (?:is|are|will be|would be) to (?!be\b)\w+")
+_PASSIVE_OBLIGATION = re.compile(r"\b(?:has|have|needs|need|must|got) (?:to )?be (\w+)\b")
+# Participles after "has to be" that describe, not assign ("it has to be said").
+_NOT_TASK_PARTICIPLES = wordset("said noted expected seen known used allowed called considered mentioned")
+_IRREGULAR_PARTICIPLES = wordset("""done sent written signed built made paid set put sold shipped shown taken given
+    redone rewritten rerun run bought cut kept held read told sorted""")
+
+
+def _phrased_request(core: list[str], c: Classification) -> float:
+    """Requests and duties phrased as wishes, plans or passives."""
+    joined = " ".join(core)
+    m = _WISH.match(joined)
+    if m:
+        c.subject_kind = c.subject_kind or ("self" if m.group(1) == "we" else "you")
+        c.reasons.append("wish")
+        return 0.8
+    if _NEXT_STEP.match(joined):
+        c.subject_kind = c.subject_kind or "someone"
+        c.reasons.append("next step")
+        return 0.82
+    m = _PASSIVE_OBLIGATION.search(joined)
+    if m and core[0] not in PERSONAL:
+        part = m.group(1)
+        if part not in _NOT_TASK_PARTICIPLES and (part in _IRREGULAR_PARTICIPLES or part.endswith(("ed", "en"))):
+            c.subject_kind = c.subject_kind or "someone"
+            c.reasons.append("passive obligation")
+            return 0.78
+    return 0.0
+
+
+def _imperative(core: list[str], c: Classification) -> float:
+    """A bare imperative: the first word is a task verb."""
+    first, second = core[0], core[1] if len(core) > 1 else ""
+    if first not in IMPERATIVE_VERBS or second in _NOT_IMPERATIVE_NEXT or len(core) < 2:
         return 0.0
-    # <subject> <modal> <verb>
-    conf = _commitment(sentence, words, i, c)
+    if first == "look" and second not in ("into", "at", "over"):
+        return 0.0
+    if first == "set" and second not in ("up",):
+        return 0.0
+    if (first == "open" and second.startswith(("question", "issue", "item"))) or core[:3] == ["keep", "up", "the"]:
+        return 0.0  # "Open question: …", "Keep up the good work"
+    c.subject_kind = c.subject_kind or "you"
+    c.reasons.append("imperative")
+    return 0.8
+
+
+def _action(sentence: Sentence, words: list[str], i: int, core: list[str], c: Classification) -> float:
+    """The first rule that recognises an action item decides; a "let's" or a request decides even at 0."""
+    conf = _action_item_label(core, c)
     if conf:
         return conf
-    # bare imperative: first word is a task verb
-    if first in IMPERATIVE_VERBS and second not in _NOT_IMPERATIVE_NEXT and len(core) >= 2:
-        if first == "look" and second not in ("into", "at", "over"):
-            return 0.0
-        if first == "set" and second not in ("up",):
-            return 0.0
-        if (first == "open" and second.startswith(("question", "issue", "item"))) or core[:3] == ["keep", "up", "the"]:
-            return 0.0  # "Open question: …", "Keep up the good work"
-        c.subject_kind = c.subject_kind or "you"
-        c.reasons.append("imperative")
-        return 0.8
-    return 0.0
+    lets = _lets(core, c)
+    if lets is not None:
+        return lets
+    conf = _please(core, c) or _reminder(core, c)
+    if conf:
+        return conf
+    request = _request(core, c)
+    if request is not None:
+        return request
+    return (
+        _commitment(sentence, words, i, c)
+        or _phrased_request(core, c)
+        or _imperative(core, c)
+        or _commitment_after_clause(sentence, words, i, c)
+    )

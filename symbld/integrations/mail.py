@@ -268,6 +268,13 @@ def build_email(summary: dict[str, Any], sender: str, to: str) -> EmailMessage:
 
 
 # -- SMTP settings ------------------------------------------------------------------------------
+# The [smtp] keys SmtpSettings reads (None: derived, see below); symbld.config validates against them.
+SMTP_DEFAULTS: dict[str, Any] = {
+    "host": None, "port": None, "ssl": False, "starttls": False, "username": None, "password": None,
+    "password_file": None, "sender": None, "retry_initial": 5.0, "retry_max": 600.0, "timeout": 30.0,
+}
+
+
 class SmtpSettings:
     """The ``[smtp]`` table. The password is read at each send (so fixing a credentials file
     needs no restart) and never kept in a repr or a log line."""

@@ -7,6 +7,7 @@ bounded queue that ``frames()`` drains on the session's thread. The same loop se
 RTP silence (or RFC 4733 DTMF) to keep the far end from hanging up on absent media.
 
 Events through ``ctx.emit`` (called from the call's worker thread):
+``call_dialling`` {uri}                                   - the first INVITE went out
 ``call_ringing``  {sipCode, reason}                       - 180/181/182/183 from the far end
 ``call_answered`` {sipCode, reason, codec}                - 200 OK, media flowing
 ``call_held``     {held: bool}                            - a re-INVITE put the call on/off hold
@@ -85,6 +86,7 @@ class TelephonyConfig:
     allowed_hosts: list[str] = field(default_factory=list)  # non-empty: only these may be dialled
     media_hosts: list[str] = field(default_factory=list)  # RTP peers besides the SIP peer; "*": any
     jitter_ms: int = 80
+    sip_t1: float = 0.5  # RFC 3261 T1 (RTT estimate): INVITE retransmits at T1, 2*T1...; timer B = 64*T1
     user_agent: str = "symbld"
     limits: TelephonyLimits = field(default_factory=TelephonyLimits)
 
@@ -112,6 +114,17 @@ class TelephonyConfig:
         if limits.max_calls < 1:
             raise ValueError("max_calls must be at least 1")
         return cls(**d, limits=limits)
+
+
+def _config_defaults() -> dict[str, Any]:
+    """The [telephony] keys with their defaults: limits may sit at top level or in [telephony.limits]."""
+    own = {f.name: getattr(TelephonyConfig(), f.name) for f in dataclasses.fields(TelephonyConfig)
+           if f.name != "limits"}
+    limits = dataclasses.asdict(TelephonyLimits())
+    return {**own, **limits, "limits": limits}
+
+
+CONFIG_DEFAULTS = _config_defaults()  # what symbld.config validates [telephony] against
 
 
 def _resolve(host: str, port: int) -> str:
@@ -209,6 +222,7 @@ class TelephonySource:
         self._jitter = JitterBuffer(cfg.jitter_ms)
         self._sender: RtpSender | None = None
         self._ignored_rtp = 0
+        self._sip: SipCall | None = None  # the call's signalling, once dialling
         self._times: dict[str, float] = {}  # invite, answered, first_frame (monotonic)
 
     # ---------------------------------------------------------------- call slots
@@ -293,6 +307,7 @@ class TelephonySource:
             "late": j.late + j.duplicates,
             "rtpSent": s.sent if s else 0,
             "dtmfSent": s.dtmf_sent if s else "",
+            "sipRetransmits": self._sip.retransmits if self._sip else 0,
         }
         t = self._times
         if "invite" in t and "answered" in t:
@@ -344,7 +359,7 @@ class TelephonySource:
         framer = PcmFramer()
         try:
             sip_sock, rtp_sock, local = self._bind_sockets()
-            self._loop(sip_sock, rtp_sock, local, framer)
+            _CallRun(self, sip_sock, rtp_sock, local, framer).run()
         except SourceError as e:
             self._error = e
         except Exception as e:  # keep the session informed instead of dying silently
@@ -374,147 +389,6 @@ class TelephonySource:
             else:
                 log.warning("telephony_queue_full_dropping_frame")
 
-    def _loop(self, sip_sock: socket.socket, rtp_sock: socket.socket, local: str, framer: PcmFramer) -> None:
-        cfg, limits = self._cfg, self._cfg.limits
-        rtp_port = rtp_sock.getsockname()[1]
-        session_id = random.randint(1, 2**31)
-        sdp_version = [0]
-
-        def local_sdp() -> str:
-            sdp_version[0] += 1
-            return build_sdp(local, rtp_port, session_id, sdp_version[0])
-
-        media_allowed = {self._target.peer[0]} | {_resolve(h, 0) for h in cfg.media_hosts if h != "*"}
-        any_media = "*" in cfg.media_hosts
-        remote: dict[str, Any] = {"media": None, "failure": None, "ended": None}
-        t_invite = time.monotonic()
-        self._times["invite"] = t_invite
-        last_rtp = t_invite
-        ringing_codes: set[int] = set()
-
-        def media_ok(m: MediaDescription) -> bool:
-            return any_media or m.on_hold or m.address in media_allowed or _same_ip(m.address, media_allowed)
-
-        def on_sip(event: str, data: dict[str, Any]) -> None:
-            nonlocal last_rtp
-            now = time.monotonic()
-            if event == "progress":
-                if self._state in ("idle", "dialling"):
-                    self._state = "ringing"
-                if data["code"] not in ringing_codes:
-                    ringing_codes.add(data["code"])
-                    self._emit("call_ringing", {"sipCode": data["code"], "reason": data["reason"]})
-            elif event == "answered":
-                m = parse_sdp(data["sdp"])
-                self._sip_code, self._reason = data["code"], data["reason"]
-                if self._closing.is_set():
-                    return  # answered while our CANCEL was in flight: SipCall sends BYE
-                if m is None or m.payload_type not in DECODE_TABLES:
-                    remote["failure"] = (488, "Not Acceptable Here (no PCMU/PCMA in the answer)")
-                    call.hangup(now)
-                    return
-                if not media_ok(m):
-                    why = f"media address {m.address} not allowed (telephony.media_hosts)"
-                    remote["failure"] = (488, why)
-                    call.hangup(now)
-                    return
-                self._times["answered"] = now
-                last_rtp = now
-                remote["media"] = m
-                self._state = "talking"
-                self._codec = CODEC_NAMES[m.payload_type]
-                self._sender = RtpSender(rtp_sock, m.payload_type, m.dtmf_payload_type)
-                self._sender.set_destination(None if m.on_hold else (m.address, m.port))
-                if self._dtmf:
-                    self._sender.queue_dtmf(self._dtmf)
-                self._emit("call_answered", {"sipCode": data["code"], "reason": data["reason"],
-                                             "codec": self._codec})
-                log.info("call_answered", uri=str(self._target.uri), codec=self._codec,
-                         setup_ms=round((now - t_invite) * 1000, 1))
-            elif event == "reinvite":
-                m = parse_sdp(data["sdp"])
-                if m is None or self._sender is None:
-                    return
-                if not media_ok(m):
-                    log.warning("reinvite_media_not_allowed", address=m.address)
-                    return
-                was_held = remote["media"].on_hold if remote["media"] else False
-                remote["media"] = m
-                last_rtp = now
-                self._sender.set_destination(None if m.on_hold else (m.address, m.port))
-                if m.on_hold != was_held:
-                    self._emit("call_held", {"held": m.on_hold})
-            elif event == "failed":
-                remote["failure"] = remote["failure"] or (data["code"], data["reason"])
-            elif event == "ended":
-                remote["ended"] = data
-
-        call = SipCall(sip_sock, self._target.peer, self._target.uri, local_sdp=local_sdp, on_event=on_sip,
-                       username=cfg.username, password=cfg.password, user_agent=cfg.user_agent)
-        self._state = "dialling"
-        call.invite(t_invite)
-        log.info("call_dialling", uri=str(self._target.uri), local=local)
-        hangup_at: float | None = None
-        dtmf_reported = False
-
-        while True:
-            now = time.monotonic()
-            if hangup_at is None:
-                why = None
-                if self._closing.is_set():
-                    why = "closed"
-                elif self._state in ("dialling", "ringing") and now - t_invite > limits.answer_timeout:
-                    remote["failure"] = (408, f"No answer within {limits.answer_timeout:g} s")
-                    why = "no answer"
-                elif self._state == "talking":
-                    m = remote["media"]
-                    held = m is not None and m.direction in ("recvonly", "inactive")  # far end sends nothing
-                    if now - self._times["answered"] > limits.max_duration:
-                        why = "max_duration"
-                    elif limits.rtp_timeout and not held and now - last_rtp > limits.rtp_timeout:
-                        why = "rtp_timeout"
-                if why is not None:
-                    hangup_at = now
-                    log.info("call_hangup", why=why, state=call.state)
-                    call.hangup(now)
-                if remote["failure"] and call.state == "talking":  # our own refusal after answer
-                    hangup_at = now
-                    call.hangup(now)
-            if call.state in ("ended", "failed") and call.finished:
-                break
-            if hangup_at is not None and now - hangup_at > limits.hangup_timeout:
-                log.info("call_hangup_gave_up", state=call.state)
-                break
-            if self._sender is not None and call.state == "talking":
-                self._sender.tick(now)
-                if self._dtmf and not dtmf_reported and not self._sender.dtmf_pending:
-                    dtmf_reported = True
-                    self._emit("call_dtmf", {"digits": self._sender.dtmf_sent,
-                                             "supported": self._sender.dtmf_payload_type is not None})
-            for chunk in framer.push(self._jitter.pop_ready(now)):
-                self._put(chunk)
-            wait = min(call.next_deadline(now), self._sender.next_due() if self._sender else now + 0.02,
-                       now + 0.02) - now
-            ready, _, _ = select.select([sip_sock, rtp_sock, self._wake_r], [], [], max(0.0, wait))
-            now = time.monotonic()
-            if self._wake_r in ready:
-                with contextlib.suppress(OSError):
-                    self._wake_r.recv(64)
-            if sip_sock in ready:
-                with contextlib.suppress(OSError):
-                    data, addr = sip_sock.recvfrom(65535)
-                    call.on_datagram(data, addr, now)
-            if rtp_sock in ready:
-                for _ in range(64):  # drain what is there; bounded so SIP is never starved
-                    try:
-                        data, addr = rtp_sock.recvfrom(2048)
-                    except (BlockingIOError, OSError):
-                        break
-                    if self._on_rtp(data, addr, remote["media"], now):
-                        last_rtp = now
-
-        self._finish_call(call, remote)
-
     def _on_rtp(self, data: bytes, addr: tuple[str, int], media: MediaDescription | None, now: float) -> bool:
         if media is None or self._state != "talking":
             self._ignored_rtp += 1  # early media / before the answer: not transcribed
@@ -529,9 +403,7 @@ class TelephonySource:
         self._jitter.push(pkt, decode_g711(pkt.payload, pkt.payload_type), now)
         return True
 
-    def _finish_call(self, call: SipCall, remote: dict[str, Any]) -> None:
-        failure = remote["failure"]
-        ended = remote["ended"]
+    def _finish_call(self, failure: tuple[int, str] | None, ended: dict[str, Any] | None) -> None:
         hung_up_by_far_end = bool(ended and ended.get("by") == "remote" and self._times.get("answered"))
         if failure is not None and not hung_up_by_far_end:
             code, reason = failure
@@ -552,6 +424,215 @@ class TelephonySource:
         self._emit("call_ended", {"sipCode": ended.get("code"), "reason": self._reason, "by": ended["by"]})
         log.info("call_ended", by=ended["by"], sip_code=ended.get("code"), packets=self._jitter.received,
                  lost=self._jitter.lost, reordered=self._jitter.reordered)
+
+
+class _CallRun:
+    """One call's loop on the worker thread: its state, and each step of the loop as a method.
+
+    The loop sleeps in ``select`` until a datagram, a wake-up from ``close()`` or the next
+    deadline (a SIP timer, the answer timeout, the hang-up limit, or the 20 ms media tick once
+    talking): a ringing call costs no CPU.
+    """
+
+    def __init__(self, src: TelephonySource, sip_sock: socket.socket, rtp_sock: socket.socket, local: str,
+                 framer: PcmFramer) -> None:
+        cfg = src._cfg
+        self.src, self.limits = src, cfg.limits
+        self.sip_sock, self.rtp_sock, self.local, self.framer = sip_sock, rtp_sock, local, framer
+        self.rtp_port = rtp_sock.getsockname()[1]
+        self.session_id = random.randint(1, 2**31)
+        self.sdp_version = 0
+        self.media_allowed = {src._target.peer[0]} | {_resolve(h, 0) for h in cfg.media_hosts if h != "*"}
+        self.any_media = "*" in cfg.media_hosts
+        self.media: MediaDescription | None = None
+        self.failure: tuple[int, str] | None = None  # why the call failed (SIP code, reason)
+        self.ended: dict[str, Any] | None = None  # SipCall's "ended" event
+        self.t_invite = time.monotonic()
+        self.last_rtp = self.t_invite
+        self.ringing_codes: set[int] = set()
+        self.hangup_at: float | None = None
+        self.dtmf_reported = False
+        self.call = SipCall(sip_sock, src._target.peer, src._target.uri, local_sdp=self.local_sdp,
+                            on_event=self.on_sip, username=cfg.username, password=cfg.password,
+                            user_agent=cfg.user_agent, t1=cfg.sip_t1)
+        src._sip = self.call
+
+    def local_sdp(self) -> str:
+        self.sdp_version += 1
+        return build_sdp(self.local, self.rtp_port, self.session_id, self.sdp_version)
+
+    def run(self) -> None:
+        src = self.src
+        src._times["invite"] = self.t_invite
+        src._state = "dialling"
+        src._emit("call_dialling", {"uri": str(src._target.uri)})
+        self.call.invite(self.t_invite)
+        log.info("call_dialling", uri=str(src._target.uri), local=self.local)
+        while True:
+            now = time.monotonic()
+            self.call.tick(now)
+            self._check_limits(now)
+            if self._over(now):
+                break
+            self._send_media(now)
+            self._play_out(now)
+            self._receive(self._timeout(now))
+        src._finish_call(self.failure, self.ended)
+
+    # ---------------------------------------------------------------- loop steps
+
+    def _check_limits(self, now: float) -> None:
+        """Hang up when closed, unanswered too long, talking too long or the media stopped."""
+        if self.hangup_at is not None:
+            return
+        src, limits = self.src, self.limits
+        why = None
+        if src._closing.is_set():
+            why = "closed"
+        elif src._state in ("dialling", "ringing") and now - self.t_invite >= limits.answer_timeout:
+            self.failure = (408, f"No answer within {limits.answer_timeout:g} s")
+            why = "no answer"
+        elif src._state == "talking":
+            m = self.media
+            held = m is not None and m.direction in ("recvonly", "inactive")  # the far end sends nothing
+            if now - src._times["answered"] >= limits.max_duration:
+                why = "max_duration"
+            elif limits.rtp_timeout and not held and now - self.last_rtp >= limits.rtp_timeout:
+                why = "rtp_timeout"
+        if why is not None:
+            self._hang_up(now, why)
+
+    def _hang_up(self, now: float, why: str) -> None:
+        if self.hangup_at is None:
+            self.hangup_at = now
+            log.info("call_hangup", why=why, state=self.call.state)
+        self.call.hangup(now)
+
+    def _over(self, now: float) -> bool:
+        if self.call.state in ("ended", "failed") and self.call.finished:
+            return True
+        if self.hangup_at is not None and now - self.hangup_at >= self.limits.hangup_timeout:
+            log.info("call_hangup_gave_up", state=self.call.state)
+            return True
+        return False
+
+    def _send_media(self, now: float) -> None:
+        src, sender = self.src, self.src._sender
+        if sender is None or self.call.state != "talking":
+            return
+        sender.tick(now)
+        if src._dtmf and not self.dtmf_reported and not sender.dtmf_pending:
+            self.dtmf_reported = True
+            src._emit("call_dtmf", {"digits": sender.dtmf_sent, "supported": sender.dtmf_payload_type is not None})
+
+    def _play_out(self, now: float) -> None:
+        for chunk in self.framer.push(self.src._jitter.pop_ready(now)):
+            self.src._put(chunk)
+
+    def _timeout(self, now: float) -> float:
+        """Seconds until something is due; datagrams and ``close()`` wake the select earlier."""
+        due = [now + 1.0]  # an upper bound, so no wake-up can be missed for long
+        sip_due = self.call.next_deadline()
+        if sip_due is not None:
+            due.append(sip_due)
+        if self.hangup_at is not None:
+            due.append(self.hangup_at + self.limits.hangup_timeout)
+        elif self.src._state in ("dialling", "ringing"):
+            due.append(self.t_invite + self.limits.answer_timeout)
+        if self.call.state == "talking":
+            due.append(now + 0.02)  # jitter buffer play-out and the limits, every packet time
+            if self.src._sender is not None:
+                due.append(self.src._sender.next_due())
+        return max(0.0, min(due) - now)
+
+    def _receive(self, timeout: float) -> None:
+        src = self.src
+        ready, _, _ = select.select([self.sip_sock, self.rtp_sock, src._wake_r], [], [], timeout)
+        now = time.monotonic()
+        if src._wake_r in ready:
+            with contextlib.suppress(OSError):
+                src._wake_r.recv(64)
+        if self.sip_sock in ready:
+            with contextlib.suppress(OSError):
+                data, addr = self.sip_sock.recvfrom(65535)
+                self.call.on_datagram(data, addr, now)
+        if self.rtp_sock in ready:
+            for _ in range(64):  # drain what is there; bounded so SIP is never starved
+                try:
+                    data, addr = self.rtp_sock.recvfrom(2048)
+                except (BlockingIOError, OSError):
+                    break
+                if src._on_rtp(data, addr, self.media, now):
+                    self.last_rtp = now
+
+    # ---------------------------------------------------------------- SIP events
+
+    def on_sip(self, event: str, data: dict[str, Any]) -> None:
+        now = time.monotonic()
+        if event == "progress":
+            self._on_progress(data)
+        elif event == "answered":
+            self._on_answered(data, now)
+        elif event == "reinvite":
+            self._on_reinvite(data, now)
+        elif event == "failed":
+            self.failure = self.failure or (data["code"], data["reason"])
+        elif event == "ended":
+            self.ended = data
+
+    def _on_progress(self, data: dict[str, Any]) -> None:
+        src = self.src
+        if src._state in ("idle", "dialling"):
+            src._state = "ringing"
+        if data["code"] not in self.ringing_codes:
+            self.ringing_codes.add(data["code"])
+            src._emit("call_ringing", {"sipCode": data["code"], "reason": data["reason"]})
+
+    def _media_ok(self, m: MediaDescription) -> bool:
+        return self.any_media or m.on_hold or m.address in self.media_allowed or _same_ip(m.address,
+                                                                                         self.media_allowed)
+
+    def _on_answered(self, data: dict[str, Any], now: float) -> None:
+        src = self.src
+        m = parse_sdp(data["sdp"])
+        src._sip_code, src._reason = data["code"], data["reason"]
+        if src._closing.is_set():
+            return  # answered while our CANCEL was in flight: SipCall sends BYE
+        if m is None or m.payload_type not in DECODE_TABLES:
+            self.failure = (488, "Not Acceptable Here (no PCMU/PCMA in the answer)")
+            self._hang_up(now, "no usable codec")
+            return
+        if not self._media_ok(m):
+            self.failure = (488, f"media address {m.address} not allowed (telephony.media_hosts)")
+            self._hang_up(now, "media address not allowed")
+            return
+        src._times["answered"] = now
+        self.last_rtp = now
+        self.media = m
+        src._state = "talking"
+        src._codec = CODEC_NAMES[m.payload_type]
+        src._sender = RtpSender(self.rtp_sock, m.payload_type, m.dtmf_payload_type)
+        src._sender.set_destination(None if m.on_hold else (m.address, m.port))
+        if src._dtmf:
+            src._sender.queue_dtmf(src._dtmf)
+        src._emit("call_answered", {"sipCode": data["code"], "reason": data["reason"], "codec": src._codec})
+        log.info("call_answered", uri=str(src._target.uri), codec=src._codec,
+                 setup_ms=round((now - self.t_invite) * 1000, 1))
+
+    def _on_reinvite(self, data: dict[str, Any], now: float) -> None:
+        m = parse_sdp(data["sdp"])
+        sender = self.src._sender
+        if m is None or sender is None:
+            return
+        if not self._media_ok(m):
+            log.warning("reinvite_media_not_allowed", address=m.address)
+            return
+        was_held = self.media.on_hold if self.media else False
+        self.media = m
+        self.last_rtp = now
+        sender.set_destination(None if m.on_hold else (m.address, m.port))
+        if m.on_hold != was_held:
+            self.src._emit("call_held", {"held": m.on_hold})
 
 
 def _same_ip(address: str, allowed: set[str]) -> bool:

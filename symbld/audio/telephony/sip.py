@@ -1,8 +1,9 @@
 """A small SIP user agent client (RFC 3261 over UDP) for one outbound call.
 
 ``SipCall`` is the UAC side of one dialog. It owns no thread and no clock: the call loop
-(``telephony.py``) hands it every datagram from the SIP socket (``on_datagram``) and calls
-``tick(now)`` so it can retransmit; the call reports what happened through ``on_event``.
+(``calls.py``) hands it every datagram from the SIP socket (``on_datagram``), sleeps until
+``next_deadline()`` and then calls ``tick(now)`` so it can retransmit or time out; the call reports
+what happened through ``on_event``.
 
 What it does:
 - INVITE with an SDP offer, retransmitted per timer A (T1 doubling) until a response,
@@ -37,10 +38,8 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-T1 = 0.5  # RFC 3261 §17: RTT estimate
+T1 = 0.5  # RFC 3261 §17: RTT estimate (the default; ``SipCall(t1=...)`` takes another)
 T2 = 4.0  # maximum retransmit interval for non-INVITE requests
-TIMER_B = 64 * T1  # INVITE transaction timeout
-TIMER_F = 64 * T1  # non-INVITE transaction timeout
 
 # Compact header forms (RFC 3261 §7.3.3) to their full names.
 COMPACT = {"i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length",
@@ -282,8 +281,10 @@ class SipCall:
     def __init__(self, sock: socket.socket, peer: tuple[str, int], target: SipUri, *,
                  local_sdp: Callable[[], str], on_event: SipEvent,
                  username: str | None = None, password: str | None = None,
-                 display_user: str = "symbld", user_agent: str = "symbld") -> None:
+                 display_user: str = "symbld", user_agent: str = "symbld", t1: float = T1) -> None:
         self.sock = sock
+        self.t1 = t1
+        self.timer_b = 64 * t1  # timer B (INVITE) and timer F (non-INVITE) are both 64*T1
         self.peer = peer
         self.target = target
         self.local_sdp = local_sdp
@@ -315,6 +316,7 @@ class SipCall:
         self._cancel_wanted = False
         self._ended_reported = False
         self._reinvite_ok: tuple[bytes, float, int] | None = None  # (200, next resend, cseq) until ACK
+        self.retransmits = 0  # requests re-sent by timers A and E (shown in describe())
 
     # ---------------------------------------------------------------- outgoing requests
 
@@ -350,7 +352,7 @@ class SipCall:
             log.debug("sip_send_failed", error=str(e))
 
     def _start_transaction(self, method: str, data: bytes, branch: str, now: float) -> _ClientTransaction:
-        tx = _ClientTransaction(method, branch, data, method == "INVITE", now, now + T1)
+        tx = _ClientTransaction(method, branch, data, method == "INVITE", now, now + self.t1, self.t1)
         self._transactions[branch] = tx
         self._send(data)
         return tx
@@ -386,7 +388,8 @@ class SipCall:
         # CANCEL copies the INVITE's Request-URI, Call-ID, From, To, CSeq number and branch.
         data = self._request("CANCEL", str(self.target), self._invite_cseq, self._invite.branch,
                              extra=self._invite_auth)
-        tx = _ClientTransaction("CANCEL", self._invite.branch + ":cancel", data, False, now, now + T1)
+        tx = _ClientTransaction("CANCEL", self._invite.branch + ":cancel", data, False, now, now + self.t1,
+                                self.t1)
         self._transactions[tx.branch] = tx
         self._send(data)
 
@@ -400,38 +403,60 @@ class SipCall:
     # ---------------------------------------------------------------- timers
 
     def tick(self, now: float) -> None:
+        """Run the timers that are due: A/B on the INVITE, E/F on BYE and CANCEL, G on a re-INVITE's 200."""
         for tx in list(self._transactions.values()):
             if tx.done:
                 continue
             if tx.invite:
-                if not tx.provisional and now >= tx.next_retransmit:  # timer A
-                    self._send(tx.data)
-                    tx.interval *= 2
-                    tx.next_retransmit = now + tx.interval
-                if not tx.provisional and now - tx.started >= TIMER_B:
-                    tx.done = True
-                    if self.state == "cancelling":  # closed before the far end ever answered
-                        self._finish("ended", {"by": "local", "code": None, "reason": "no response"})
-                    else:
-                        self._fail(408, "Request Timeout (no response to INVITE)")
+                self._tick_invite(tx, now)
             else:
-                if now >= tx.next_retransmit:  # timer E
-                    self._send(tx.data)
-                    tx.interval = T2 if tx.provisional else min(tx.interval * 2, T2)
-                    tx.next_retransmit = now + tx.interval
-                if now - tx.started >= TIMER_F:
-                    tx.done = True
-                    self._on_non_invite_final(tx, 408, "Request Timeout")
+                self._tick_non_invite(tx, now)
         if self._reinvite_ok and now >= self._reinvite_ok[1]:  # timer G: resend 200 until ACK
             data, _, cseq = self._reinvite_ok
             self._send(data)
-            self._reinvite_ok = (data, now + 2 * T1, cseq)
+            self._reinvite_ok = (data, now + 2 * self.t1, cseq)
 
-    def next_deadline(self, now: float) -> float:
-        times = [tx.next_retransmit for tx in self._transactions.values() if not tx.done]
+    def _tick_invite(self, tx: _ClientTransaction, now: float) -> None:
+        # RFC 3261 §17.1.1.2: timers A and B run only in the Calling state (before any response);
+        # once a provisional arrives the transaction waits for the final response unbounded
+        # (our answer timeout ends the wait), so nothing is due.
+        if tx.provisional:
+            return
+        if now - tx.started >= self.timer_b:  # timer B
+            tx.done = True
+            if self.state == "cancelling":  # closed before the far end ever answered
+                self._finish("ended", {"by": "local", "code": None, "reason": "no response"})
+            else:
+                self._fail(408, f"No response to INVITE within {self.timer_b:g} s (timer B): "
+                                f"is {self.peer[0]}:{self.peer[1]} a SIP endpoint and reachable?")
+            return
+        if now >= tx.next_retransmit:  # timer A: T1, 2*T1, 4*T1, ...
+            self._send(tx.data)
+            self.retransmits += 1
+            tx.interval *= 2
+            tx.next_retransmit = now + tx.interval
+
+    def _tick_non_invite(self, tx: _ClientTransaction, now: float) -> None:
+        if now - tx.started >= self.timer_b:  # timer F
+            tx.done = True
+            self._on_non_invite_final(tx, 408, "Request Timeout")
+            return
+        if now >= tx.next_retransmit:  # timer E: doubling to T2, then T2 once a provisional came
+            self._send(tx.data)
+            self.retransmits += 1
+            tx.interval = T2 if tx.provisional else min(tx.interval * 2, T2)
+            tx.next_retransmit = now + tx.interval
+
+    def next_deadline(self) -> float | None:
+        """When ``tick`` next has something to do (monotonic seconds), or None while nothing is due."""
+        times: list[float] = []
+        for tx in self._transactions.values():
+            if tx.done or (tx.invite and tx.provisional):
+                continue
+            times += [tx.next_retransmit, tx.started + self.timer_b]
         if self._reinvite_ok:
             times.append(self._reinvite_ok[1])
-        return min(times, default=now + 1.0)
+        return min(times, default=None)
 
     # ---------------------------------------------------------------- incoming
 
@@ -601,7 +626,7 @@ class SipCall:
             self.on_event("reinvite", {"sdp": msg.body})
             data = self._response_bytes(msg, 200, "OK", body=self.local_sdp())
             self.sock.sendto(data, addr)
-            self._reinvite_ok = (data, now + T1, msg.cseq[0])
+            self._reinvite_ok = (data, now + self.t1, msg.cseq[0])
             return
         if method in ("OPTIONS", "INFO", "UPDATE", "NOTIFY"):
             self._respond(msg, addr, 200, "OK")

@@ -29,6 +29,14 @@ from symbld.engines.local.vad import SileroModel
 
 log = structlog.get_logger(__name__)
 
+# The [engine.local] keys this module and the recogniser read, with their defaults (the
+# StreamSettings fields are keys too); symbld.config validates the table against both.
+CONFIG_DEFAULTS: dict[str, Any] = {
+    "recognizer": "whisper", "model": None, "vad_model": None, "num_workers": 2, "cpu_threads": 1,
+    "compute_type": "int8", "beam_size": 5, "max_tokens_per_second": 8.0, "no_speech_threshold": 0.6,
+    "logprob_threshold": -1.0, "compression_ratio_threshold": 2.4,
+}
+
 
 class LocalEngine:
     name = "local"

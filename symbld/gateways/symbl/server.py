@@ -39,7 +39,7 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from symblctl.client import DaemonError, DaemonUnavailable
-from symbld.gateways.symbl import wire
+from symbld.gateways.symbl import audio_in, wire
 from symbld.gateways.symbl.auth import (
     Credentials,
     CredentialsError,
@@ -47,12 +47,12 @@ from symbld.gateways.symbl.auth import (
     generate_app_credentials,
     load_credentials,
 )
+from symbld.gateways.symbl.conversations import ConversationApi
 
 log = structlog.get_logger(__name__)
 
 CONNECTION_ID = re.compile(r"^[A-Za-z0-9_=+/\-]{6,64}$")
 DAEMON_ID = re.compile(r"^[A-Za-z0-9-]{6,64}$")  # what the daemon's start accepts as connectionId
-SUPPORTED_ENCODINGS = {"LINEAR16"}  # the daemon takes PCM; FLAC/MULAW/Opus are refused with an error frame
 RESULT_EVENTS = {"transcript_response", *wire.RESULT_TYPES}
 ENDED_EVENTS = ("connection_stopped", "conversation_completed")
 CLOSE_TIMEOUT = 2.0  # seconds to wait for a client's answer to our close frame
@@ -112,6 +112,7 @@ class Conversation:
     ended: bool = False
     failure: dict[str, Any] | None = None
     no_connection_timeout: float = 60.0
+    insight_types: set[str] | None = None  # insight types the clients get; None = all
 
 
 class SymblServer:
@@ -144,6 +145,8 @@ class SymblServer:
         app.router.add_get("/session/subscribe/{cid:.+}", self.subscribe)
         app.router.add_post("/v1/endpoint:connect", self.endpoint_connect)
         app.router.add_post("/v1/event/{cid:.+}", self.speaker_event)
+        app.router.add_get("/events/{cid:.+}", self.subscribe)  # the resultWebSocketUrl we hand out
+        ConversationApi(self.client_factory, self._rest_authorized).add_routes(app)
         app.on_shutdown.append(self._shutdown)
         return app
 
@@ -162,22 +165,35 @@ class SymblServer:
         token, expires_in = self.issuer.issue()
         return web.json_response({"accessToken": token, "expiresIn": expires_in})
 
+    def _rest_authorized(self, request: web.Request) -> bool:
+        token = request.headers.get("x-api-key")
+        auth = request.headers.get("Authorization", "")
+        if not token and auth.lower().startswith("bearer "):
+            token = auth[7:].strip()
+        return self.issuer.validate(token)
+
     def _token_of(self, request: web.Request) -> tuple[str | None, str | None]:
-        """(valid token or None, subprotocol to echo or None)."""
-        candidates: list[tuple[str, str | None]] = []
+        """(valid token or None, subprotocol to echo or None).
+
+        A client that offers subprotocols (the JS SDK offers the token as one *and* sends it as
+        ``X-API-KEY``) fails the handshake unless one is echoed: the one that carried a valid
+        token, else the first offered.
+        """
+        offered = [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        for proto in offered:
+            if self.issuer.validate(proto):
+                return proto, proto
+        candidates: list[str] = []
         if request.headers.get("x-api-key"):
-            candidates.append((request.headers["x-api-key"], None))
+            candidates.append(request.headers["x-api-key"])
         auth = request.headers.get("Authorization", "")
         if auth.lower().startswith("bearer "):
-            candidates.append((auth[7:].strip(), None))
+            candidates.append(auth[7:].strip())
         if request.query.get("access_token"):
-            candidates.append((request.query["access_token"], None))
-        for proto in request.headers.get("Sec-WebSocket-Protocol", "").split(","):
-            if proto.strip():
-                candidates.append((proto.strip(), proto.strip()))
-        for token, proto in candidates:
+            candidates.append(request.query["access_token"])
+        for token in candidates:
             if self.issuer.validate(token):
-                return token, proto
+                return token, (offered[0] if offered else None)
         return None, None
 
     # ------------------------------------------------------------ streaming
@@ -193,83 +209,104 @@ class SymblServer:
                                    timeout=CLOSE_TIMEOUT)
         await ws.prepare(request)
         log.info("symbl stream opened", connection_id=cid, path=request.path)
-        sock = _Socket(ws)
-        conv: Conversation | None = None
+        sock = _Socket(ws, cid)
         try:
-            while True:
-                try:
-                    msg = await ws.receive(timeout=float(self.config["idle_timeout"]))
-                except TimeoutError:
-                    await ws.send_json(wire.error_frame("Idle timeout", "no frames for too long"))
-                    break
-                if msg.type == WSMsgType.BINARY:
-                    if conv is not None and not conv.ended:
-                        await self._audio(ws, conv, sock, msg.data)
-                    else:
-                        log.debug("symbl audio before start_request ignored", bytes=len(msg.data))
-                    continue
-                if msg.type != WSMsgType.TEXT:
-                    break  # close, closing, error
-                if msg.data == wire.PING:
-                    await ws.send_str(wire.PONG)
-                    continue
-                obj, conforming = wire.parse_client_text(msg.data)
-                if obj is None:
-                    await ws.send_json(wire.error_frame("Invalid JSON", "text frames must be JSON objects"))
-                    continue
-                if not conforming:
-                    log.info("symbl non-JSON control frame accepted", connection_id=cid, type=obj.get("type"))
-                mtype = obj.get("type")
-                if mtype == "start_request":
-                    if conv is not None and not conv.ended:
-                        await ws.send_json(wire.error_frame("Already started", "send stop_request first"))
-                        continue
-                    conv = await self._start_streaming(ws, cid, obj, sock)
-                    if conv is None:
-                        break
-                elif mtype == "stop_request":
-                    if conv is None or conv.ended:
-                        await ws.send_json(wire.error_frame("Not started", "stop_request before start_request"))
-                        continue
-                    await self._stop(conv)
-                    break
-                elif mtype == "modify_request":
-                    sr = obj.get("speechRecognition") or {}
-                    problem = _check_speech(sr, sock.sample_rate)
-                    if problem:
-                        await ws.send_json(wire.error_frame("Invalid modify_request", problem))
-                        continue
-                    sock.sample_rate = int(sr.get("sampleRateHertz") or sock.sample_rate)
-                    await ws.send_json(wire.session_modified({"encoding": "LINEAR16",
-                                                              "sampleRateHertz": sock.sample_rate}))
-                else:
-                    await ws.send_json(wire.error_frame("Unknown message type", f"type {mtype!r} not supported"))
+            await self._stream_loop(sock)
         except ConnectionResetError:
             pass
         finally:
-            if conv is not None:
-                self._detach(conv, ws)
+            if sock.conv is not None:
+                self._detach(sock.conv, ws)
             if not ws.closed:
                 await ws.close()
             log.info("symbl stream closed", connection_id=cid, code=ws.close_code)
         return ws
+
+    async def _stream_loop(self, sock: _Socket) -> None:
+        """Frames of one speaker socket until it closes, stops or idles out."""
+        ws = sock.ws
+        while True:
+            try:
+                msg = await ws.receive(timeout=float(self.config["idle_timeout"]))
+            except TimeoutError:
+                await ws.send_json(wire.error_frame("Idle timeout", "no frames for too long"))
+                return
+            if msg.type == WSMsgType.BINARY:
+                if sock.conv is not None and not sock.conv.ended:
+                    await self._audio(sock, msg.data)
+                else:
+                    log.debug("symbl audio before start_request ignored", bytes=len(msg.data))
+                continue
+            if msg.type != WSMsgType.TEXT:
+                return  # close, closing, error
+            if msg.data == wire.PING:
+                await ws.send_str(wire.PONG)
+                continue
+            obj, conforming = wire.parse_client_text(msg.data)
+            if obj is None:
+                await ws.send_json(wire.error_frame("Invalid JSON", "text frames must be JSON objects"))
+                continue
+            if not conforming:
+                log.info("symbl non-JSON control frame accepted", connection_id=sock.cid, type=obj.get("type"))
+            if not await self._control_frame(sock, obj):
+                return
+
+    async def _control_frame(self, sock: _Socket, obj: dict[str, Any]) -> bool:
+        """One JSON frame from a speaker socket; False when the socket is done."""
+        ws, conv, mtype = sock.ws, sock.conv, obj.get("type")
+        if mtype == "start_request":
+            if conv is not None and not conv.ended:
+                await ws.send_json(wire.error_frame("Already started", "send stop_request first"))
+                return True
+            config = obj.get("config") if isinstance(obj.get("config"), dict) else {}
+            speech = config.get("speechRecognition") if isinstance(config.get("speechRecognition"), dict) else {}
+            problem = audio_in.check_speech(speech)
+            if problem:  # the socket stays open: the client may send a start_request we can serve
+                await ws.send_json(wire.error_frame("Invalid start_request", problem))
+                return True
+            sock.conv = await self._start_streaming(ws, sock.cid, obj, sock)
+            return sock.conv is not None
+        if mtype == "stop_request":
+            if conv is None or conv.ended:
+                await ws.send_json(wire.error_frame("Not started", "stop_request before start_request"))
+                return True
+            await self._forward(sock, sock.audio.flush())
+            await self._stop(conv)
+            return False
+        if mtype == "modify_request":
+            await self._modify(sock, obj)
+            return True
+        await ws.send_json(wire.error_frame("Unknown message type", f"type {mtype!r} not supported"))
+        return True
+
+    async def _modify(self, sock: _Socket, obj: dict[str, Any]) -> None:
+        """A new audio format for the audio that follows (what came before is kept)."""
+        sr = obj.get("speechRecognition") or {}
+        current = (sock.audio.encoding, sock.audio.sample_rate)
+        problem = audio_in.check_speech(sr, current) if isinstance(sr, dict) else "speechRecognition must be an object"
+        if problem:
+            await sock.ws.send_json(wire.error_frame("Invalid modify_request", problem))
+            return
+        encoding, rate = audio_in.speech_format(sr, current)
+        tail = sock.audio.set_format(encoding, rate)
+        if sock.conv is not None and not sock.conv.ended:
+            await self._forward(sock, tail)
+        await sock.ws.send_json(wire.session_modified({"encoding": encoding, "sampleRateHertz": rate}))
 
     async def _start_streaming(
         self, ws: web.WebSocketResponse, cid: str, start: dict[str, Any], sock: _Socket
     ) -> Conversation | None:
         config = start.get("config") if isinstance(start.get("config"), dict) else {}
         speech = config.get("speechRecognition") if isinstance(config.get("speechRecognition"), dict) else {}
-        problem = _check_speech(speech, 16000)
-        if problem:
-            await ws.send_json(wire.error_frame("Invalid start_request", problem))
-            return None
-        sock.sample_rate = int(speech.get("sampleRateHertz") or 16000)
+        sock.audio.set_format(*audio_in.speech_format(speech))
         conv = self.conversations.get(cid)
         if conv is None or conv.ended or conv.stopping:
             args = {
                 "source": {"type": "push"},
                 "engine": self.config["engine"],
-                "insightTypes": start.get("insightTypes") or [],
+                # The daemon finds all types (the Conversation API serves them); the socket gets the
+                # ones asked for: Symbl's insightTypes selects, so [] (both SDKs' default) means none.
+
                 "config": {**config, "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000}},
                 "speaker": start.get("speaker") or None,
                 "trackers": start.get("trackers") or [],
@@ -282,6 +319,8 @@ class SymblServer:
                 await ws.send_json(wire.error_frame("Cannot start the conversation", exc.message))
                 await ws.close(code=1011, message=b"start failed")
                 return None
+            requested = start.get("insightTypes")
+            conv.insight_types = {t for t in requested if isinstance(t, str)} if isinstance(requested, list) else set()
             timeout = start.get("noConnectionTimeout")
             if isinstance(timeout, int | float) and 0 <= timeout <= 1800:
                 conv.no_connection_timeout = float(timeout)
@@ -332,28 +371,26 @@ class SymblServer:
         log.info("symbl conversation started", connection_id=symbl_id, daemon_connection=conv.daemon_id, kind=kind)
         return conv
 
-    async def _audio(self, ws: web.WebSocketResponse, conv: Conversation, sock: _Socket, data: bytes) -> None:
+    async def _audio(self, sock: _Socket, data: bytes) -> None:
         if len(data) > int(self.config["max_chunk_bytes"]):
-            await ws.send_json(wire.error_frame(
+            await sock.ws.send_json(wire.error_frame(
                 "Audio chunk too large",
                 f"maximum size of a single audio chunk is {self.config['max_chunk_bytes']} bytes; got {len(data)}",
             ))
             return
-        pcm = sock.carry + data
-        if len(pcm) % 2:  # keep whole 16-bit samples; the odd byte waits for the next chunk
-            sock.carry, pcm = pcm[-1:], pcm[:-1]
-        else:
-            sock.carry = b""
-        if not pcm:
+        await self._forward(sock, sock.audio.decode(data))
+
+    async def _forward(self, sock: _Socket, pcm: bytes) -> None:
+        """16 kHz LINEAR16 to the daemon connection behind the socket."""
+        conv = sock.conv
+        if not pcm or conv is None or conv.ended:
             return
         assert self.loop is not None
         try:
-            await self.loop.run_in_executor(
-                conv.executor, lambda: conv.control.send_audio(conv.daemon_id, pcm, sock.sample_rate)
-            )
+            await self.loop.run_in_executor(conv.executor, lambda: conv.control.send_audio(conv.daemon_id, pcm, 16000))
         except Exception as exc:
             log.warning("symbl send_audio failed", connection_id=conv.symbl_id, error=str(exc))
-            await ws.send_json(wire.error_frame("Audio not accepted", str(getattr(exc, "message", exc))))
+            await sock.ws.send_json(wire.error_frame("Audio not accepted", str(getattr(exc, "message", exc))))
 
     # ------------------------------------------------------------ events from the daemon
 
@@ -396,6 +433,10 @@ class SymblServer:
     async def _dispatch(self, conv: Conversation, event: dict[str, Any]) -> None:
         etype = event.get("type", "")
         data = event.get("data") or {}
+        if etype == "insight_response" and conv.insight_types is not None:
+            data = {**data, "insights": [i for i in data.get("insights") or [] if i.get("type") in conv.insight_types]}
+            if not data["insights"]:
+                return
         if etype in RESULT_EVENTS:
             for ws in list(conv.sockets):
                 for frame in wire.event_to_frames(etype, data, "streaming"):
@@ -573,8 +614,9 @@ class SymblServer:
             config["timezone"] = body["timezone"]
         args: dict[str, Any] = {"source": source, "engine": self.config["engine"], "config": config,
                                 "actions": actions}
+        known = ("question", "action_item", "follow_up")
         if isinstance(body.get("insightTypes"), list):
-            args["insightTypes"] = body["insightTypes"]
+            args["insightTypes"] = [t for t in body["insightTypes"] if t in known]
         cid = str(uuid.uuid4())
         try:
             conv = await self._open(cid, "telephony", args)
@@ -634,19 +676,12 @@ def _server_credentials(config: dict[str, Any]) -> Credentials:
 
 @dataclass
 class _Socket:
+    """One speaker socket: its audio format and the conversation it joined."""
+
     ws: web.WebSocketResponse
-    sample_rate: int = 16000
-    carry: bytes = b""
-
-
-def _check_speech(speech: dict[str, Any], default_rate: int) -> str | None:
-    encoding = str(speech.get("encoding") or "LINEAR16").upper()
-    if encoding not in SUPPORTED_ENCODINGS:
-        return f"encoding {encoding} is not supported; use LINEAR16"
-    rate = speech.get("sampleRateHertz") or default_rate
-    if not isinstance(rate, int | float) or not 8000 <= rate <= 48000:
-        return f"sampleRateHertz {rate!r} out of range 8000-48000 for LINEAR16"
-    return None
+    cid: str
+    conv: Conversation | None = None
+    audio: audio_in.ClientAudio = field(default_factory=audio_in.ClientAudio)
 
 
 def _json_error(status: int, message: str, details: str) -> web.Response:

@@ -46,7 +46,7 @@ def start_request(cfg: StreamConfig) -> dict[str, Any]:
     if cfg.meeting_title:
         config["meetingTitle"] = cfg.meeting_title
     if cfg.timezone_offset_minutes is not None:
-        config["timezoneOffset"] = cfg.timezone_offset_minutes
+        config["timezoneOffset"] = -cfg.timezone_offset_minutes  # ours is minutes east; Symbl's, west
     if cfg.tracker_interim_results:
         config["trackers"] = {"interimResults": True}
     req: dict[str, Any] = {"type": "start_request", "insightTypes": list(cfg.insight_types), "config": config}

@@ -136,9 +136,20 @@ def event_to_frames(event_type: str, data: dict[str, Any], style: str = "streami
         if style == "telephony":
             return [{**data, "type": "transcript_response"}]
         return [recognition_result(data)]
+    if event_type == "message_response":
+        return [{**data, "type": event_type, "messages": [_symbl_metadata(m) for m in data.get("messages") or []]}]
     if event_type in RESULT_TYPES:
         return [{**data, "type": event_type}]
     return []
+
+
+def _symbl_metadata(message: dict[str, Any]) -> dict[str, Any]:
+    """Our events carry timezoneOffset as minutes east of UTC; Symbl's (JavaScript's
+    getTimezoneOffset) is minutes west, as the client sent it in its start_request."""
+    meta = message.get("metadata")
+    if not isinstance(meta, dict) or not meta.get("timezoneOffset"):
+        return message
+    return {**message, "metadata": {**meta, "timezoneOffset": -meta["timezoneOffset"]}}
 
 
 # ---------------------------------------------------------------- client → server text frames

@@ -219,6 +219,13 @@ def journal_stream_matches(stream: TextIO | None = None, environ: Mapping[str, s
     return (st.st_dev, st.st_ino) == (dev, ino)
 
 
+def use_colour(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """Colours for a terminal that wants them: a TTY, no ``$NO_COLOR`` (any value), not ``TERM=dumb``."""
+    env = os.environ if environ is None else environ
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    return tty and not env.get("NO_COLOR") and env.get("TERM") != "dumb"
+
+
 def configure_logging(
     level: str = "info",
     json: bool | None = None,
@@ -230,6 +237,9 @@ def configure_logging(
 ) -> str:
     """Configure structlog (and forward stdlib logging) once per process; returns the mode chosen.
 
+    ``level`` "auto": warning on a terminal (a daemon started with ``&`` must not flood the shell
+    it shares), info elsewhere (journal, files, pipes). Colours only on a TTY and never with
+    ``$NO_COLOR`` set (https://no-color.org) or ``TERM=dumb``.
     ``json``: None = JSON lines unless ``stream`` (stderr) is a TTY. ``to_journal``: None = when
     ``$JOURNAL_STREAM`` matches stderr. ``journal_socket`` overrides ``/run/systemd/journal/socket``
     (also settable with ``$SYMBLD_JOURNAL_SOCKET``, for tests). Returns "journal", "json" or "console".
@@ -239,8 +249,11 @@ def configure_logging(
         to_journal = journal_stream_matches(out)
     socket_path = journal_socket or os.environ.get("SYMBLD_JOURNAL_SOCKET") or JOURNAL_SOCKET
     journal = JournalSender(socket_path) if to_journal else None
+    tty = hasattr(out, "isatty") and out.isatty()
     if json is None:
-        json = not (hasattr(out, "isatty") and out.isatty())
+        json = not tty
+    if level.lower() == "auto":
+        level = "warning" if tty and journal is None else "info"
 
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
@@ -259,7 +272,7 @@ def configure_logging(
     else:
         mode = "console"
         processors += [structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
-                       structlog.dev.ConsoleRenderer(colors=out.isatty())]
+                       structlog.dev.ConsoleRenderer(colors=use_colour(out))]
 
     structlog.configure(
         processors=processors,

@@ -59,7 +59,6 @@ class Notifier:
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._warned = False
-        self._last_ping = 0.0
         if address is not None:
             # Python sockets are created close-on-exec, so children never inherit this descriptor.
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -144,16 +143,7 @@ class Notifier:
 
     def watchdog(self) -> None:
         """``WATCHDOG=1``. Call from the main loop, only after its health checks passed."""
-        self._last_ping = time.monotonic()
         self.notify("WATCHDOG=1")
-
-    def watchdog_if_due(self) -> bool:
-        """Ping only if ``watchdog_interval()`` has passed since the last ping; for loops that spin fast."""
-        interval = self.watchdog_interval()
-        if interval is None or time.monotonic() - self._last_ping < interval:
-            return False
-        self.watchdog()
-        return True
 
     def close(self) -> None:
         with self._lock:

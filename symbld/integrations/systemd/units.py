@@ -15,6 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
+from symbld.config import UNIT_STOP_SECONDS
+
 Scope = Literal["user", "system"]
 
 UNIT_NAME = "symbld.service"
@@ -55,7 +57,8 @@ def render_unit(template: str, exec_path: str) -> str:
     text, count = _EXEC_START.subn(lambda _m: f"ExecStart={value}", template, count=1)
     if count != 1:
         raise ValueError("template has no ExecStart= line")
-    return text
+    # The daemon's stop budget is derived from the same number (symbld.config.UNIT_STOP_SECONDS).
+    return re.sub(r"(?m)^TimeoutStopSec=.*$", f"TimeoutStopSec={UNIT_STOP_SECONDS}", text)
 
 
 def install_units(

@@ -1,0 +1,50 @@
+// Drives the official @symblai/symbl-js SDK against symbld's Symbl server (tests/test_symbl_js.py).
+// Usage: node realtime.js <baseUrl> <appId> <appSecret> <pcmFile> <sampleRate> [realtime|stream]
+// "realtime" uses startRealtimeRequest; "stream" uses createStream() and then start().
+// Prints one JSON line per callback the SDK makes, then {"done": conversationId}.
+const fs = require("fs");
+const { sdk } = require("@symblai/symbl-js");
+
+const [base, appId, appSecret, pcmFile, rate, mode = "realtime"] = process.argv.slice(2);
+const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+
+async function main() {
+  // The SDK's OAuth2 object keeps its own host (authBasePath, api.symbl.ai); init's basePath
+  // does not move it. This is the documented redirect (docs/symbl-compat.md).
+  sdk.oauth2.setBasePath(base);
+  await sdk.init({ appId, appSecret, basePath: base });
+  const open = mode === "stream" ? (o) => sdk.createStream(o) : (o) => sdk.startRealtimeRequest(o);
+  const connection = await open({
+    id: "js-" + Date.now(),
+    insightTypes: ["question", "action_item"],
+    config: { meetingTitle: "JS SDK", sampleRateHertz: Number(rate) },
+    speaker: { userId: "ann@example.com", name: "Ann" },
+    handlers: {
+      onSpeechDetected: (data) => out({ cb: "speech", data }),
+      onMessageResponse: (data) => out({ cb: "messages", data }),
+      onInsightResponse: (data) => out({ cb: "insights", data }),
+      onTopicResponse: (data) => out({ cb: "topics", data }),
+      onTrackerResponse: (data) => out({ cb: "trackers", data }),
+    },
+  });
+  if (mode === "stream") {
+    await connection.start();
+  }
+  const pcm = fs.readFileSync(pcmFile);
+  const chunk = 8192;
+  const seconds = chunk / 2 / Number(rate);
+  for (let i = 0; i < pcm.length; i += chunk) {
+    connection.sendAudio(pcm.subarray(i, i + chunk));
+    await new Promise((r) => setTimeout(r, (seconds * 1000) / 4)); // 4x real time
+  }
+  await new Promise((r) => setTimeout(r, 1500));
+  const conversationId = connection.conversationId;
+  await connection.stop();
+  out({ done: conversationId });
+  process.exit(0);
+}
+
+main().catch((err) => {
+  out({ error: String(err && err.stack ? err.stack : err) });
+  process.exit(1);
+});

@@ -1,0 +1,164 @@
+"""Configuration checked as a whole: through the real daemon process (start, --print-config, SIGHUP)
+and against docs/configuration.md (every documented key exists, every key is documented)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+from conftest import DaemonProc
+
+from symbld import config, config_check
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC = ROOT / "docs" / "configuration.md"
+
+TYPOS = """\
+# a config with typos
+max_conections = 3
+log_level = "verbose"
+stop_timeout = "soon"
+
+[engine.lcoal]
+model = "x"
+
+[engine.local]
+beam_size = 2.5
+"""
+
+
+def run_symbld(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "symbld", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+def test_typos_stop_the_daemon_naming_each_key_and_its_line(tmp_path: Path) -> None:
+    cfg = tmp_path / "symbld.toml"
+    cfg.write_text(TYPOS)
+    r = run_symbld("--config", str(cfg), "--runtime-dir", str(tmp_path / "run"), "--state-dir", str(tmp_path / "st"))
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0] == "symbld: invalid configuration (5 problems):"
+    assert lines[1:] == [
+        f"  {cfg} line 2: unknown key max_conections in the top level (did you mean 'max_connections'?)",
+        f"  {cfg} line 3: log_level = 'verbose' is not one of 'auto', 'debug', 'info', 'warning', 'error'",
+        f"  {cfg} line 4: stop_timeout must be a number, not 'soon'",
+        f"  {cfg} line 6: unknown section [engine.lcoal] in [engine] (did you mean 'local'?)",
+        f"  {cfg} line 10: engine.local.beam_size must be an integer, not 2.5",
+    ]
+    assert not (tmp_path / "run" / "control").exists()
+
+
+def test_bad_environment_value_is_named(tmp_path: Path) -> None:
+    r = run_symbld("--print-config", "--config", str(tmp_path / "absent.toml"), env={"SYMBLD_LOG_FORMAT": "xml"})
+    assert r.returncode == 2
+    assert "environment/flags: log_format = 'xml' is not one of 'auto', 'console', 'json'" in r.stderr
+
+
+def test_print_config_shows_the_effective_configuration(tmp_path: Path) -> None:
+    cfg = tmp_path / "symbld.toml"
+    cfg.write_text('max_connections = 3\n[engine.local]\nmodel_dir = "/models/tiny"\n'
+                   '[smtp]\npassword = "hunter2"\n[telephony.limits]\nmax_calls = 2\n')
+    r = run_symbld("--print-config", "--config", str(cfg), "--runtime-dir", str(tmp_path / "run"))
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.strip() == (f"symbld: warning: {cfg} line 3: engine.local.model_dir is kept for "
+                                "compatibility; use engine.local.model")
+    shown = tomllib.loads(r.stdout)
+    assert shown["max_connections"] == 3  # the file
+    assert shown["runtime_dir"] == str(tmp_path / "run")  # a flag
+    assert shown["max_engine_backlog_s"] == 10.0  # a default
+    assert shown["engine"]["local"]["model"] == "/models/tiny"  # the old name sets the new key
+    assert shown["engine"]["local"]["beam_size"] == 5  # a table's default
+    assert shown["telephony"]["limits"]["max_calls"] == 2
+    assert shown["smtp"]["password"] == "(set, not shown)"
+    assert "hunter2" not in r.stdout
+    assert "# serve_symbl: unset (default applies)" in r.stdout
+
+
+def _documented_keys() -> set[str]:
+    text = DOC.read_text()
+    body = text[text.index("## Every key"):]
+    keys: set[str] = set()
+    table = ""
+    for line in body.splitlines():
+        head = re.match(r"^### (?:Top level|`\[([a-z_.]+)\]`)", line)
+        if head:
+            table = head.group(1) or ""
+            continue
+        row = re.match(r"^\| ((?:`[a-z_0-9]+`(?:, )?)+) \|", line)
+        if row:
+            for key in re.findall(r"`([a-z_0-9]+)`", row.group(1)):
+                keys.add(f"{table}.{key}" if table else key)
+    return keys
+
+
+def _schema_keys(tree: dict, prefix: str = "") -> set[str]:
+    out: set[str] = set()
+    for k, v in tree.items():
+        if isinstance(v, dict) and (prefix + k) != "telephony.limits":  # the same keys, nested
+            out |= _schema_keys(v, f"{prefix}{k}.")
+        elif not isinstance(v, dict):
+            out.add(prefix + k)
+    return out
+
+
+def test_every_documented_key_exists_and_every_key_is_documented() -> None:
+    documented, known = _documented_keys(), _schema_keys(config_check.schema(config.DECLARATIONS))
+    assert documented - known == set(), "documented but not read by the code"
+    assert known - documented == set(), "read by the code but not in docs/configuration.md"
+
+
+def test_the_documented_example_is_a_valid_config() -> None:
+    text = DOC.read_text()
+    example = re.search(r"```toml\n(.*?)```", text, re.DOTALL).group(1)
+    errors, warnings = config_check.check(tomllib.loads(example), config.DECLARATIONS)
+    assert errors == [] and warnings == []
+
+
+def _wait_log(d: DaemonProc, needle: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log = d.log()
+        if needle in log:
+            return log
+        time.sleep(0.1)
+    raise AssertionError(f"{needle!r} not in the log:\n{d.log()}")
+
+
+def test_sighup_with_a_bad_config_keeps_the_old_one_and_a_good_one_applies(tmp_path: Path) -> None:
+    d = DaemonProc(tmp_path / "d", args=["--no-preload"], config="max_connections = 1\n").start()
+    try:
+        journal = d.state_dir / "journal"
+        old = journal / "oldconnection1.jsonl"
+        old.write_text("")
+        week_ago = time.time() - 7 * 86400
+        os.utime(old, (week_ago, week_ago))
+
+        d.config_path.write_text("max_connections = 5\nstop_timout = 5\n")  # type: ignore[union-attr]
+        d.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        log = _wait_log(d, '"config_reload_failed"')
+        assert f"{d.config_path} line 2: unknown key stop_timout in the top level (did you mean 'stop_timeout'?)" in log
+        with d.client() as c:
+            c.start(source={"type": "push"})
+            try:
+                c.start(source={"type": "push"})
+                raise AssertionError("the bad file's max_connections = 5 was applied")
+            except Exception as e:  # the old limit (1) still holds
+                assert getattr(e, "code", "") == "limit_exceeded", e
+
+        d.config_path.write_text("max_connections = 1\nstop_timeout = 5\njournal_retention_days = 1\n")  # type: ignore[union-attr]
+        d.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
+        log = _wait_log(d, '"config_reloaded"')
+        assert '"changed": ["stop_timeout", "journal_retention_days"]' in log
+        deadline = time.monotonic() + 10
+        while old.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not old.exists()  # the new retention was applied at once
+    finally:
+        d.kill()

@@ -1,0 +1,69 @@
+"""Model choice: ``model = "base"`` joins the two halves of Whisper base once, checks it, and decodes."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import realspeech
+from speechgen import wer
+
+from symbld.engines.base import EngineError, StreamConfig
+from symbld.engines.local import LocalEngine, models
+
+pytestmark = [pytest.mark.speech, pytest.mark.timeout(600)]
+
+
+def test_base_is_assembled_once_checked_and_recognises_real_speech(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    eng = LocalEngine({"model": "base", "num_workers": 1, "interims": False})
+    try:
+        eng.load()
+        d = eng.describe()
+        assert d["model"] == "base" and d["modelPath"] == str(models.cache_root() / "whisper-base-1.0.0")
+        marker = models.cache_root() / "whisper-base-1.0.0" / ".sha256-ok"
+        assert marker.read_text().strip() == models.BASE_MODEL_SHA256
+        finals: list[str] = []
+        stream = eng.open(
+            StreamConfig(connection_id="base", conversation_id="base", started_at=1.79e9),
+            lambda t, d: finals.append(d["punctuated"]["transcript"]) if t == "transcript_response" else None,
+        )
+        clips = realspeech.clips()[:5]  # the LibriVox sentences
+        gap = np.zeros(realspeech.RATE, np.float32)
+        stream.feed(realspeech.pcm16(np.concatenate([x for c in clips for x in (gap, c.audio)] + [gap])))
+        stream.finish()
+        stream.close()
+        assert wer(" ".join(c.text for c in clips), " ".join(finals)) <= 0.1, finals
+    finally:
+        eng.close()
+    # The second load reuses the checked file instead of joining the halves again.
+    mtime = (models.cache_root() / "whisper-base-1.0.0" / "model.bin").stat().st_mtime_ns
+    models.assemble_base()
+    assert (models.cache_root() / "whisper-base-1.0.0" / "model.bin").stat().st_mtime_ns == mtime
+
+
+def test_a_corrupt_half_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "BASE_MODEL_SHA256", "0" * 64)
+    with pytest.raises(EngineError, match="SHA-256"):
+        models.assemble_base(tmp_path / "m")
+    assert not (tmp_path / "m" / "model.bin").exists()
+
+
+def test_one_config_line_makes_the_daemon_decode_with_base(tmp_path):
+    from conftest import DaemonProc
+
+    d = DaemonProc(tmp_path / "d", env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
+                   config='[engine.local]\nmodel = "base"\n').start()
+    try:
+        with d.client(timeout=30.0) as c:
+            deadline = time.monotonic() + 240
+            while not c.describe()["engines"]["local"]["loaded"]:
+                assert time.monotonic() < deadline, d.log()
+                time.sleep(0.2)
+            local = c.describe()["engines"]["local"]
+            assert local["model"] == "base" and local["modelPath"].startswith(str(tmp_path / "cache"))
+            assert c.status()["models"]["local"] == "base"
+    finally:
+        d.stop()

@@ -1,0 +1,109 @@
+"""The official ``@symblai/symbl-js`` SDK (npm, pinned by tests/js/package-lock.json; installed by
+``make setup``'s ``npm ci --prefix tests/js``) driven by node against symbld's Symbl server.
+
+Only the base URL and the SDK's token host (``sdk.oauth2.setBasePath``, see docs/symbl-compat.md)
+are changed; the app streams at its own rate (44.1 kHz) and reads results over the Conversation API.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from speechgen import SENTENCES, pcm16, silence, synth, wer
+from test_symbl_sdk import resample
+from test_symbl_server import APP_ID, APP_SECRET, token
+
+from symblctl.client import Client
+from symbld.gateways.symbl.server import ServerHandle, serve_symbl
+
+pytestmark = pytest.mark.timeout(180)
+JS_DIR = Path(__file__).resolve().parent / "js"
+if shutil.which("node") is None or not (JS_DIR / "node_modules" / "@symblai" / "symbl-js").is_dir():
+    pytest.fail("the JS SDK is not installed: run `npm ci --prefix tests/js` (make setup does)", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def server(daemon_endpoints: tuple[str, str]) -> Iterator[ServerHandle]:
+    control, events = daemon_endpoints
+    handle = serve_symbl("127.0.0.1", 0, lambda: Client(control, events),
+                         {"app_id": APP_ID, "app_secret": APP_SECRET})
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def run_node(script: str, *args: str, timeout: float = 150) -> list[dict[str, Any]]:
+    proc = subprocess.run(["node", str(JS_DIR / script), *args], capture_output=True, text=True, timeout=timeout)
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert proc.returncode == 0, (proc.stdout[-4000:], proc.stderr[-4000:])
+    return lines
+
+
+@pytest.mark.speech
+def test_js_sdk_realtime_44k_then_conversation_api(server: ServerHandle, tmp_path: Path) -> None:
+    pcm = resample(pcm16(synth(SENTENCES[0])) + silence(0.8) + pcm16(synth(SENTENCES[8])) + silence(1.0), 44100)
+    audio = tmp_path / "speech.pcm"
+    audio.write_bytes(pcm)
+    base = f"http://127.0.0.1:{server.port}"
+    out = run_node("realtime.js", base, APP_ID, APP_SECRET, str(audio), "44100")
+    assert not [o for o in out if "error" in o], out
+    texts = [m["payload"]["content"] for o in out if o.get("cb") == "messages" for m in o["data"]]
+    assert min(wer(SENTENCES[0], t) for t in texts) <= 0.35, texts
+    assert min(wer(SENTENCES[8], t) for t in texts) <= 0.35, texts
+    insights = [i for o in out if o.get("cb") == "insights" for i in o["data"]]
+    assert any(i["type"] == "question" for i in insights), insights
+    assert any(o.get("cb") == "speech" for o in out)
+    conversation_id = next(o["done"] for o in out if "done" in o)
+    assert conversation_id and conversation_id.isdigit()
+
+    tok = token(server.port)
+    req = urllib.request.Request(f"{base}/v1/conversations/{conversation_id}/messages", headers={"x-api-key": tok})
+    with urllib.request.urlopen(req, timeout=30) as reply:
+        messages = json.load(reply)["messages"]
+    assert min(wer(SENTENCES[8], m["text"]) for m in messages) <= 0.35, messages
+    assert messages[0]["from"]["name"] == "Ann"
+
+
+@pytest.mark.speech
+def test_js_sdk_create_stream_8k(server: ServerHandle, tmp_path: Path) -> None:
+    """createStream() then start(), LINEAR16 at 8 kHz (telephone-band audio)."""
+    audio = tmp_path / "speech8k.pcm"
+    audio.write_bytes(resample(pcm16(synth(SENTENCES[3])) + silence(1.0), 8000))
+    out = run_node("realtime.js", f"http://127.0.0.1:{server.port}", APP_ID, APP_SECRET, str(audio), "8000",
+                   "stream")
+    assert not [o for o in out if "error" in o], out
+    texts = [m["payload"]["content"] for o in out if o.get("cb") == "messages" for m in o["data"]]
+    assert min(wer(SENTENCES[3], t) for t in texts) <= 0.35, texts
+    insights = [i for o in out if o.get("cb") == "insights" for i in o["data"]]
+    assert any(i["type"] == "question" for i in insights), insights
+
+
+@pytest.mark.speech
+@pytest.mark.skipif(shutil.which("sipp") is None or shutil.which("sox") is None, reason="needs sipp and sox")
+def test_js_sdk_telephony_sip_subscribe_stop(server: ServerHandle, tmp_path: Path) -> None:
+    """startEndpoint dials a real SIP peer (sipp) that answers and speaks; subscribeToConnection
+    gets the words; stopEndpoint answers with the conversationId."""
+    from test_symbl_sdk import speaking_sip_peer
+
+    sipp, sip_port = speaking_sip_peer(tmp_path, SENTENCES[2])
+    try:
+        out = run_node("telephony.js", f"http://127.0.0.1:{server.port}", APP_ID, APP_SECRET,
+                       f"sip:symbl@127.0.0.1:{sip_port}")
+    finally:
+        sipp.kill()
+        sipp.wait(5)
+    assert not [o for o in out if "error" in o], out
+    started = next(o["started"] for o in out if "started" in o)
+    frames = [o["data"] for o in out if o.get("cb") == "frame"]
+    texts = [m["payload"]["content"] for f in frames if f.get("type") == "message_response" for m in f["messages"]]
+    assert texts and min(wer(SENTENCES[2], t) for t in texts) <= 0.4, frames
+    stopped = next(o["stopped"] for o in out if "stopped" in o)
+    assert stopped["conversationId"] == started["conversationId"]
