@@ -99,7 +99,7 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self.runtime_dir = Path(config["runtime_dir"])
         self.state_dir = Path(config["state_dir"])
-        self.extra_event_types: set[str] = {"engine_backlog", "audio_spooled"}
+        self.extra_event_types: set[str] = {"engine_backlog", "audio_spooled", "entity_response", "summary_response"}
         self.actions: Any = None
         self.cut_connections: list[dict[str, Any]] = []
         self.spooled: dict[str, dict[str, Any]] = {}  # connections the last run spooled (symbld.core.shutdown)
@@ -329,7 +329,8 @@ class Daemon:
             # Symbl's timezoneOffset is JavaScript's getTimezoneOffset(): minutes *west* of UTC (480 = UTC-8).
             timezone_offset_minutes=None if tz is None else -tz,
             started_at=time.time(),
-            extra={"actions": self._validate_actions(args.get("actions"))},
+            extra={"actions": self._validate_actions(args.get("actions")),
+                   **_privacy_options(args, cfg, self.config)},
         )
 
     def _validate_trackers(self, trackers: list[Any]) -> list[dict[str, Any]]:
@@ -652,6 +653,24 @@ class Daemon:
         self.notifier.close()
         log.info("symbld_stopped")
         return 0
+
+
+def _privacy_options(args: dict[str, Any], cfg: dict[str, Any], daemon_config: dict[str, Any]) -> dict[str, Any]:
+    """``sentiment``, ``detectEntities`` and ``redaction`` from the start request (top level or in
+    ``config``, as Symbl's SDKs put them), redaction defaulting to the daemon's ``redaction`` key."""
+    from symbld.insights.redaction import parse_kinds
+
+    sentiment = args.get("sentiment", cfg.get("sentiment", False))
+    if not isinstance(sentiment, bool):
+        raise ControlError("bad_request", "sentiment must be true or false", {"argument": "sentiment"})
+    try:
+        kinds = parse_kinds(args.get("redaction", cfg.get("redaction", daemon_config.get("redaction"))))
+    except ValueError as e:
+        raise ControlError("bad_request", str(e), {"argument": "redaction"}) from None
+    entities = args.get("detectEntities", cfg.get("detectEntities", False))
+    if not isinstance(entities, bool):
+        raise ControlError("bad_request", "detectEntities must be true or false", {"argument": "detectEntities"})
+    return {"sentiment": sentiment, "redaction": sorted(kinds), "detect_entities": entities}
 
 
 def _stop_quietly(session: Session) -> None:

@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "log_level": "auto",  # auto: warning on a terminal, info elsewhere (journal, files, pipes)
     "log_format": "auto",  # auto | console | json
     "log_transcripts": False,
+    "redaction": False,  # true or a list of kinds (symbld.insights.redaction.KINDS): mask personal data always
     "serve_symbl": None,  # "127.0.0.1:5080" to serve Symbl's real-time API
     # tcp:// endpoints only (symbld.control.curve): the server's secret key file and the allow-list of
     # client public keys. Defaults: $XDG_CONFIG_HOME/symbld/keys/server.secret and .../authorized_keys.

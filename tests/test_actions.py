@@ -165,6 +165,7 @@ def test_summary_has_the_spoken_meeting(conversation: tuple[dict[str, Any], list
     item = next(a for a in s["actionItems"] if "budget report" in a["text"].lower())
     assert item["assignee"] == "Mark" and item["dueBy"], item
     assert any("quarterly report" in q["text"].lower() for q in s["questions"]), s["questions"]
+    assert s["summary"] and all(x.lower() in said for x in s["summary"]), s["summary"]  # extractive: said words
 
 
 def test_summary_email_is_delivered_to_each_address(conversation: tuple[dict[str, Any], list[dict[str, Any]]],
@@ -326,6 +327,7 @@ def test_daemon_sends_the_summary_on_stop(tmp_path: Path) -> None:
         messages = box.wait_for(1, timeout=30)
         assert messages[0][1] == ["ann@example.com"] and messages[0][2]["Subject"] == f"Summary: {TITLE}"
         assert "budget report" in messages[0][2].get_body(("plain",)).get_content().lower()
+        assert "Summary (1)" in messages[0][2].get_body(("plain",)).get_content()
         with d.client() as c:
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from symbld.control import commands, conversation_commands, listing
 from symbld.control.registry import COMMANDS, Command
+from symbld.insights import summary_command
 
-MODULES = (commands, conversation_commands, listing)
+MODULES = (commands, conversation_commands, listing, summary_command)
 
 
 def load_all() -> dict[str, Command]:

@@ -23,6 +23,7 @@ from symbld.core.errors import ControlError
 from symbld.core.flow import FlowControl, FlowSettings
 from symbld.core.ids import iso_now
 from symbld.engines.base import Engine, EngineError, EngineStream, StreamConfig
+from symbld.insights.outgoing import OutgoingFilter
 
 log = structlog.get_logger(__name__)
 
@@ -65,6 +66,7 @@ class Session:
         self._on_ended = on_ended
         self._stream: EngineStream | None = None
         self._analyzer = analyzer_factory(config, self.emit) if analyzer_factory else None
+        self._outgoing = OutgoingFilter(config)  # sentiment + redaction, before the bus journals anything
         self._closers: list[Callable[[], None]] = []
         self._engine_failed = False
         # A remote engine that fails for good after open() (bad credentials, server gone) tells us here.
@@ -84,6 +86,8 @@ class Session:
             data = self._transform(event_type, data)
         with self._counts_lock:
             self.counts[event_type] += 1
+        if self._outgoing.active:  # sentiment + redaction: before anything is journaled or published
+            data = self._outgoing.apply(event_type, data)
         self.bus.publish(self.connection_id, self.conversation_id, event_type, data)
         if self._analyzer is not None:
             if event_type == "message_response":

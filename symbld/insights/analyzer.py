@@ -24,7 +24,9 @@ import structlog
 
 from symbld.engines.base import StreamConfig
 from symbld.insights.dates import zone
+from symbld.insights.entities import Entity, entity_payload, find_entities
 from symbld.insights.insight import INSIGHT_TYPES, Context, insights_for_message, message_day
+from symbld.insights.summary import Summariser
 from symbld.insights.topics import TopicModel
 from symbld.insights.trackers import Match, TrackerMatcher, validate_trackers
 
@@ -61,7 +63,10 @@ class Analyzer:
             self._remember(dict(config.speaker))
         self._topics = TopicModel(config.conversation_id)
         self._last_topics: list[tuple[str, float]] = []
-        self._seq = {"insight_response": 0, "topic_response": 0, "tracker_response": 0}
+        self._seq = {"insight_response": 0, "topic_response": 0, "tracker_response": 0, "entity_response": 0}
+        self._entities = bool(config.extra.get("detect_entities"))
+        self.summariser = Summariser()
+        self._seq["summary_response"] = 0
         self._interim_seen: dict[str, frozenset[tuple[int, str, int]]] = {}
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=MAX_QUEUE)
         self._pending = 0
@@ -81,7 +86,8 @@ class Analyzer:
             self._put(("transcript", data))
 
     def flush(self, timeout: float = 5.0) -> bool:
-        """Wait until everything queued so far was analysed and emitted. False on timeout."""
+        """Wait until everything queued so far was analysed and emitted, the summary last. False on timeout."""
+        self._put(("summary", None))
         deadline = time.monotonic() + timeout
         with self._idle:
             while self._pending:
@@ -126,6 +132,8 @@ class Analyzer:
             try:
                 if kind == "messages":
                     self._analyse_messages(payload)
+                elif kind == "summary":
+                    self._send_summary()
                 else:
                     self._analyse_transcript(payload)
             except Exception:
@@ -147,6 +155,7 @@ class Analyzer:
     def _analyse_messages(self, messages: list[dict]) -> None:
         insights: list[dict[str, Any]] = []
         tracker_hits: list[tuple[Match, dict[str, Any], list[dict[str, Any]]]] = []
+        entity_hits: list[tuple[Entity, dict[str, Any]]] = []
         for message in messages:
             if not isinstance(message, dict):
                 continue
@@ -159,7 +168,10 @@ class Analyzer:
             day = message_day(message, self.config.started_at or time.time(), self._ctx.tz)
             found = insights_for_message(message, self._ctx, day)
             insights.extend(found)
+            if self._entities:
+                entity_hits.extend((e, message) for e in find_entities(content, day))
             self._topics.add(message.get("id"), content)
+            self.summariser.add(message.get("id"), content)
             for match in self._trackers.match(content):
                 ref = {"id": message.get("id"), "text": content, "offset": match.offset}
                 tracker_hits.append((match, ref, self._insight_refs(match, found)))
@@ -167,6 +179,8 @@ class Analyzer:
             self._send("insight_response", {"type": "insight_response", "insights": insights})
         if tracker_hits:
             self._send("tracker_response", self._tracker_payload(tracker_hits, is_final=True))
+        if entity_hits:
+            self._send("entity_response", entity_payload(entity_hits))
         self._maybe_send_topics()
 
     def _analyse_transcript(self, data: dict[str, Any]) -> None:
@@ -220,6 +234,11 @@ class Analyzer:
                 item["id"] = definition["id"]
             trackers.append(item)
         return {"type": "tracker_response", "isFinal": is_final, "trackers": trackers}
+
+    def _send_summary(self) -> None:
+        """At the end: the conversation's summary (Symbl's ``summary`` entries) as ``summary_response``."""
+        if len(self.summariser):
+            self._send("summary_response", {"type": "summary_response", "summary": self.summariser.summary()})
 
     def _maybe_send_topics(self) -> None:
         topics = self._topics.top()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import calendar
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 
@@ -93,71 +94,101 @@ def _safe_date(year: int, month: int, day: int) -> date | None:
         return None
 
 
-def _resolve(kind: str, m: re.Match[str], today: date) -> date | None:
+def _iso(m: re.Match[str], today: date) -> date | None:
     g = m.groups()
-    if kind == "iso":
-        return _safe_date(int(g[0]), int(g[1]), int(g[2]))
-    if kind in ("month_day", "day_month"):
-        month_name, day_s = (g[0], g[1]) if kind == "month_day" else (g[1], g[0])
-        year_s = g[2]
-        d = _safe_date(int(year_s) if year_s else today.year, _month_index(month_name), int(day_s))
-        if d and not year_s and d < today - timedelta(days=60):
-            d = _safe_date(today.year + 1, d.month, d.day)  # "January 5" said in December
-        return d
-    if kind == "day_after_tomorrow":
-        return today + timedelta(days=2)
-    if kind == "tomorrow":
-        return today + timedelta(days=1)
-    if kind == "yesterday":
-        return today - timedelta(days=1)
-    if kind == "today":
-        return today
-    if kind == "weekday":
-        which, name = (g[0] or "").lower(), g[1].lower()
-        target = WEEKDAYS.index(name)
-        monday = today - timedelta(days=today.weekday())
-        if which == "next":
-            return monday + timedelta(days=7 + target)
-        if which == "this":
-            return monday + timedelta(days=target)
-        if which == "last":
-            back = (today.weekday() - target) % 7 or 7
-            return today - timedelta(days=back)
-        return today + timedelta(days=(target - today.weekday()) % 7)
-    if kind == "end_of":
-        unit = (g[0] or g[1]).lower()
-        base = today
-        if "next" in m.group(0).lower():
-            base = today + timedelta(days=7) if unit == "week" else _add_months(today, {"month": 1,
-                                                                                     "quarter": 3}.get(unit, 12))
-        return _end_of(base, unit)
-    if kind == "week":
-        which, unit = g[0].lower(), g[1].lower()
-        monday = today - timedelta(days=today.weekday())
-        if which == "next":
-            return monday + timedelta(days=12 if unit == "weekend" else 7)
-        if which == "last":
-            return monday - timedelta(days=7)
-        return monday + timedelta(days=5 if unit == "weekend" else 4)  # this/later this week → Friday
-    if kind == "next_period":
-        which, unit = g[0].lower(), g[1].lower()
-        step = {"month": 1, "quarter": 3, "year": 12}[unit] * (1 if which == "next" else -1)
-        if unit == "quarter":
-            first_of_quarter = date(today.year, (today.month - 1) // 3 * 3 + 1, 1)
-            return _add_months(first_of_quarter, step)
-        if unit == "year":
-            return date(today.year + (1 if which == "next" else -1), 1, 1)
-        return _add_months(today, step)
-    if kind == "in_n":
-        n_s, unit = g[0].lower(), g[1].lower()
-        n = int(n_s) if n_s.isdigit() else _NUMBERS.get(n_s.replace("a ", "").strip(), 1)
-        n = min(n, 1000)
-        if unit == "day":
-            return today + timedelta(days=n)
-        if unit == "week":
-            return today + timedelta(days=7 * n)
-        return _add_months(today, n)
-    return None
+    return _safe_date(int(g[0]), int(g[1]), int(g[2]))
+
+
+def _month_and_day(m: re.Match[str], today: date, month_first: bool) -> date | None:
+    g = m.groups()
+    month_name, day_s = (g[0], g[1]) if month_first else (g[1], g[0])
+    year_s = g[2]
+    d = _safe_date(int(year_s) if year_s else today.year, _month_index(month_name), int(day_s))
+    if d and not year_s and d < today - timedelta(days=60):
+        d = _safe_date(today.year + 1, d.month, d.day)  # "January 5" said in December
+    return d
+
+
+def _weekday(m: re.Match[str], today: date) -> date | None:
+    g = m.groups()
+    which, name = (g[0] or "").lower(), g[1].lower()
+    target = WEEKDAYS.index(name)
+    monday = today - timedelta(days=today.weekday())
+    if which == "next":
+        return monday + timedelta(days=7 + target)
+    if which == "this":
+        return monday + timedelta(days=target)
+    if which == "last":
+        back = (today.weekday() - target) % 7 or 7
+        return today - timedelta(days=back)
+    return today + timedelta(days=(target - today.weekday()) % 7)
+
+
+def _end_of_period(m: re.Match[str], today: date) -> date | None:
+    g = m.groups()
+    unit = (g[0] or g[1]).lower()
+    base = today
+    if "next" in m.group(0).lower():
+        base = today + timedelta(days=7) if unit == "week" else _add_months(today, {"month": 1,
+                                                                                 "quarter": 3}.get(unit, 12))
+    return _end_of(base, unit)
+
+
+def _week(m: re.Match[str], today: date) -> date | None:
+    g = m.groups()
+    which, unit = g[0].lower(), g[1].lower()
+    monday = today - timedelta(days=today.weekday())
+    if which == "next":
+        return monday + timedelta(days=12 if unit == "weekend" else 7)
+    if which == "last":
+        return monday - timedelta(days=7)
+    return monday + timedelta(days=5 if unit == "weekend" else 4)  # this/later this week → Friday
+
+
+def _next_period(m: re.Match[str], today: date) -> date | None:
+    g = m.groups()
+    which, unit = g[0].lower(), g[1].lower()
+    step = {"month": 1, "quarter": 3, "year": 12}[unit] * (1 if which == "next" else -1)
+    if unit == "quarter":
+        first_of_quarter = date(today.year, (today.month - 1) // 3 * 3 + 1, 1)
+        return _add_months(first_of_quarter, step)
+    if unit == "year":
+        return date(today.year + (1 if which == "next" else -1), 1, 1)
+    return _add_months(today, step)
+
+
+def _in_n(m: re.Match[str], today: date) -> date | None:
+    g = m.groups()
+    n_s, unit = g[0].lower(), g[1].lower()
+    n = int(n_s) if n_s.isdigit() else _NUMBERS.get(n_s.replace("a ", "").strip(), 1)
+    n = min(n, 1000)
+    if unit == "day":
+        return today + timedelta(days=n)
+    if unit == "week":
+        return today + timedelta(days=7 * n)
+    return _add_months(today, n)
+
+
+# One named step per pattern kind (was one long _resolve).
+_RESOLVERS: dict[str, Callable[[re.Match[str], date], date | None]] = {
+    "iso": _iso,
+    "month_day": lambda m, today: _month_and_day(m, today, month_first=True),
+    "day_month": lambda m, today: _month_and_day(m, today, month_first=False),
+    "day_after_tomorrow": lambda m, today: today + timedelta(days=2),
+    "tomorrow": lambda m, today: today + timedelta(days=1),
+    "yesterday": lambda m, today: today - timedelta(days=1),
+    "today": lambda m, today: today,
+    "weekday": _weekday,
+    "end_of": _end_of_period,
+    "week": _week,
+    "next_period": _next_period,
+    "in_n": _in_n,
+}
+
+
+def _resolve(kind: str, m: re.Match[str], today: date) -> date | None:
+    resolver = _RESOLVERS.get(kind)
+    return resolver(m, today) if resolver is not None else None
 
 
 def find_dates(text: str, today: date) -> list[DateMention]:

@@ -141,6 +141,7 @@ def build_summary(connection: dict[str, Any], events: Iterable[dict[str, Any]]) 
     messages: list[dict[str, Any]] = []
     insights: dict[str, list[dict[str, Any]]] = {"question": [], "action_item": [], "follow_up": []}
     topics: dict[str, float] = {}
+    summary: list[str] = []  # the analyser's summary_response (symbld.insights.summary)
     seen: set[str] = set()
     for event in events:
         etype, data = event.get("type"), event.get("data") or {}
@@ -152,6 +153,8 @@ def build_summary(connection: dict[str, Any], events: Iterable[dict[str, Any]]) 
                 if ins.get("type") in insights and key not in seen and not ins.get("dismissed"):
                     seen.add(key)
                     insights[ins["type"]].append(ins)
+        elif etype == "summary_response":
+            summary = [str(x.get("text", "")) for x in data.get("summary", []) if x.get("text")]
         elif etype == "topic_response":
             for t in data.get("topics", []):
                 phrase = str(t.get("phrases") or "").strip()
@@ -181,6 +184,7 @@ def build_summary(connection: dict[str, Any], events: Iterable[dict[str, Any]]) 
         "followUps": [{"text": _content(i), "assignee": _person(i.get("assignee")), "dueBy": _due(i)}
                       for i in insights["follow_up"]],
         "topics": [p for p, _ in sorted(topics.items(), key=lambda kv: -kv[1])],
+        "summary": summary,
     }
 
 
@@ -201,6 +205,7 @@ def render_text(s: dict[str, Any]) -> str:
         lines.extend(f"  - {x}" for x in items) if items else lines.append("  (none)")
         lines.append("")
 
+    section("Summary", s.get("summary", []))
     section("Action items", [_task_line(a) for a in s["actionItems"]])
     section("Questions", [q["text"] for q in s["questions"]])
     section("Follow-ups", [_task_line(f) for f in s["followUps"]])
@@ -238,6 +243,7 @@ def render_html(s: dict[str, Any]) -> str:
         f"<p>Date: {e(s['startedAt'] or '-')}<br>Duration: {e(s['duration'])}<br>"
         f"Participants: {e(', '.join(s['participants']) or 'unknown')}<br>"
         f"Conversation: {e(str(s['conversationId']))}</p>"
+        + section("Summary", [e(x) for x in s.get("summary", [])])
         + section("Action items", [task(a) for a in s["actionItems"]])
         + section("Questions", [e(q["text"]) for q in s["questions"]])
         + section("Follow-ups", [task(f) for f in s["followUps"]])

@@ -1,0 +1,135 @@
+"""Redaction: personal data masked in every text a connection publishes or stores.
+
+Asked for with ``redaction`` in the start request (``true``, or a list of kinds) or the
+``redaction`` config key. ``redact_text`` masks, in this order: e-mail addresses, payment card
+numbers (13-19 digits that pass the Luhn check), phone numbers (7-15 digits in the usual
+groupings) and number sequences spoken as words ("four one five five five five ..."), which a
+recogniser writes out instead of digits. ``redact_event`` walks an event's data and masks every
+string in it, so messages, interims, insights, topics and the journal all carry the masked text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+KINDS = ("email", "card", "phone", "spoken_digits")
+MASK = {"email": "[EMAIL]", "card": "[CARD]", "phone": "[PHONE]", "spoken_digits": "[NUMBER]"}
+
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+# Spoken forms of an e-mail address as a recogniser writes them: "john at example dot com",
+# "john.smith at example.com".
+# "John at example .com" (a space before the dot) too, but only before a known top-level domain,
+# so "look at this. Then" stays.
+_TLD = r"(?:com|org|net|io|edu|gov|co|uk|de|fr|info|biz|us|eu)"
+_SPOKEN_EMAIL = re.compile(rf"\b[\w.+-]+ at [\w-]+(?:(?:\s?\.\s?| dot )[\w-]+)*(?:\s?\.\s?| dot ){_TLD}\b",
+                           re.IGNORECASE)
+# Digits with the separators people and recognisers put between them ("415 555 0134", "5, 5, 0, 1").
+_DIGIT_RUN = re.compile(r"(?<![\w(])[+(]?\d(?:[\d \-.,()]*\d)?(?![\w])")
+_AMOUNT = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+")  # 1,500,000 and 3.25 are amounts, not phones
+_DIGIT_WORDS = ("zero|oh|o|one|two|three|four|five|six|seven|eight|nine|double|triple")
+_SPOKEN_RUN = re.compile(rf"\b(?:(?:{_DIGIT_WORDS})\b[\s,.-]*){{4,}}", re.IGNORECASE)
+_DATE_OR_TIME = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,2}[.-]\d{1,2}[.-]\d{2,4}")
+_SPOKEN_DIGIT_WORD = re.compile(rf"^(?:{_DIGIT_WORDS})[,.?!]*$|\d|@", re.IGNORECASE)
+_MIN_SPOKEN_DIGITS = 4  # "one two three" is a count, not personal data
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def parse_kinds(value: Any) -> frozenset[str]:
+    """``true`` → every kind; a list → those kinds; false/None → none. Unknown kinds raise ValueError."""
+    if value is None or value is False:
+        return frozenset()
+    if value is True:
+        return frozenset(KINDS)
+    if isinstance(value, dict):  # {"enabled": true, "kinds": [...]}
+        if not value.get("enabled", True):
+            return frozenset()
+        value = value.get("kinds", list(KINDS))
+    if isinstance(value, list) and all(isinstance(k, str) for k in value):
+        unknown = sorted(set(value) - set(KINDS))
+        if unknown:
+            raise ValueError(f"unknown redaction kinds {unknown}; known: {list(KINDS)}")
+        return frozenset(value)
+    raise ValueError("redaction must be true/false, a list of kinds or {enabled, kinds}")
+
+
+def _mask_digits(match: re.Match[str], kinds: frozenset[str]) -> str:
+    text = match.group(0)
+    if _DATE_OR_TIME.fullmatch(text.strip()) or _AMOUNT.fullmatch(text.strip()):
+        return text
+    digits = re.sub(r"\D", "", text)
+    if "card" in kinds and 13 <= len(digits) <= 19 and luhn_ok(digits):
+        return MASK["card"]
+    if "phone" in kinds and 7 <= len(digits) <= 15:
+        return MASK["phone"]
+    return text
+
+
+def _mask_spoken(match: re.Match[str]) -> str:
+    text = match.group(0)
+    words = re.findall(rf"\b(?:{_DIGIT_WORDS})\b", text, re.IGNORECASE)
+    if len(words) < _MIN_SPOKEN_DIGITS:
+        return text
+    trail = text[len(text.rstrip(" ,.-")):]  # keep the sentence's punctuation and spacing
+    return MASK["spoken_digits"] + trail
+
+
+def redact_text(text: str, kinds: frozenset[str]) -> str:
+    if not kinds or not text:
+        return text
+    if "email" in kinds:
+        text = _EMAIL.sub(MASK["email"], text)
+        text = _SPOKEN_EMAIL.sub(MASK["email"], text)
+    if kinds & {"card", "phone"}:
+        text = _DIGIT_RUN.sub(lambda m: _mask_digits(m, kinds), text)
+    if "spoken_digits" in kinds:
+        text = _SPOKEN_RUN.sub(_mask_spoken, text)
+    return text
+
+
+def redact_event(data: Any, kinds: frozenset[str]) -> Any:
+    """A copy of an event's data with every string masked (ids and times have no digits runs that
+    look like phones: UUIDs and ISO times are kept by skipping those keys)."""
+    if not kinds:
+        return data
+    if isinstance(data, str):
+        return redact_text(data, kinds)
+    if isinstance(data, list):
+        return [redact_event(v, kinds) for v in data]
+    if isinstance(data, dict):
+        return {k: v if k in _UNTOUCHED else _redact_words(v) if k == "words" else redact_event(v, kinds)
+                for k, v in data.items()}
+    return data
+
+
+def _redact_words(words: Any) -> Any:
+    """``metadata.words`` (a JSON string of timed words): a number said one word at a time cannot be
+    judged per word, so with redaction on every digit, digit word and address is masked."""
+    if not isinstance(words, str):
+        return words
+    try:
+        items = json.loads(words)
+    except ValueError:
+        return "[]"
+    for w in items if isinstance(items, list) else []:
+        if isinstance(w, dict) and isinstance(w.get("word"), str) and _SPOKEN_DIGIT_WORD.search(w["word"]):
+            w["word"] = "[REDACTED]"
+    return json.dumps(items, separators=(",", ":"))
+
+
+# Machine fields, never personal text: masking them would break references and times.
+_UNTOUCHED = frozenset({
+    "id", "connectionId", "conversationId", "originalMessageId", "startTime", "endTime", "createdAt",
+    "startedAt", "endedAt", "timeOffset", "duration", "userId", "type", "contentType", "channel",
+    "source", "sequenceNumber", "events", "backlog", "error", "lastSeq", "insightTypes",
+})

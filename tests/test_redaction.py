@@ -1,0 +1,67 @@
+"""Redaction of the texts a connection publishes: each kind masked, ordinary numbers kept."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from symbld.insights.redaction import KINDS, luhn_ok, parse_kinds, redact_event, redact_text
+
+ALL = frozenset(KINDS)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("Call me at 415-555-0134 tomorrow.", "Call me at [PHONE] tomorrow."),
+    ("Call me at (415) 555 0134.", "Call me at [PHONE]."),
+    ("My card is 4111 1111 1111 1111, thanks.", "My card is [CARD], thanks."),
+    ("Mail john.smith@example.com now.", "Mail [EMAIL] now."),
+    ("Write to john.smith at example.com today.", "Write to [EMAIL] today."),
+    ("Write to john at example dot com.", "Write to [EMAIL]."),
+    ("It is four one five five five five zero one three four.", "It is [NUMBER]."),
+    ("We have one two three options.", "We have one two three options."),
+    ("The meeting is at 10:30 on 2026-12-01 in room 12.", "The meeting is at 10:30 on 2026-12-01 in room 12."),
+    ("We sold 1500 units.", "We sold 1500 units."),
+    ("The budget is 1,500,000 dollars, up 3.25 percent.", "The budget is 1,500,000 dollars, up 3.25 percent."),
+    ("Call me on 5 .5, 1, 2, 3, 4, 5, 6, 7", "Call me on [PHONE]"),
+    ("Please email John at enlampo .com", "Please email [EMAIL]"),
+    ("Look at this. Then we go.", "Look at this. Then we go."),
+    ("Items 3, 4 and 5.", "Items 3, 4 and 5."),
+])
+def test_each_kind_is_masked_and_ordinary_numbers_stay(text: str, expected: str) -> None:
+    assert redact_text(text, ALL) == expected
+
+
+def test_card_needs_luhn() -> None:
+    assert luhn_ok("4111111111111111") and not luhn_ok("4111111111111112")
+    # 16 digits failing Luhn are not a card; as a phone they are too long: kept.
+    assert redact_text("ref 4111 1111 1111 1112", frozenset({"card"})) == "ref 4111 1111 1111 1112"
+
+
+def test_only_the_kinds_asked_for() -> None:
+    text = "john@example.com or 415-555-0134"
+    assert redact_text(text, frozenset({"email"})) == "[EMAIL] or 415-555-0134"
+    assert redact_text(text, frozenset()) == text
+
+
+def test_parse_kinds() -> None:
+    assert parse_kinds(True) == ALL and parse_kinds(None) == frozenset() and parse_kinds(False) == frozenset()
+    assert parse_kinds(["email"]) == {"email"}
+    assert parse_kinds({"enabled": False}) == frozenset()
+    with pytest.raises(ValueError, match="unknown redaction kinds"):
+        parse_kinds(["ssn"])
+    with pytest.raises(ValueError):
+        parse_kinds("yes")
+
+
+def test_event_masks_text_and_words_but_keeps_ids_and_times() -> None:
+    words = json.dumps([{"word": "Call", "startTime": "2026-12-01T10:00:00.000Z"}, {"word": "415-555-0134."}])
+    data = {"messages": [{"id": "0123456789", "payload": {"content": "Call 415-555-0134."},
+                          "metadata": {"originalContent": "Call 415-555-0134.", "words": words},
+                          "duration": {"startTime": "2026-12-01T10:00:00.000Z"}}]}
+    out = redact_event(data, ALL)
+    m = out["messages"][0]
+    assert m["id"] == "0123456789" and m["duration"] == data["messages"][0]["duration"]
+    assert m["payload"]["content"] == "Call [PHONE]." == m["metadata"]["originalContent"]
+    assert "415" not in m["metadata"]["words"] and json.loads(m["metadata"]["words"])[0]["word"] == "Call"
+    assert data["messages"][0]["payload"]["content"] == "Call 415-555-0134.", "the input is not changed"
