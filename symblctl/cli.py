@@ -18,6 +18,7 @@ from symblctl import completion, fleet_cli
 from symblctl.client import Client, DaemonError, DaemonUnavailable
 from symblctl.export import FORMATS, render
 from symblctl.render import EventPrinter, conversations_table, progress_line
+from symblctl.start_request import start_request
 from symblctl.when import parse_since
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
@@ -207,33 +208,6 @@ def _check_start_source(parser: argparse.ArgumentParser, ns: argparse.Namespace)
         parser.error("start needs one source: FILE, --file, --stdin, --push, --mic, --sip or --pstn")
 
 
-def _start_args(ns: argparse.Namespace) -> dict[str, Any]:
-    if ns.file:
-        source: dict[str, Any] = {"type": "file", "path": ns.file, "realtime": not ns.fast}
-    elif ns.stdin or ns.push:
-        source = {"type": "push", "sampleRate": ns.rate}
-    elif ns.mic:
-        source = {"type": "mic", "device": int(ns.device) if ns.device and ns.device.isdigit() else ns.device}
-    elif ns.sip:
-        source = {"type": "sip", "uri": ns.sip}
-    else:
-        source = {"type": "pstn", "phoneNumber": ns.pstn}
-    if ns.dtmf:
-        source["dtmf"] = ns.dtmf
-    config: dict[str, Any] = {}
-    if ns.title:
-        config["meetingTitle"] = ns.title
-    args: dict[str, Any] = {"source": source, "engine": ns.engine, "config": config,
-                            "trackers": ns.tracker or None, "customVocabulary": ns.vocab or None}
-    if ns.insight_types is not None:
-        args["insightTypes"] = [t.strip() for t in ns.insight_types.split(",") if t.strip()]
-    if ns.speaker:
-        args["speaker"] = {"name": ns.speaker, "userId": ns.speaker}
-    if ns.email:
-        args["actions"] = [{"invokeOn": "stop", "name": "sendSummaryEmail", "parameters": {"emails": ns.email}}]
-    return args
-
-
 # ---------------------------------------------------------------- following a connection
 
 
@@ -366,7 +340,7 @@ def _stdin_feeder(client: Client, connection_id: str, rate: int) -> Callable[[],
 
 
 def _start(client: Client, ns: argparse.Namespace) -> int:
-    conn = client.start(**_start_args(ns))
+    conn = client.start(**start_request(ns))
     cid = conn["connectionId"]
     follow = ns.follow if ns.follow is not None else (ns.mic or ns.stdin)
     feeder = _stdin_feeder(client, cid, ns.rate) if ns.stdin else None

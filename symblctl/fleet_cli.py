@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from symblctl.client import DaemonError, DaemonUnavailable
+from symblctl.start_request import start_request
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 _ROUTED = ("describe", "devices", "shutdown")  # need --node
@@ -33,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser, subparsers: dict[str, argpars
 
 
 def run(ns: argparse.Namespace) -> int:
+    from symblctl.export import render
     from symblctl.fleet import Fleet
-    from symblctl.render import EventPrinter, transcript_lines
+    from symblctl.render import EventPrinter
 
     try:
         fleet = Fleet(ns.nats, token=ns.nats_token, credentials=ns.nats_creds, tls_ca=ns.nats_ca, timeout=ns.timeout)
@@ -46,13 +48,11 @@ def run(ns: argparse.Namespace) -> int:
             if not ns.node:
                 print("symblctl: with --nats, start needs --node NODE (see symblctl --nats URL ping)", file=sys.stderr)
                 return EXIT_USAGE
-            from symblctl.cli import _start_args
-
             if ns.stdin or ns.follow:
                 print("symblctl: with --nats, start --stdin/--follow is not supported; follow with subscribe ID",
                       file=sys.stderr)
                 return EXIT_USAGE
-            conn = fleet.start(ns.node, **_start_args(ns))
+            conn = fleet.start(ns.node, **start_request(ns))
             _show(conn, ns.json, f"connectionId {conn['connectionId']}\nconversationId {conn['conversationId']}\n"
                   f"node {ns.node}\nstate {conn['state']}")
         elif ns.cmd in ("status", "ping"):
@@ -85,8 +85,7 @@ def run(ns: argparse.Namespace) -> int:
                 if ns.json:
                     _print_json({"connectionId": ns.id, "node": events[0]["node"], "events": events})
                 else:
-                    for line in transcript_lines(events):
-                        print(line)
+                    out.write(render(events, getattr(ns, "format", None) or "txt"))
             else:
                 printer = EventPrinter(out, as_json=ns.json, live=False)
                 for e in events:

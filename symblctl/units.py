@@ -15,7 +15,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-
 # TimeoutStopSec= of the installed units: the one setting both the unit's limit and the daemon's stop
 # budget derive from (symbld.config takes UNIT_STOP_SECONDS from here).
 UNIT_STOP_SECONDS = 30

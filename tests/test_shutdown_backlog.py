@@ -70,9 +70,9 @@ def test_sigterm_with_backlog_exits_in_time_and_loses_no_word(tmp_path: Path) ->
 def test_stop_budget_and_unit_limit_derive_from_one_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     import re
 
+    from symblctl.units import render_unit, templates_dir
     from symbld.config import DEFAULTS, STOP_SPOOL_MARGIN
     from symbld.core.shutdown import stop_budget
-    from symblctl.units import render_unit, templates_dir
 
     root = Path(__file__).resolve().parents[1]
     for unit in ("symbld.service", "symbld-system.service"):
