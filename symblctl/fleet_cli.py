@@ -34,83 +34,111 @@ def add_arguments(parser: argparse.ArgumentParser, subparsers: dict[str, argpars
 
 
 def run(ns: argparse.Namespace) -> int:
-    from symblctl.export import render
     from symblctl.fleet import Fleet
-    from symblctl.render import EventPrinter
 
     try:
         fleet = Fleet(ns.nats, token=ns.nats_token, credentials=ns.nats_creds, tls_ca=ns.nats_ca, timeout=ns.timeout)
     except DaemonUnavailable as e:
         return _failure(e)
-    out = sys.stdout
     try:
-        if ns.cmd == "start":
-            if not ns.node:
-                print("symblctl: with --nats, start needs --node NODE (see symblctl --nats URL ping)", file=sys.stderr)
-                return EXIT_USAGE
-            if ns.stdin or ns.follow:
-                print("symblctl: with --nats, start --stdin/--follow is not supported; follow with subscribe ID",
-                      file=sys.stderr)
-                return EXIT_USAGE
-            conn = fleet.start(ns.node, **start_request(ns))
-            _show(conn, ns.json, f"connectionId {conn['connectionId']}\nconversationId {conn['conversationId']}\n"
-                  f"node {ns.node}\nstate {conn['state']}")
-        elif ns.cmd in ("status", "ping"):
-            results = fleet.gather(ns.cmd)
-            if ns.json:
-                for r in results:
-                    _print_json(r)
-            elif ns.cmd == "ping":
-                for r in results:
-                    print(f"{r['node']:<16} symbld {r['version']} (pid {r['pid']}, up {r['uptime']:.0f} s)")
-            else:
-                _print_fleet_status(results)
-        elif ns.cmd == "subscribe":
-            types = [t.strip() for t in ns.types.split(",")] if ns.types else None
-            printer = EventPrinter(out, as_json=ns.json, show_ids=ns.id is None)
-            with fleet.events(ns.node, ns.id, ns.durable, types) as stream:
-                try:
-                    for event in stream:
-                        if not ns.json and ns.id is None:
-                            out.write(f"[{event['node']}] ")
-                        printer.show(event)
-                except KeyboardInterrupt:
-                    printer.interrupt()
-        elif ns.cmd in ("history", "transcript"):
-            events = fleet.history(ns.id, getattr(ns, "after", 0))
-            if not events:
-                raise DaemonError("unknown_connection", f"no events of {ns.id!r} on the stream",
-                                  {"connectionId": ns.id})
-            if ns.cmd == "transcript":
-                if ns.json:
-                    _print_json({"connectionId": ns.id, "node": events[0]["node"], "events": events})
-                else:
-                    out.write(render(events, getattr(ns, "format", None) or "txt"))
-            else:
-                printer = EventPrinter(out, as_json=ns.json, live=False)
-                for e in events:
-                    printer.show(e)
-        elif ns.cmd == "stop":
-            _show(fleet.stop(ns.id, ns.node), True if ns.json else None)
-        elif ns.cmd in _BY_CONNECTION:
-            node = ns.node or fleet.owner(ns.id)
-            args: dict[str, Any] = {"connectionId": ns.id}
-            if ns.cmd == "mute":
-                args["on"] = not ns.off
-            _show({**fleet.request(node, ns.cmd, **args), "node": node}, True if ns.json else None)
-        elif ns.cmd in _ROUTED:
-            if not ns.node:
-                print(f"symblctl: with --nats, {ns.cmd} needs --node NODE", file=sys.stderr)
-                return EXIT_USAGE
-            _show({**fleet.request(ns.node, ns.cmd), "node": ns.node}, True if ns.json else None)
-        else:
+        handler = _HANDLERS.get(ns.cmd) or (_by_connection if ns.cmd in _BY_CONNECTION else
+                                            _routed if ns.cmd in _ROUTED else None)
+        if handler is None:
             print(f"symblctl: {ns.cmd} does not work with --nats", file=sys.stderr)
             return EXIT_USAGE
-        return EXIT_OK
+        return handler(fleet, ns)
     except (DaemonError, KeyboardInterrupt) as e:
         return _failure(e)
     finally:
         fleet.close()
+
+
+def _start(fleet: Any, ns: argparse.Namespace) -> int:
+    if not ns.node:
+        print("symblctl: with --nats, start needs --node NODE (see symblctl --nats URL ping)", file=sys.stderr)
+        return EXIT_USAGE
+    if ns.stdin or ns.follow:
+        print("symblctl: with --nats, start --stdin/--follow is not supported; follow with subscribe ID",
+              file=sys.stderr)
+        return EXIT_USAGE
+    conn = fleet.start(ns.node, **start_request(ns))
+    _show(conn, ns.json, f"connectionId {conn['connectionId']}\nconversationId {conn['conversationId']}\n"
+          f"node {ns.node}\nstate {conn['state']}")
+    return EXIT_OK
+
+
+def _gather(fleet: Any, ns: argparse.Namespace) -> int:
+    results = fleet.gather(ns.cmd)
+    if ns.json:
+        for r in results:
+            _print_json(r)
+    elif ns.cmd == "ping":
+        for r in results:
+            print(f"{r['node']:<16} symbld {r['version']} (pid {r['pid']}, up {r['uptime']:.0f} s)")
+    else:
+        _print_fleet_status(results)
+    return EXIT_OK
+
+
+def _subscribe(fleet: Any, ns: argparse.Namespace) -> int:
+    from symblctl.render import EventPrinter
+
+    out = sys.stdout
+    types = [t.strip() for t in ns.types.split(",")] if ns.types else None
+    printer = EventPrinter(out, as_json=ns.json, show_ids=ns.id is None)
+    with fleet.events(ns.node, ns.id, ns.durable, types) as stream:
+        try:
+            for event in stream:
+                if not ns.json and ns.id is None:
+                    out.write(f"[{event['node']}] ")
+                printer.show(event)
+        except KeyboardInterrupt:
+            printer.interrupt()
+    return EXIT_OK
+
+
+def _history(fleet: Any, ns: argparse.Namespace) -> int:
+    from symblctl.export import render
+    from symblctl.render import EventPrinter
+
+    events = fleet.history(ns.id, getattr(ns, "after", 0))
+    if not events:
+        raise DaemonError("unknown_connection", f"no events of {ns.id!r} on the stream", {"connectionId": ns.id})
+    if ns.cmd == "transcript" and ns.json:
+        _print_json({"connectionId": ns.id, "node": events[0]["node"], "events": events})
+    elif ns.cmd == "transcript":
+        sys.stdout.write(render(events, getattr(ns, "format", None) or "txt"))
+    else:
+        printer = EventPrinter(sys.stdout, as_json=ns.json, live=False)
+        for e in events:
+            printer.show(e)
+    return EXIT_OK
+
+
+def _stop(fleet: Any, ns: argparse.Namespace) -> int:
+    _show(fleet.stop(ns.id, ns.node), True if ns.json else None)
+    return EXIT_OK
+
+
+def _by_connection(fleet: Any, ns: argparse.Namespace) -> int:
+    node = ns.node or fleet.owner(ns.id)
+    args: dict[str, Any] = {"connectionId": ns.id}
+    if ns.cmd == "mute":
+        args["on"] = not ns.off
+    _show({**fleet.request(node, ns.cmd, **args), "node": node}, True if ns.json else None)
+    return EXIT_OK
+
+
+def _routed(fleet: Any, ns: argparse.Namespace) -> int:
+    if not ns.node:
+        print(f"symblctl: with --nats, {ns.cmd} needs --node NODE", file=sys.stderr)
+        return EXIT_USAGE
+    _show({**fleet.request(ns.node, ns.cmd), "node": ns.node}, True if ns.json else None)
+    return EXIT_OK
+
+
+_HANDLERS = {"start": _start, "status": _gather, "ping": _gather, "subscribe": _subscribe, "history": _history,
+             "transcript": _history, "stop": _stop}
 
 
 def _failure(e: BaseException) -> int:

@@ -64,13 +64,8 @@ def salvage_id(raw: bytes) -> str:
     return ""
 
 
-def parse_request(frames: list[bytes]) -> Request:
-    """Decode the frames of one request; raise ControlError for anything malformed."""
-    if not frames:
-        raise ControlError("bad_json", "empty request: expected one JSON frame")
-    if len(frames) > 2:
-        raise ControlError("bad_request", f"expected 1 JSON frame (+1 binary frame for send_audio), got {len(frames)}")
-    raw = frames[0]
+def _json_object(raw: bytes) -> dict[str, Any]:
+    """The request frame as a JSON object within the size and depth limits, or a ControlError."""
     if len(raw) > MAX_REQUEST_BYTES:
         raise ControlError("too_large", f"request frame is {len(raw)} bytes; the limit is {MAX_REQUEST_BYTES}")
     try:
@@ -87,6 +82,16 @@ def parse_request(frames: list[bytes]) -> Request:
         raise ControlError("bad_json", f"request must be a JSON object, got {type(obj).__name__}")
     if _depth(obj, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         raise ControlError("bad_request", f"request JSON is nested deeper than {MAX_JSON_DEPTH}")
+    return obj
+
+
+def parse_request(frames: list[bytes]) -> Request:
+    """Decode the frames of one request; raise ControlError for anything malformed."""
+    if not frames:
+        raise ControlError("bad_json", "empty request: expected one JSON frame")
+    if len(frames) > 2:
+        raise ControlError("bad_request", f"expected 1 JSON frame (+1 binary frame for send_audio), got {len(frames)}")
+    obj = _json_object(frames[0])
     rid = obj.get("id", "")
     if not isinstance(rid, str | int) or isinstance(rid, bool):
         raise ControlError("bad_request", "'id' must be a string")
