@@ -36,7 +36,7 @@ else
   echo "Playing a generated meeting instead."
   : > "$RUN/meeting.txt"
   for s in "Good morning everyone, thanks for joining." \
-           "Can you send me the quarterly report by Friday?" \
+           "Can you send me the quarterly report before Friday?" \
            "I will follow up with the design team tomorrow." \
            "Let's schedule a call next week to discuss the budget."; do
     espeak-ng -v en-us -s 160 -w "$RUN/s.wav" "$s"

@@ -77,7 +77,7 @@ def test_demo_without_a_microphone_says_why_and_plays_a_meeting() -> None:
         read_until(proc, r"\(no microphone: DEMO_SOURCE=file\)\nPlaying a generated meeting instead\.", seen, 120)
         text = read_until(proc, r"completed; conversationId \d+ connectionId [0-9a-f]{32}", seen, 180)
         assert proc.wait(60) == 0, text
-        assert re.search(r"(?i)quarterly report by friday", text), text
+        assert re.search(r"(?i)quarterly report before friday", text), text
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

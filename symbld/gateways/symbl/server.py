@@ -346,7 +346,10 @@ class SymblServer:
                 try:
                     return control.start(**args, connectionId=symbl_id)
                 except Exception as exc:
-                    if "already in use" not in str(getattr(exc, "message", "")):
+                    # In use by a live connection, or used before (its journal is kept, e.g. a client
+                    # reconnecting after a server restart): the daemon picks a fresh id instead.
+                    reused = (getattr(exc, "details", None) or {}).get("reason") == "journal_exists"
+                    if not reused and "already in use" not in str(getattr(exc, "message", "")):
                         raise
             return control.start(**args)
 
