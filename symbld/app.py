@@ -24,8 +24,6 @@ import structlog
 import zmq
 
 from symbld import __version__
-from symbld.audio.base import SourceContext, SourceError
-from symbld.audio.push import PushSource
 from symbld.config import ConfigError, load, render_config, section
 from symbld.control.catalog import load_all
 from symbld.control.curve import CurveServer, SecurityError, curve_socket, serve_curve
@@ -34,17 +32,14 @@ from symbld.control.router import ControlServer
 from symbld.core import shutdown
 from symbld.core.bus import EventBus
 from symbld.core.conversations import ConversationIndex
-from symbld.core.conversations import resolve as resolve_connection_id
 from symbld.core.errors import ControlError
-from symbld.core.flow import FlowSettings
-from symbld.core.ids import new_connection_id, new_conversation_id
 from symbld.core.journal import Journal
 from symbld.core.runtime import RuntimeDirError, check_runtime_dir
+from symbld.core.service import ConnectionService
 from symbld.core.sessions import Session, SessionRegistry
 from symbld.core.sources import SourceFactory
-from symbld.engines.base import Engine, StreamConfig
+from symbld.engines.base import Engine
 from symbld.gateways.symbl.engine import SymblEngine
-from symbld.insights import Analyzer, TrackerError, validate_trackers
 from symbld.integrations.systemd.journald import configure_logging
 from symbld.integrations.systemd.notify import Notifier
 
@@ -117,8 +112,7 @@ class Daemon:
         self.conversations: ConversationIndex | None = None
         self.bus: EventBus = None  # type: ignore[assignment]  # set in bind()
         self._last_status = ""
-        self._attached_mics: dict[str, Any] = {}
-        self._remote_subs: dict[str, Any] = {}
+        self.service: ConnectionService = None  # type: ignore[assignment]  # set in bind(), once the bus exists
         self.nats: Any = None  # symbld.integrations.nats.service.NatsService when [nats] url is set
 
     # -- start-up --------------------------------------------------------------------------
@@ -153,8 +147,12 @@ class Daemon:
                     publisher = Publisher(self.ctx, self.config["events"], self.config["event_queue_per_subscriber"])
                     self.bus = EventBus(publisher, self.journal,
                                         history_per_connection=self.config["history_per_connection"])
+                self.service = ConnectionService(
+                    self.config, state_dir=self.state_dir, engines=self.engines, sessions=self.sessions,
+                    sources=self.sources, bus=self.bus, journal=self.journal, conversations=self.conversations,
+                    host=self)
                 with curve_socket(self.curve, self.config["control"]):
-                    self.control = ControlServer(self.ctx, self.config["control"], self)
+                    self.control = ControlServer(self.ctx, self.config["control"], self.service)
             except zmq.ZMQError as e:
                 raise StartupError(f"cannot bind {self.config['control']} / {self.config['events']}: {e}") from None
         finally:
@@ -163,6 +161,7 @@ class Daemon:
         from symbld.integrations.mail import ActionRunner
 
         self.actions = ActionRunner(section(self.config, "smtp"), self.state_dir, self._publish_action)
+        self.service.actions = self.actions
         self.extra_event_types.update(ACTION_EVENT_TYPES)
         load_all()
         self._recover_cut_connections()
@@ -257,111 +256,9 @@ class Daemon:
         if self.lock is not None:
             self.lock.release()
 
-    # -- sessions -----------------------------------------------------------------------------
-    def start_session(self, args: dict[str, Any]) -> dict[str, Any]:
-        if self._shutdown.is_set():
-            raise ControlError("busy", "symbld is shutting down")
-        spec = args.get("source") or args.get("telephony")
-        if spec is None:
-            raise ControlError("bad_request", 'start: give "source" (file, push, mic, sip, pstn) or "telephony"')
-        engine_name = args.get("engine") or self.config["default_engine"]
-        engine = self.engines.get(engine_name)
-        if engine is None:
-            raise ControlError("bad_request", f"unknown engine {engine_name!r}; known: {sorted(self.engines)}",
-                               {"known": sorted(self.engines)})
-        stream_config = self._stream_config(args)
-        if args.get("connectionId") and self.journal is not None and self.journal.exists(stream_config.connection_id):
-            raise ControlError("bad_request", f"connection id {stream_config.connection_id} was used before (its "
-                               "journal exists); choose another", {"connectionId": stream_config.connection_id,
-                                                                    "reason": "journal_exists"})
-        ctx = SourceContext(stream_config.connection_id, emit=lambda t, d: None, config=self.config)
-        try:
-            source = self.sources.open(spec, ctx)
-        except SourceError as e:
-            raise ControlError.from_error(e, "bad_request") from None
-        session = Session(config=stream_config, source=source, engine=engine, engine_name=engine_name,
-                          bus=self.bus, analyzer_factory=self._analyzer_factory(engine),
-                          stop_timeout=float(self.config["stop_timeout"]), on_ended=self._session_ended,
-                          flow=FlowSettings.from_config(self.config, self.state_dir))
-        ctx.emit = session.emit  # side news from the source goes out on this connection
-        try:
-            self.sessions.add(session)
-        except ControlError:
-            source.close()
-            raise
-        try:
-            session.start()
-        except ControlError:
-            self.sessions.remove(session.connection_id)
-            raise
-        self._update_status()
-        return session.as_dict()
-
-    def _stream_config(self, args: dict[str, Any]) -> StreamConfig:
-        cfg = args.get("config") or {}
-        threshold = cfg.get("confidenceThreshold", 0.5)
-        if not isinstance(threshold, int | float) or isinstance(threshold, bool) or not 0 <= threshold <= 1:
-            raise ControlError("bad_request", "config.confidenceThreshold must be a number from 0 to 1")
-        title = cfg.get("meetingTitle")
-        if title is not None and not isinstance(title, str):
-            raise ControlError("bad_request", "config.meetingTitle must be a string")
-        tz = cfg.get("timezoneOffset")
-        if tz is not None and (not isinstance(tz, int) or isinstance(tz, bool) or abs(tz) > 14 * 60):
-            raise ControlError("bad_request", "config.timezoneOffset must be minutes from UTC (-840..840)")
-        trackers_cfg = cfg.get("trackers") or {}
-        speaker = args.get("speaker")
-        if speaker is not None and not all(isinstance(speaker.get(k, ""), str) for k in ("userId", "name")):
-            raise ControlError("bad_request", "speaker.userId and speaker.name must be strings")
-        trackers = self._validate_trackers(args.get("trackers") or [])
-        insight_types = args.get("insightTypes")
-        return StreamConfig(
-            connection_id=args.get("connectionId") or new_connection_id(),
-            conversation_id=new_conversation_id(),
-            insight_types=list(insight_types) if insight_types is not None else ["question", "action_item",
-                                                                                  "follow_up"],
-            confidence_threshold=float(threshold),
-            language_code=cfg.get("languageCode") or "en-US",
-            meeting_title=title,
-            speaker=speaker,
-            trackers=trackers,
-            tracker_interim_results=bool(isinstance(trackers_cfg, dict) and trackers_cfg.get("interimResults")),
-            custom_vocabulary=list(args.get("customVocabulary") or []),
-            # Symbl's timezoneOffset is JavaScript's getTimezoneOffset(): minutes *west* of UTC (480 = UTC-8).
-            timezone_offset_minutes=None if tz is None else -tz,
-            started_at=time.time(),
-            extra={"actions": self._validate_actions(args.get("actions")),
-                   **_privacy_options(args, cfg, self.config)},
-        )
-
-    def _validate_trackers(self, trackers: list[Any]) -> list[dict[str, Any]]:
-        try:
-            return validate_trackers(trackers)
-        except TrackerError as e:
-            raise ControlError("bad_request", f"trackers: {e}") from None
-
-    def _analyzer_factory(self, engine: Engine) -> Any:
-        if getattr(engine, "provides_insights", False):
-            return None  # the engine's remote end computes them (Symbl cloud)
-        return Analyzer
-
+    # -- actions and forgetting -----------------------------------------------------------------
     def _forget_connection(self, connection_id: str) -> None:
         self.bus.forget(connection_id)
-
-    def _session_ended(self, session: Session) -> None:
-        self._update_status()
-        actions = session.config.extra.get("actions")
-        if actions and self.actions is not None:
-            events = self.bus.history(session.connection_id, 0, 1_000_000)
-            self.actions.on_connection_ended(session.as_dict(), events, actions)
-
-    @staticmethod
-    def _validate_actions(actions: Any) -> list[dict[str, Any]]:
-        from symbld.integrations.mail import ActionError, validate_actions
-
-        try:
-            return validate_actions(actions)
-        except ActionError as e:
-            raise ControlError("bad_request", e.message, {"argument": "actions"}) from None
 
     def _publish_action(self, connection_id: str, conversation_id: str, event_type: str,
                         data: dict[str, Any]) -> None:
@@ -373,133 +270,6 @@ class Daemon:
                 self.bus.seed(connection_id, int(last.get("seq", 0)))
         self.bus.publish(connection_id, conversation_id, event_type, data)
         self.bus.close_connection(connection_id)  # the connection has ended: do not keep its journal open
-
-    def push_audio(self, connection_id: str, payload: bytes | None, end: bool,
-                   sample_rate: int | None = None) -> dict[str, Any]:
-        session = self.sessions.get(connection_id)
-        source = session.source
-        if not isinstance(source, PushSource):
-            raise ControlError("bad_request", f"connection {connection_id} reads from {source.kind}, not pushed audio; "
-                               'start it with source {"type": "push"}', {"source": source.kind})
-        if session.ended:
-            raise ControlError("invalid_state", f"connection {connection_id} is {session.state}")
-        if sample_rate is not None and sample_rate != source.sample_rate:
-            raise ControlError("bad_request", f"audio at {sample_rate} Hz sent to a connection started at "
-                               f"{source.sample_rate} Hz", {"expected": source.sample_rate, "got": sample_rate})
-        if payload is None and not end:
-            raise ControlError("bad_request", "send_audio: the audio goes in a second (binary) frame")
-        accepted = 0
-        try:
-            if payload:
-                accepted = source.push(payload)
-            if end:
-                source.close()
-        except SourceError as e:
-            raise ControlError.from_error(e, "bad_request") from None
-        return {"accepted": accepted}
-
-    # -- microphone ---------------------------------------------------------------------------
-    def input_devices(self) -> dict[str, Any]:
-        try:
-            from symbld.audio.mic import list_input_devices
-
-            return {"devices": list_input_devices()}
-        except SourceError as e:
-            raise ControlError.from_error(e, "device_unavailable") from None
-
-    def mic_feed_of(self, session: Session) -> Any:
-        """The MicSource behind a connection: its own source, or one attached to its pushed audio."""
-        if session.source.kind == "mic":
-            return session.source
-        return self._attached_mics.get(session.connection_id)
-
-    def attach_mic(self, connection_id: str, device: str | int | None) -> dict[str, Any]:
-        session = self.sessions.get(connection_id)
-        source = session.source
-        if not isinstance(source, PushSource):
-            raise ControlError("bad_request", "attach_mic needs a connection started with pushed audio "
-                               f'(source {{"type": "push"}}); this one reads from {source.kind}')
-        if session.ended:
-            raise ControlError("invalid_state", f"connection {connection_id} is {session.state}")
-        if connection_id in self._attached_mics:
-            raise ControlError("invalid_state", f"connection {connection_id} already has the microphone attached")
-        hub = self.sources.mic_hub()
-        try:
-            hub.check(device)
-            mic = hub.open(SourceContext(connection_id, emit=session.emit, config=self.config), device)
-        except SourceError as e:
-            raise ControlError.from_error(e, "bad_request") from None
-        self._attached_mics[connection_id] = mic
-
-        def pump() -> None:
-            # Mic frames are 16 kHz mono; the push queue converts per chunk, whatever rate the connection took.
-            try:
-                for pcm in mic.frames():
-                    try:
-                        source.push(pcm, sample_rate=16000)
-                    except SourceError:
-                        break  # connection ended or its queue is full of unprocessed audio
-            finally:
-                mic.close()
-                self._attached_mics.pop(connection_id, None)
-
-        threading.Thread(target=pump, name=f"mic-pump-{connection_id[:8]}", daemon=True).start()
-        session.on_close(mic.close)
-        return {"connectionId": connection_id, "source": source.describe(), "mic": mic.describe()}
-
-    def resolve_connection_id(self, value: str) -> str:
-        """The connectionId named by ``value``: itself, or the connection of a conversationId."""
-        def known(cid: str) -> bool:
-            return self.sessions.find(cid) is not None or bool(self.journal and self.journal.exists(cid))
-
-        return resolve_connection_id(
-            value, known=known, index=self.conversations,
-            live_by_conversation={s.conversation_id: s.connection_id for s in self.sessions.all()})
-
-    def journaled_connection(self, connection_id: str) -> dict[str, Any]:
-        """The last known object of a connection from an earlier run, from its journal."""
-        if self.journal is None or not self.journal.exists(connection_id):
-            raise ControlError("unknown_connection", f"no connection {connection_id!r}",
-                               {"connectionId": connection_id})
-        obj: dict[str, Any] = {"connectionId": connection_id, "state": "unknown"}
-        for event in self.journal.read(connection_id):
-            obj["conversationId"] = event.get("conversationId")
-            obj["lastSeq"] = event.get("seq")
-            if event.get("type") in ("connection_started", "connection_stopped", "connection_failed"):
-                obj.update({k: v for k, v in event.get("data", {}).items() if k != "lastSeq"})
-                obj["lastSeq"] = event.get("seq")
-        obj["fromJournal"] = True
-        return obj
-
-    def subscribe_remote(self, connection_id: str, args: dict[str, Any]) -> dict[str, Any] | None:
-        """Listen-only subscription to a connection on the configured Symbl endpoint; its events are
-        republished on our PUB under that connection id (and journaled like any other). None when no
-        Symbl endpoint is configured."""
-        engine = self.engines.get("symbl")
-        # Only a configured [engine.symbl] means "ids I do not know may be the cloud's": otherwise an
-        # unknown id is just unknown (no advice about Symbl credentials nobody asked for).
-        if engine is None or not section(self.config, "engine", "symbl"):
-            return None
-        reply = {"events": self.config["events"], "topics": [f"connection.{connection_id}."], "connections": [],
-                 "remote": True}
-        if connection_id in self._remote_subs:
-            return reply
-        conversation = {"id": ""}
-
-        def on_event(event_type: str, data: dict[str, Any]) -> None:
-            conversation["id"] = data.get("conversationId") or conversation["id"]
-            self.bus.publish(connection_id, conversation["id"], event_type, data)
-
-        def on_end(_reason: str) -> None:
-            self._remote_subs.pop(connection_id, None)
-            self.bus.close_connection(connection_id)
-
-        try:
-            self._remote_subs[connection_id] = engine.subscribe(connection_id, on_event, on_end=on_end)
-        except Exception as e:  # EngineError with the server's message, or a network error
-            raise ControlError("engine_error", f"cannot subscribe to remote connection {connection_id}: {e}",
-                               {"connectionId": connection_id}) from None
-        return reply
 
     # -- running ----------------------------------------------------------------------------------
     def request_shutdown(self, reason: str) -> None:
@@ -527,6 +297,19 @@ class Daemon:
                           seconds=round(now - s.last_frame_at, 1))
                 return False
         return True
+
+    # -- what the connection service asks of the daemon (symbld.core.service.Host) ---------------
+    def shutting_down(self) -> bool:
+        return self._shutdown.is_set()
+
+    def request_count(self) -> int:
+        return self.control.requests if self.control else 0
+
+    def nats_status(self) -> dict[str, Any]:
+        return self.nats.describe() if self.nats is not None else {"enabled": False}
+
+    def live_changed(self) -> None:
+        self._update_status()
 
     def _update_status(self) -> None:
         live = self.sessions.live()
@@ -618,9 +401,7 @@ class Daemon:
         while any(t.is_alive() for t in stoppers) and time.monotonic() < deadline:
             self.control.poll_once(50, poller)
         shutdown.spool_unfinished(self.sessions.live(), lambda: self.control.poll_once(50, poller))
-        for sub in list(self._remote_subs.values()):
-            with contextlib.suppress(Exception):
-                sub.close()
+        self.service.close_remote_subscriptions()
         for s in self.sessions.all():  # let hang-ups (SIP BYE) reach the far end before we exit
             wait_closed = getattr(s.source, "wait_closed", None)
             if wait_closed is not None:
@@ -653,24 +434,6 @@ class Daemon:
         self.notifier.close()
         log.info("symbld_stopped")
         return 0
-
-
-def _privacy_options(args: dict[str, Any], cfg: dict[str, Any], daemon_config: dict[str, Any]) -> dict[str, Any]:
-    """``sentiment``, ``detectEntities`` and ``redaction`` from the start request (top level or in
-    ``config``, as Symbl's SDKs put them), redaction defaulting to the daemon's ``redaction`` key."""
-    from symbld.insights.redaction import parse_kinds
-
-    sentiment = args.get("sentiment", cfg.get("sentiment", False))
-    if not isinstance(sentiment, bool):
-        raise ControlError("bad_request", "sentiment must be true or false", {"argument": "sentiment"})
-    try:
-        kinds = parse_kinds(args.get("redaction", cfg.get("redaction", daemon_config.get("redaction"))))
-    except ValueError as e:
-        raise ControlError("bad_request", str(e), {"argument": "redaction"}) from None
-    entities = args.get("detectEntities", cfg.get("detectEntities", False))
-    if not isinstance(entities, bool):
-        raise ControlError("bad_request", "detectEntities must be true or false", {"argument": "detectEntities"})
-    return {"sentiment": sentiment, "redaction": sorted(kinds), "detect_entities": entities}
 
 
 def _stop_quietly(session: Session) -> None:

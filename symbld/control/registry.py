@@ -1,61 +1,90 @@
-"""The control commands, each one small declared unit: name, argument schema, handler, docs.
+"""The server half of each control command: its declaration (``symblctl.protocol``) and its handler.
 
-Handlers receive the daemon and validated args and return the ``result`` object of the
-reply, or raise ControlError. ``slow`` commands (they may wait on an engine or a device) run
-on a worker thread so they never block the control socket for other clients.
+A handler receives the connection service (``symbld.control.service.Service``), the request's
+``args`` decoded into the command's typed request, and the raw request (for a binary payload), and
+returns the reply's ``result`` or raises ControlError. Decoding is the validation: a request whose
+args do not fit the declaration is answered ``bad_request`` naming the argument, before any handler
+runs. ``slow`` commands run on a worker thread so they never block the control socket.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import msgspec
+
+from symblctl import protocol
 from symbld.control.envelope import Request
-from symbld.control.schema import Arg, validate
 from symbld.core.errors import ControlError
 
 if TYPE_CHECKING:
-    from symbld.app import Daemon
+    from symbld.control.service import Service
 
-Handler = Callable[["Daemon", dict[str, Any], Request], dict[str, Any]]
+Decl = TypeVar("Decl", bound=protocol.Command)
+Handler = Callable[["Service", Any, Request], dict[str, Any]]
+
+
+def decode_args(declaration: type[Decl], args: dict[str, Any]) -> Decl:
+    """``args`` as the command's typed request, or ControlError(bad_request) saying what is wrong where."""
+    present = {k: v for k, v in args.items() if v is not None}  # null means "not given", as it always has
+    try:
+        return msgspec.convert(present, declaration, strict=True)
+    except msgspec.ValidationError as e:
+        text = str(e)
+        where = text.rpartition(" - at `$.")[2].rstrip("`") if " - at `$." in text else None
+        argument = where.split(".")[0].split("[")[0] if where else _missing_field(text)
+        raise ControlError("bad_request", f"{declaration.name}: {text}",
+                           {"argument": argument} if argument else {}) from None
+
+
+def _missing_field(text: str) -> str | None:
+    _, sep, rest = text.partition("missing required field `")
+    return rest.split("`")[0] if sep else None
 
 
 @dataclass(frozen=True)
 class Command:
-    name: str
+    declaration: type[protocol.Command]
     handler: Handler
-    args: dict[str, Arg] = field(default_factory=dict)
-    slow: bool = False
-    mutating: bool = False  # changes state: logged with the peer's credentials
+
+    @property
+    def name(self) -> str:
+        return self.declaration.name
+
+    @property
+    def slow(self) -> bool:
+        return self.declaration.slow
+
+    @property
+    def mutating(self) -> bool:
+        return self.declaration.mutating
 
     @property
     def doc(self) -> str:
-        return inspect.cleandoc(self.handler.__doc__ or "")
+        return inspect.cleandoc(self.declaration.__doc__ or "")
 
-    def run(self, daemon: Daemon, req: Request) -> dict[str, Any]:
-        args = validate(self.args, req.args, self.name)
-        if isinstance(args.get("connectionId"), str):  # a conversationId names its connection too
-            args["connectionId"] = daemon.resolve_connection_id(args["connectionId"])
-        return self.handler(daemon, args, req)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "summary": self.doc.split("\n", 1)[0],
-            "args": {k: {"type": a.type_name(), "required": a.required, "doc": a.doc} for k, a in self.args.items()},
-        }
+    def run(self, service: Service, req: Request) -> dict[str, Any]:
+        args = decode_args(self.declaration, req.args)
+        cid = getattr(args, "connection_id", None)
+        if isinstance(cid, str) and not isinstance(args, protocol.Start):  # a conversationId names its connection
+            args = msgspec.structs.replace(args, connection_id=service.resolve_connection_id(cid))
+        return self.handler(service, args, req)
 
 
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, *, slow: bool = False, mutating: bool = False, **args: Arg) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        if name in COMMANDS:
-            raise RuntimeError(f"command {name} declared twice")
-        COMMANDS[name] = Command(name=name, handler=fn, args=args, slow=slow, mutating=mutating)
+def handles(declaration: type[Decl]) -> Callable[[Callable[[Service, Decl, Request], dict[str, Any]]],
+                                                  Callable[[Service, Decl, Request], dict[str, Any]]]:
+    """Register the handler of one declared command."""
+    def register(fn: Callable[[Service, Decl, Request], dict[str, Any]]) -> Callable[[Service, Decl, Request],
+                                                                                     dict[str, Any]]:
+        if declaration.name in COMMANDS:
+            raise RuntimeError(f"command {declaration.name} handled twice")
+        COMMANDS[declaration.name] = Command(declaration, fn)
         return fn
 
     return register
@@ -66,10 +95,3 @@ def lookup(name: str) -> Command:
     if cmd is None:
         raise ControlError("unknown_command", f"unknown command {name!r}", {"commands": sorted(COMMANDS)})
     return cmd
-
-
-def _connection_id_check(value: str) -> str | None:
-    return None if value and len(value) <= 128 else "must be a non-empty string of at most 128 characters"
-
-
-CONNECTION_ID = Arg(str, required=True, check=_connection_id_check, doc="the connection's id")

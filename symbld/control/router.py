@@ -28,7 +28,7 @@ from symbld.control.registry import lookup
 from symbld.core.errors import ControlError
 
 if TYPE_CHECKING:
-    from symbld.app import Daemon
+    from symbld.control.service import Service
 
 log = structlog.get_logger(__name__)
 
@@ -39,8 +39,8 @@ MAX_SLOW_IN_FLIGHT = 64
 
 
 class ControlServer:
-    def __init__(self, ctx: zmq.Context, endpoint: str, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self, ctx: zmq.Context, endpoint: str, service: Service) -> None:
+        self.service = service
         self.endpoint = endpoint
         self.sock = ctx.socket(zmq.ROUTER)
         self.sock.setsockopt(zmq.LINGER, 0)
@@ -129,7 +129,7 @@ class ControlServer:
         if cmd.mutating:
             log.info("command", cmd=req.cmd, request_id=req.id, peer=peer_of(peer_frame))
         if not cmd.slow:
-            self._finish(envelope, key, req, lambda: cmd.run(self.daemon, req))
+            self._finish(envelope, key, req, lambda: cmd.run(self.service, req))
             return
         with self._lock:
             if key in self._running:
@@ -143,7 +143,7 @@ class ControlServer:
 
         def work() -> None:
             try:
-                self._finish(envelope, key, req, lambda: cmd.run(self.daemon, req), via_queue=True)
+                self._finish(envelope, key, req, lambda: cmd.run(self.service, req), via_queue=True)
             finally:
                 with self._lock:
                     self._in_flight -= 1

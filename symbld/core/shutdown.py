@@ -112,10 +112,10 @@ def _resume(daemon: Any, cid: str, note: dict[str, Any]) -> None:
 
     def ended(session: Session) -> None:
         recovery.discard(note)  # decoded (or spooled again under a new note): the old files are done
-        daemon._session_ended(session)
+        daemon.service.session_ended(session)
 
     session = Session(config=config, source=recovery.RecoveredSource(note), engine=daemon.engines[engine_name],
-                      engine_name=engine_name, bus=daemon.bus, analyzer_factory=daemon._analyzer_factory(
+                      engine_name=engine_name, bus=daemon.bus, analyzer_factory=daemon.service.analyzer_factory(
                           daemon.engines[engine_name]), stop_timeout=float(daemon.config["stop_timeout"]),
                       on_ended=ended, flow=FlowSettings.from_config(daemon.config, daemon.state_dir),
                       transform=lambda _t, d: recovery.shift_times(d, shift))

@@ -17,9 +17,8 @@ if TYPE_CHECKING:
 
 
 def start(daemon: Daemon) -> Any:
-    """The daemon's one call: registers the ``nats`` command; when ``[nats] url`` is set, connects and
-    starts the bridge and the control server (raising ``NatsSetupError``). Returns the service or None."""
-    from symbld.integrations.nats import command  # noqa: F401  (registers the command)
+    """The daemon's one call: when ``[nats] url`` is set, connects and starts the bridge and the
+    control server (raising ``NatsSetupError``). Returns the service or None."""
 
     table = section(daemon.config, "nats")
     if not table.get("url"):

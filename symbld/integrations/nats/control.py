@@ -50,7 +50,7 @@ def dispatch(daemon: Daemon, frames: list[bytes], peer: dict[str, Any], node: st
         cmd = lookup(req.cmd)
         if cmd.mutating:
             log.info("command", cmd=req.cmd, request_id=req.id, peer=peer)
-        result = cmd.run(daemon, req)
+        result = cmd.run(daemon.service, req)
         if node is not None:
             result = {**result, "node": node}
         return encode_reply(req.id, result=result)

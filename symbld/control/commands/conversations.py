@@ -1,0 +1,104 @@
+"""Conversations: list them, find one by Symbl's conversationId, summarise one, delete one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from symblctl import protocol
+from symbld.control.envelope import Request
+from symbld.control.registry import handles
+from symbld.control.service import Service
+from symbld.core.conversations import listing, parse_since
+from symbld.core.errors import ControlError
+from symbld.insights.summary import Summariser
+
+_ALL = 1_000_000
+
+
+@handles(protocol.Conversations)
+def conversations(svc: Service, args: protocol.Conversations, req: Request) -> dict[str, Any]:
+    """→ {"v": 1, "id": "9", "cmd": "conversations", "args": {"since": "2026-12-01T00:00:00Z", "source": "file"}}
+    ← {"v": 1, "id": "9", "ok": true, "result": {"conversations": [{"connectionId": "f3a9...",
+       "conversationId": "...", "startedAt": "...", "endedAt": "...", "durationSeconds": 12.5,
+       "audioSeconds": 12.4, "source": "file", "sourceLabel": "file meeting.flac", "title": "Standup",
+       "engine": "local", "words": 120, "state": "stopped", "reason": "source_ended"}]}}
+    """
+    if args.since is not None and parse_since(args.since) is None:
+        raise ControlError("bad_request", "conversations: 'since' must be an ISO 8601 time, e.g. 2026-12-01T09:00:00Z",
+                           {"argument": "since"})
+    if svc.conversations is None:
+        return {"conversations": []}
+    live = {s.connection_id: s.as_dict() for s in svc.sessions.all()}
+    return {"conversations": listing(svc.conversations, live, since=args.since, source=args.source,
+                                     limit=args.limit)}
+
+
+def _first_event(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as f:
+            event = json.loads(f.readline())
+    except (OSError, ValueError):
+        return None
+    return event if isinstance(event, dict) else None
+
+
+@handles(protocol.FindConversation)
+def find_conversation(svc: Service, args: protocol.FindConversation, req: Request) -> dict[str, Any]:
+    """→ {"v": 1, "id": "1", "cmd": "find_conversation", "args": {"conversationId": "5093011103940608"}}
+    ← {"v": 1, "id": "1", "ok": true, "result": {"connections": ["f3a9..."]}}
+    """
+    wanted = args.conversation_id
+    found = [s.connection_id for s in svc.sessions.all() if s.conversation_id == wanted]
+    if svc.journal is not None:
+        for cid in svc.journal.connection_ids():
+            if cid in found:
+                continue
+            first = _first_event(svc.journal.path(cid))
+            if first is not None and first.get("conversationId") == wanted:
+                found.append(cid)
+    return {"connections": found}
+
+
+@handles(protocol.DeleteConnection)
+def delete_connection(svc: Service, args: protocol.DeleteConnection, req: Request) -> dict[str, Any]:
+    """→ {"v": 1, "id": "2", "cmd": "delete_connection", "args": {"connectionId": "f3a9..."}}
+    ← {"v": 1, "id": "2", "ok": true, "result": {"connectionId": "f3a9...", "deleted": true}}
+    A live connection gives invalid_state (stop it first); an unknown one, unknown_connection.
+    """
+    cid = args.connection_id
+    session = svc.sessions.find(cid)
+    if session is not None and not session.ended:
+        raise ControlError("invalid_state", f"connection {cid} is live; stop it first", {"connectionId": cid})
+    svc.require_known(cid)
+    on_disk = svc.journal is not None and svc.journal.exists(cid)
+    svc.sessions.remove(cid)
+    svc.bus.forget(cid)
+    if on_disk and svc.journal is not None:
+        # The bus thread owns the journal's open files; an ended connection's is closed or
+        # about to be, and unlinking an open file is safe on POSIX.
+        svc.journal.path(cid).unlink(missing_ok=True)
+    return {"connectionId": cid, "deleted": True}
+
+
+@handles(protocol.SummaryRequest)
+def summary(svc: Service, args: protocol.SummaryRequest, req: Request) -> dict[str, Any]:
+    """Works the same while the conversation runs, after it ended and after a restart: it summarises
+    the messages in the connection's history (memory, else the journal).
+
+    → {"v": 1, "id": "9", "cmd": "summary", "args": {"connectionId": "f3a9..."}}
+    ← {"v": 1, "id": "9", "ok": true, "result": {"connectionId": "f3a9...", "live": true,
+       "summary": [{"id": "summary-0", "text": "...", "messageRefs": [{"id": "..."}]}]}}
+    """
+    cid = args.connection_id
+    svc.require_known(cid)
+    session = svc.sessions.find(cid)
+    summariser = Summariser()
+    for event in svc.history(cid, 0, _ALL):
+        if event.get("type") == "message_response":
+            for m in (event.get("data") or {}).get("messages", []):
+                payload = m.get("payload") if isinstance(m, dict) else None
+                if isinstance(payload, dict) and isinstance(payload.get("content"), str):
+                    summariser.add(m.get("id"), payload["content"])
+    return {"connectionId": cid, "live": bool(session and not session.ended), "summary": summariser.summary(args.limit)}

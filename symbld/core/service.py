@@ -1,0 +1,377 @@
+"""The daemon's connections as a service: start, feed, attach, find, stop, forget.
+
+Control handlers (``symbld/control/commands/``) reach the daemon only through this object, and
+through the methods the ``Service`` protocol in ``symbld/control/service.py`` lists. It owns no
+socket and no thread of its own beyond the microphone pumps of attached microphones.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+from symbld.audio.base import SourceContext, SourceError
+from symbld.audio.push import PushSource
+from symbld.config import section
+from symbld.core.bus import EventBus
+from symbld.core.conversations import ConversationIndex
+from symbld.core.conversations import resolve as resolve_connection_id
+from symbld.core.errors import ControlError
+from symbld.core.flow import FlowSettings
+from symbld.core.ids import new_connection_id, new_conversation_id
+from symbld.core.journal import Journal
+from symbld.core.sessions import Session, SessionRegistry
+from symbld.core.sources import SourceFactory
+from symbld.engines.base import Engine, StreamConfig
+from symbld.insights import Analyzer, TrackerError, validate_trackers
+
+
+class Host(Protocol):
+    """What the service needs of the process around it (``symbld.app.Daemon``)."""
+
+    started_at: float
+    extra_event_types: set[str]  # event types parts beyond the engine publish (describe lists them)
+    cut_connections: list[dict[str, Any]]  # connections a crashed run left open (status reports them)
+
+    def shutting_down(self) -> bool: ...
+    def request_shutdown(self, reason: str) -> None: ...
+    def live_changed(self) -> None: ...  # the set of live connections changed (systemd status line)
+    def request_count(self) -> int: ...
+    def symbl_server_info(self) -> dict[str, Any] | None: ...
+    def nats_status(self) -> dict[str, Any]: ...
+
+
+class ConnectionService:
+    def __init__(self, config: dict[str, Any], *, state_dir: Path, engines: dict[str, Engine],
+                 sessions: SessionRegistry, sources: SourceFactory, bus: EventBus, journal: Journal | None,
+                 conversations: ConversationIndex | None, host: Host) -> None:
+        self.config = config
+        self.state_dir = state_dir
+        self.engines = engines
+        self.sessions = sessions
+        self.sources = sources
+        self.bus = bus
+        self.journal = journal
+        self.conversations = conversations
+        self.host = host
+        self.actions: Any = None  # the ActionRunner (summary e-mail) run when a connection ends; set by the daemon
+        self._attached_mics: dict[str, Any] = {}
+        self._remote_subs: dict[str, Any] = {}
+
+    # -- starting -----------------------------------------------------------------------------
+    def start_session(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.host.shutting_down():
+            raise ControlError("busy", "symbld is shutting down")
+        spec = args.get("source") or args.get("telephony")
+        if spec is None:
+            raise ControlError("bad_request", 'start: give "source" (file, push, mic, sip, pstn) or "telephony"')
+        engine_name = args.get("engine") or self.config["default_engine"]
+        engine = self.engines.get(engine_name)
+        if engine is None:
+            raise ControlError("bad_request", f"unknown engine {engine_name!r}; known: {sorted(self.engines)}",
+                               {"known": sorted(self.engines)})
+        stream_config = self._stream_config(args)
+        if args.get("connectionId") and self.journal is not None and self.journal.exists(stream_config.connection_id):
+            raise ControlError("bad_request", f"connection id {stream_config.connection_id} was used before (its "
+                               "journal exists); choose another", {"connectionId": stream_config.connection_id,
+                                                                    "reason": "journal_exists"})
+        ctx = SourceContext(stream_config.connection_id, emit=lambda t, d: None, config=self.config)
+        try:
+            source = self.sources.open(spec, ctx)
+        except SourceError as e:
+            raise ControlError.from_error(e, "bad_request") from None
+        session = Session(config=stream_config, source=source, engine=engine, engine_name=engine_name,
+                          bus=self.bus, analyzer_factory=self.analyzer_factory(engine),
+                          stop_timeout=float(self.config["stop_timeout"]), on_ended=self.session_ended,
+                          flow=FlowSettings.from_config(self.config, self.state_dir))
+        ctx.emit = session.emit  # side news from the source goes out on this connection
+        try:
+            self.sessions.add(session)
+        except ControlError:
+            source.close()
+            raise
+        try:
+            session.start()
+        except ControlError:
+            self.sessions.remove(session.connection_id)
+            raise
+        self.host.live_changed()
+        return session.as_dict()
+
+    def _stream_config(self, args: dict[str, Any]) -> StreamConfig:
+        cfg = args.get("config") or {}
+        threshold = cfg.get("confidenceThreshold", 0.5)
+        if not isinstance(threshold, int | float) or isinstance(threshold, bool) or not 0 <= threshold <= 1:
+            raise ControlError("bad_request", "config.confidenceThreshold must be a number from 0 to 1")
+        title = cfg.get("meetingTitle")
+        if title is not None and not isinstance(title, str):
+            raise ControlError("bad_request", "config.meetingTitle must be a string")
+        tz = cfg.get("timezoneOffset")
+        if tz is not None and (not isinstance(tz, int) or isinstance(tz, bool) or abs(tz) > 14 * 60):
+            raise ControlError("bad_request", "config.timezoneOffset must be minutes from UTC (-840..840)")
+        trackers_cfg = cfg.get("trackers") or {}
+        speaker = args.get("speaker")
+        if speaker is not None and not all(isinstance(speaker.get(k, ""), str) for k in ("userId", "name")):
+            raise ControlError("bad_request", "speaker.userId and speaker.name must be strings")
+        trackers = self._validate_trackers(args.get("trackers") or [])
+        insight_types = args.get("insightTypes")
+        return StreamConfig(
+            connection_id=args.get("connectionId") or new_connection_id(),
+            conversation_id=new_conversation_id(),
+            insight_types=list(insight_types) if insight_types is not None else ["question", "action_item",
+                                                                                  "follow_up"],
+            confidence_threshold=float(threshold),
+            language_code=cfg.get("languageCode") or "en-US",
+            meeting_title=title,
+            speaker=speaker,
+            trackers=trackers,
+            tracker_interim_results=bool(isinstance(trackers_cfg, dict) and trackers_cfg.get("interimResults")),
+            custom_vocabulary=list(args.get("customVocabulary") or []),
+            # Symbl's timezoneOffset is JavaScript's getTimezoneOffset(): minutes *west* of UTC (480 = UTC-8).
+            timezone_offset_minutes=None if tz is None else -tz,
+            started_at=time.time(),
+            extra={"actions": self._validate_actions(args.get("actions")),
+                   **_privacy_options(args, cfg, self.config)},
+        )
+
+    def _validate_trackers(self, trackers: list[Any]) -> list[dict[str, Any]]:
+        try:
+            return validate_trackers(trackers)
+        except TrackerError as e:
+            raise ControlError("bad_request", f"trackers: {e}") from None
+
+    def analyzer_factory(self, engine: Engine) -> Any:
+        if getattr(engine, "provides_insights", False):
+            return None  # the engine's remote end computes them (Symbl cloud)
+        return Analyzer
+
+    def session_ended(self, session: Session) -> None:
+        self.host.live_changed()
+        actions = session.config.extra.get("actions")
+        if actions and self.actions is not None:
+            events = self.bus.history(session.connection_id, 0, 1_000_000)
+            self.actions.on_connection_ended(session.as_dict(), events, actions)
+
+    @staticmethod
+    def _validate_actions(actions: Any) -> list[dict[str, Any]]:
+        from symbld.integrations.mail import ActionError, validate_actions
+
+        try:
+            return validate_actions(actions)
+        except ActionError as e:
+            raise ControlError("bad_request", e.message, {"argument": "actions"}) from None
+
+    def push_audio(self, connection_id: str, payload: bytes | None, end: bool,
+                   sample_rate: int | None = None) -> dict[str, Any]:
+        session = self.sessions.get(connection_id)
+        source = session.source
+        if not isinstance(source, PushSource):
+            raise ControlError("bad_request", f"connection {connection_id} reads from {source.kind}, not pushed audio; "
+                               'start it with source {"type": "push"}', {"source": source.kind})
+        if session.ended:
+            raise ControlError("invalid_state", f"connection {connection_id} is {session.state}")
+        if sample_rate is not None and sample_rate != source.sample_rate:
+            raise ControlError("bad_request", f"audio at {sample_rate} Hz sent to a connection started at "
+                               f"{source.sample_rate} Hz", {"expected": source.sample_rate, "got": sample_rate})
+        if payload is None and not end:
+            raise ControlError("bad_request", "send_audio: the audio goes in a second (binary) frame")
+        accepted = 0
+        try:
+            if payload:
+                accepted = source.push(payload)
+            if end:
+                source.close()
+        except SourceError as e:
+            raise ControlError.from_error(e, "bad_request") from None
+        return {"accepted": accepted}
+
+    # -- microphone ---------------------------------------------------------------------------
+    def input_devices(self) -> dict[str, Any]:
+        try:
+            from symbld.audio.mic import list_input_devices
+
+            return {"devices": list_input_devices()}
+        except SourceError as e:
+            raise ControlError.from_error(e, "device_unavailable") from None
+
+    def mic_feed_of(self, session: Session) -> Any:
+        """The MicSource behind a connection: its own source, or one attached to its pushed audio."""
+        if session.source.kind == "mic":
+            return session.source
+        return self._attached_mics.get(session.connection_id)
+
+    def attach_mic(self, connection_id: str, device: str | int | None) -> dict[str, Any]:
+        session = self.sessions.get(connection_id)
+        source = session.source
+        if not isinstance(source, PushSource):
+            raise ControlError("bad_request", "attach_mic needs a connection started with pushed audio "
+                               f'(source {{"type": "push"}}); this one reads from {source.kind}')
+        if session.ended:
+            raise ControlError("invalid_state", f"connection {connection_id} is {session.state}")
+        if connection_id in self._attached_mics:
+            raise ControlError("invalid_state", f"connection {connection_id} already has the microphone attached")
+        hub = self.sources.mic_hub()
+        try:
+            hub.check(device)
+            mic = hub.open(SourceContext(connection_id, emit=session.emit, config=self.config), device)
+        except SourceError as e:
+            raise ControlError.from_error(e, "bad_request") from None
+        self._attached_mics[connection_id] = mic
+
+        def pump() -> None:
+            # Mic frames are 16 kHz mono; the push queue converts per chunk, whatever rate the connection took.
+            try:
+                for pcm in mic.frames():
+                    try:
+                        source.push(pcm, sample_rate=16000)
+                    except SourceError:
+                        break  # connection ended or its queue is full of unprocessed audio
+            finally:
+                mic.close()
+                self._attached_mics.pop(connection_id, None)
+
+        threading.Thread(target=pump, name=f"mic-pump-{connection_id[:8]}", daemon=True).start()
+        session.on_close(mic.close)
+        return {"connectionId": connection_id, "source": source.describe(), "mic": mic.describe()}
+
+    def resolve_connection_id(self, value: str) -> str:
+        """The connectionId named by ``value``: itself, or the connection of a conversationId."""
+        def known(cid: str) -> bool:
+            return self.sessions.find(cid) is not None or bool(self.journal and self.journal.exists(cid))
+
+        return resolve_connection_id(
+            value, known=known, index=self.conversations,
+            live_by_conversation={s.conversation_id: s.connection_id for s in self.sessions.all()})
+
+    def journaled_connection(self, connection_id: str) -> dict[str, Any]:
+        """The last known object of a connection from an earlier run, from its journal."""
+        if self.journal is None or not self.journal.exists(connection_id):
+            raise ControlError("unknown_connection", f"no connection {connection_id!r}",
+                               {"connectionId": connection_id})
+        obj: dict[str, Any] = {"connectionId": connection_id, "state": "unknown"}
+        for event in self.journal.read(connection_id):
+            obj["conversationId"] = event.get("conversationId")
+            obj["lastSeq"] = event.get("seq")
+            if event.get("type") in ("connection_started", "connection_stopped", "connection_failed"):
+                obj.update({k: v for k, v in event.get("data", {}).items() if k != "lastSeq"})
+                obj["lastSeq"] = event.get("seq")
+        obj["fromJournal"] = True
+        return obj
+
+    def subscribe_remote(self, connection_id: str) -> dict[str, Any] | None:
+        """Listen-only subscription to a connection on the configured Symbl endpoint; its events are
+        republished on our PUB under that connection id (and journaled like any other). None when no
+        Symbl endpoint is configured."""
+        engine = self.engines.get("symbl")
+        # Only a configured [engine.symbl] means "ids I do not know may be the cloud's": otherwise an
+        # unknown id is just unknown (no advice about Symbl credentials nobody asked for).
+        if engine is None or not section(self.config, "engine", "symbl"):
+            return None
+        reply = {"events": self.config["events"], "topics": [f"connection.{connection_id}."], "connections": [],
+                 "remote": True}
+        if connection_id in self._remote_subs:
+            return reply
+        conversation = {"id": ""}
+
+        def on_event(event_type: str, data: dict[str, Any]) -> None:
+            conversation["id"] = data.get("conversationId") or conversation["id"]
+            self.bus.publish(connection_id, conversation["id"], event_type, data)
+
+        def on_end(_reason: str) -> None:
+            self._remote_subs.pop(connection_id, None)
+            self.bus.close_connection(connection_id)
+
+        try:
+            self._remote_subs[connection_id] = engine.subscribe(connection_id, on_event, on_end=on_end)
+        except Exception as e:  # EngineError with the server's message, or a network error
+            raise ControlError("engine_error", f"cannot subscribe to remote connection {connection_id}: {e}",
+                               {"connectionId": connection_id}) from None
+        return reply
+
+    # -- lookups ---------------------------------------------------------------------------------
+
+    @property
+    def events_endpoint(self) -> str:
+        return str(self.config["events"])
+
+    def about(self) -> dict[str, Any]:
+        """The daemon's part of ``describe``: engines, endpoints, audio sources, limits, the Symbl server."""
+        return {
+            "engines": {name: eng.describe() for name, eng in self.engines.items()},
+            "defaultEngine": self.config["default_engine"],
+            "endpoints": {"control": self.config["control"], "events": self.config["events"]},
+            "audioSources": self.sources.describe(),
+            "limits": {"maxConnections": self.sessions.max_live,
+                       "historyPerConnection": self.config["history_per_connection"]},
+            "symblServer": self.host.symbl_server_info(),
+        }
+
+    def counters(self) -> dict[str, Any]:
+        """The daemon's part of ``status``: traffic, cut connections, models, drops, the journal."""
+        return {
+            "published": self.bus.published,
+            "requests": self.host.request_count(),
+            "cut": self.host.cut_connections,
+            "models": {name: eng.describe().get("model") for name, eng in self.engines.items()},  # which model decodes
+            # PUB drops silently at a subscriber's queue limit; clients that refill a gap say so.
+            "drops": {"gapRefills": self.bus.refills, "refilledEvents": self.bus.refilled_events,
+                      "queuePerSubscriber": self.config["event_queue_per_subscriber"]},
+            # Disk full / I/O errors: events published but not yet journaled (kept in memory, retried).
+            "journal": self.bus.backlog.state() if self.bus.backlog is not None else None,
+        }
+
+    def known(self, connection_id: str) -> bool:
+        """A connection of this run, or one whose journal is on disk."""
+        on_disk = bool(self.journal and self.journal.exists(connection_id))
+        return on_disk or self.sessions.find(connection_id) is not None
+
+    def require_known(self, connection_id: str) -> None:
+        if not self.known(connection_id):
+            raise ControlError("unknown_connection", f"no connection {connection_id!r}",
+                               {"connectionId": connection_id})
+
+    def connection(self, connection_id: str) -> dict[str, Any]:
+        """A connection's object: live from memory, else its last known state from the journal."""
+        session = self.sessions.find(connection_id)
+        return session.as_dict() if session is not None else self.journaled_connection(connection_id)
+
+    def stop(self, connection_id: str) -> dict[str, Any]:
+        ended_earlier = self.journal is not None and self.journal.exists(connection_id)
+        if ended_earlier and self.sessions.find(connection_id) is None:
+            raise ControlError("invalid_state", f"connection {connection_id} has already ended",
+                               {"connectionId": connection_id})
+        return self.sessions.get(connection_id).stop()
+
+    def history(self, connection_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
+        return self.bus.history(connection_id, after_seq, limit)
+
+    def count_gap_refill(self, events: int) -> None:
+        """A subscriber saw a seq gap (its PUB queue overflowed) and refilled ``events`` from history."""
+        self.bus.refills += 1
+        self.bus.refilled_events += events
+
+    def close_remote_subscriptions(self) -> None:
+        for sub in list(self._remote_subs.values()):
+            with contextlib.suppress(Exception):
+                sub.close()
+
+
+def _privacy_options(args: dict[str, Any], cfg: dict[str, Any], daemon_config: dict[str, Any]) -> dict[str, Any]:
+    """``sentiment``, ``detectEntities`` and ``redaction`` from the start request (top level or in
+    ``config``, as Symbl's SDKs put them), redaction defaulting to the daemon's ``redaction`` key."""
+    from symbld.insights.redaction import parse_kinds
+
+    sentiment = args.get("sentiment", cfg.get("sentiment", False))
+    if not isinstance(sentiment, bool):
+        raise ControlError("bad_request", "sentiment must be true or false", {"argument": "sentiment"})
+    try:
+        kinds = parse_kinds(args.get("redaction", cfg.get("redaction", daemon_config.get("redaction"))))
+    except ValueError as e:
+        raise ControlError("bad_request", str(e), {"argument": "redaction"}) from None
+    entities = args.get("detectEntities", cfg.get("detectEntities", False))
+    if not isinstance(entities, bool):
+        raise ControlError("bad_request", "detectEntities must be true or false", {"argument": "detectEntities"})
+    return {"sentiment": sentiment, "redaction": sorted(kinds), "detect_entities": entities}
