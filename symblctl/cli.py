@@ -12,9 +12,10 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TextIO
 
-from symblctl import completion, fleet_cli
+from symblctl import cli_declared, completion, fleet_cli, protocol
 from symblctl.client import Client, DaemonError, DaemonUnavailable
 from symblctl.export import FORMATS, render
 from symblctl.render import EventPrinter, conversations_table, progress_line
@@ -94,13 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"symblctl {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    _sub(sub, "ping", "check that symbld answers", examples="  symblctl ping\n  symblctl ping --timeout 1")
-    _sub(sub, "describe", "version, engines, sources, event types, commands", examples="  symblctl describe --json")
-    _sub(sub, "status", "all connections of this daemon run",
-         "Past runs' conversations: symblctl conversations.", "  symblctl status\n  symblctl status --json")
-    g = _sub(sub, "get", "one connection's object", "ID is a connectionId or a conversationId.",
-             "  symblctl get 7909733735465972")
-    g.add_argument("id")
+    for decl in cli_declared.declared_for_cli():  # one subcommand per declared command, options from its fields
+        shown = PRESENTATION.get(decl.name, Presentation())
+        dashed = decl.name.replace("_", "-")  # attach-mic, like the other subcommands; attach_mic works too
+        cli_declared.add_arguments(_sub(sub, dashed, shown.summary or cli_declared.summary_of(decl),
+                                        shown.description, shown.examples,
+                                        aliases=(decl.name,) if dashed != decl.name else ()), decl)
     s = _sub(sub, "stop", "stop a connection (flushes finals) and print its final object",
              "ID is a connectionId or a conversationId. Stopping a connection that already ended prints its "
              "final object too (exit 0), as the Python API does.", "  symblctl stop 7909733735465972")
@@ -133,12 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
               "  symblctl subscribe ID --json", events_option=False)
     sb.add_argument("id", nargs="?")
     sb.add_argument("--events", dest="types", help="comma-separated event types (default: all)")
-    _sub(sub, "shutdown", "stop every connection and the daemon")
     _sub(sub, "devices", "audio input devices the daemon can capture from",
          "With none, says why (no audio server, no sound card).", "  symblctl devices")
-    for name, text in (("pause", "pause a microphone connection (silence is sent meanwhile)"),
-                       ("resume", "resume a paused or muted microphone connection")):
-        _sub(sub, name, text).add_argument("id")
     mu = _sub(sub, "mute", "mute a microphone connection (or --off to unmute)")
     mu.add_argument("id")
     mu.add_argument("--off", action="store_true")
@@ -445,33 +441,55 @@ def _devices(client: Client, ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _simple(client: Client, ns: argparse.Namespace) -> int:
-    result = {
-        "ping": lambda: client.ping(),
-        "describe": lambda: client.describe(),
-        "status": lambda: client.status(),
-        "get": lambda: client.get(ns.id),
-        "shutdown": lambda: client.request("shutdown"),
-        "pause": lambda: client.request("pause", connectionId=ns.id),
-        "resume": lambda: client.request("resume", connectionId=ns.id),
-        "mute": lambda: client.request("mute", connectionId=ns.id, on=not ns.off),
-    }[ns.cmd]()
-    if ns.json or ns.cmd in ("describe", "get"):
-        print(json.dumps(result, indent=None if ns.json else 2, ensure_ascii=False))
-    elif ns.cmd == "ping":
-        print(f"pong from symbld {result['version']} (pid {result['pid']}, up {result['uptime']:.0f} s)")
-    elif ns.cmd == "status":
-        _print_status(result)
-    elif ns.cmd in ("pause", "resume", "mute"):
-        print(result["state"])
+def _print_state(result: dict[str, Any]) -> None:
+    print(result["state"])
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """How a declared command looks on the command line, where the declaration's own text is not enough."""
+
+    summary: str = ""
+    description: str = ""
+    examples: str = ""
+    printer: Callable[[dict[str, Any]], None] = cli_declared.print_json
+
+
+PRESENTATION = {
+    "ping": Presentation("check that symbld answers", examples="  symblctl ping\n  symblctl ping --timeout 1",
+                         printer=lambda r: print(f"pong from symbld {r['version']} (pid {r['pid']}, "
+                                                 f"up {r['uptime']:.0f} s)")),
+    "describe": Presentation("version, engines, sources, event types, commands", examples="  symblctl describe --json"),
+    "status": Presentation("all connections of this daemon run", "Past runs' conversations: symblctl conversations.",
+                           "  symblctl status\n  symblctl status --json", printer=lambda r: _print_status(r)),
+    "get": Presentation("one connection's object", "ID is a connectionId or a conversationId.",
+                        "  symblctl get 7909733735465972"),
+    "shutdown": Presentation("stop every connection and the daemon", printer=lambda r: None),
+    "pause": Presentation("pause a microphone connection (silence is sent meanwhile)", printer=_print_state),
+    "resume": Presentation("resume a paused or muted microphone connection", printer=_print_state),
+}
+
+
+def _mute(client: Client, ns: argparse.Namespace) -> int:
+    result = client.call(protocol.Mute(connection_id=ns.id, on=not ns.off))
+    print(json.dumps(result) if ns.json else result["state"])
+    return EXIT_OK
+
+
+def _declared(client: Client, ns: argparse.Namespace) -> int:
+    """A subcommand made from its declaration: the request from the options, the result printed."""
+    decl = protocol.COMMANDS[ns.cmd.replace("-", "_")]
+    result = client.call(cli_declared.request_from(decl, ns))
+    if ns.json:
+        print(json.dumps(result, ensure_ascii=False))
     else:
-        print(json.dumps(result))
+        PRESENTATION.get(ns.cmd, Presentation()).printer(result)
     return EXIT_OK
 
 
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "start": _start, "subscribe": _subscribe, "transcript": _transcript, "conversations": _conversations,
-    "ls": _conversations, "stop": _stop, "devices": _devices,
+    "ls": _conversations, "stop": _stop, "devices": _devices, "mute": _mute,
 }
 
 
@@ -491,7 +509,7 @@ def run(ns: argparse.Namespace) -> int:
             for e in client.all_history(ns.id, ns.after):
                 printer.show(e)
             return EXIT_OK
-        return _COMMANDS.get(ns.cmd, _simple)(client, ns)
+        return _COMMANDS.get(ns.cmd, _declared)(client, ns)
     except DaemonUnavailable as e:
         print(f"symblctl: {e.message}", file=sys.stderr)
         return EXIT_UNAVAILABLE

@@ -12,6 +12,7 @@ A Client (and an EventStream) belongs to one thread; make one per thread.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import time
@@ -21,15 +22,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import zmq
 
+from symblctl import protocol
 from symblctl.endpoints import default_endpoints as config_default_endpoints
 from symblctl.keys import SecurityError, apply_client_curve
 from symblctl.liveness import RESTART_HINT, START_HINT, answers_ping, socket_file_problem
 
 PROTOCOL_VERSION = 1
-# Commands that may wait on an engine flush, a device or a call: they get a longer timeout.
-SLOW_TIMEOUTS = {"stop": 120.0, "start": 60.0, "shutdown": 30.0, "conversations": 60.0}
+# Commands that may wait on an engine flush, a device or a call get a longer wait (declared with each command).
+SLOW_TIMEOUTS = {name: decl.timeout for name, decl in protocol.COMMANDS.items() if decl.timeout is not None}
 
 
 class DaemonError(Exception):
@@ -176,26 +179,15 @@ class Client:
         err = reply.get("error") or {}
         raise DaemonError(err.get("code", "internal"), err.get("message", "unknown error"), err.get("details"))
 
-    # -- commands ------------------------------------------------------------------------------
-    def ping(self) -> dict:
-        return self.request("ping")
-
-    def describe(self) -> dict:
-        return self.request("describe")
-
-    def status(self) -> dict:
-        return self.request("status")
-
-    def get(self, connection_id: str) -> dict:
-        return self.request("get", connectionId=connection_id)
+    # -- commands: one method per declared command (generated below), these few written out -----
+    def call(self, command: protocol.Command, payload: bytes | None = None, timeout: float | None = None) -> dict:
+        """Send one declared command (a ``symblctl.protocol`` request) and return its result."""
+        return self.request(command.name, payload=payload, timeout=timeout, **msgspec.to_builtins(command))
 
     def start(self, **args: Any) -> dict:
         """Start a connection. A relative ``source.path`` is made absolute here: the daemon runs
         elsewhere (``/`` under systemd) and would not find it."""
         return self.request("start", **absolute_source_path(args))
-
-    def stop(self, connection_id: str) -> dict:
-        return self.request("stop", connectionId=connection_id)
 
     def send_audio(self, connection_id: str, pcm: bytes, sample_rate: int | None = None, end: bool = False) -> dict:
         return self.request("send_audio", payload=pcm, connectionId=connection_id, sampleRate=sample_rate,
@@ -203,11 +195,6 @@ class Client:
 
     def end_audio(self, connection_id: str) -> dict:
         return self.request("send_audio", connectionId=connection_id, end=True)
-
-    def history(self, connection_id: str, after_seq: int = 0, limit: int = 1000, gap: bool = False) -> dict:
-        # gap=True tells the daemon this refills events the events socket dropped (counted in status)
-        return self.request("history", connectionId=connection_id, afterSeq=after_seq, limit=limit,
-                            gap=gap or None)
 
     def all_history(self, connection_id: str, after_seq: int = 0, gap: bool = False) -> list[dict]:
         """Every event after ``after_seq``, following ``more`` page by page."""
@@ -233,6 +220,32 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _command_method(decl: type[protocol.Command]) -> Any:
+    """``Client.<name>(...)`` for one declared command: its fields as parameters, in declared order."""
+    fields = msgspec.structs.fields(decl)
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + [
+        inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                          default=inspect.Parameter.empty if f.required else
+                          (f.default if f.default is not msgspec.NODEFAULT else None))
+        for f in fields]
+    signature = inspect.Signature(params)
+
+    def method(self: Client, *args: Any, **kwargs: Any) -> dict:
+        bound = signature.bind(self, *args, **kwargs)
+        values = {k: v for k, v in bound.arguments.items() if k != "self"}
+        return self.call(decl(**values))
+
+    method.__name__ = method.__qualname__ = decl.name
+    method.__doc__ = decl.__doc__
+    method.__signature__ = signature  # type: ignore[attr-defined]
+    return method
+
+
+for _name, _decl in protocol.COMMANDS.items():
+    if _name not in Client.__dict__:  # start and send_audio are written out above
+        setattr(Client, _name, _command_method(_decl))
 
 
 class EventStream:
