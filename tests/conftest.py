@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,17 +121,34 @@ def messages(events: list[dict]) -> list[str]:
     return [m["payload"]["content"] for e in events if e["type"] == "message_response" for m in e["data"]["messages"]]
 
 
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0, every: float = 0.1) -> Any:
+    """Poll ``check()`` until it returns something true, and return that; fail naming ``what`` after ``timeout``.
+
+    The one way the tests wait: on a condition, never a fixed sleep (the machines are shared and slow at times).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(every)
+
+
 def wait_for_events(client: Client, connection_id: str, done: Callable[[list[dict]], bool],
                     timeout: float = 30.0, what: str = "condition") -> list[dict]:
     """Poll a connection's history (complete by seq) until ``done(events)``; its events then."""
-    deadline = time.monotonic() + timeout
-    events: list[dict] = []
-    while time.monotonic() < deadline:
-        events = client.all_history(connection_id)
-        if done(events):
-            return events
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not met within {timeout} s; events: {[e['type'] for e in events]}")
+    seen: list[dict] = []
+
+    def check() -> list[dict] | None:
+        seen[:] = client.all_history(connection_id)
+        return list(seen) if done(seen) else None
+
+    try:
+        return wait_until(what, check, timeout)
+    except AssertionError:
+        raise AssertionError(f"{what} not met within {timeout} s; events: {[e['type'] for e in seen]}") from None
 
 
 def wait_for_type(client: Client, connection_id: str, event_type: str, timeout: float = 30.0) -> list[dict]:

@@ -12,7 +12,7 @@ import time
 import tomllib
 from pathlib import Path
 
-from conftest import DaemonProc
+from conftest import DaemonProc, wait_until
 
 from symbld import config, config_check
 
@@ -122,13 +122,11 @@ def test_the_documented_example_is_a_valid_config() -> None:
 
 
 def _wait_log(d: DaemonProc, needle: str, timeout: float = 30) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def found() -> str | None:
         log = d.log()
-        if needle in log:
-            return log
-        time.sleep(0.1)
-    raise AssertionError(f"{needle!r} not in the log:\n{d.log()}")
+        return log if needle in log else None
+
+    return wait_until(f"{needle!r} in the log", found, timeout)
 
 
 def test_sighup_with_a_bad_config_keeps_the_old_one_and_a_good_one_applies(tmp_path: Path) -> None:

@@ -9,11 +9,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from conftest import DaemonProc, events_until_complete, messages, wait_for_events
+from conftest import DaemonProc, events_until_complete, messages, wait_for_events, wait_until
 from speechgen import SENTENCES, pcm16, silence, synth
 
 from symblctl.client import DaemonError
@@ -149,17 +148,15 @@ def test_full_disk_loses_no_final(tiny_state: Path) -> None:
             _fill(tiny_state / "filler")
             for s in say[1:4]:
                 c.send_audio(cid, pcm16(synth(s)) + silence(1.0))
-            deadline = time.monotonic() + 90
-            while not _status_journal(c)["degraded"] and time.monotonic() < deadline:
-                time.sleep(0.2)
-            state = _status_journal(c)
-            assert state["degraded"] and state["pendingEvents"] > 0, state
+            def degraded() -> dict | None:
+                state = _status_journal(c)
+                return state if state["degraded"] else None
+
+            state = wait_until("the journal degraded", degraded, 90)
+            assert state["pendingEvents"] > 0, state
             seen = wait_for_events(c, cid, lambda ev: len(messages(ev)) >= 4, 120, "finals while the disk is full")
             (tiny_state / "filler").unlink()
-            deadline = time.monotonic() + 30
-            while _status_journal(c)["degraded"] and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert not _status_journal(c)["degraded"]
+            wait_until("the journal recovered", lambda: not _status_journal(c)["degraded"], 30)
             c.send_audio(cid, pcm16(synth(say[4])) + silence(1.0))
             c.end_audio(cid)
             seen = events_until_complete(c, cid, timeout=120)

@@ -10,13 +10,12 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import nats
 import pytest
-from conftest import DaemonProc, messages
+from conftest import DaemonProc, messages, wait_until
 from natsproc import TOKEN, NatsServer, nats_config
 from speechgen import SENTENCES, pcm16, synth, wer
 
@@ -49,16 +48,6 @@ def nodes(nats_server: NatsServer, tmp_path_factory: pytest.TempPathFactory) -> 
 def fleet(nats_server: NatsServer, nodes: dict[str, DaemonProc]) -> Iterator[Fleet]:
     with Fleet(nats_server.url, token=TOKEN, timeout=30.0) as f:
         yield f
-
-
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what}: not within {timeout} s")
 
 
 def completed_on_stream(fleet: Fleet, cid: str, timeout: float = 120.0) -> list[dict]:
