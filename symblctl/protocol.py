@@ -348,11 +348,12 @@ class SendAudio(ConnectionRef):
 
 
 class InputDevice(Shape):
-    index: int
+    index: Annotated[int, Meta(description="PortAudio's device index (a mic source's device)")]
     name: str
-    default: bool
-    channels: int
-    samplerate: float
+    default: Annotated[bool, Meta(description="the default input device")]
+    channels: Annotated[int, Meta(description="input channels")]
+    samplerate: Annotated[float, Meta(description="the device's default sample rate, Hz")]
+    hostapi: Annotated[str, Meta(description="PortAudio's host API: ALSA, JACK, ...")] | None = None
 
 
 class DeviceList(Shape):

@@ -25,6 +25,7 @@ import pytest
 import zmq
 from conftest import DaemonProc, wait_for_type
 from speechgen import SENTENCES, pcm16, synth
+from virtmic import VirtMic
 
 from symblctl import protocol
 from symblctl.client import Client, DaemonError
@@ -324,3 +325,33 @@ def test_unknown_fields_are_ignored_and_null_means_not_given(daemon: DaemonProc)
         assert page["result"]["events"][0]["type"] == "connection_started"  # afterSeq and limit took their defaults
     finally:
         assert raw_call(daemon, "stop", {"connectionId": cid})["result"]["state"] == "stopped"
+
+
+def test_microphone_replies_conform_to_their_declared_types(tmp_path: Path) -> None:
+    """devices, pause, resume, mute and attach_mic against a private PulseAudio server's virtual microphone."""
+    mic = VirtMic(tmp_path / "pulse")
+    mic.start()
+    env = {k: v for k, v in mic.env.items() if k in ("XDG_RUNTIME_DIR", "PULSE_RUNTIME_PATH", "PULSE_SERVER",
+                                                    "XDG_CONFIG_HOME")}
+    d = DaemonProc(tmp_path / "d", env=env)
+    try:
+        d.start()
+        with d.client(timeout=60) as c:
+            listed = conforms("devices", c.request("devices"))
+            assert listed.devices and any(dev.default for dev in listed.devices)
+            conn = conforms("start", c.request("start", source={"type": "mic"}))
+            cid = conn.connection_id
+            assert conforms("pause", c.request("pause", connectionId=cid)).state == "paused"
+            assert conforms("resume", c.request("resume", connectionId=cid)).state == "capturing"
+            assert conforms("mute", c.request("mute", connectionId=cid)).state == "muted"
+            assert conforms("mute", c.request("mute", connectionId=cid, on=False)).state == "capturing"
+            assert conforms("stop", c.request("stop", connectionId=cid)).state == "stopped"
+
+            pushed = conforms("start", c.request("start", source={"type": "push"}))
+            attached = conforms("attach_mic", c.request("attach_mic", connectionId=pushed.connection_id))
+            assert attached.connection_id == pushed.connection_id and attached.source["kind"] == "push"
+            assert conforms("stop", c.request("stop", connectionId=pushed.connection_id)).state == "stopped"
+        assert d.stop() == 0, d.log()
+    finally:
+        d.kill()
+        mic.stop()
