@@ -115,18 +115,44 @@ class Pong(Shape):
     uptime: float
 
 
+class Flow(Shape):
+    """Flow control of one connection: holds, spooling to disk, and every loss (zero unless the disk failed)."""
+
+    audio_seconds_dropped: float
+    finals_dropped: int
+    max_backlog_seconds: float | None = None
+    level: int | None = None
+    holds: int | None = None
+    held_seconds: float | None = None
+    spooled_seconds: float | None = None
+    spool_pending_seconds: float | None = None
+    spool_failures: int | None = None
+
+
 class Connection(Shape):
+    """The connection object: what ``start``, ``get`` and ``stop`` return and ``connection_started`` carries."""
+
     connection_id: str
     conversation_id: str
-    state: str
+    state: Annotated[str, Meta(description="starting, live, stopping, stopped or failed (error says why); "
+                                           "unknown for a journal without an end event")]
     engine: str | None = None
-    source: dict[str, Any] = {}
+    source: Annotated[dict[str, Any], Meta(description="the source's own description: kind and its figures")] = {}
+    insight_types: list[str] = []
+    meeting_title: str | None = None
+    speaker: Speaker | None = None
     created_at: str | None = None
     started_at: str | None = None
     ended_at: str | None = None
-    audio_seconds: float = 0.0
-    last_seq: int | None = None
-    error: dict[str, Any] | None = None
+    duration_seconds: float | None = None
+    audio_seconds: float | None = None
+    last_seq: Annotated[int, Meta(description="the seq of its newest event")] | None = None
+    events: Annotated[dict[str, int], Meta(description="events published so far, per type")] = {}
+    error: Annotated[dict[str, Any], Meta(description="why it failed: code and message")] | None = None
+    backlog: Annotated[dict[str, Any], Meta(description="how far the engine is behind the audio")] = {}
+    flow: Flow | None = None
+    reason: Annotated[str, Meta(description="why it ended (journal objects)")] | None = None
+    from_journal: Annotated[bool, Meta(description="true: the last state an earlier run journaled")] = False
 
 
 class Ping(Command):
@@ -136,14 +162,44 @@ class Ping(Command):
     reply = Pong
 
 
+class Endpoints(Shape):
+    control: str
+    events: str
+
+
+class Limits(Shape):
+    max_connections: int
+    history_per_connection: Annotated[int, Meta(description="events kept in memory per connection")]
+
+
+class CommandInfo(Shape):
+    """One command in ``describe``: its flags and its request and reply as JSON Schema references."""
+
+    name: str
+    summary: str
+    slow: bool
+    mutating: bool
+    payload: Annotated[bool, Meta(description="a binary frame follows the JSON one")]
+    args: Annotated[dict[str, dict[str, Any]], Meta(description="name -> {type, required, doc} (flat form)")]
+    request: Annotated[dict[str, str], Meta(description='{"$ref": "#/schemas/<Name>"}')]
+    reply: Annotated[dict[str, str], Meta(description='{"$ref": "#/schemas/<Name>"}')]
+
+
 class Description(Shape):
     version: str
     protocol: int
-    engines: dict[str, dict[str, Any]]
+    engines: Annotated[dict[str, dict[str, Any]], Meta(description="engine name -> what it is and its state")]
     default_engine: str
+    endpoints: Endpoints
+    audio_sources: Annotated[dict[str, dict[str, Any]], Meta(description="kind -> {available, reason?, ...}")]
+    limits: Limits
     event_types: list[str]
-    commands: list[dict[str, Any]]
-    error_codes: dict[str, str]
+    insight_types: list[str]
+    commands: list[CommandInfo]
+    schemas: Annotated[dict[str, dict[str, Any]], Meta(description="JSON Schema of every request and reply type, "
+                                                                  "by name")]
+    error_codes: Annotated[dict[str, str], Meta(description="code -> meaning")]
+    symbl_server: Annotated[dict[str, Any], Meta(description="the Symbl-compatible server, when on")] | None = None
 
 
 class Describe(Command):
@@ -153,12 +209,35 @@ class Describe(Command):
     reply = Description
 
 
+class Drops(Shape):
+    """Events PUB dropped for slow subscribers, as the subscribers that refilled the gap reported."""
+
+    gap_refills: int
+    refilled_events: int
+    queue_per_subscriber: int
+
+
+class JournalState(Shape):
+    """Events published but not yet journaled because the disk failed (kept in memory, retried)."""
+
+    degraded: bool
+    pending_events: int
+    pending_bytes: int
+    episodes: int
+    written_late: int
+    error: str | None = None
+
+
 class Status(Shape):
     connections: list[Connection]
     live: int
     uptime: float
-    published: int
-    requests: int
+    published: Annotated[int, Meta(description="events published since start")]
+    requests: Annotated[int, Meta(description="control requests answered since start")]
+    drops: Drops
+    cut: Annotated[list[dict[str, Any]], Meta(description="connections a crashed run left open")] = []
+    models: Annotated[dict[str, str | None], Meta(description="engine -> the model it decodes with")] = {}
+    journal: JournalState | None = None
 
 
 class StatusRequest(Command):
@@ -208,10 +287,22 @@ class Get(ConnectionRef):
     reply = Connection
 
 
+class Event(Shape):
+    """One event, as published on the events socket."""
+
+    v: int
+    seq: int
+    connection_id: str
+    type: str
+    time: str
+    data: dict[str, Any]
+    conversation_id: str | None = None
+
+
 class Events(Shape):
-    events: list[dict[str, Any]]
+    events: list[Event]
     last_seq: int
-    more: bool
+    more: Annotated[bool, Meta(description="more events follow: ask again after the last seq")]
 
 
 class History(ConnectionRef):
@@ -225,9 +316,10 @@ class History(ConnectionRef):
 
 
 class Subscription(Shape):
-    events: str
-    topics: list[str]
-    connections: list[Connection]
+    events: Annotated[str, Meta(description="the events endpoint")]
+    topics: Annotated[list[str], Meta(description="subscribe your SUB socket to these")]
+    connections: Annotated[list[Connection], Meta(description="the live connections asked about")]
+    remote: Annotated[bool, Meta(description="true: a connection on the configured Symbl endpoint")] = False
 
 
 class Subscribe(Command):
@@ -242,7 +334,7 @@ class Subscribe(Command):
 
 
 class Accepted(Shape):
-    accepted: int
+    accepted: Annotated[int, Meta(description="bytes of audio queued")]
 
 
 class SendAudio(ConnectionRef):
@@ -255,8 +347,17 @@ class SendAudio(ConnectionRef):
     end: Annotated[bool, Meta(description="no more audio will follow: flush and stop when processed")] = False
 
 
+class InputDevice(Shape):
+    index: Annotated[int, Meta(description="PortAudio's device index (a mic source's device)")]
+    name: str
+    default: Annotated[bool, Meta(description="the default input device")]
+    channels: Annotated[int, Meta(description="input channels")]
+    samplerate: Annotated[float, Meta(description="the device's default sample rate, Hz")]
+    hostapi: Annotated[str, Meta(description="PortAudio's host API: ALSA, JACK, ...")] | None = None
+
+
 class DeviceList(Shape):
-    devices: list[dict[str, Any]]
+    devices: list[InputDevice]
 
 
 class Devices(Command):
@@ -268,7 +369,7 @@ class Devices(Command):
 
 
 class MicState(Shape):
-    state: str
+    state: Annotated[str, Meta(description="capturing, paused or muted")]
 
 
 class Pause(ConnectionRef):
@@ -296,19 +397,25 @@ class Mute(ConnectionRef):
     on: bool = True
 
 
+class MicAttached(Shape):
+    connection_id: str
+    source: Annotated[dict[str, Any], Meta(description="the pushed-audio source's description")]
+    mic: Annotated[dict[str, Any], Meta(description="the microphone's description: device and state")]
+
+
 class AttachMic(ConnectionRef):
     """Feed an existing push connection from the daemon's microphone (the SDK's send_audio_from_mic)."""
 
     name = "attach_mic"
     slow = True
     mutating = True
-    reply = Connection
+    reply = MicAttached
     device: Annotated[str, Meta(max_length=256)] | Annotated[int, Meta(ge=0, lt=1 << 16)] | None = None
 
 
 class Stopping(Shape):
     stopping: bool
-    live: int
+    live: Annotated[int, Meta(description="connections being stopped")]
 
 
 class Shutdown(Command):
@@ -320,8 +427,26 @@ class Shutdown(Command):
     timeout = 30.0
 
 
+class ConversationEntry(Shape):
+    """One conversation, from its journal (a live one with its current figures)."""
+
+    connection_id: str
+    source_label: Annotated[str, Meta(description='e.g. "file meeting.flac", "sip sip:bob@host"')]
+    words: int
+    state: Annotated[str, Meta(description="live, stopped, failed, or cut: a daemon died under it")]
+    conversation_id: str | None = None
+    started_at: str | None = None
+    ended_at: str | None = None
+    duration_seconds: float | None = None
+    audio_seconds: float | None = None
+    source: Annotated[str, Meta(description="the source kind")] | None = None
+    title: Annotated[str, Meta(description="the meeting title")] | None = None
+    engine: str | None = None
+    reason: Annotated[str, Meta(description="why it ended")] | None = None
+
+
 class ConversationList(Shape):
-    conversations: list[dict[str, Any]]
+    conversations: list[ConversationEntry]
 
 
 class Conversations(Command):
@@ -362,10 +487,20 @@ class DeleteConnection(ConnectionRef):
     reply = Deleted
 
 
+class MessageRef(Shape):
+    id: str
+
+
+class SummarySentence(Shape):
+    id: str
+    text: str
+    message_refs: Annotated[list[MessageRef], Meta(description="the message the sentence comes from")]
+
+
 class Summary(Shape):
     connection_id: str
     live: bool
-    summary: list[dict[str, Any]]
+    summary: list[SummarySentence]
 
 
 class SummaryRequest(ConnectionRef):
@@ -377,10 +512,27 @@ class SummaryRequest(ConnectionRef):
                                                        "messages, at most 5)")] | None = None
 
 
+class NatsState(Shape):
+    """Without a ``[nats]`` table only ``enabled: false``."""
+
+    enabled: bool
+    servers: Annotated[list[str], Meta(description="server URLs, credentials redacted")] = []
+    node: str | None = None
+    stream: str | None = None
+    auth: Annotated[str, Meta(description="credentials, token, user or none")] | None = None
+    tls: bool = False
+    connected: bool = False
+    disconnects: int = 0
+    control_requests: int = 0
+    bridge: Annotated[dict[str, int], Meta(description="published, finals, fromJournal, overflowed, duplicates, "
+                                                       "publishFailures, daemonEventsDropped, behind, queued")] = {}
+
+
 class Nats(Command):
     """NATS bridge state: connection, node, stream, and counters (published, finals, behind, ...)."""
 
     name = "nats"
+    reply = NatsState
 
 
 def _all_commands() -> dict[str, type[Command]]:
