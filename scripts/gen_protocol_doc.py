@@ -188,8 +188,12 @@ def _constraints(s: dict[str, Any], prefix: str = "") -> list[str]:
 
 
 def description_text(schema: dict[str, Any]) -> str:
+    """The field's description, also where msgspec puts it on an optional union's inner branch."""
     if "description" in schema:
         return str(schema["description"])
+    for branch in schema.get("anyOf", ()):
+        if isinstance(branch, dict) and "description" in branch:
+            return str(branch["description"])
     return " ".join(str(b["description"]) for b in _branches(schema)[0] if "description" in b)
 
 

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-import msgspec
 from msgspec import Meta, Struct
 
 ConnectionId = Annotated[str, Meta(min_length=1, max_length=128,
                                    description="the connection's id (a conversationId names its connection too)")]
-ClientConnectionId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9-]{6,64}$",
+# (?!\n): Python's $ also matches before a final newline, and "id\n" must not pass.
+ClientConnectionId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9-]{6,64}$(?!\n)",
                                          description="choose the id yourself (Symbl allows it)")]
 NonEmpty = Annotated[str, Meta(min_length=1, max_length=4096)]
 InsightType = Literal["question", "action_item", "follow_up"]
@@ -39,36 +39,38 @@ class Shape(Struct, kw_only=True, omit_defaults=True, rename="camel"):
 class FileSource(Shape, tag="file", tag_field="type"):
     """Decode a file (WAV, FLAC, OGG, MP3), in real time or as fast as the engine goes."""
 
-    path: Annotated[str, Meta(min_length=1, max_length=4096)]
-    realtime: bool = True
+    path: Annotated[str, Meta(min_length=1, max_length=4096, description="absolute, or relative to the "
+                                                                          "daemon's directory (symblctl resolves it)")]
+    realtime: Annotated[bool, Meta(description="paced as if spoken; false: as fast as the engine goes")] = True
 
 
 class PushSource(Shape, tag="push", tag_field="type"):
     """Audio the client sends with ``send_audio``."""
 
-    sample_rate: Annotated[int, Meta(ge=8000, le=48000)] = 16000
-    encoding: Literal["LINEAR16"] = "LINEAR16"
+    sample_rate: Annotated[int, Meta(ge=8000, le=48000, description="Hz of the pushed audio")] = 16000
+    encoding: Annotated[Literal["LINEAR16"], Meta(description="16-bit little-endian mono PCM")] = "LINEAR16"
 
 
 class MicSource(Shape, tag="mic", tag_field="type"):
     """The daemon's microphone (PortAudio)."""
 
-    device: Annotated[str, Meta(max_length=256)] | Annotated[int, Meta(ge=0, lt=1 << 16)] | None = None
+    device: Annotated[str, Meta(max_length=256, description="device name (symblctl devices)")] | Annotated[
+        int, Meta(ge=0, lt=1 << 16, description="device index")] | None = None
 
 
 class SipSource(Shape, tag="sip", tag_field="type", forbid_unknown_fields=False):
     """Dial a SIP URI (Symbl's telephony form)."""
 
-    uri: Annotated[str, Meta(min_length=1, max_length=1024)]
+    uri: Annotated[str, Meta(min_length=1, max_length=1024, description="sip:user@host[:port]")]
     audio_config: dict[str, Any] | None = None
-    dtmf: str | None = None
+    dtmf: Annotated[str, Meta(max_length=64, description="digits to send once the call is answered")] | None = None
 
 
 class PstnSource(Shape, tag="pstn", tag_field="type"):
     """Dial a phone number through the configured SIP gateway."""
 
-    phone_number: Annotated[str, Meta(min_length=1, max_length=64)]
-    dtmf: str | None = None
+    phone_number: Annotated[str, Meta(min_length=1, max_length=64, description="E.164, e.g. +14155550100")]
+    dtmf: Annotated[str, Meta(max_length=64, description="digits to send once the call is answered")] | None = None
     audio_config: dict[str, Any] | None = None
 
 
@@ -76,19 +78,8 @@ Source = FileSource | PushSource | MicSource | SipSource | PstnSource
 
 
 class Speaker(Shape):
-    user_id: str | None = None
-    name: str | None = None
-
-
-class Tracker(Shape):
-    name: Annotated[str, Meta(min_length=1, max_length=256)]
-    vocabulary: Annotated[list[Annotated[str, Meta(min_length=1, max_length=256)]], Meta(min_length=1)]
-
-
-class Action(Shape):
-    invoke_on: str
-    name: str
-    parameters: dict[str, Any] = {}
+    user_id: Annotated[str, Meta(max_length=256, description="the speaker's id (an e-mail, say)")] | None = None
+    name: Annotated[str, Meta(max_length=256, description="the name messages show")] | None = None
 
 
 # -- commands ---------------------------------------------------------------------------------------
@@ -255,19 +246,29 @@ class Start(Command):
     mutating = True
     reply = Connection
     timeout = 60.0
-    source: Source | None = None
-    telephony: dict[str, Any] | None = msgspec.field(default=None)  # Symbl's form: same as a sip/pstn source
-    engine: Annotated[str, Meta(max_length=64, description="engine name (describe lists them)")] | None = None
-    insight_types: list[InsightType] | None = None
-    config: dict[str, Any] = {}
-    speaker: Speaker | None = None
-    trackers: list[dict[str, Any]] = []
-    custom_vocabulary: list[Annotated[str, Meta(min_length=1, max_length=256)]] = []
-    actions: list[dict[str, Any]] = []
+    source: Annotated[Source, Meta(description="where the audio comes from (give this or telephony)")] | None = None
+    telephony: Annotated[dict[str, Any], Meta(description="Symbl's telephony form: the same as a sip or pstn "
+                                                          "source")] | None = None
+    engine: Annotated[str, Meta(max_length=64, description="engine name (describe lists them); default from "
+                                                           "the config")] | None = None
+    insight_types: Annotated[list[InsightType], Meta(description="insight types wanted; omitted: all three, "
+                                                                 "[]: none")] | None = None
+    config: Annotated[dict[str, Any], Meta(description="Symbl's start_request config: meetingTitle, "
+                                                       "confidenceThreshold, timezoneOffset, languageCode, "
+                                                       "trackers.interimResults, sentiment, redaction")] = {}
+    speaker: Annotated[Speaker, Meta(description="who is speaking on this connection")] | None = None
+    trackers: Annotated[list[dict[str, Any]], Meta(description='[{"name": "...", "vocabulary": ["..."]}]: at '
+                                                               "most 500, 50 terms each")] = []
+    custom_vocabulary: Annotated[list[Annotated[str, Meta(min_length=1, max_length=256)]],
+                                 Meta(description="words and names the engine should expect")] = []
+    actions: Annotated[list[dict[str, Any]], Meta(description='[{"invokeOn": "stop", "name": "sendSummaryEmail", '
+                                                              '"parameters": {"emails": ["..."]}}]')] = []
     connection_id: ClientConnectionId | None = None
     sentiment: Annotated[bool, Meta(description="sentiment on messages and topics (Symbl's shape)")] | None = None
     detect_entities: Annotated[bool, Meta(description="entity_response events (dates, amounts, ...)")] | None = None
-    redaction: bool | list[str] | dict[str, Any] | None = None
+    redaction: Annotated[bool | list[str] | dict[str, Any],
+                         Meta(description="mask personal data: true, or kinds [email, card, phone, "
+                                          "spoken_digits]")] | None = None
 
 
 class Stop(ConnectionRef):
@@ -311,7 +312,7 @@ class History(ConnectionRef):
     name = "history"
     reply = Events
     after_seq: Annotated[int, Meta(ge=0, description="return events with seq > afterSeq")] = 0
-    limit: Annotated[int, Meta(ge=1, le=10_000)] = 1000
+    limit: Annotated[int, Meta(ge=1, le=10_000, description="at most this many events")] = 1000
     gap: Annotated[bool, Meta(description="true when refilling events the events socket dropped")] = False
 
 
@@ -329,7 +330,8 @@ class Subscribe(Command):
     reply = Subscription
     connection_id: Annotated[str, Meta(min_length=1, max_length=128,
                                        description="one connection, or omit for all")] | None = None
-    types: list[Annotated[str, Meta(min_length=1, max_length=64)]] | None = None
+    types: Annotated[list[Annotated[str, Meta(min_length=1, max_length=64)]],
+                     Meta(description="event types wanted (describe lists them); omitted: all")] | None = None
     token: Annotated[str, Meta(max_length=64, description="echoed on topic sync.<token>")] | None = None
 
 
@@ -394,7 +396,7 @@ class Mute(ConnectionRef):
     name = "mute"
     mutating = True
     reply = MicState
-    on: bool = True
+    on: Annotated[bool, Meta(description="false unmutes")] = True
 
 
 class MicAttached(Shape):
@@ -410,7 +412,8 @@ class AttachMic(ConnectionRef):
     slow = True
     mutating = True
     reply = MicAttached
-    device: Annotated[str, Meta(max_length=256)] | Annotated[int, Meta(ge=0, lt=1 << 16)] | None = None
+    device: Annotated[str, Meta(max_length=256, description="device name (symblctl devices)")] | Annotated[
+        int, Meta(ge=0, lt=1 << 16, description="device index")] | None = None
 
 
 class Stopping(Shape):

@@ -113,9 +113,7 @@ class ConnectionService:
         if tz is not None and (not isinstance(tz, int) or isinstance(tz, bool) or abs(tz) > 14 * 60):
             raise ControlError("bad_request", "config.timezoneOffset must be minutes from UTC (-840..840)")
         trackers_cfg = cfg.get("trackers") or {}
-        speaker = args.get("speaker")
-        if speaker is not None and not all(isinstance(speaker.get(k, ""), str) for k in ("userId", "name")):
-            raise ControlError("bad_request", "speaker.userId and speaker.name must be strings")
+        speaker = args.get("speaker")  # decoded against symblctl.protocol.Speaker: strings or absent
         trackers = self._validate_trackers(args.get("trackers") or [])
         insight_types = args.get("insightTypes")
         return StreamConfig(
