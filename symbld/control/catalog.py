@@ -5,8 +5,9 @@ from __future__ import annotations
 from symbld.control import commands, conversation_commands, listing
 from symbld.control.registry import COMMANDS, Command
 from symbld.insights import summary_command
+from symbld.web import command as page_command
 
-MODULES = (commands, conversation_commands, listing, summary_command)
+MODULES = (commands, conversation_commands, listing, summary_command, page_command)
 
 
 def load_all() -> dict[str, Command]:

@@ -13,7 +13,7 @@ from symbld.control.envelope import Request
 from symbld.control.registry import CONNECTION_ID, command
 from symbld.control.schema import Arg
 from symbld.core.errors import ControlError
-from symbld.insights.summary import Summariser
+from symbld.insights.summary import summary_of_events
 
 if TYPE_CHECKING:
     from symbld.app import Daemon
@@ -34,12 +34,5 @@ def summary(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
     session = d.sessions.find(cid)
     if session is None and not (d.journal and d.journal.exists(cid)):
         raise ControlError("unknown_connection", f"no connection {cid!r}", {"connectionId": cid})
-    summariser = Summariser()
-    for event in d.bus.history(cid, 0, _ALL):
-        if event.get("type") == "message_response":
-            for m in (event.get("data") or {}).get("messages", []):
-                payload = m.get("payload") if isinstance(m, dict) else None
-                if isinstance(payload, dict) and isinstance(payload.get("content"), str):
-                    summariser.add(m.get("id"), payload["content"])
     return {"connectionId": cid, "live": bool(session and not session.ended),
-            "summary": summariser.summary(args.get("limit"))}
+            "summary": summary_of_events(d.bus.history(cid, 0, _ALL), args.get("limit"))}

@@ -1,0 +1,7 @@
+"""The summary page: each conversation's transcript and insights as a web page at ``summaryUrl``.
+
+``links`` signs page URLs, ``view`` turns a connection's events into what the page shows, ``render``
+writes it as escaped HTML (readable without JavaScript), ``server`` serves it on loopback with live
+updates (server-sent events fed by the event bus), ``command`` is the ``summary_page`` control command
+and ``symbl_hooks`` gives the Symbl-compatible server its ``summaryUrl`` and ``summaryInfo``.
+"""
