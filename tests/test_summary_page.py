@@ -121,6 +121,7 @@ def test_links_are_signed_per_conversation(daemon: DaemonProc, meeting: dict) ->
     base, _, query = url.partition("?")
     assert fetch(base)[0] == 403  # no signature
     assert fetch(base + "?s=" + "0" * 64)[0] == 403  # a wrong one
+    assert fetch(base + "?s=%C3%A9")[0] == 403  # not even hex
     secret_file = daemon.run_dir / SECRET_FILE
     assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
     links = PageLinks(bytes.fromhex(secret_file.read_text().strip()), url.split("/meeting/")[0])

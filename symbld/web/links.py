@@ -47,7 +47,9 @@ class PageLinks:
         return hmac.new(self._secret, conversation_id.encode(), hashlib.sha256).hexdigest()
 
     def valid(self, conversation_id: str, signature: str | None) -> bool:
-        return bool(signature) and hmac.compare_digest(self.signature(conversation_id), str(signature))
+        if not signature:
+            return False
+        return hmac.compare_digest(self.signature(conversation_id).encode(), signature.encode(errors="replace"))
 
     def url(self, conversation_id: str) -> str:
         return f"{self.base_url}/meeting/{conversation_id}?s={self.signature(conversation_id)}"

@@ -126,8 +126,8 @@ class PageServer:
                     await resp.write(b": keep-alive\n\n")
                     continue
                 await asyncio.sleep(_COALESCE_S)  # a rate limit: let a burst of interims land as one update
-        except (ConnectionResetError, asyncio.CancelledError):
-            pass
+        except ConnectionResetError:
+            pass  # the browser went away
         finally:
             self._unwatch(cid, waker)
         return resp
