@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chromium import Browser, dump_dom, executable
+from chromium import Browser, dump_dom
 from conftest import DaemonProc, events_until_complete, messages, wait_for_events
 from feeding import speak
 from test_telephony import sipp, speech  # noqa: F401 - the sipp callee fixtures
@@ -31,7 +32,6 @@ from symblctl.client import Client, DaemonError
 from symbld.web.links import SECRET_FILE, PageLinks
 
 pytestmark = pytest.mark.timeout(300)
-needs_chromium = pytest.mark.skipif(executable() is None, reason="chromium missing: scripts/install-deps.sh")
 
 REPO = Path(__file__).resolve().parent.parent
 TITLE = 'Q4 planning: "budget" & <pricing>'  # shown as text, never as markup
@@ -139,7 +139,6 @@ def test_links_are_signed_per_conversation(daemon: DaemonProc, meeting: dict) ->
 # ---------------------------------------------------------------- in Chromium
 
 
-@needs_chromium
 @pytest.mark.speech
 def test_chromium_shows_transcript_insights_and_summary(meeting: dict, tmp_path: Path) -> None:
     dom = dump_dom(meeting["url"])
@@ -170,7 +169,6 @@ def test_chromium_shows_transcript_insights_and_summary(meeting: dict, tmp_path:
         shutil.copy(shot, REPO / "docs" / "summary-page.png")
 
 
-@needs_chromium
 @pytest.mark.speech
 def test_chromium_page_updates_live_while_the_connection_runs(daemon: DaemonProc, client: Client,
                                                               tmp_path: Path) -> None:
@@ -239,6 +237,28 @@ def test_page_off_with_port_0_and_a_busy_port_falls_back(tmp_path: Path, meeting
         assert "page_port_in_use" in busy.log()
     finally:
         busy.stop()
+
+
+def test_links_outlive_a_restart_and_pages_come_from_the_journal(tmp_path: Path) -> None:
+    with socket.socket() as s:  # a port nobody holds now, so both runs get the same one
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = f"[page]\nport = {port}\n"
+    first = DaemonProc(tmp_path / "d", args=["--no-preload"], config=config).start()
+    try:
+        with first.client() as c:
+            completed = _ended_silently(c)
+    finally:
+        first.stop()
+    url = completed["data"]["summaryUrl"]
+    second = DaemonProc(tmp_path / "d", args=["--no-preload"], config=config).start()  # same dirs, same secret
+    try:
+        status, page = fetch(url)
+        assert status == 200 and completed["conversationId"] in page and "Nothing said yet." in page
+        with second.client() as c:
+            assert page_url(c, completed["conversationId"]) == url
+    finally:
+        second.stop()
 
 
 # ---------------------------------------------------------------- the Symbl-compatible server
