@@ -26,6 +26,7 @@ import pytest
 from chromium import Browser, dump_dom
 from conftest import DaemonProc, events_until_complete, messages, wait_for_events
 from feeding import speak
+from test_redaction_daemon import RAW, SPOKEN
 from test_telephony import sipp, speech  # noqa: F401 - the sipp callee fixtures
 
 from symblctl.client import Client, DaemonError
@@ -114,6 +115,18 @@ def test_summary_url_of_conversation_completed_serves_the_whole_conversation_as_
     # The title is text: escaped in the source, never markup.
     assert html.escape(TITLE, quote=True) in page and TITLE not in page and "<pricing>" not in page
     assert TITLE in visible_text(page)
+
+
+@pytest.mark.speech
+def test_the_page_of_a_redacted_conversation_shows_only_masked_text(client: Client) -> None:
+    cid = client.start(source={"type": "push"}, redaction=True)["connectionId"]
+    speak(client, cid, SPOKEN[:2])
+    events = events_until_complete(client, cid, timeout=180)
+    status, page = fetch(events[-1]["data"]["summaryUrl"])
+    assert status == 200
+    shown = visible_text(page[page.index('class="cols"'):page.index("<footer")])  # ids and dates aside
+    assert "[PHONE]" in shown and "phone number" in shown.lower(), shown
+    assert not [raw.pattern for raw in RAW if raw.search(shown)], shown
 
 
 def test_links_are_signed_per_conversation(daemon: DaemonProc, meeting: dict) -> None:
