@@ -531,6 +531,19 @@ class NatsState(Shape):
                                                        "publishFailures, daemonEventsDropped, behind, queued")] = {}
 
 
+class PageLink(Shape):
+    connection_id: str
+    conversation_id: str
+    url: Annotated[str, Meta(description="the signed link to the summary page (docs/summary-page.md)")]
+
+
+class SummaryPage(ConnectionRef):
+    """The summary page of a conversation (transcript, insights, summary; live while it runs)."""
+
+    name = "summary_page"
+    reply = PageLink
+
+
 class Nats(Command):
     """NATS bridge state: connection, node, stream, and counters (published, finals, behind, ...)."""
 

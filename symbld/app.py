@@ -205,7 +205,13 @@ class Daemon:
             log.warning("connections_cut_by_restart", count=len(self.cut_connections))
 
     def start_extras(self) -> None:
-        """Optional services beside the control socket (the Symbl-compatible server)."""
+        """Optional services beside the control socket (the summary page, the Symbl-compatible server)."""
+        from symbld.web.server import start_page
+
+        try:
+            self.page_server = start_page(self)  # [page]: summaryUrl's pages (symbld/web/)
+        except OSError as e:
+            raise StartupError(f"cannot serve the summary page: {e}") from None
         self.symbl_server = None
         addr = self.config.get("serve_symbl")
         if not addr:
@@ -409,6 +415,8 @@ class Daemon:
         if getattr(self, "symbl_server", None) is not None:
             with contextlib.suppress(Exception):
                 self.symbl_server.close()
+        if getattr(self, "page_server", None) is not None:
+            self.page_server.close()
         self.sources.close()
         for eng in self.engines.values():
             with contextlib.suppress(Exception):

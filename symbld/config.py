@@ -2,7 +2,8 @@
 
 The file is TOML (``--config``, ``$SYMBLD_CONFIG``, else ``$XDG_CONFIG_HOME/symbld/symbld.toml``
 when it exists). Top-level keys are the daemon's own; tables (``[engine.local]``, ``[mic]``,
-``[telephony]``, ``[engine.symbl]``, ``[smtp]``, ``[symbl_server]``, ``[nats]``) are handed to the part they name.
+``[telephony]``, ``[engine.symbl]``, ``[smtp]``, ``[symbl_server]``, ``[nats]``, ``[page]``) are handed
+to the part they name.
 The whole file is validated first (``symbld.config_check``): unknown keys and tables, wrong types
 and bad enum values are one ``ConfigError`` naming each key and its line. See docs/configuration.md.
 """
@@ -63,6 +64,7 @@ TABLES: dict[str, str | dict[str, Any] | list[str | dict[str, Any]]] = {
     "mic": "symbld.audio.mic:DEFAULTS",
     "telephony": "symbld.audio.telephony.calls:CONFIG_DEFAULTS",
     "smtp": "symbld.integrations.mail:SMTP_DEFAULTS",
+    "page": "symbld.web.server:DEFAULTS",  # the summary page (docs/summary-page.md)
     "symbl_server": ["symbld.gateways.symbl.server:DEFAULTS",
                      {"app_id": None, "app_secret": None, "token_secret": None, "stop_on_close": False,
                       "credentials_file": None}],

@@ -85,8 +85,10 @@ def test_stream_subscribe_send_stop(api: symblctl.StreamingApi) -> None:
     assert any(i["type"] == "question" for r in rec.of("insight_response") for i in r["insights"])
     assert any(t["isFinal"] for t in rec.of("transcript_response"))
     assert rec.of("connection_started")[0]["connectionId"] == conn.connectionId  # lifecycle: our payload
-    assert rec.of("conversation_completed") == [{"conversationId": conn.conversationId,
-                                                 "connectionId": conn.connectionId}]
+    completed = rec.of("conversation_completed")
+    assert [{k: v for k, v in c.items() if k != "summaryUrl"} for c in completed] == [
+        {"conversationId": conn.conversationId, "connectionId": conn.connectionId}]
+    assert completed[0]["summaryUrl"].startswith("http://127.0.0.1:")  # its summary page: test_summary_page.py
     conn.close()
 
 

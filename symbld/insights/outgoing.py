@@ -1,6 +1,7 @@
 """What a connection asked to be done to its events before they leave: sentiment added, personal data
-masked. The session calls ``OutgoingFilter.apply`` on every event BEFORE the bus numbers, journals and
-publishes it, so raw text that redaction masks is never on disk nor on the wire.
+masked; and the summary page's URL put in ``conversation_completed``. The session calls
+``OutgoingFilter.apply`` on every event BEFORE the bus numbers, journals and publishes it, so raw
+text that redaction masks is never on disk nor on the wire.
 
 The start request's ``sentiment`` (bool) and ``redaction`` (see ``symbld.insights.redaction``) land in
 ``StreamConfig.extra``.
@@ -14,6 +15,7 @@ from typing import Any
 from symbld.engines.base import StreamConfig
 from symbld.insights.redaction import redact_event
 from symbld.insights.sentiment import add_to_messages, suggested
+from symbld.web import links
 
 _KEEP_SCORES = 5000  # message scores remembered for topic sentiment (a long conversation's worth)
 
@@ -23,12 +25,16 @@ class OutgoingFilter:
         self.sentiment = bool(config.extra.get("sentiment"))
         self.redaction: frozenset[str] = frozenset(config.extra.get("redaction") or ())
         self._scores: OrderedDict[str, float] = OrderedDict()
+        # The conversation's summary page, while the daemon serves one (symbld.web.server).
+        self.summary_url = links.summary_url(config.conversation_id)
 
     @property
     def active(self) -> bool:
-        return self.sentiment or bool(self.redaction)
+        return self.sentiment or bool(self.redaction) or self.summary_url is not None
 
     def apply(self, event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+        if event_type == "conversation_completed" and self.summary_url is not None:
+            data = {**data, "summaryUrl": self.summary_url}
         if self.sentiment:
             if event_type == "message_response":
                 add_to_messages(data)

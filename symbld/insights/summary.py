@@ -60,3 +60,15 @@ class Summariser:
         best = sorted(sorted(scored, reverse=True)[:n], key=lambda s: s[1])
         return [{"id": f"summary-{i}", "text": text, "messageRefs": [{"id": mid}]}
                 for i, (_, _, mid, text) in enumerate(best)]
+
+
+def summary_of_events(events: Any, limit: int | None = None) -> list[dict[str, Any]]:
+    """The summary of a connection's events so far (its ``message_response`` texts, in order)."""
+    summariser = Summariser()
+    for event in events:
+        if event.get("type") == "message_response":
+            for m in (event.get("data") or {}).get("messages", []):
+                payload = m.get("payload") if isinstance(m, dict) else None
+                if isinstance(payload, dict) and isinstance(payload.get("content"), str):
+                    summariser.add(m.get("id"), payload["content"])
+    return summariser.summary(limit)

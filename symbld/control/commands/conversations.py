@@ -12,7 +12,8 @@ from symbld.control.registry import handles
 from symbld.control.service import Service
 from symbld.core.conversations import listing, parse_since
 from symbld.core.errors import ControlError
-from symbld.insights.summary import Summariser
+from symbld.insights.summary import summary_of_events
+from symbld.web import links
 
 _ALL = 1_000_000
 
@@ -94,11 +95,31 @@ def summary(svc: Service, args: protocol.SummaryRequest, req: Request) -> dict[s
     cid = args.connection_id
     svc.require_known(cid)
     session = svc.sessions.find(cid)
-    summariser = Summariser()
-    for event in svc.history(cid, 0, _ALL):
-        if event.get("type") == "message_response":
-            for m in (event.get("data") or {}).get("messages", []):
-                payload = m.get("payload") if isinstance(m, dict) else None
-                if isinstance(payload, dict) and isinstance(payload.get("content"), str):
-                    summariser.add(m.get("id"), payload["content"])
-    return {"connectionId": cid, "live": bool(session and not session.ended), "summary": summariser.summary(args.limit)}
+    return {"connectionId": cid, "live": bool(session and not session.ended),
+            "summary": summary_of_events(svc.history(cid, 0, _ALL), args.limit)}
+
+
+def _conversation_of(svc: Service, connection_id: str) -> str:
+    """The conversationId of a live, ended or journaled connection; unknown_connection otherwise."""
+    session = svc.sessions.find(connection_id)
+    if session is not None:
+        return session.conversation_id
+    for event in svc.history(connection_id, 0, 1):
+        if event.get("conversationId"):
+            return str(event["conversationId"])
+    raise ControlError("unknown_connection", f"no connection {connection_id!r}", {"connectionId": connection_id})
+
+
+@handles(protocol.SummaryPage)
+def summary_page(svc: Service, args: protocol.SummaryPage, req: Request) -> dict[str, Any]:
+    """→ {"v": 1, "id": "3", "cmd": "summary_page", "args": {"connectionId": "6186995463583031"}}
+    ← {"v": 1, "id": "3", "ok": true, "result": {"connectionId": "30411c0b...", "conversationId":
+       "6186995463583031", "url": "http://127.0.0.1:5081/meeting/6186995463583031?s=9c1e..."}}
+    An invalid_state error when the daemon serves no page ([page] port = 0).
+    """
+    conversation = _conversation_of(svc, args.connection_id)
+    url = links.summary_url(conversation)
+    if url is None:
+        raise ControlError("invalid_state", "this daemon serves no summary page ([page] port = 0)",
+                           {"reason": "page_off"})
+    return {"connectionId": args.connection_id, "conversationId": conversation, "url": url}

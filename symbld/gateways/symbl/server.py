@@ -48,6 +48,7 @@ from symbld.gateways.symbl.auth import (
     load_credentials,
 )
 from symbld.gateways.symbl.conversations import ConversationApi
+from symbld.web import symbl_hooks
 
 log = structlog.get_logger(__name__)
 
@@ -488,7 +489,8 @@ class SymblServer:
         if conv.orphan_timer:
             conv.orphan_timer.cancel()
         if code == 1000:
-            summary = self.config["summary_base"] + conv.conversation_id
+            summary = await symbl_hooks.summary_url(self.client_factory, conv.daemon_id,
+                                                    self.config["summary_base"] + conv.conversation_id)
             for ws in [*conv.sockets, *conv.subscribers]:
                 await _send(ws, wire.conversation_completed(conv.conversation_id, summary))
                 await _send(ws, wire.recognition_stopped())
@@ -641,7 +643,8 @@ class SymblServer:
         if not conv.ended:
             await self._stop(conv)
         return web.json_response({**self._urls(request, conv.symbl_id), "connectionId": conv.symbl_id,
-                                  "conversationId": conv.conversation_id, "summaryInfo": []})
+                                  "conversationId": conv.conversation_id,
+                                  "summaryInfo": await symbl_hooks.summary_info(self.client_factory, conv.daemon_id)})
 
     async def speaker_event(self, request: web.Request) -> web.Response:
         if not self.issuer.validate(request.headers.get("x-api-key")):
