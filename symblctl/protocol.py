@@ -144,6 +144,8 @@ class Connection(Shape):
     flow: Flow | None = None
     reason: Annotated[str, Meta(description="why it ended (journal objects)")] | None = None
     from_journal: Annotated[bool, Meta(description="true: the last state an earlier run journaled")] = False
+    summary: Annotated[list[SummarySentence], Meta(description="stop's reply only: the conversation's summary "
+                                                               "(as the summary command gives it)")] | None = None
 
 
 class Ping(Command):

@@ -83,3 +83,14 @@ def test_summary_on_demand_while_live_and_at_the_end(daemon: DaemonProc, client:
     with pytest.raises(DaemonError) as e:
         client.request("summary", connectionId="no-such-connection")
     assert e.value.code == "unknown_connection"
+
+
+@pytest.mark.speech
+def test_stop_answers_with_the_summary(daemon: DaemonProc, client: Client) -> None:
+    cid = client.start(source={"type": "push"})["connectionId"]
+    speak(client, cid, ["We need to send the quarterly budget report by Friday."], speed=160, end=False)
+    wait_for_events(client, cid, lambda ev: len(messages(ev)) >= 1, timeout=120, what="a message")
+    final = client.stop(cid)
+    assert final["state"] == "stopped"
+    assert final["summary"] and "budget" in final["summary"][0]["text"].lower(), final["summary"]
+    assert final["summary"] == client.summary(cid)["summary"]

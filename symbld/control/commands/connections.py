@@ -11,6 +11,9 @@ from symbld.control.envelope import Request
 from symbld.control.registry import handles
 from symbld.control.service import Service
 from symbld.core.errors import ControlError
+from symbld.insights.summary import summary_of_events
+
+_ALL = 1_000_000
 
 
 @handles(protocol.Start)
@@ -45,7 +48,9 @@ def stop(svc: Service, args: protocol.Stop, req: Request) -> dict[str, Any]:
        "state": "stopped", ...}}
     Stopping an unknown id gives unknown_connection; an already stopped one, invalid_state.
     """
-    return svc.stop(args.connection_id)
+    final = svc.stop(args.connection_id)
+    # Symbl's stop answers with the conversation's summary; so does ours (the summary command gives it later too).
+    return {**final, "summary": summary_of_events(svc.history(args.connection_id, 0, _ALL))}
 
 
 @handles(protocol.Get)
