@@ -99,7 +99,8 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self.runtime_dir = Path(config["runtime_dir"])
         self.state_dir = Path(config["state_dir"])
-        self.extra_event_types: set[str] = {"engine_backlog", "audio_spooled", "entity_response", "summary_response"}
+        self.extra_event_types: set[str] = {"engine_backlog", "audio_spooled", "entity_response", "summary_response",
+                                             "speaker_event"}
         self.actions: Any = None
         self.cut_connections: list[dict[str, Any]] = []
         self.spooled: dict[str, dict[str, Any]] = {}  # connections the last run spooled (symbld.core.shutdown)
@@ -316,7 +317,7 @@ class Daemon:
         insight_types = args.get("insightTypes")
         return StreamConfig(
             connection_id=args.get("connectionId") or new_connection_id(),
-            conversation_id=new_conversation_id(),
+            conversation_id=args.get("conversationId") or new_conversation_id(),
             insight_types=list(insight_types) if insight_types is not None else ["question", "action_item",
                                                                                   "follow_up"],
             confidence_threshold=float(threshold),

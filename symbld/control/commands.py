@@ -90,6 +90,8 @@ def _check_client_connection_id(value: str) -> str | None:
     customVocabulary=Arg(list, default=list, check=_check_string_list),
     actions=Arg(list, default=list, doc='[{"invokeOn": "stop", "name": "sendSummaryEmail", ...}]'),
     connectionId=Arg(str, check=_check_client_connection_id, doc="choose the id yourself (Symbl allows it)"),
+    conversationId=Arg(str, check=_check_client_connection_id,
+                       doc="join this conversation (Symbl: one conversation, a connection per speaker)"),
     sentiment=Arg(bool, default=False, doc="sentiment on messages and topics (Symbl's shape)"),
     redaction=Arg((bool, list, dict), doc="mask personal data: true or kinds [email, card, phone, spoken_digits]"),
 )
