@@ -2,8 +2,9 @@
 
 A speaker event is journaled on the daemon connection as ``speaker_event`` with the audio position
 it arrived at (``timeOffset``, seconds of that connection's audio). Results are attributed by
-where their audio starts, not by when they arrive: a message whose audio began before the event
-keeps its speaker even when the recogniser finalises it after the event. The same ``Attribution``
+where their audio is, not by when they arrive: a result belongs to whoever was speaking at the
+middle of its audio (its start carries the recogniser's pre-roll, so it can lie before the event
+that began it), and a message finalised after the event keeps the speaker of its audio. The same ``Attribution``
 rewrites live frames (the server's pump) and the journal (the Conversation API), so both agree.
 
 Rules (Symbl never published its own): ``started_speaking`` and ``speaker_change`` make their
@@ -78,7 +79,7 @@ class Attribution:
         if etype == "message_response":
             out = []
             for m in data.get("messages") or []:
-                user = self.who((m.get("duration") or {}).get("timeOffset"))
+                user = self.who(_middle(m))
                 if m.get("id"):
                     self._by_message[m["id"]] = user
                 out.append(_with(m, "from", user) if self.changed else m)
@@ -86,7 +87,7 @@ class Attribution:
         if not self.changed:
             return data
         if etype == "transcript_response":
-            return _with(data, "user", self.who((data.get("duration") or {}).get("timeOffset")))
+            return _with(data, "user", self.who(_middle(data)))
         if etype == "insight_response":
             return {**data, "insights": [self._insight(i) for i in data.get("insights") or []]}
         return data
@@ -101,6 +102,11 @@ class Attribution:
         if isinstance(old, dict) and insight.get("assignee") == old:  # "I will ...": the speaker's task
             out = _with(out, "assignee", user)
         return out
+
+
+def _middle(result: dict[str, Any]) -> float:
+    d = result.get("duration") or {}
+    return float(d.get("timeOffset") or 0.0) + float(d.get("duration") or 0.0) / 2
 
 
 def _with(obj: dict[str, Any], key: str, user: dict[str, Any] | None) -> dict[str, Any]:
