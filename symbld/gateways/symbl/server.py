@@ -488,6 +488,8 @@ class SymblServer:
                     if getattr(stream, "completed", False):  # drained up to conversation_completed
                         break
                     continue
+                if self.loop.is_closed():  # the server shut down: nobody left to deliver to
+                    break
                 fut = asyncio.run_coroutine_threadsafe(self._dispatch(conv, leg, event), self.loop)
                 try:
                     fut.result(timeout=30)
