@@ -141,3 +141,13 @@ def test_js_sdk_telephony_sip_subscribe_stop(server: ServerHandle, tmp_path: Pat
     assert texts and min(wer(SENTENCES[2], t) for t in texts) <= 0.4, frames
     stopped = next(o["stopped"] for o in out if "stopped" in o)
     assert stopped["conversationId"] == started["conversationId"]
+    # pushSpeakerEvents: the words after the SDK's started_speaking event are the caller's, live
+    # and in the Conversation API.
+    live_from = {(m.get("from") or {}).get("name") for f in frames if f.get("type") == "message_response"
+                 for m in f["messages"]}
+    assert live_from == {"Caller"}, frames
+    base = f"http://127.0.0.1:{server.port}"
+    messages = get(base, f"/v1/conversations/{started['conversationId']}/messages")["messages"]
+    assert close_to(SENTENCES[2], [m["text"] for m in messages], 0.4)
+    assert {m["from"]["name"] for m in messages} == {"Caller"}
+    assert messages[0]["from"]["email"] == "caller@example.com"
