@@ -30,7 +30,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -256,7 +256,7 @@ class SymblServer:
                 await ws.send_json(wire.error_frame("Idle timeout", "no frames for too long"))
                 return
             if msg.type == WSMsgType.BINARY:
-                if sock.conv is not None and not sock.conv.ended:
+                if sock.conv is not None and not sock.conv.ended and sock.stop_task is None:
                     await self._audio(sock, msg.data)
                 else:
                     log.debug("symbl audio before start_request ignored", bytes=len(msg.data))
@@ -294,17 +294,33 @@ class SymblServer:
             if conv is None or conv.ended:
                 await ws.send_json(wire.error_frame("Not started", "stop_request before start_request"))
                 return True
+            if sock.stop_task is not None:
+                return True  # already stopping
             await self._forward(sock, sock.audio.flush())
             if sock.leg is not None and any(ws is not sock.ws for ws in conv.sockets):
-                await self._stop_leg(conv, sock.leg)  # the other speakers go on
+                stopping = self._stop_leg(conv, sock.leg)  # the other speakers go on
             else:
-                await self._stop(conv)
-            return False
+                stopping = self._stop(conv)
+            # The daemon may take seconds to flush finals: the loop goes on reading meanwhile, so
+            # the client's __PING__ is answered (else its keep-alive declares the socket dead and
+            # reconnects). Completion closes the socket, which ends the loop.
+            sock.stop_task = asyncio.ensure_future(self._carry_out_stop(sock, stopping))
+            return True
         if mtype == "modify_request":
             await self._modify(sock, obj)
             return True
         await ws.send_json(wire.error_frame("Unknown message type", f"type {mtype!r} not supported"))
         return True
+
+    @staticmethod
+    async def _carry_out_stop(sock: _Socket, stopping: Coroutine[Any, Any, None]) -> None:
+        try:
+            await stopping
+        except Exception:
+            log.exception("symbl stop failed", connection_id=sock.cid)
+        finally:
+            if not sock.ws.closed:  # normally the completion closed it already
+                await sock.ws.close()
 
     async def _modify(self, sock: _Socket, obj: dict[str, Any]) -> None:
         """A new audio format for the audio that follows (what came before is kept)."""
@@ -604,7 +620,8 @@ class SymblServer:
             while len(self.ended_calls) > 1000:
                 self.ended_calls.popitem(last=False)
         for leg in conv.legs:
-            leg.executor.submit(leg.control.close)
+            with contextlib.suppress(RuntimeError):  # already shut down with the server
+                leg.executor.submit(leg.control.close)
             leg.executor.shutdown(wait=False)
         log.info("symbl conversation ended", connection_id=conv.symbl_id, code=code)
 
@@ -826,6 +843,7 @@ class _Socket:
     cid: str
     conv: Conversation | None = None
     leg: Leg | None = None
+    stop_task: asyncio.Future[None] | None = None  # the stop_request being carried out
     audio: audio_in.ClientAudio = field(default_factory=audio_in.ClientAudio)
 
 
