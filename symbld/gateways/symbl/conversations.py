@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from symblctl.client import DaemonError
 from symbld.gateways.symbl import speakers
 from symbld.insights.sentiment import ensure_on_api_messages
 
@@ -338,7 +339,12 @@ class ConversationApi:
                 if not found:
                     raise NotFound(conversation_id)
                 per_connection = [speakers.attribute_history(client.all_history(cid)) for cid in found]
-                names = client.request("conversation_members", conversationId=conversation_id)["members"]
+                try:
+                    names = client.request("conversation_members", conversationId=conversation_id)["members"]
+                except DaemonError as exc:
+                    if exc.code != "invalid_state":
+                        raise
+                    names = {}  # a daemon without a journal keeps no names: none were given
             return list(heapq.merge(*per_connection, key=lambda e: str(e.get("time") or ""))), names
         return await asyncio.get_running_loop().run_in_executor(self.executor, load)
 
@@ -351,6 +357,8 @@ class ConversationApi:
                 events, names = await self._events(cid)
             except NotFound:
                 return web.json_response(NOT_FOUND, status=404)
+            except DaemonError as exc:
+                return _daemon_failed(exc)
             return web.json_response(shape(events, cid, request, names))
         return handle
 
@@ -365,6 +373,8 @@ class ConversationApi:
             return web.json_response({"message": "body must be JSON"}, status=400)
         except NotFound:
             return web.json_response(NOT_FOUND, status=404)
+        except DaemonError as exc:
+            return _daemon_failed(exc)
         if not isinstance(body, dict) or not any(m["id"] == member_id for m in members(events)):
             return web.json_response({"message": f"member {member_id} not found in the conversation"}, status=404)
         member = {"id": member_id, **{k: body[k] for k in ("name", "email") if isinstance(body.get(k), str)}}
@@ -372,7 +382,10 @@ class ConversationApi:
         def keep() -> None:  # next to the journal, so the name survives restarts
             with self.client_factory() as client:
                 client.request("conversation_members", conversationId=cid, member=member)
-        await asyncio.get_running_loop().run_in_executor(self.executor, keep)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.executor, keep)
+        except DaemonError as exc:
+            return _daemon_failed(exc)
         return web.json_response({"message": "Member with id: " + member_id + " for conversationId: " + cid
                                   + " updated successfully! The update should be reflected in all messages"
                                   " and insights along with this conversation"})
@@ -393,6 +406,8 @@ class ConversationApi:
             events, names = await self._events(cid)
         except NotFound:
             return web.json_response(NOT_FOUND, status=404)
+        except DaemonError as exc:
+            return _daemon_failed(exc)
         text = transcript(events, content_type, body.get("showSpeakerSeparation", True) is not False, names)
         return web.json_response({"transcript": {"payload": text, "contentType": content_type}})
 
@@ -417,3 +432,10 @@ class ConversationApi:
             return web.json_response(NOT_FOUND, status=404)
         log.info("symbl conversation deleted", conversation_id=cid, connections=len(found))
         return web.json_response({"message": f"successfully deleted the conversation: {cid}"})
+
+
+def _daemon_failed(exc: DaemonError) -> web.Response:
+    """The daemon could not answer (not running, busy) or refused (no journal to keep names in)."""
+    status = {"unavailable": 503, "busy": 503, "invalid_state": 409}.get(exc.code, 500)
+    log.warning("symbl conversation api: daemon error", code=exc.code, error=exc.message)
+    return web.json_response({"message": exc.message, "details": exc.code}, status=status)
