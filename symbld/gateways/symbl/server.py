@@ -419,6 +419,12 @@ class SymblServer:
             await ws.send_json(wire.error_frame("Cannot join the conversation", exc.message))
             await ws.close(code=1011, message=b"start failed")
             return None
+        if conv.stopping or conv.ended:  # the conversation stopped while this leg was starting
+            await self._stop_daemon(opened.leg)
+            _release(opened.leg)
+            await ws.send_json(wire.error_frame("Cannot join the conversation", "it has just been stopped"))
+            await ws.close(code=1000)
+            return None
         conv.legs.append(opened.leg)
         log.info("symbl speaker joined", connection_id=conv.symbl_id, daemon_connection=opened.leg.daemon_id,
                  speakers=len(conv.legs))
@@ -620,9 +626,7 @@ class SymblServer:
             while len(self.ended_calls) > 1000:
                 self.ended_calls.popitem(last=False)
         for leg in conv.legs:
-            with contextlib.suppress(RuntimeError):  # already shut down with the server
-                leg.executor.submit(leg.control.close)
-            leg.executor.shutdown(wait=False)
+            _release(leg)
         log.info("symbl conversation ended", connection_id=conv.symbl_id, code=code)
 
     def _detach(self, conv: Conversation, ws: web.WebSocketResponse) -> None:
@@ -845,6 +849,14 @@ class _Socket:
     leg: Leg | None = None
     stop_task: asyncio.Future[None] | None = None  # the stop_request being carried out
     audio: audio_in.ClientAudio = field(default_factory=audio_in.ClientAudio)
+
+
+def _release(leg: Leg) -> None:
+    """A leg's daemon client closed and its thread let go (once its queued calls are done)."""
+    leg.pump_stop.set()
+    with contextlib.suppress(RuntimeError):  # already shut down with the server
+        leg.executor.submit(leg.control.close)
+    leg.executor.shutdown(wait=False)
 
 
 @dataclass
