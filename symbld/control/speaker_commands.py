@@ -7,6 +7,8 @@ position it arrived at; readers attribute results by that position (symbld.gatew
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from symbld.control.envelope import Request
@@ -19,6 +21,20 @@ if TYPE_CHECKING:
     from symbld.app import Daemon
 
 SPEAKER_EVENT_TYPES = ("started_speaking", "stopped_speaking", "speaker_change", "joined", "left")
+MAX_LOOKBACK = 5.0  # seconds a client's timestamp may move an event back (its delivery delay)
+
+
+def _delivery_delay(timestamp: str | None) -> float:
+    """How long ago the client stamped the event (0 when unknown or in the future), at most MAX_LOOKBACK.
+
+    The JS SDK stamps an event when pushed, then waits for its events socket to connect: on a
+    live source (a call, a microphone) the audio went on meanwhile, so the event belongs that far back.
+    """
+    try:
+        stamped = datetime.fromisoformat(str(timestamp).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+    return min(max(0.0, time.time() - stamped), MAX_LOOKBACK)
 
 
 def _check_user(user: dict[str, Any]) -> str | None:
@@ -31,7 +47,8 @@ def _check_user(user: dict[str, Any]) -> str | None:
     "speaker_event", mutating=True, connectionId=CONNECTION_ID,
     type=Arg(str, required=True, choices=SPEAKER_EVENT_TYPES, doc="what the speaker did"),
     user=Arg(dict, check=_check_user, doc='{"userId": "...", "name": "..."}'),
-    timeOffset=Arg(float, min=0, doc="audio position (seconds of the connection's audio); default: what it has had"),
+    timeOffset=Arg(float, min=0, doc="audio position (seconds of the connection's audio); default: what it has "
+                                     "had, less the delay since timestamp (at most 5 s)"),
     timestamp=Arg(str, max_len=64, doc="the client's ISO-8601 time of the event (kept as given)"),
 )
 def speaker_event(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, Any]:
@@ -48,11 +65,13 @@ def speaker_event(d: Daemon, args: dict[str, Any], req: Request) -> dict[str, An
         raise ControlError("invalid_state", f"connection {session.connection_id} has ended",
                            {"connectionId": session.connection_id})
     offset = args.get("timeOffset")
+    if offset is None:
+        offset = max(0.0, session.audio_seconds - _delivery_delay(args.get("timestamp")))
     data: dict[str, Any] = {
         "type": args["type"],
         "user": args.get("user"),
-        # Results are attributed by where their audio starts: the position the event arrived at.
-        "timeOffset": round(float(session.audio_seconds if offset is None else offset), 3),
+        # Readers attribute each result to whoever was speaking at the middle of its audio.
+        "timeOffset": round(float(offset), 3),
         "timestamp": args.get("timestamp") or iso_now(),
     }
     session.emit("speaker_event", data)
