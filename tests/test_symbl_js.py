@@ -2,7 +2,8 @@
 ``make setup``'s ``npm ci --prefix tests/js``) driven by node against symbld's Symbl server.
 
 Only the base URL and the SDK's token host (``sdk.oauth2.setBasePath``, see docs/symbl-compat.md)
-are changed; the app streams at its own rate (44.1 kHz) and reads results over the Conversation API.
+are changed; the app streams at its own rate (48 kHz, a browser's; 8 kHz with createStream) and reads
+results over the Conversation API.
 """
 
 from __future__ import annotations
@@ -58,14 +59,14 @@ def close_to(sentence: str, texts: list[str], bound: float = 0.35) -> bool:
 
 
 @pytest.mark.speech
-def test_js_sdk_realtime_44k_then_conversation_api(server: ServerHandle, tmp_path: Path) -> None:
-    """The Done-when app for JS: its own rate (44.1 kHz); messages, insights, topics and trackers
+def test_js_sdk_realtime_48k_then_conversation_api(server: ServerHandle, tmp_path: Path) -> None:
+    """The Done-when app for JS: its own rate (48 kHz); messages, insights, topics and trackers
     while streaming; then the Conversation API (plain HTTP: the JS SDK has no REST client for it)."""
-    pcm = resample(b"".join(pcm16(synth(s)) + silence(0.7) for s in SAID), 44100)
+    pcm = resample(b"".join(pcm16(synth(s)) + silence(0.7) for s in SAID), 48000)
     audio = tmp_path / "speech.pcm"
     audio.write_bytes(pcm)
     base = f"http://127.0.0.1:{server.port}"
-    out = run_node("realtime.js", base, APP_ID, APP_SECRET, str(audio), "44100", "realtime",
+    out = run_node("realtime.js", base, APP_ID, APP_SECRET, str(audio), "48000", "realtime",
                    "messages:3,insightTypes:3,topics:1,trackers:1")
     assert not [o for o in out if "error" in o], out
     live = out[:next(i for i, o in enumerate(out) if o.get("stopping"))]  # before the app stopped
