@@ -4,6 +4,7 @@ a restart, and the Conversation API's entities and sentiment, with spoken audio 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -60,12 +61,33 @@ def open_speaker(port: int, cid: str, speaker: dict[str, str], **start: Any) -> 
     return ws, system[0]["message"]["data"]["conversationId"]
 
 
-def say(ws: websocket.WebSocket, sentence: str) -> None:
-    """One sentence at 16 kHz, 4x real time, then silence that ends the utterance."""
-    pcm = pcm16(synth(sentence)) + silence(0.8)
+def utterance(sentence: str) -> bytes:
+    """One sentence at 16 kHz, then silence that ends the utterance."""
+    return pcm16(synth(sentence)) + silence(0.8)
+
+
+def send_paced(ws: websocket.WebSocket, pcm: bytes) -> None:
+    """4x real time, in 8,192-byte frames."""
     for i in range(0, len(pcm), 8192):
         ws.send_binary(pcm[i:i + 8192])
         time.sleep(8192 / 32000 / 4)
+
+
+def say(ws: websocket.WebSocket, sentence: str) -> None:
+    send_paced(ws, utterance(sentence))
+
+
+def converse(sockets: dict[str, websocket.WebSocket], turns: list[tuple[str, str]]) -> None:
+    """Each socket streams all the time, as a microphone does: its speaker's turns, and silence
+    while the others speak (so every connection's audio clock is the conversation's). Concurrently."""
+    def stream(who: str, ws: websocket.WebSocket) -> None:
+        send_paced(ws, b"".join(utterance(s) if speaker == who else bytes(len(utterance(s)))
+                                for speaker, s in turns))
+    threads = [threading.Thread(target=stream, args=item) for item in sockets.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def stop(ws: websocket.WebSocket) -> list[dict[str, Any]]:
@@ -100,9 +122,7 @@ def test_two_speakers_each_with_their_own_socket(server: ServerHandle, daemon: D
     bob, joined = open_speaker(server.port, cid, BOB)
     assert joined == conversation_id  # one conversation
 
-    say(ann, SENTENCES[0])
-    say(bob, SENTENCES[9])
-    say(ann, SENTENCES[5])
+    converse({"Ann": ann, "Bob": bob}, [("Ann", SENTENCES[0]), ("Bob", SENTENCES[9]), ("Ann", SENTENCES[5])])
     ann_frames = stop(ann)  # Ann leaves; Bob's socket goes on
     say(bob, SENTENCES[3])
     bob_frames = stop(bob)
