@@ -77,6 +77,16 @@ def say(ws: websocket.WebSocket, sentence: str) -> None:
     send_paced(ws, utterance(sentence))
 
 
+def wait_until_forwarded(daemon: DaemonProc, cid: str, pcm_bytes: int) -> None:
+    """Until the daemon connection has had all the audio sent so far (the server forwards it
+    asynchronously): a speaker event sent now is pinned after it."""
+    deadline = time.monotonic() + 60
+    with daemon.client() as c:
+        while c.request("get", connectionId=cid)["audioSeconds"] < pcm_bytes / 32000 - 0.01:
+            assert time.monotonic() < deadline, "the server never forwarded the audio"
+            time.sleep(0.05)
+
+
 def converse(sockets: dict[str, websocket.WebSocket], turns: list[tuple[str, str]]) -> None:
     """Each socket streams all the time, as a microphone does: its speaker's turns, and silence
     while the others speak (so every connection's audio clock is the conversation's). Concurrently."""
@@ -162,6 +172,7 @@ def test_speaker_events_attribute_what_follows(server: ServerHandle, daemon: Dae
     cid = "speaker-events-0001"
     ws, conversation_id = open_speaker(server.port, cid, ANN)
     say(ws, SENTENCES[0])
+    wait_until_forwarded(daemon, cid, len(utterance(SENTENCES[0])))
     # REST (eventUrl): Bob starts speaking. A malformed event is refused, nothing else changes.
     status, body = rest(server.port, f"/v1/event/{cid}", "POST", {"topic": "speaker", "type": "shouting"})
     assert status == 400 and "type" in body["details"]
@@ -170,6 +181,7 @@ def test_speaker_events_attribute_what_follows(server: ServerHandle, daemon: Dae
                       "timestamp": "2026-12-02T01:00:00.000Z"})
     assert status == 204
     say(ws, SENTENCES[9])
+    wait_until_forwarded(daemon, cid, len(utterance(SENTENCES[0])) + len(utterance(SENTENCES[9])))
     # WebSocket (resultWebSocketUrl, what the JS SDK's pushSpeakerEvents uses): Carol.
     events_ws = connect(server.port, f"/events/{cid}", token(server.port))
     events_ws.send(json.dumps({"topic": "speaker", "type": "speaker_change", "user": CAROL,
