@@ -266,6 +266,9 @@ class Start(Command):
     actions: Annotated[list[dict[str, Any]], Meta(description='[{"invokeOn": "stop", "name": "sendSummaryEmail", '
                                                               '"parameters": {"emails": ["..."]}}]')] = []
     connection_id: ClientConnectionId | None = None
+    conversation_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9-]{6,64}$(?!\n)",
+                                         description="join this conversation: one connection per speaker, as "
+                                                     "the Symbl server does for each speaker socket")] | None = None
     sentiment: Annotated[bool, Meta(description="sentiment on messages and topics (Symbl's shape)")] | None = None
     detect_entities: Annotated[bool, Meta(description="entity_response events (dates, amounts, ...)")] | None = None
     redaction: Annotated[bool | list[str] | dict[str, Any],
@@ -544,6 +547,56 @@ class SummaryPage(ConnectionRef):
 
     name = "summary_page"
     reply = PageLink
+
+
+class SpeakerUser(Shape):
+    user_id: Annotated[str, Meta(max_length=256)] | None = None
+    name: Annotated[str, Meta(max_length=256)] | None = None
+    id: Annotated[str, Meta(max_length=256)] | None = None
+
+
+class SpeakerEventData(Shape):
+    type: str
+    time_offset: Annotated[float, Meta(description="the audio position it applies from (seconds)")]
+    timestamp: str
+    user: SpeakerUser | None = None
+
+
+class SpeakerEvent(ConnectionRef):
+    """Record who is speaking from now on a live connection (journaled as a speaker_event event)."""
+
+    name = "speaker_event"
+    mutating = True
+    reply = SpeakerEventData
+    type: Annotated[Literal["started_speaking", "stopped_speaking", "speaker_change", "joined", "left"],
+                    Meta(description="what the speaker did (Symbl's speaker events)")]
+    user: Annotated[SpeakerUser, Meta(description="who: a userId or a name")] | None = None
+    time_offset: Annotated[float, Meta(ge=0, description="audio position (seconds of the connection's audio); "
+                                                          "default: what it has had, less the delay since "
+                                                          "timestamp (at most 5 s)")] | None = None
+    timestamp: Annotated[str, Meta(max_length=64, description="the client's ISO 8601 time of the event")] | None = None
+
+
+class Member(Shape):
+    id: Annotated[str, Meta(min_length=1, max_length=256, description="the memberId")]
+    name: Annotated[str, Meta(max_length=256)] | None = None
+    email: Annotated[str, Meta(max_length=256)] | None = None
+
+
+class Members(Shape):
+    members: Annotated[dict[str, dict[str, str]], Meta(description="memberId → {name, email}")]
+
+
+class ConversationMembers(Command):
+    """Member names given by the Conversation API's PUT .../members/{id}: read, set or forget them."""
+
+    name = "conversation_members"
+    mutating = True
+    reply = Members
+    conversation_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9-]{1,64}$(?!\n)",  # it names a file
+                                         description="Symbl's conversationId")]
+    member: Annotated[Member, Meta(description="rename this member")] | None = None
+    forget: Annotated[bool, Meta(description="remove the conversation's member names (DELETE)")] = False
 
 
 class Nats(Command):

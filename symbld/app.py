@@ -94,7 +94,8 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self.runtime_dir = Path(config["runtime_dir"])
         self.state_dir = Path(config["state_dir"])
-        self.extra_event_types: set[str] = {"engine_backlog", "audio_spooled", "entity_response", "summary_response"}
+        self.extra_event_types: set[str] = {"engine_backlog", "audio_spooled", "entity_response", "summary_response",
+                                             "speaker_event"}
         self.actions: Any = None
         self.cut_connections: list[dict[str, Any]] = []
         self.spooled: dict[str, dict[str, Any]] = {}  # connections the last run spooled (symbld.core.shutdown)

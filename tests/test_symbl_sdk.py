@@ -201,21 +201,43 @@ def resample(pcm: bytes, rate: int) -> bytes:
     return (np.clip(soxr.resample(samples, 16000, rate), -1, 1) * 32767).astype("<i2").tobytes()
 
 
+# A question, an action item and a follow-up (SENTENCES 0, 5, 12); the tracker hears two of them.
+SAID = (SENTENCES[0], SENTENCES[5], SENTENCES[12])
+TRACKERS = [{"name": "Deliverables", "vocabulary": ["quarterly report", "slides"]}]
+LIVE_KINDS = ("message_response", "insight_response", "topic_response", "tracker_response")
+
+
 def stream_44k(symbl: Any) -> tuple[Any, Frames]:
-    """The SDK's default rate (44100 Hz, as ``send_audio_from_mic``), two sentences, stopped."""
+    """The SDK's default rate (44100 Hz, as ``send_audio_from_mic``): three sentences; messages,
+    insights, topics and trackers arrive while streaming; then stopped."""
     conn = symbl.Streaming.start_connection(
         credentials=dict(CREDENTIALS),
         speaker={"userId": "jane@example.com", "name": "Jane"},
         insight_types=["question", "action_item", "follow_up"],
         config={"meetingTitle": "Conversation API test"},  # no sampleRateHertz: the SDK says 44100
+        trackers=TRACKERS,
     )
     got = Frames()
-    conn.subscribe({key: got.callback(key) for key in ("message", "message_response", "error")})
-    pcm = resample(pcm16(synth(SENTENCES[0])) + silence(0.6) + pcm16(synth(SENTENCES[12])) + silence(0.8), 44100)
+    conn.subscribe({key: got.callback(key) for key in ("message", *LIVE_KINDS, "error")})
+    pcm = b"".join(pcm16(synth(s)) + silence(0.7) for s in SAID)
+    pcm = resample(pcm, 44100)
     for i in range(0, len(pcm), 8192):
         conn.send_audio(pcm[i:i + 8192])
-        time.sleep(0.02)
-    assert got.wait(lambda fs: sum(k == "message_response" for k, _ in fs) >= 2, 40), got.frames
+        time.sleep(8192 / 88200 / 2)  # 2x real time
+    def live_insights(fs: list[tuple[str, Any]]) -> set[str]:
+        return {i["type"] for k, f in fs if k == "insight_response" for i in f["insights"]}
+
+    assert got.wait(lambda fs: sum(k == "message_response" for k, _ in fs) >= 3 and len(live_insights(fs)) == 3
+                    and all(any(k == kind for k, _ in fs) for kind in LIVE_KINDS), 60), [k for k, _ in got.frames]
+    live_messages = [m["payload"]["content"] for k, f in got.frames if k == "message_response" for m in f["messages"]]
+    for sentence in SAID:
+        assert min(wer(sentence, t) for t in live_messages) <= 0.35, (sentence, live_messages)
+    assert live_insights(got.frames) == {"question", "action_item", "follow_up"}
+    live_topics = [t["phrases"] for k, f in got.frames if k == "topic_response" for t in f["topics"]]
+    assert live_topics and all(p.lower() in " ".join(live_messages).lower() for p in live_topics), live_topics
+    matched = {m["value"] for k, f in got.frames if k == "tracker_response" for t in f["trackers"]
+               for m in t["matches"]}
+    assert matched == {"quarterly report", "slides"}, matched
     conn.stop()
     assert got.wait(completed, 30), [k for k, _ in got.frames]
     assert not [f for k, f in got.frames if k == "error"], got.frames
@@ -232,18 +254,28 @@ def test_sdk_44k_then_conversation_api(symbl: Any, daemon_endpoints: tuple[str, 
 
     messages = conv.get_messages().messages
     texts = [m.text for m in messages]
-    assert min(wer(SENTENCES[0], t) for t in texts) <= 0.35, texts
-    assert min(wer(SENTENCES[12], t) for t in texts) <= 0.35, texts
+    for sentence in SAID:
+        assert min(wer(sentence, t) for t in texts) <= 0.35, texts
     assert messages[0]._from.name == "Jane" and messages[0].conversation_id == conversation_id
     verbose = conv.get_messages(parameters={"verbose": True}).messages
     assert verbose[0].words and verbose[0].words[0].start_time is not None
 
+    ids = {m.id for m in messages}
     questions = conv.get_questions().questions
     assert any(wer(SENTENCES[0], q.text) <= 0.35 for q in questions), [q.text for q in questions]
-    tasks = conv.get_action_items().action_items + conv.get_follow_ups().follow_ups
-    assert tasks and all(t.message_ids for t in tasks), tasks
-    assert conv.get_topics().topics is not None
-    assert conv.get_trackers() is not None
+    actions = conv.get_action_items().action_items
+    assert any(wer(SENTENCES[5], a.text) <= 0.35 for a in actions), [a.text for a in actions]
+    follow_ups = conv.get_follow_ups().follow_ups
+    assert any(wer(SENTENCES[12], f.text) <= 0.35 for f in follow_ups), [f.text for f in follow_ups]
+    for item in [*questions, *actions, *follow_ups]:
+        assert set(item.message_ids) <= ids and item.message_ids and item._from.name == "Jane", item
+    topics = conv.get_topics().topics
+    assert topics and all(t.text.lower() in " ".join(texts).lower() and t.type == "topic" for t in topics), topics
+    assert all(set(t.message_ids) <= ids for t in topics)
+    trackers = conv.get_trackers()
+    assert [t.name for t in trackers] == ["Deliverables"], trackers
+    assert {m.value for m in trackers[0].matches} == {"quarterly report", "slides"}
+    assert all(set(r.id for r in m.message_refs) <= ids for m in trackers[0].matches)
     members = conv.get_members().members
     assert [m.name for m in members] == ["Jane"] and members[0].email == "jane@example.com"
     info = conv.get_conversation()

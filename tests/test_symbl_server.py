@@ -228,8 +228,9 @@ def test_stream_start_results_stop(server: ServerHandle, daemon_endpoints: tuple
     ws.send("__PING__")  # [23]
     time.sleep(1.0)
     ws.send(str({"type": "stop_request"}))  # [20] the Python SDK's non-JSON stop
+    ws.send("__PING__")  # a keep-alive while the daemon flushes: answered, or clients reconnect
     frames, code, pongs = read_until_close(ws)
-    assert pongs == 1 and code == 1000  # [21]
+    assert pongs == 2 and code == 1000  # [21]
     kinds = [subtype(f) for f in frames]
     finals = [f["message"] for f in frames if subtype(f) == "recognition_result" and f["message"]["isFinal"]]
     assert finals, kinds

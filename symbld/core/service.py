@@ -118,7 +118,7 @@ class ConnectionService:
         insight_types = args.get("insightTypes")
         return StreamConfig(
             connection_id=args.get("connectionId") or new_connection_id(),
-            conversation_id=new_conversation_id(),
+            conversation_id=args.get("conversationId") or new_conversation_id(),  # joining one: a speaker each
             insight_types=list(insight_types) if insight_types is not None else ["question", "action_item",
                                                                                   "follow_up"],
             confidence_threshold=float(threshold),

@@ -1,12 +1,17 @@
 // Drives the official @symblai/symbl-js SDK against symbld's Symbl server (tests/test_symbl_js.py).
-// Usage: node realtime.js <baseUrl> <appId> <appSecret> <pcmFile> <sampleRate> [realtime|stream]
+// Usage: node realtime.js <baseUrl> <appId> <appSecret> <pcmFile> <sampleRate> [realtime|stream] [waitFor]
 // "realtime" uses startRealtimeRequest; "stream" uses createStream() and then start().
+// waitFor (default "messages:1"): after the audio, wait (up to 90 s) until the callbacks have
+// brought this much, e.g. "messages:3,insightTypes:3,topics:1,trackers:1"; then {"stopping": true}.
 // Prints one JSON line per callback the SDK makes, then {"done": conversationId}.
 const fs = require("fs");
 const { sdk } = require("@symblai/symbl-js");
 
-const [base, appId, appSecret, pcmFile, rate, mode = "realtime"] = process.argv.slice(2);
+const [base, appId, appSecret, pcmFile, rate, mode = "realtime", waitFor = "messages:1"] = process.argv.slice(2);
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
+const seen = { messages: 0, insightTypes: new Set(), topics: 0, trackers: 0 };
+const count = (k) => (seen[k] instanceof Set ? seen[k].size : seen[k]);
+const wanted = waitFor.split(",").map((w) => w.split(":")).map(([k, n]) => [k, Number(n)]);
 
 async function main() {
   // The SDK's OAuth2 object keeps its own host (authBasePath, api.symbl.ai); init's basePath
@@ -16,15 +21,16 @@ async function main() {
   const open = mode === "stream" ? (o) => sdk.createStream(o) : (o) => sdk.startRealtimeRequest(o);
   const connection = await open({
     id: "js-" + Date.now(),
-    insightTypes: ["question", "action_item"],
+    insightTypes: ["question", "action_item", "follow_up"],
     config: { meetingTitle: "JS SDK", sampleRateHertz: Number(rate) },
     speaker: { userId: "ann@example.com", name: "Ann" },
+    trackers: [{ name: "Deliverables", vocabulary: ["quarterly report", "slides"] }],
     handlers: {
       onSpeechDetected: (data) => out({ cb: "speech", data }),
-      onMessageResponse: (data) => out({ cb: "messages", data }),
-      onInsightResponse: (data) => out({ cb: "insights", data }),
-      onTopicResponse: (data) => out({ cb: "topics", data }),
-      onTrackerResponse: (data) => out({ cb: "trackers", data }),
+      onMessageResponse: (data) => { seen.messages += data.length; out({ cb: "messages", data }); },
+      onInsightResponse: (data) => { data.forEach((i) => seen.insightTypes.add(i.type)); out({ cb: "insights", data }); },
+      onTopicResponse: (data) => { seen.topics += 1; out({ cb: "topics", data }); },
+      onTrackerResponse: (data) => { seen.trackers += 1; out({ cb: "trackers", data }); },
     },
   });
   if (mode === "stream") {
@@ -37,7 +43,11 @@ async function main() {
     connection.sendAudio(pcm.subarray(i, i + chunk));
     await new Promise((r) => setTimeout(r, (seconds * 1000) / 4)); // 4x real time
   }
-  await new Promise((r) => setTimeout(r, 1500));
+  const deadline = Date.now() + 90000;
+  while (!wanted.every(([k, n]) => count(k) >= n) && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  out({ stopping: true });
   const conversationId = connection.conversationId;
   await connection.stop();
   out({ done: conversationId });

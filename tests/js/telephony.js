@@ -1,7 +1,8 @@
-// The JS SDK's telephony: startEndpoint (SIP) → subscribeToConnection → stopEndpoint.
+// The JS SDK's telephony: startEndpoint (SIP, pushSpeakerEvents) → a started_speaking speaker event
+// on the resultWebSocketUrl (connection.pushEvent) → subscribeToConnection → stopEndpoint.
 // Usage: node telephony.js <baseUrl> <appId> <appSecret> <sipUri>
 // Prints one JSON line per frame received, then {"stopped": <stopEndpoint's answer>}.
-const { sdk } = require("@symblai/symbl-js");
+const { sdk, SpeakerEvent } = require("@symblai/symbl-js");
 
 const [base, appId, appSecret, uri] = process.argv.slice(2);
 const out = (obj) => process.stdout.write(JSON.stringify(obj) + "\n");
@@ -12,8 +13,14 @@ async function main() {
   const connection = await sdk.startEndpoint({
     endpoint: { type: "sip", uri, audioConfig: { encoding: "PCMU", sampleRate: 8000 } },
     data: { session: { name: "JS call" } },
+    pushSpeakerEvents: true,
   });
   out({ started: { connectionId: connection.connectionId, conversationId: connection.conversationId } });
+  // Who is on the line: what the far end says from now on is theirs.
+  connection.pushEvent(new SpeakerEvent({
+    type: SpeakerEvent.types.startedSpeaking,
+    user: { userId: "caller@example.com", name: "Caller" },
+  }));
   let heard = false;
   await sdk.subscribeToConnection(connection.connectionId, (data) => {
     out({ cb: "frame", data });

@@ -3,6 +3,6 @@
 Importing this package registers every handler (``symbld.control.registry.handles``).
 """
 
-from symbld.control.commands import connections, conversations, daemon, events, microphone
+from symbld.control.commands import connections, conversations, daemon, events, microphone, speakers
 
-GROUPS = (daemon, connections, events, microphone, conversations)
+GROUPS = (daemon, connections, events, microphone, conversations, speakers)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import heapq
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -18,6 +19,10 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+
+from symblctl.client import DaemonError
+from symbld.gateways.symbl import speakers
+from symbld.insights.sentiment import ensure_on_api_messages
 
 log = structlog.get_logger(__name__)
 
@@ -77,7 +82,8 @@ def messages(events: list[dict[str, Any]], conversation_id: str, verbose: bool =
             if verbose:
                 msg["words"] = _words(m)
             out.append(msg)
-    return out
+    # Several speakers' connections finalise independently: the conversation reads in spoken order.
+    return sorted(out, key=lambda m: str(m["startTime"] or ""))
 
 
 def _words(m: dict[str, Any]) -> list[dict[str, Any]]:
@@ -125,13 +131,18 @@ def _entities(insight: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def topics(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The latest topic list (each topic_response restates the ranking so far)."""
-    latest: list[dict[str, Any]] = []
-    for data in _data(events, "topic_response"):
-        latest = data.get("topics") or latest
+    """The latest topic list of each connection (each topic_response restates its ranking so far)."""
+    latest: dict[Any, list[dict[str, Any]]] = {}
+    for e in events:
+        if e.get("type") == "topic_response" and isinstance(e.get("data"), dict):
+            latest[e.get("connectionId")] = e["data"].get("topics") or latest.get(e.get("connectionId"), [])
+    merged: dict[str, dict[str, Any]] = {}  # the same topic from two speakers is one topic
+    for ts in latest.values():
+        for t in ts:
+            merged.setdefault(str(t.get("phrases")).lower(), t)
     return [{"id": t.get("id"), "text": t.get("phrases"), "type": "topic", "score": t.get("score"),
              "messageIds": [r.get("id") for r in t.get("messageReferences") or []], "entities": [],
-             "parentRefs": [], **({"sentiment": t["sentiment"]} if "sentiment" in t else {})} for t in latest]
+             "parentRefs": [], **({"sentiment": t["sentiment"]} if "sentiment" in t else {})} for t in merged.values()]
 
 
 def trackers(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -153,7 +164,22 @@ def trackers(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def entities(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [e for data in _data(events, "entity_response") for e in data.get("entities") or []]
+    """The ``entity_response`` matches as the REST model's entities (``EntitiesTag``): one per value."""
+    times = {m["id"]: m for m in messages(events, "")}
+    out: dict[tuple[Any, Any, Any], dict[str, Any]] = {}
+    for data in _data(events, "entity_response"):
+        for e in data.get("entities") or []:
+            for match in e.get("matches") or []:
+                key = (e.get("type"), e.get("subType"), match.get("detectedValue"))
+                refs = [{"id": r.get("id"), "startTime": (times.get(r.get("id")) or {}).get("startTime"),
+                         "endTime": (times.get(r.get("id")) or {}).get("endTime"), "text": r.get("text"),
+                         "offset": r.get("offset")} for r in match.get("messageRefs") or []]
+                entry = out.setdefault(key, {"type": e.get("type"), "subType": e.get("subType"),
+                                             "category": e.get("category", "Generic"),
+                                             "value": match.get("detectedValue"),
+                                             "text": refs[0]["text"] if refs else None, "messageRefs": []})
+                entry["messageRefs"].extend(refs)
+    return list(out.values())
 
 
 def members(events: list[dict[str, Any]], renamed: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
@@ -171,7 +197,8 @@ def conversation(events: list[dict[str, Any]], conversation_id: str,
                  renamed: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     started = next(_data(events, "connection_started"), {})
     times = [e.get("time") for e in events if e.get("time")]
-    ended = any(e.get("type") == "conversation_completed" for e in events)
+    connections = {e.get("connectionId") for e in events}
+    ended = connections <= {e.get("connectionId") for e in events if e.get("type") == "conversation_completed"}
     return {"id": conversation_id, "type": "meeting", "name": started.get("meetingTitle") or "Conversation",
             "startTime": times[0] if times else None, "endTime": times[-1] if ended and times else None,
             "members": members(events, renamed)}
@@ -227,9 +254,10 @@ def _union(spans: list[tuple[float, float]]) -> float:
     return covered
 
 
-def transcript(events: list[dict[str, Any]], content_type: str, speakers: bool = True) -> str:
+def transcript(events: list[dict[str, Any]], content_type: str, speakers: bool = True,
+               names: dict[str, dict[str, Any]] | None = None) -> str:
     """Symbl's formatted transcript: ``text/markdown`` or ``text/srt``."""
-    msgs = messages(events, "")
+    msgs = messages(events, "", members=names)
     if content_type == "text/srt":
         origin = min((t for m in msgs if (t := _ts(m["startTime"])) is not None), default=0.0)
         blocks = []
@@ -260,6 +288,9 @@ def _clock(seconds: float) -> str:
 # ---------------------------------------------------------------- routes
 
 
+Shape = Callable[[list[dict[str, Any]], str, web.Request, dict[str, dict[str, Any]]], Any]
+
+
 class ConversationApi:
     """Routes under ``/v1/conversations``; ``authorized(request)`` is the server's REST auth."""
 
@@ -267,52 +298,68 @@ class ConversationApi:
         self.client_factory = client_factory
         self.authorized = authorized
         self.executor = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="symbl-rest")
-        # PUT .../members/{id}: names and e-mails given by the client (kept for this server's life).
-        self.renamed: dict[str, dict[str, dict[str, Any]]] = {}
 
     def add_routes(self, app: web.Application) -> None:
         base = "/v1/conversations/{conversationId}"
-        app.router.add_get(base, self.handler(lambda ev, cid, r: conversation(ev, cid, self.renamed.get(cid))))
+        app.router.add_get(base, self.handler(lambda ev, cid, r, names: conversation(ev, cid, names)))
         app.router.add_delete(base, self.delete)
-        app.router.add_get(base + "/messages", self.handler(lambda ev, cid, r: {"messages": messages(
-            ev, cid, r.query.get("verbose", "").lower() == "true", self.renamed.get(cid))}))
+        app.router.add_get(base + "/messages", self.handler(self._messages))
         app.router.add_get(base + "/questions", self.handler(
-            lambda ev, cid, r: {"questions": insights(ev, ("question",), self.renamed.get(cid))}))
+            lambda ev, cid, r, names: {"questions": insights(ev, ("question",), names)}))
         app.router.add_get(base + "/action-items", self.handler(
-            lambda ev, cid, r: {"actionItems": insights(ev, ("action_item",), self.renamed.get(cid))}))
+            lambda ev, cid, r, names: {"actionItems": insights(ev, ("action_item",), names)}))
         app.router.add_get(base + "/follow-ups", self.handler(
-            lambda ev, cid, r: {"followUps": insights(ev, ("follow_up",), self.renamed.get(cid))}))
-        app.router.add_get(base + "/insights", self.handler(lambda ev, cid, r: {"insights": [
+            lambda ev, cid, r, names: {"followUps": insights(ev, ("follow_up",), names)}))
+        app.router.add_get(base + "/insights", self.handler(lambda ev, cid, r, names: {"insights": [
             {k: i[k] for k in ("id", "text", "type", "score", "messageIds")} | {"entities": i.get("entities", [])}
             for i in insights(ev, ("question", *TASK_TYPES))]}))
-        app.router.add_get(base + "/topics", self.handler(lambda ev, cid, r: {"topics": topics(ev)}))
-        app.router.add_get(base + "/trackers", self.handler(lambda ev, cid, r: trackers(ev)))
-        app.router.add_get(base + "/entities", self.handler(lambda ev, cid, r: {"entities": entities(ev)}))
+        app.router.add_get(base + "/topics", self.handler(lambda ev, cid, r, names: {"topics": topics(ev)}))
+        app.router.add_get(base + "/trackers", self.handler(lambda ev, cid, r, names: trackers(ev)))
+        app.router.add_get(base + "/entities", self.handler(lambda ev, cid, r, names: {"entities": entities(ev)}))
         app.router.add_get(base + "/members", self.handler(
-            lambda ev, cid, r: {"members": members(ev, self.renamed.get(cid))}))
-        app.router.add_get(base + "/analytics", self.handler(lambda ev, cid, r: analytics(ev)))
+            lambda ev, cid, r, names: {"members": members(ev, names)}))
+        app.router.add_get(base + "/analytics", self.handler(lambda ev, cid, r, names: analytics(ev)))
         app.router.add_put(base + "/members/{memberId}", self.put_member)
         app.router.add_post(base + "/transcript", self.formatted_transcript)
 
-    async def _events(self, conversation_id: str) -> list[dict[str, Any]]:
-        def load() -> list[dict[str, Any]]:
+    @staticmethod
+    def _messages(events: list[dict[str, Any]], cid: str, request: web.Request,
+                  names: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        out = messages(events, cid, request.query.get("verbose", "").lower() == "true", names)
+        if request.query.get("sentiment", "").lower() == "true":
+            ensure_on_api_messages(out)
+        return {"messages": out}
+
+    async def _events(self, conversation_id: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """The conversation's events (every connection's, speaker events applied, merged in time
+        order) and the member names PUT for it."""
+        def load() -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
             with self.client_factory() as client:
                 found = client.request("find_conversation", conversationId=conversation_id)["connections"]
                 if not found:
                     raise NotFound(conversation_id)
-                return [e for cid in found for e in client.all_history(cid)]
+                per_connection = [speakers.attribute_history(client.all_history(cid)) for cid in found]
+                try:
+                    names = client.request("conversation_members", conversationId=conversation_id)["members"]
+                except DaemonError as exc:
+                    if exc.code != "invalid_state":
+                        raise
+                    names = {}  # a daemon without a journal keeps no names: none were given
+            return list(heapq.merge(*per_connection, key=lambda e: str(e.get("time") or ""))), names
         return await asyncio.get_running_loop().run_in_executor(self.executor, load)
 
-    def handler(self, shape: Callable[[list[dict[str, Any]], str, web.Request], Any]) -> Any:
+    def handler(self, shape: Shape) -> Any:
         async def handle(request: web.Request) -> web.StreamResponse:
             if not self.authorized(request):
                 return web.json_response({"message": "Token validation failed for provided token."}, status=401)
             cid = request.match_info["conversationId"]
             try:
-                events = await self._events(cid)
+                events, names = await self._events(cid)
             except NotFound:
                 return web.json_response(NOT_FOUND, status=404)
-            return web.json_response(shape(events, cid, request))
+            except DaemonError as exc:
+                return _daemon_failed(exc)
+            return web.json_response(shape(events, cid, request, names))
         return handle
 
     async def put_member(self, request: web.Request) -> web.Response:
@@ -321,15 +368,24 @@ class ConversationApi:
         cid, member_id = request.match_info["conversationId"], request.match_info["memberId"]
         try:
             body = await request.json()
-            events = await self._events(cid)
+            events, _ = await self._events(cid)
         except ValueError:
             return web.json_response({"message": "body must be JSON"}, status=400)
         except NotFound:
             return web.json_response(NOT_FOUND, status=404)
+        except DaemonError as exc:
+            return _daemon_failed(exc)
         if not isinstance(body, dict) or not any(m["id"] == member_id for m in members(events)):
             return web.json_response({"message": f"member {member_id} not found in the conversation"}, status=404)
-        update = {k: body[k] for k in ("name", "email") if isinstance(body.get(k), str)}
-        self.renamed.setdefault(cid, {}).setdefault(member_id, {}).update(update)
+        member = {"id": member_id, **{k: body[k] for k in ("name", "email") if isinstance(body.get(k), str)}}
+
+        def keep() -> None:  # next to the journal, so the name survives restarts
+            with self.client_factory() as client:
+                client.request("conversation_members", conversationId=cid, member=member)
+        try:
+            await asyncio.get_running_loop().run_in_executor(self.executor, keep)
+        except DaemonError as exc:
+            return _daemon_failed(exc)
         return web.json_response({"message": "Member with id: " + member_id + " for conversationId: " + cid
                                   + " updated successfully! The update should be reflected in all messages"
                                   " and insights along with this conversation"})
@@ -347,10 +403,12 @@ class ConversationApi:
         if content_type not in ("text/markdown", "text/srt"):
             return web.json_response({"message": "contentType must be text/markdown or text/srt"}, status=400)
         try:
-            events = await self._events(cid)
+            events, names = await self._events(cid)
         except NotFound:
             return web.json_response(NOT_FOUND, status=404)
-        text = transcript(events, content_type, body.get("showSpeakerSeparation", True) is not False)
+        except DaemonError as exc:
+            return _daemon_failed(exc)
+        text = transcript(events, content_type, body.get("showSpeakerSeparation", True) is not False, names)
         return web.json_response({"transcript": {"payload": text, "contentType": content_type}})
 
     async def delete(self, request: web.Request) -> web.Response:
@@ -363,6 +421,8 @@ class ConversationApi:
                 found = client.request("find_conversation", conversationId=cid)["connections"]
                 for connection in found:
                     client.request("delete_connection", connectionId=connection)
+                if found:
+                    client.request("conversation_members", conversationId=cid, forget=True)
                 return found
         try:
             found = await asyncio.get_running_loop().run_in_executor(self.executor, remove)
@@ -370,6 +430,12 @@ class ConversationApi:
             return web.json_response({"message": str(getattr(exc, "message", exc))}, status=409)
         if not found:
             return web.json_response(NOT_FOUND, status=404)
-        self.renamed.pop(cid, None)
         log.info("symbl conversation deleted", conversation_id=cid, connections=len(found))
         return web.json_response({"message": f"successfully deleted the conversation: {cid}"})
+
+
+def _daemon_failed(exc: DaemonError) -> web.Response:
+    """The daemon could not answer (not running, busy) or refused (no journal to keep names in)."""
+    status = {"unavailable": 503, "busy": 503, "invalid_state": 409}.get(exc.code, 500)
+    log.warning("symbl conversation api: daemon error", code=exc.code, error=exc.message)
+    return web.json_response({"message": exc.message, "details": exc.code}, status=status)

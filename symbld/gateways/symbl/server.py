@@ -30,7 +30,7 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +39,8 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from symblctl.client import DaemonError, DaemonUnavailable
-from symbld.gateways.symbl import audio_in, wire
+from symbld.core import shapes
+from symbld.gateways.symbl import audio_in, speakers, wire
 from symbld.gateways.symbl.auth import (
     Credentials,
     CredentialsError,
@@ -94,20 +95,43 @@ def _daemon_status(exc: Exception) -> int:
 
 
 @dataclass
-class Conversation:
-    """One Symbl connection id and the daemon connection behind it."""
+class Leg:
+    """One daemon connection of a conversation: one speaker socket's (or a call's).
 
-    symbl_id: str
+    Each speaker socket gets its own daemon connection, started with the conversation's
+    ``conversationId``: its words carry its own speaker, and the Conversation API finds every leg.
+    """
+
     daemon_id: str
-    conversation_id: str
-    kind: str  # "streaming" | "telephony"
     control: Any  # symblctl Client used only from ``executor``
     executor: concurrent.futures.ThreadPoolExecutor
-    sockets: set[web.WebSocketResponse] = field(default_factory=set)
-    subscribers: dict[web.WebSocketResponse, str] = field(default_factory=dict)  # ws → style
-    daemon_stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    attribution: speakers.Attribution
+    speaker: dict[str, Any] | None = None  # the start_request's speaker
+    socket: web.WebSocketResponse | None = None  # the speaker socket feeding it (None: dropped)
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+    stopping: bool = False
     pump_stop: threading.Event = field(default_factory=threading.Event)
     pump: threading.Thread | None = None
+    forwarded: int = 0  # bytes of 16 kHz audio sent: the position speaker events are pinned to
+
+    def same_speaker(self, speaker: dict[str, Any] | None) -> bool:
+        def key(s: dict[str, Any] | None) -> tuple[Any, Any]:
+            return ((s or {}).get("userId"), (s or {}).get("name"))
+        return key(self.speaker) == key(speaker)
+
+
+@dataclass
+class Conversation:
+    """One Symbl connection id: its sockets, listeners and the daemon connections behind it."""
+
+    symbl_id: str
+    conversation_id: str
+    kind: str  # "streaming" | "telephony"
+    legs: list[Leg]
+    start_args: dict[str, Any] = field(default_factory=dict)  # the first daemon start's, for more legs
+    sockets: set[web.WebSocketResponse] = field(default_factory=set)
+    subscribers: dict[web.WebSocketResponse, str] = field(default_factory=dict)  # ws → style
+    daemon_stopped: asyncio.Event = field(default_factory=asyncio.Event)  # every leg stopped
     orphan_timer: asyncio.TimerHandle | None = None
     stopping: bool = False
     ended: bool = False
@@ -233,7 +257,7 @@ class SymblServer:
                 await ws.send_json(wire.error_frame("Idle timeout", "no frames for too long"))
                 return
             if msg.type == WSMsgType.BINARY:
-                if sock.conv is not None and not sock.conv.ended:
+                if sock.conv is not None and not sock.conv.ended and sock.stop_task is None:
                     await self._audio(sock, msg.data)
                 else:
                     log.debug("symbl audio before start_request ignored", bytes=len(msg.data))
@@ -271,14 +295,33 @@ class SymblServer:
             if conv is None or conv.ended:
                 await ws.send_json(wire.error_frame("Not started", "stop_request before start_request"))
                 return True
+            if sock.stop_task is not None:
+                return True  # already stopping
             await self._forward(sock, sock.audio.flush())
-            await self._stop(conv)
-            return False
+            if sock.leg is not None and any(ws is not sock.ws for ws in conv.sockets):
+                stopping = self._stop_leg(conv, sock.leg)  # the other speakers go on
+            else:
+                stopping = self._stop(conv)
+            # The daemon may take seconds to flush finals: the loop goes on reading meanwhile, so
+            # the client's __PING__ is answered (else its keep-alive declares the socket dead and
+            # reconnects). Completion closes the socket, which ends the loop.
+            sock.stop_task = asyncio.ensure_future(self._carry_out_stop(sock, stopping))
+            return True
         if mtype == "modify_request":
             await self._modify(sock, obj)
             return True
         await ws.send_json(wire.error_frame("Unknown message type", f"type {mtype!r} not supported"))
         return True
+
+    @staticmethod
+    async def _carry_out_stop(sock: _Socket, stopping: Coroutine[Any, Any, None]) -> None:
+        try:
+            await stopping
+        except Exception:
+            log.exception("symbl stop failed", connection_id=sock.cid)
+        finally:
+            if not sock.ws.closed:  # normally the completion closed it already
+                await sock.ws.close()
 
     async def _modify(self, sock: _Socket, obj: dict[str, Any]) -> None:
         """A new audio format for the audio that follows (what came before is kept)."""
@@ -301,6 +344,7 @@ class SymblServer:
         speech = config.get("speechRecognition") if isinstance(config.get("speechRecognition"), dict) else {}
         sock.audio.set_format(*audio_in.speech_format(speech))
         conv = self.conversations.get(cid)
+        speaker = start.get("speaker") if isinstance(start.get("speaker"), dict) else None
         if conv is None or conv.ended or conv.stopping:
             args = {
                 "source": {"type": "push"},
@@ -325,6 +369,13 @@ class SymblServer:
             timeout = start.get("noConnectionTimeout")
             if isinstance(timeout, int | float) and 0 <= timeout <= 1800:
                 conv.no_connection_timeout = float(timeout)
+            leg = conv.legs[0]
+        else:
+            leg = await self._join(conv, ws, config, start, speaker)
+            if leg is None:
+                return None
+        leg.socket = ws
+        sock.leg = leg
         if conv.orphan_timer:
             conv.orphan_timer.cancel()
             conv.orphan_timer = None
@@ -337,13 +388,57 @@ class SymblServer:
         return conv
 
     async def _open(self, symbl_id: str, kind: str, args: dict[str, Any]) -> Conversation:
-        """Start a daemon connection; raises StartFailed with an HTTP status on failure."""
+        """Start a conversation's first daemon connection; raises StartFailed with an HTTP status."""
+        leg = await self._open_leg(symbl_id, args, own_id=True)
+        conv = Conversation(
+            symbl_id=symbl_id,
+            conversation_id=leg.conversation_id,
+            kind=kind,
+            legs=[leg.leg],
+            start_args=args,
+            no_connection_timeout=float(self.config["no_connection_timeout"]),
+        )
+        self.conversations[symbl_id] = conv
+        log.info("symbl conversation started", connection_id=symbl_id, daemon_connection=leg.leg.daemon_id,
+                 kind=kind)
+        return conv
+
+    async def _join(self, conv: Conversation, ws: web.WebSocketResponse, config: dict[str, Any],
+                    start: dict[str, Any], speaker: dict[str, Any] | None) -> Leg | None:
+        """Another speaker socket on a live conversation: its speaker's leg again, or a new one."""
+        for leg in conv.legs:
+            if leg.socket is None and not leg.stopping and not leg.stopped.is_set() and leg.same_speaker(speaker):
+                return leg  # the same speaker reconnecting
+        args = {**conv.start_args, "conversationId": conv.conversation_id,
+                "config": {**config, "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000}},
+                "speaker": speaker, "trackers": start.get("trackers") or conv.start_args.get("trackers") or [],
+                "customVocabulary": start.get("customVocabulary") or conv.start_args.get("customVocabulary") or []}
+        try:
+            opened = await self._open_leg(conv.symbl_id, {k: v for k, v in args.items() if v is not None},
+                                          own_id=False)
+        except StartFailed as exc:
+            await ws.send_json(wire.error_frame("Cannot join the conversation", exc.message))
+            await ws.close(code=1011, message=b"start failed")
+            return None
+        if conv.stopping or conv.ended:  # the conversation stopped while this leg was starting
+            await self._stop_daemon(opened.leg)
+            _release(opened.leg)
+            await ws.send_json(wire.error_frame("Cannot join the conversation", "it has just been stopped"))
+            await ws.close(code=1000)
+            return None
+        conv.legs.append(opened.leg)
+        log.info("symbl speaker joined", connection_id=conv.symbl_id, daemon_connection=opened.leg.daemon_id,
+                 speakers=len(conv.legs))
+        return opened.leg
+
+    async def _open_leg(self, symbl_id: str, args: dict[str, Any], own_id: bool) -> _Opened:
+        """Start one daemon connection; raises StartFailed with an HTTP status on failure."""
         assert self.loop is not None
         executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"symbl-{symbl_id[:8]}")
         def start() -> dict[str, Any]:
             # Same id on the daemon when it is free and valid there, so `symblctl` shows the
             # connection under the id the Symbl client chose; else the daemon picks one.
-            if DAEMON_ID.match(symbl_id):
+            if own_id and DAEMON_ID.match(symbl_id):
                 try:
                     return control.start(**args, connectionId=symbl_id)
                 except Exception as exc:
@@ -362,18 +457,11 @@ class SymblServer:
             if not isinstance(exc, DaemonError):
                 log.exception("symbl start failed", connection_id=symbl_id)
             raise StartFailed(_daemon_status(exc), str(getattr(exc, "message", exc))) from exc
-        conv = Conversation(
-            symbl_id=symbl_id,
-            daemon_id=str(result["connectionId"]),
-            conversation_id=str(result.get("conversationId") or ""),
-            kind=kind,
-            control=control,
-            executor=executor,
-            no_connection_timeout=float(self.config["no_connection_timeout"]),
-        )
-        self.conversations[symbl_id] = conv
-        log.info("symbl conversation started", connection_id=symbl_id, daemon_connection=conv.daemon_id, kind=kind)
-        return conv
+        daemon_id = str(result["connectionId"])
+        speaker = args.get("speaker") if isinstance(args.get("speaker"), dict) else None
+        leg = Leg(daemon_id=daemon_id, control=control, executor=executor, speaker=speaker,
+                  attribution=speakers.Attribution(daemon_id, shapes.user_of(speaker, daemon_id)))
+        return _Opened(leg, str(result.get("conversationId") or ""))
 
     async def _audio(self, sock: _Socket, data: bytes) -> None:
         if len(data) > int(self.config["max_chunk_bytes"]):
@@ -386,12 +474,13 @@ class SymblServer:
 
     async def _forward(self, sock: _Socket, pcm: bytes) -> None:
         """16 kHz LINEAR16 to the daemon connection behind the socket."""
-        conv = sock.conv
-        if not pcm or conv is None or conv.ended:
+        conv, leg = sock.conv, sock.leg
+        if not pcm or conv is None or leg is None or conv.ended or leg.stopping:
             return
         assert self.loop is not None
         try:
-            await self.loop.run_in_executor(conv.executor, lambda: conv.control.send_audio(conv.daemon_id, pcm, 16000))
+            await self.loop.run_in_executor(leg.executor, lambda: leg.control.send_audio(leg.daemon_id, pcm, 16000))
+            leg.forwarded += len(pcm)
         except Exception as exc:
             log.warning("symbl send_audio failed", connection_id=conv.symbl_id, error=str(exc))
             await sock.ws.send_json(wire.error_frame("Audio not accepted", str(getattr(exc, "message", exc))))
@@ -399,29 +488,32 @@ class SymblServer:
     # ------------------------------------------------------------ events from the daemon
 
     def _start_pump(self, conv: Conversation) -> None:
-        if conv.pump is not None:
-            return
-        conv.pump = threading.Thread(target=self._pump, args=(conv,), name=f"symbl-pump-{conv.symbl_id[:8]}",
-                                     daemon=True)
-        conv.pump.start()
+        for leg in conv.legs:
+            if leg.pump is not None:
+                continue
+            leg.pump = threading.Thread(target=self._pump, args=(conv, leg), daemon=True,
+                                        name=f"symbl-pump-{leg.daemon_id[:8]}")
+            leg.pump.start()
 
-    def _pump(self, conv: Conversation) -> None:
-        """Thread: the daemon's events for one connection → sockets, in order."""
+    def _pump(self, conv: Conversation, leg: Leg) -> None:
+        """Thread: the daemon's events for one leg → the conversation's sockets, in order."""
         assert self.loop is not None
         try:
             client = self.client_factory()
-            stream = client.events(conv.daemon_id, after_seq=0)
+            stream = client.events(leg.daemon_id, after_seq=0)
         except Exception as exc:
             log.warning("symbl event stream failed", connection_id=conv.symbl_id, error=str(exc))
             return
         try:
-            while not conv.pump_stop.is_set():
+            while not leg.pump_stop.is_set():
                 event = stream.get(0.5)
                 if event is None:
                     if getattr(stream, "completed", False):  # drained up to conversation_completed
                         break
                     continue
-                fut = asyncio.run_coroutine_threadsafe(self._dispatch(conv, event), self.loop)
+                if self.loop.is_closed():  # the server shut down: nobody left to deliver to
+                    break
+                fut = asyncio.run_coroutine_threadsafe(self._dispatch(conv, leg, event), self.loop)
                 try:
                     fut.result(timeout=30)
                 except (concurrent.futures.TimeoutError, RuntimeError):
@@ -434,9 +526,14 @@ class SymblServer:
             with contextlib.suppress(Exception):
                 client.close()
 
-    async def _dispatch(self, conv: Conversation, event: dict[str, Any]) -> None:
+    async def _dispatch(self, conv: Conversation, leg: Leg, event: dict[str, Any]) -> None:
         etype = event.get("type", "")
         data = event.get("data") or {}
+        if etype == speakers.EVENT:
+            leg.attribution.on_event(data)
+            return
+        if etype in RESULT_EVENTS:
+            data = leg.attribution.apply(etype, data)
         if etype == "insight_response" and conv.insight_types is not None:
             data = {**data, "insights": [i for i in data.get("insights") or [] if i.get("type") in conv.insight_types]}
             if not data["insights"]:
@@ -453,13 +550,19 @@ class SymblServer:
             frame = wire.error_frame("Conversation failed", str(conv.failure.get("message")))
             for ws in [*conv.sockets, *conv.subscribers]:
                 await _send(ws, frame)
-            conv.daemon_stopped.set()
-            if not conv.stopping:
+            self._leg_ended(conv, leg)
+            if not conv.stopping and conv.daemon_stopped.is_set():
                 await self._end(conv, code=1011)
         elif etype in ENDED_EVENTS:
-            conv.daemon_stopped.set()
-            if not conv.stopping:  # stopped from elsewhere (symblctl, call hung up)
+            self._leg_ended(conv, leg)
+            if not conv.stopping and conv.daemon_stopped.is_set():  # stopped elsewhere (symblctl, hung up)
                 await self._end(conv)
+
+    @staticmethod
+    def _leg_ended(conv: Conversation, leg: Leg) -> None:
+        leg.stopped.set()
+        if all(x.stopped.is_set() for x in conv.legs):
+            conv.daemon_stopped.set()
 
     # ------------------------------------------------------------ stop and end
 
@@ -469,18 +572,37 @@ class SymblServer:
             await asyncio.wait_for(conv.daemon_stopped.wait(), float(self.config["stop_timeout"]))
             return
         conv.stopping = True
-        assert self.loop is not None
-        with contextlib.suppress(Exception):  # already stopped / daemon gone: still complete the clients
-            await asyncio.wait_for(
-                self.loop.run_in_executor(conv.executor, lambda: conv.control.stop(conv.daemon_id)),
-                float(self.config["stop_timeout"]),
-            )
+        await asyncio.gather(*(self._stop_daemon(leg) for leg in conv.legs if not leg.stopping))
         log.debug("symbl daemon stop returned", connection_id=conv.symbl_id)
-        if conv.pump is not None:
-            # The pump delivers everything up to connection_stopped, in order.
+        if all(leg.pump is not None for leg in conv.legs):
+            # The pumps deliver everything up to connection_stopped, in order.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(conv.daemon_stopped.wait(), float(self.config["stop_timeout"]))
         await self._end(conv)
+
+    async def _stop_daemon(self, leg: Leg) -> None:
+        leg.stopping = True
+        assert self.loop is not None
+        with contextlib.suppress(Exception):  # already stopped / daemon gone: still complete the clients
+            await asyncio.wait_for(
+                self.loop.run_in_executor(leg.executor, lambda: leg.control.stop(leg.daemon_id)),
+                float(self.config["stop_timeout"]),
+            )
+
+    async def _stop_leg(self, conv: Conversation, leg: Leg) -> None:
+        """One speaker's stop_request while others go on: its finals flushed, its socket completed."""
+        await self._stop_daemon(leg)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(leg.stopped.wait(), float(self.config["stop_timeout"]))
+        ws = leg.socket
+        if ws is not None:
+            conv.sockets.discard(ws)
+            leg.socket = None
+            await _send(ws, wire.conversation_completed(conv.conversation_id,
+                                                        self.config["summary_base"] + conv.conversation_id))
+            await _send(ws, wire.recognition_stopped())
+            with contextlib.suppress(Exception):
+                await ws.close(code=1000)
 
     async def _end(self, conv: Conversation, code: int = 1000) -> None:
         if conv.ended:
@@ -489,7 +611,7 @@ class SymblServer:
         if conv.orphan_timer:
             conv.orphan_timer.cancel()
         if code == 1000:
-            summary = await symbl_hooks.summary_url(self.client_factory, conv.daemon_id,
+            summary = await symbl_hooks.summary_url(self.client_factory, conv.legs[0].daemon_id,
                                                     self.config["summary_base"] + conv.conversation_id)
             for ws in [*conv.sockets, *conv.subscribers]:
                 await _send(ws, wire.conversation_completed(conv.conversation_id, summary))
@@ -497,21 +619,24 @@ class SymblServer:
         # Concurrently: each close waits for the client's answer (up to CLOSE_TIMEOUT).
         await asyncio.gather(*(ws.close(code=code) for ws in [*conv.sockets, *conv.subscribers]),
                              return_exceptions=True)
-        conv.pump_stop.set()
+        for leg in conv.legs:
+            leg.pump_stop.set()
         if self.conversations.get(conv.symbl_id) is conv:
             del self.conversations[conv.symbl_id]
         if conv.kind == "telephony":
             self.ended_calls[conv.symbl_id] = conv
             while len(self.ended_calls) > 1000:
                 self.ended_calls.popitem(last=False)
-        control = conv.control
-        conv.executor.submit(control.close)
-        conv.executor.shutdown(wait=False)
+        for leg in conv.legs:
+            _release(leg)
         log.info("symbl conversation ended", connection_id=conv.symbl_id, code=code)
 
     def _detach(self, conv: Conversation, ws: web.WebSocketResponse) -> None:
         """A speaker socket went away; without any left the conversation waits for a reconnect."""
         conv.sockets.discard(ws)
+        for leg in conv.legs:
+            if leg.socket is ws:
+                leg.socket = None
         if conv.sockets or conv.stopping or conv.ended or conv.kind != "streaming":
             return
         assert self.loop is not None
@@ -532,10 +657,12 @@ class SymblServer:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self._stop(conv), 10)
                 continue
-            conv.pump_stop.set()
+            for leg in conv.legs:
+                leg.pump_stop.set()
             await asyncio.gather(*(ws.close(code=1001, message=b"server shutting down")
                                    for ws in [*conv.sockets, *conv.subscribers]), return_exceptions=True)
-            conv.executor.shutdown(wait=False)
+            for leg in conv.legs:
+                leg.executor.shutdown(wait=False)
 
     # ------------------------------------------------------------ subscribe
 
@@ -562,6 +689,10 @@ class SymblServer:
                     obj, _ = wire.parse_client_text(msg.data)
                     if obj and obj.get("type") == "stop_request":  # SDK's Connection.stop(): leave
                         break
+                    if obj and "topic" in obj:  # the JS SDK's pushSpeakerEvents on resultWebSocketUrl
+                        problem = await self._speaker_event(conv, obj)
+                        if problem:
+                            await _send(ws, wire.error_frame("Invalid speaker event", problem))
         finally:
             conv.subscribers.pop(ws, None)
             if not ws.closed:
@@ -644,14 +775,46 @@ class SymblServer:
             await self._stop(conv)
         return web.json_response({**self._urls(request, conv.symbl_id), "connectionId": conv.symbl_id,
                                   "conversationId": conv.conversation_id,
-                                  "summaryInfo": await symbl_hooks.summary_info(self.client_factory, conv.daemon_id)})
+                                  "summaryInfo": await symbl_hooks.summary_info(self.client_factory,
+                                                                                conv.legs[0].daemon_id)})
 
     async def speaker_event(self, request: web.Request) -> web.Response:
-        if not self.issuer.validate(request.headers.get("x-api-key")):
+        if not self._rest_authorized(request):
             return _json_error(401, "Token validation failed for provided token.", "Unauthorized")
-        if request.match_info["cid"] not in self.conversations:
+        conv = self.conversations.get(request.match_info["cid"])
+        if conv is None or conv.ended:
             return _json_error(404, "Connection not found", "no live connection with that id")
-        return web.Response(status=204)  # accepted; speaker events are not used by the offline engine
+        try:
+            body = await request.json()
+        except ValueError:
+            return _json_error(400, "Invalid request body", "body must be JSON")
+        problem = await self._speaker_event(conv, body)
+        if problem:
+            return _json_error(400, "Invalid speaker event", problem)
+        return web.Response(status=204)
+
+    async def _speaker_event(self, conv: Conversation, body: Any) -> str | None:
+        """A client's speaker event, journaled on every live leg of the conversation; else why not."""
+        problem = speakers.check_event(body)
+        if problem:
+            return problem
+        assert self.loop is not None
+        for leg in conv.legs:
+            if leg.stopping or leg.stopped.is_set():
+                continue
+            args: dict[str, Any] = {"connectionId": leg.daemon_id, "type": body["type"]}
+            if body.get("user"):
+                args["user"] = {k: v for k, v in body["user"].items() if k in ("userId", "name", "id")}
+            if isinstance(body.get("timestamp"), str):
+                args["timestamp"] = body["timestamp"][:64]
+            if conv.kind == "streaming":  # we know exactly how much audio this leg has had
+                args["timeOffset"] = leg.forwarded / 32000
+            try:
+                await self.loop.run_in_executor(
+                    leg.executor, lambda a=args, c=leg.control: c.request("speaker_event", **a))
+            except Exception as exc:
+                return str(getattr(exc, "message", exc))
+        return None
 
 
 def _server_credentials(config: dict[str, Any]) -> Credentials:
@@ -687,7 +850,23 @@ class _Socket:
     ws: web.WebSocketResponse
     cid: str
     conv: Conversation | None = None
+    leg: Leg | None = None
+    stop_task: asyncio.Future[None] | None = None  # the stop_request being carried out
     audio: audio_in.ClientAudio = field(default_factory=audio_in.ClientAudio)
+
+
+def _release(leg: Leg) -> None:
+    """A leg's daemon client closed and its thread let go (once its queued calls are done)."""
+    leg.pump_stop.set()
+    with contextlib.suppress(RuntimeError):  # already shut down with the server
+        leg.executor.submit(leg.control.close)
+    leg.executor.shutdown(wait=False)
+
+
+@dataclass
+class _Opened:
+    leg: Leg
+    conversation_id: str
 
 
 def _json_error(status: int, message: str, details: str) -> web.Response:
