@@ -284,10 +284,18 @@ def test_sdk_44k_then_conversation_api(symbl: Any, daemon_endpoints: tuple[str, 
     talk = next(m for m in analytics.metrics if m.type == "total_talk_time")
     assert talk.seconds > 1 and analytics.members[0].pace.wpm > 0
     assert conv.get_entities() is not None
+    rest = conv._Conversation__conversation_api.conversations_api_rest
+    token = rest.api_client.configuration.api_key["x-api-key"]
+    base = rest.api_client.configuration.host
+    # Symbl's GET .../summary (the SDK has no call for it): sentences said, each naming its message.
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/v1/conversations/{conversation_id}/summary",
+                                                       headers={"x-api-key": token}), timeout=30) as reply:
+        summary = json.load(reply)["summary"]
+    assert summary and all(min(wer(s["text"], t) for t in texts) <= 0.35 for s in summary), summary
+    assert all({r["id"] for r in s["messageRefs"]} <= ids and s["messageRefs"] for s in summary)
 
     # symbl 2.0.6's put_members passes its arguments to symbl-rest in the wrong order (a TypeError
     # it swallows), so it can only answer its generic error; the REST call it means to make works.
-    rest = conv._Conversation__conversation_api.conversations_api_rest
     renamed = rest.put_members_information_by_members_id(
         {"id": members[0].id, "name": "Jane Doe", "email": "jane@example.com"}, conversation_id, members[0].id)
     assert "updated" in renamed.message
@@ -297,8 +305,6 @@ def test_sdk_44k_then_conversation_api(symbl: Any, daemon_endpoints: tuple[str, 
     # AttributeError and sends nothing. Symbl's documented DELETE, with the SDK's own token:
     assert conv.delete_conversation() is None
     assert conv.get_messages().messages  # so nothing was deleted by it
-    token = rest.api_client.configuration.api_key["x-api-key"]
-    base = rest.api_client.configuration.host
     req = urllib.request.Request(f"{base}/v1/conversations/{conversation_id}", method="DELETE",
                                  headers={"x-api-key": token})
     with urllib.request.urlopen(req, timeout=30) as reply:

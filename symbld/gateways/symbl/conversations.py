@@ -23,6 +23,7 @@ from aiohttp import web
 from symblctl.client import DaemonError
 from symbld.gateways.symbl import speakers
 from symbld.insights.sentiment import ensure_on_api_messages
+from symbld.insights.summary import summary_of_events
 
 log = structlog.get_logger(__name__)
 
@@ -319,6 +320,9 @@ class ConversationApi:
         app.router.add_get(base + "/members", self.handler(
             lambda ev, cid, r, names: {"members": members(ev, names)}))
         app.router.add_get(base + "/analytics", self.handler(lambda ev, cid, r, names: analytics(ev)))
+        # Symbl's summary: sentences with the ids of the messages they come from (symbld.insights.summary).
+        app.router.add_get(base + "/summary", self.handler(lambda ev, cid, r, names: {
+            "summary": summary_of_events(ev)}))
         app.router.add_put(base + "/members/{memberId}", self.put_member)
         app.router.add_post(base + "/transcript", self.formatted_transcript)
 
