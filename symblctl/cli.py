@@ -257,14 +257,19 @@ def _ended_status(printer: EventPrinter) -> int:
 
 
 def _follow(client: Client, conn: dict[str, Any], as_json: bool, feeder: Callable[[], bool] | None = None,
-            progress: bool = False) -> int:
-    """Print a connection's events until it completes; Ctrl-C stops the connection, then exits 130."""
+            progress: bool = False, banner: str | None = None) -> int:
+    """Print a connection's events until it completes; Ctrl-C stops the connection, then exits 130.
+
+    ``banner`` (the ids and "Ctrl-C stops") is printed only once a Ctrl-C is sure to stop the connection.
+    """
     connection_id = conn["connectionId"]
     printer = EventPrinter(sys.stdout, as_json=as_json)
     ticker = _Progress(client, connection_id, printer) if progress and printer.live else None
     stream = None
     heartbeat = _Heartbeat(client)
     try:
+        if banner:
+            print(banner, file=sys.stderr, flush=True)
         stream = client.events(connection_id)
         feeding = feeder is not None
         while True:
@@ -347,14 +352,15 @@ def _start(client: Client, ns: argparse.Namespace) -> int:
         else:
             print(f"connectionId {cid}\nconversationId {conn['conversationId']}\nstate {conn['state']}")
         return EXIT_OK
-    if not ns.json:
-        print(f"connectionId {cid}  conversationId {conn['conversationId']}  (Ctrl-C stops)", file=sys.stderr)
+    banner = None if ns.json else f"connectionId {cid}  conversationId {conn['conversationId']}  (Ctrl-C stops)"
     if not follow:
+        if banner:
+            print(banner, file=sys.stderr)
         while feeder():  # type: ignore[misc]
             pass
         _print_json(conn) if ns.json else print(cid)
         return EXIT_OK
-    return _follow(client, conn, ns.json, feeder, progress=bool(ns.file) and ns.progress)
+    return _follow(client, conn, ns.json, feeder, progress=bool(ns.file) and ns.progress, banner=banner)
 
 
 def _subscribe(client: Client, ns: argparse.Namespace) -> int:
