@@ -19,6 +19,7 @@ import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -48,21 +49,22 @@ def fake_exec(tmp_path: Path) -> str:
     return str(path)
 
 
+def _analyze(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """systemd-analyze with a runtime dir of its own. A short path: the user manager's units put sockets in
+    it (gpg-agent's), and a socket path over 108 bytes (a deep pytest tmp_path) fails their parse."""
+    with tempfile.TemporaryDirectory(prefix="xdg-", dir="/tmp") as runtime:
+        os.chmod(runtime, 0o700)
+        env = dict(os.environ, XDG_RUNTIME_DIR=runtime, SYSTEMD_LOG_COLOR="0", SYSTEMD_COLORS="0")
+        return subprocess.run([SYSTEMD_ANALYZE, *args], capture_output=True, text=True, timeout=60, env=env)
+
+
 def verify(unit: Path, user: bool, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    runtime = tmp_path / "xdg-runtime"
-    runtime.mkdir(exist_ok=True, mode=0o700)
-    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime), SYSTEMD_LOG_COLOR="0")
-    cmd = [SYSTEMD_ANALYZE, *(["--user"] if user else []), "verify", str(unit)]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    return _analyze([*(["--user"] if user else []), "verify", str(unit)])
 
 
 def security_score(unit: Path, user: bool, tmp_path: Path) -> float:
-    runtime = tmp_path / "xdg-runtime"
-    runtime.mkdir(exist_ok=True, mode=0o700)
-    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime), SYSTEMD_LOG_COLOR="0", SYSTEMD_COLORS="0")
     scope = ["--user"] if user else []
-    cmd = [SYSTEMD_ANALYZE, *scope, "security", "--offline=true", "--no-pager", str(unit)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    proc = _analyze([*scope, "security", "--offline=true", "--no-pager", str(unit)])
     assert proc.returncode == 0, proc.stderr
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", proc.stdout)
     assert match, proc.stdout[-500:]
