@@ -35,6 +35,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -86,11 +87,17 @@ def timeline(clips: list[realspeech.Clip]) -> Timeline:
     return Timeline(realspeech.pcm16(np.concatenate(parts)), spans, trimmed)
 
 
-def floor(model: str, trimmed: list[np.ndarray]) -> list[float]:
-    """Endpoint silence + the idle decode of each utterance (the engine's own audio for it)."""
+def floor(model: str, trimmed: list[np.ndarray], whole: list[np.ndarray]) -> tuple[list[float], list[str]]:
+    """Endpoint silence + the idle decode of each utterance (the engine's own audio for it); and the
+    plain model's text of each whole clip as recorded (faster-whisper as shipped: beam 5, T=0, 30 s)."""
     s = StreamSettings()
     rec = make_recognizer({"model": model, "num_workers": 1, "cpu_threads": 1})
     rec.load()
+    plain = []
+    for a in whole:
+        segs, _ = rec._model.transcribe(a, language="en", beam_size=5, temperature=0.0,  # type: ignore[attr-defined]
+                                        condition_on_previous_text=False, vad_filter=False)
+        plain.append(" ".join(seg.text.strip() for seg in segs))
     pre, post = np.zeros(int(s.preroll_ms * RATE / 1000), np.float32), np.zeros(int(s.postroll_ms * RATE / 1000),
                                                                                np.float32)
     rec.transcribe(trimmed[0], final=True)  # warm-up
@@ -100,7 +107,7 @@ def floor(model: str, trimmed: list[np.ndarray]) -> list[float]:
         rec.transcribe(np.concatenate([pre, a, post]), final=True)
         out.append(s.endpoint_silence_ms / 1000 + time.perf_counter() - t0)
     rec.close()
-    return out
+    return out, plain
 
 
 @dataclass
@@ -162,8 +169,8 @@ def clip_of(d: dict, spans: list[tuple[float, float]]) -> int:
     return min(range(len(spans)), key=lambda j: abs((spans[j][0] + spans[j][1]) / 2 - mid))
 
 
-def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[str]) -> dict[str, float]:
-    lat, lag, first, wers = [], [], [], []
+def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[str]) -> dict[str, Any]:
+    lat, lag, first, wers, texts = [], [], [], [], []
     for cid, t0 in starts.items():
         hyps: list[list[str]] = [[] for _ in tl.spans]
         seen: set[int] = set()
@@ -183,12 +190,14 @@ def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[st
                     seen.add(k)
                     first.append(when - (t0 + tl.spans[k][0]))
         lat += [when - (t0 + tl.spans[k][1]) for k, when in last_final.items()]
-        wers.append(wer(refs, [" ".join(h) for h in hyps]))
-    return {"p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat, default=float("nan")), "n": len(lat),
+        texts.append([" ".join(h) for h in hyps])
+        wers.append(wer(refs, texts[-1]))
+    return {"texts": texts, "p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat, default=float("nan")),
+            "n": len(lat),
             "lag50": pct(lag, 50), "lag95": pct(lag, 95), "first50": pct(first, 50), "wer": float(np.mean(wers))}
 
 
-def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str]) -> dict[str, float]:
+def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str]) -> dict[str, Any]:
     proc = psutil.Process(d.proc.pid)  # type: ignore[union-attr]
     sub = Subscriber(d.events)
     time.sleep(0.5)  # the SUB connects before the first event
@@ -223,7 +232,8 @@ def main() -> None:
           f"{sum(len(r.split()) for r in refs)} words; stream {len(tl.pcm) / 2 / RATE:.1f} s; "
           f"{os.cpu_count()} CPUs; model {args.model}")
     print(f"load average before: {load()}")
-    fl = floor(args.model, tl.trimmed)
+    fl, plain = floor(args.model, tl.trimmed, [c.audio for c in clips])
+    print(f"plain model, each whole clip as recorded: WER {wer(refs, plain):.1%}")
     print(f"floor (endpoint {StreamSettings().endpoint_silence_ms} ms + idle decode of the utterance alone): "
           f"p50 {pct(fl, 50):.3f} s, p95 {pct(fl, 95):.3f} s  [load {load()}]\n")
     with tempfile.TemporaryDirectory(prefix="symbld-bench-latency-") as tmp:
@@ -233,11 +243,23 @@ def main() -> None:
             print("| live streams | speech end -> final p50 | p95 | max | p50 / floor p50 | interim lag p50 / p95 "
                   "| onset -> first interim p50 | WER | daemon CPU (cores) | load average |")
             print("|---|---|---|---|---|---|---|---|---|---|")
+            texts: list[list[str]] = []
             for n in args.streams:
                 r = run_level(d, n, tl, refs)
                 print(f"| {n} | {r['p50']:.3f} s | {r['p95']:.3f} s | {r['max']:.3f} s | "
                       f"{r['p50'] / pct(fl, 50):.2f}x | {r['lag50']:.3f} / {r['lag95']:.3f} s | "
                       f"{r['first50']:.3f} s | {r['wer']:.1%} | {r['cpu']:.2f} | {load()} |", flush=True)
+                texts.append(r["texts"][0])
+            print("\nclips where the daemon's finals (first stream of each run) and the plain model differ in "
+                  "word errors:")
+            for k, ref in enumerate(refs):
+                runs = [t[k] for t in texts]
+                errs = [round(wer([ref], [t]) * len(ref.split())) for t in runs]
+                base = round(wer([ref], [plain[k]]) * len(ref.split()))
+                if any(e != base for e in errs):
+                    print(f"  {clips[k].name}: said {ref!r}\n    plain ({base} errors) {plain[k]!r}")
+                    for n, t, e in zip(args.streams, runs, errs, strict=True):
+                        print(f"    daemon, {n} stream(s) ({e} errors) {t!r}")
         finally:
             d.stop()
 

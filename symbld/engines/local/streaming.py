@@ -53,7 +53,10 @@ class StreamSettings:
     vad_threshold: float = 0.5  # a frame at or above this starts/continues speech
     vad_neg_threshold: float = 0.35  # once speaking, frames above this still count as voice
     endpoint_silence_ms: int = 350  # silence that closes an utterance
-    preroll_ms: int = 500  # audio kept before the first speech frame (soft onsets: "And ...")
+    # Audio kept before the first speech frame. Silero fires 0.2-0.3 s into speech, and with a
+    # 16 s encoder window Whisper misheard words after less than 0.5 s of lead-in ("And" lost,
+    # "clubs" as "close"): 1 s leaves about 0.75 s before the true onset.
+    preroll_ms: int = 1000
     postroll_ms: int = 100  # audio kept after the last speech frame
     min_speech_ms: int = 250  # shorter blips are decoded, and kept only if the decode is confident
     min_short_probability: float = 0.6  # mean word probability a short blip's decode needs
@@ -94,6 +97,8 @@ class DecodePool:
         self._threads = [
             threading.Thread(target=self._run, name=f"symbld-decode-{i}", daemon=True) for i in range(self.workers)
         ]
+        self._emits: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads.append(threading.Thread(target=self._run_emits, name="symbld-emit", daemon=True))
         for t in self._threads:
             t.start()
 
@@ -101,6 +106,18 @@ class DecodePool:
         with self._lock:
             self._queued += 1
         self._q.put((priority, next(self._seq), job))
+
+    def submit_emit(self, job: Callable[[], None]) -> None:
+        """A job that decodes nothing (a speculative final's publish): its own thread, so it never
+        waits behind a running decode of another stream."""
+        self._emits.put(job)
+
+    def _run_emits(self) -> None:
+        while (job := self._emits.get()) is not None:
+            try:
+                job()
+            except Exception:
+                log.exception("emit job failed")
 
     def try_submit_idle(self, job: Callable[[], None], priority: int = _INTERIM) -> bool:
         """Submit only if a worker would start it at once; False means "busy, skip it".
@@ -154,7 +171,8 @@ class DecodePool:
                     self._idle += 1
 
     def close(self, timeout: float = 5.0) -> None:
-        for _ in self._threads:
+        self._emits.put(None)
+        for _ in range(self.workers):
             self._q.put((99, next(self._seq), None))
         for t in self._threads:
             t.join(timeout)
@@ -408,7 +426,10 @@ class LocalStream:
                     self._pump_finals()
                     self._idle.notify_all()
 
-        self.pool.submit(run, _FINAL)
+        if head.spec is not None and head.spec.end == head.end and head.spec.rec is not None:
+            self.pool.submit_emit(run)  # decoded already: publish now, not after another decode
+        else:
+            self.pool.submit(run, _FINAL)
 
     def _uses_spec(self, utt: _Utterance) -> bool:
         return utt.spec is not None and utt.spec.end == utt.end
