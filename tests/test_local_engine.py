@@ -103,7 +103,7 @@ def test_sentences_recognised_in_order(engine):
     rec = Recorder()
     stream = engine.open(config("order", speaker={"userId": "jane@example.com", "name": "Jane"}), rec)
     refs = SENTENCES[:4]
-    pcm = silence(0.5) + b"".join(pcm16(synth(s)) + silence(1.0) for s in refs)
+    pcm = silence(1.5) + b"".join(pcm16(synth(s)) + silence(1.0) for s in refs)
     feed(stream, pcm)
     stream.finish()
     stream.close()
@@ -123,7 +123,7 @@ def test_sentences_recognised_in_order(engine):
     finals = rec.finals()
     assert all(f["user"]["id"] == msgs[0]["messages"][0]["from"]["id"] for f in finals)
     offsets = [f["duration"]["timeOffset"] for f in finals]
-    assert offsets == sorted(offsets) and offsets[0] >= 0.1  # counted from stream start (0.5 s silence)
+    assert offsets == sorted(offsets) and offsets[0] >= 0.1  # counted from stream start (1.5 s silence, 1 s pre-roll)
     audio_s = len(pcm) / 32000
     assert offsets[-1] + finals[-1]["duration"]["duration"] <= audio_s
     assert finals[0]["payload"]["content"] == finals[0]["payload"]["content"].lower()
