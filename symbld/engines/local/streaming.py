@@ -37,7 +37,7 @@ import structlog
 
 from symbld.core import shapes
 from symbld.engines.base import Emit, StreamConfig
-from symbld.engines.local.recognizer import SAMPLE_RATE, Recognition, Recognizer, Word
+from symbld.engines.local.recognizer import HALLUCINATIONS, SAMPLE_RATE, Recognition, Recognizer, Word, _norm
 from symbld.engines.local.vad import FRAME, SileroModel
 
 log = structlog.get_logger(__name__)
@@ -698,10 +698,14 @@ class LocalStream:
 
 
 def _confident(rec: Recognition, min_probability: float) -> bool:
-    """Whether a short blip's decode is speech: words the model is sure of on average."""
-    if not rec.text or not rec.words:
-        return bool(rec.text) and rec.avg_logprob > -0.5
-    return float(np.mean([w.probability for w in rec.words])) >= min_probability
+    """Whether a short blip's decode is speech: not a stock phrase, and words the model is sure of on
+    average, or three words or more (a click or a breath gives Whisper's stock phrases, never a
+    phrase like "Four queen of ...", which on a phone line came out at a mean probability of 0.5)."""
+    if not rec.text or _norm(rec.text) in HALLUCINATIONS:
+        return False
+    if not rec.words:
+        return rec.avg_logprob > -0.5
+    return len(rec.words) >= 3 or float(np.mean([w.probability for w in rec.words])) >= min_probability
 
 
 def _monotonic(words: list[shapes.TimedWord]) -> list[shapes.TimedWord]:
