@@ -16,6 +16,8 @@ captured it, and a SUB client on the daemon's events socket timestamps every eve
   decode that utterance alone (the audio the engine decodes: pre-roll + speech + post-roll) with
   the same model in this process on an otherwise idle engine. A streaming layer that waited for
   the endpoint and only then decoded would sit at this floor; the speculative final can go below.
+- **endpoint due**: when the endpoint is confirmed, from the true end of speech (the VAD's last
+  speech frame + ``endpoint_silence_ms``): no final can be out earlier; the rest is decode and transport;
 - **interim lag**: arrival of each interim minus the audio time its text covers (how far behind
   the speech the live text is); **onset -> first interim** per clip.
 - WER of the finals against the transcripts, the daemon's CPU, and the machine's load average.
@@ -170,11 +172,12 @@ def clip_of(d: dict, spans: list[tuple[float, float]]) -> int:
 
 
 def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[str]) -> dict[str, Any]:
-    lat, lag, first, wers, texts = [], [], [], [], []
+    lat, lag, first, wers, texts, due = [], [], [], [], [], []
+    settings = StreamSettings()
     for cid, t0 in starts.items():
         hyps: list[list[str]] = [[] for _ in tl.spans]
         seen: set[int] = set()
-        last_final: dict[int, float] = {}
+        last_final: dict[int, tuple[float, float]] = {}  # clip -> (arrival, audio end of that final)
         for when, body in got.events.get(cid, []):
             e = body.get("data") or {}
             if body.get("type") != "transcript_response" or not e.get("punctuated", {}).get("transcript"):
@@ -182,19 +185,24 @@ def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[st
             k = clip_of(e, tl.spans)
             if e["isFinal"]:
                 hyps[k].append(e["punctuated"]["transcript"])
-                last_final[k] = when
+                last_final[k] = (when, e["duration"]["timeOffset"] + e["duration"]["duration"])
             else:
                 covered = e["duration"]["timeOffset"] + e["duration"]["duration"]
                 lag.append(when - (t0 + min(covered, tl.spans[k][1])))
                 if k not in seen:
                     seen.add(k)
                     first.append(when - (t0 + tl.spans[k][0]))
-        lat += [when - (t0 + tl.spans[k][1]) for k, when in last_final.items()]
+        lat += [when - (t0 + tl.spans[k][1]) for k, (when, _) in last_final.items()]
+        # The endpoint is due endpoint_silence_ms after the last speech frame (the final's audio
+        # ends post-roll after it): the earliest a final can be out, whatever the decode costs.
+        due += [end - settings.postroll_ms / 1000 + settings.endpoint_silence_ms / 1000 - tl.spans[k][1]
+                for k, (_, end) in last_final.items()]
         texts.append([" ".join(h) for h in hyps])
         wers.append(wer(refs, texts[-1]))
     return {"texts": texts, "p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat, default=float("nan")),
             "n": len(lat),
-            "lag50": pct(lag, 50), "lag95": pct(lag, 95), "first50": pct(first, 50), "wer": float(np.mean(wers))}
+            "due50": pct(due, 50), "lag50": pct(lag, 50), "lag95": pct(lag, 95), "first50": pct(first, 50),
+            "wer": float(np.mean(wers))}
 
 
 def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str]) -> dict[str, Any]:
@@ -240,14 +248,14 @@ def main() -> None:
         config = f'[engine.local]\nmodel = "{args.model}"\n'
         d = DaemonProc(Path(tmp), config=config).start()
         try:
-            print("| live streams | speech end -> final p50 | p95 | max | p50 / floor p50 | interim lag p50 / p95 "
-                  "| onset -> first interim p50 | WER | daemon CPU (cores) | load average |")
-            print("|---|---|---|---|---|---|---|---|---|---|")
+            print("| live streams | speech end -> final p50 | p95 | max | p50 / floor p50 | endpoint due p50 "
+                  "| interim lag p50 / p95 | onset -> first interim p50 | WER | daemon CPU (cores) | load average |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|")
             texts: list[list[str]] = []
             for n in args.streams:
                 r = run_level(d, n, tl, refs)
                 print(f"| {n} | {r['p50']:.3f} s | {r['p95']:.3f} s | {r['max']:.3f} s | "
-                      f"{r['p50'] / pct(fl, 50):.2f}x | {r['lag50']:.3f} / {r['lag95']:.3f} s | "
+                      f"{r['p50'] / pct(fl, 50):.2f}x | {r['due50']:.3f} s | {r['lag50']:.3f} / {r['lag95']:.3f} s | "
                       f"{r['first50']:.3f} s | {r['wer']:.1%} | {r['cpu']:.2f} | {load()} |", flush=True)
                 texts.append(r["texts"][0])
             print("\nclips where the daemon's finals (first stream of each run) and the plain model differ in "
