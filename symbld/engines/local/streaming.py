@@ -278,7 +278,7 @@ class LocalStream:
         self._utt: _Utterance | None = None
         self._finals: deque[tuple[_Utterance, Callable[[], None]]] = deque()
         self._final_utts: list[_Utterance] = []  # utterance of every queued or running final
-        self._final_running = False
+        self._finals_running = 0  # final jobs submitted and not finished
         self._interim_running = False
         self._pending = 0  # final and interim jobs queued or running
         self._message_seq = 0
@@ -412,17 +412,31 @@ class LocalStream:
         return any(u is not utt for u in self._final_utts)
 
     def _pump_finals(self) -> None:
-        """Submit the stream's next final if none is running (lock held)."""
-        if self._final_running or not self._finals or self._closed:
-            return
+        """Submit the stream's next final(s) (lock held).
+
+        One at a time, except for a stream fed ahead of real time (a file with ``--fast``): there
+        as many as the pool has workers decode side by side, each utterance alone (a packed window
+        lets the model hear the neighbouring utterances, which cost words), and each waits for the
+        ones before it to be emitted, so events still come out in order. An utterance whose prompt
+        is the previous final waits until that final is out.
+        """
+        while self._finals and not self._closed:
+            head = self._finals[0][0]
+            if head.spec is not None and head.spec.end == head.end and not head.spec.done:
+                return  # its speculative decode is running; it calls us when done
+            if self._finals_running:
+                parallel = self._ahead_of_real_time() and not head.prompted
+                if not parallel or self._finals_running >= self.pool.workers:
+                    return
+            self._submit_next_final()
+
+    def _submit_next_final(self) -> None:
         head = self._finals[0][0]
-        if head.spec is not None and head.spec.end == head.end and not head.spec.done:
-            return  # its speculative decode is running; it calls us when done
         utt, job = self._finals.popleft()
-        batch = self._take_pack(utt)
+        batch = [utt] if self._ahead_of_real_time() else self._take_pack(utt)
         if len(batch) > 1:
             job = lambda: self._run_packed(batch)  # noqa: E731
-        self._final_running = True
+        self._finals_running += 1
 
         def run() -> None:
             try:
@@ -431,7 +445,7 @@ class LocalStream:
                 with self._lock:
                     for u in batch:
                         self._final_utts.remove(u)
-                    self._final_running = False
+                    self._finals_running -= 1
                     self._pending -= len(batch)
                     self._pump_finals()
                     self._idle.notify_all()
@@ -572,6 +586,10 @@ class LocalStream:
         rec = spec.rec if spec is not None and spec.rec is not None else self._decode_final(audio, utt)
         if utt.short and not _confident(rec, self.settings.min_short_probability):
             rec = Recognition("")  # a click or a breath; a short phrase decoded with confidence stays
+        with self._lock:
+            # Decoded beside an earlier final (a file fed fast): its turn comes once those are out.
+            # That earlier job was taken by a worker before this one (same priority, queued first).
+            self._idle.wait_for(lambda: self._closed or not self._final_utts or self._final_utts[0] is utt)
         with self._emit_lock:
             with self._lock:
                 had_interim = utt.interim_emitted
