@@ -65,3 +65,10 @@ def test_event_masks_text_and_words_but_keeps_ids_and_times() -> None:
     assert m["payload"]["content"] == "Call [PHONE]." == m["metadata"]["originalContent"]
     assert "415" not in m["metadata"]["words"] and json.loads(m["metadata"]["words"])[0]["word"] == "Call"
     assert data["messages"][0]["payload"]["content"] == "Call 415-555-0134.", "the input is not changed"
+
+
+def test_a_card_number_the_recogniser_grouped_like_an_amount_is_masked() -> None:
+    kinds = frozenset({"card", "phone", "email", "spoken_digits"})
+    assert redact_text("The current number is 4,111,111, please", kinds) == "The current number is [PHONE], please"
+    for amount in ("It is 1,500,000 dollars.", "It costs $40,000 a year.", "About 12,000 people.", "Up 2,500,000%."):
+        assert redact_text(amount, kinds) == amount

@@ -63,9 +63,26 @@ def parse_kinds(value: Any) -> frozenset[str]:
     raise ValueError("redaction must be true/false, a list of kinds or {enabled, kinds}")
 
 
+# What makes a comma-grouped number an amount: a currency sign before it, or a unit after it.
+_CURRENCY_BEFORE = re.compile(r"[$€£¥]\s*$")
+_UNIT_AFTER = re.compile(r"^\s*(?:%|percent|dollars?|euros?|pounds?|yen|usd|eur|gbp|k\b|thousand|million|billion)",
+                         re.IGNORECASE)
+
+
+def _is_amount(match: re.Match[str]) -> bool:
+    """1,500,000 dollars and $40,000 are amounts; a bare 4,111,111 may be a card or phone number the
+    recogniser grouped with commas (tiny.en writes spoken digit runs that way): masked, when in doubt."""
+    if not _AMOUNT.fullmatch(match.group(0).strip()):
+        return False
+    before, after = match.string[:match.start()], match.string[match.end():]
+    if len(re.sub(r"\D", "", match.group(0))) < 7:  # too short for a phone or card number
+        return True
+    return bool(_CURRENCY_BEFORE.search(before) or _UNIT_AFTER.match(after))
+
+
 def _mask_digits(match: re.Match[str], kinds: frozenset[str]) -> str:
     text = match.group(0)
-    if _DATE_OR_TIME.fullmatch(text.strip()) or _AMOUNT.fullmatch(text.strip()):
+    if _DATE_OR_TIME.fullmatch(text.strip()) or _is_amount(match):
         return text
     digits = re.sub(r"\D", "", text)
     if "card" in kinds and 13 <= len(digits) <= 19 and luhn_ok(digits):
