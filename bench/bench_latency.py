@@ -1,0 +1,276 @@
+"""Speech end -> final latency on the PUB socket of the real daemon, against the floor of the same run.
+
+    python bench/bench_latency.py                 # 1 and 4 live streams (about 2 minutes)
+    python bench/bench_latency.py --streams 1 2 4 6
+    python bench/bench_latency.py --model base
+
+What a user sees: a real ``python -m symbld`` (default engine settings) is started; each stream is
+a push connection fed the real-speech clips of tests/realspeech.py (recordings of people from
+Debian's pocketsphinx-testdata) in real time, 20 ms chunks each sent when a microphone would have
+captured it, and a SUB client on the daemon's events socket timestamps every event on arrival.
+
+- **speech end -> final**: the arrival of the final that closes a clip minus the *true* end of
+  its speech. Each clip is trimmed to its speech (its own leading and trailing silence cut by
+  frame energy) and followed by 1.5 s of silence, so the end of speech is exact.
+- **floor** (same run, same machine, before the streams): the endpoint silence plus the time to
+  decode that utterance alone (the audio the engine decodes: pre-roll + speech + post-roll) with
+  the same model in this process on an otherwise idle engine. A streaming layer that waited for
+  the endpoint and only then decoded would sit at this floor; the speculative final can go below.
+- **endpoint due**: when the endpoint is confirmed, from the true end of speech (the VAD's last
+  speech frame + ``endpoint_silence_ms``): no final can be out earlier; the rest is decode and transport;
+- **interim lag**: arrival of each interim minus the audio time its text covers (how far behind
+  the speech the live text is); **onset -> first interim** per clip.
+- WER of the finals against the transcripts, the daemon's CPU, and the machine's load average.
+
+Prints figures and ratios; asserts nothing. On a shared machine every figure includes its load,
+which is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import zmq
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import realspeech  # noqa: E402
+from conftest import DaemonProc  # noqa: E402 - the tests' real-daemon harness
+from speechgen import wer  # noqa: E402
+
+from symbld.engines.local.recognizer import make_recognizer  # noqa: E402
+from symbld.engines.local.streaming import StreamSettings  # noqa: E402
+
+RATE = realspeech.RATE
+CHUNK_S = 0.02
+CHUNK = int(CHUNK_S * RATE) * 2  # bytes of s16le
+GAP_S = 1.5  # silence after each clip
+STAGGER_S = 0.7  # streams start this far apart, as sessions do
+
+
+def pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+@dataclass
+class Timeline:
+    """The stream's audio: trimmed clips, each followed by silence; speech spans in stream seconds."""
+
+    pcm: bytes
+    spans: list[tuple[float, float]]
+    trimmed: list[np.ndarray]
+
+
+def timeline(clips: list[realspeech.Clip]) -> Timeline:
+    parts, spans, trimmed, pos = [np.zeros(int(0.5 * RATE), np.float32)], [], [], 0.5
+    for c in clips:
+        s, e = realspeech.speech_bounds(c.audio)
+        a = c.audio[int(s * RATE) : int(e * RATE)]
+        trimmed.append(a)
+        spans.append((pos, pos + len(a) / RATE))
+        parts += [a, np.zeros(int(GAP_S * RATE), np.float32)]
+        pos += len(a) / RATE + GAP_S
+    return Timeline(realspeech.pcm16(np.concatenate(parts)), spans, trimmed)
+
+
+def floor(model: str, trimmed: list[np.ndarray], whole: list[np.ndarray]) -> tuple[list[float], list[str]]:
+    """Endpoint silence + the idle decode of each utterance (the engine's own audio for it); and the
+    plain model's text of each whole clip as recorded (faster-whisper as shipped: beam 5, T=0, 30 s)."""
+    s = StreamSettings()
+    rec = make_recognizer({"model": model, "num_workers": 1, "cpu_threads": 1})
+    rec.load()
+    plain = []
+    for a in whole:
+        segs, _ = rec._model.transcribe(a, language="en", beam_size=5, temperature=0.0,  # type: ignore[attr-defined]
+                                        condition_on_previous_text=False, vad_filter=False)
+        plain.append(" ".join(seg.text.strip() for seg in segs))
+    pre, post = np.zeros(int(s.preroll_ms * RATE / 1000), np.float32), np.zeros(int(s.postroll_ms * RATE / 1000),
+                                                                               np.float32)
+    rec.transcribe(trimmed[0], final=True)  # warm-up
+    out = []
+    for a in trimmed:
+        t0 = time.perf_counter()
+        rec.transcribe(np.concatenate([pre, a, post]), final=True)
+        out.append(s.endpoint_silence_ms / 1000 + time.perf_counter() - t0)
+    rec.close()
+    return out, plain
+
+
+@dataclass
+class Received:
+    events: dict[str, list[tuple[float, dict]]] = field(default_factory=dict)  # cid -> [(arrival, body)]
+    completed: set[str] = field(default_factory=set)
+
+
+class Subscriber:
+    """A SUB client of the daemon's events socket: every event of every connection, with its arrival time."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.ctx = zmq.Context()
+        self.sub = self.ctx.socket(zmq.SUB)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"connection.")
+        self.sub.setsockopt(zmq.RCVHWM, 0)
+        self.sub.connect(endpoint)
+        self.got = Received()
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.sub.poll(50):
+                continue
+            _, body = self.sub.recv_multipart()
+            now = time.monotonic()
+            e = json.loads(body)
+            cid = e.get("connectionId")
+            self.got.events.setdefault(cid, []).append((now, e))
+            if e.get("type") == "conversation_completed":
+                self.got.completed.add(cid)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._t.join(5)
+        self.sub.close(linger=0)
+        self.ctx.term()
+
+
+def feed(d: DaemonProc, tl: Timeline, delay: float, starts: dict[str, float]) -> None:
+    time.sleep(delay)
+    with d.client(timeout=30) as c:
+        cid = c.start(source={"type": "push"})["connectionId"]
+        t0 = time.monotonic()
+        starts[cid] = t0
+        for k, i in enumerate(range(0, len(tl.pcm), CHUNK)):
+            due = t0 + (k + 1) * CHUNK_S  # a microphone hands a chunk over once it is captured
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            c.send_audio(cid, tl.pcm[i : i + CHUNK])
+        c.end_audio(cid)
+
+
+def clip_of(d: dict, spans: list[tuple[float, float]]) -> int:
+    mid = d["duration"]["timeOffset"] + d["duration"]["duration"] / 2
+    return min(range(len(spans)), key=lambda j: abs((spans[j][0] + spans[j][1]) / 2 - mid))
+
+
+def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[str]) -> dict[str, Any]:
+    lat, lag, first, wers, texts, due = [], [], [], [], [], []
+    settings = StreamSettings()
+    for cid, t0 in starts.items():
+        hyps: list[list[str]] = [[] for _ in tl.spans]
+        seen: set[int] = set()
+        last_final: dict[int, tuple[float, float]] = {}  # clip -> (arrival, audio end of that final)
+        for when, body in got.events.get(cid, []):
+            e = body.get("data") or {}
+            if body.get("type") != "transcript_response" or not e.get("punctuated", {}).get("transcript"):
+                continue
+            k = clip_of(e, tl.spans)
+            if e["isFinal"]:
+                hyps[k].append(e["punctuated"]["transcript"])
+                last_final[k] = (when, e["duration"]["timeOffset"] + e["duration"]["duration"])
+            else:
+                covered = e["duration"]["timeOffset"] + e["duration"]["duration"]
+                lag.append(when - (t0 + min(covered, tl.spans[k][1])))
+                if k not in seen:
+                    seen.add(k)
+                    first.append(when - (t0 + tl.spans[k][0]))
+        lat += [when - (t0 + tl.spans[k][1]) for k, (when, _) in last_final.items()]
+        # The endpoint is due endpoint_silence_ms after the last speech frame (the final's audio
+        # ends post-roll after it): the earliest a final can be out, whatever the decode costs.
+        due += [end - settings.postroll_ms / 1000 + settings.endpoint_silence_ms / 1000 - tl.spans[k][1]
+                for k, (_, end) in last_final.items()]
+        texts.append([" ".join(h) for h in hyps])
+        wers.append(wer(refs, texts[-1]))
+    return {"texts": texts, "p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat, default=float("nan")),
+            "n": len(lat),
+            "due50": pct(due, 50), "lag50": pct(lag, 50), "lag95": pct(lag, 95), "first50": pct(first, 50),
+            "wer": float(np.mean(wers))}
+
+
+def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str]) -> dict[str, Any]:
+    proc = psutil.Process(d.proc.pid)  # type: ignore[union-attr]
+    sub = Subscriber(d.events)
+    time.sleep(0.5)  # the SUB connects before the first event
+    starts: dict[str, float] = {}
+    c0, w0 = proc.cpu_times(), time.monotonic()
+    threads = [threading.Thread(target=feed, args=(d, tl, STAGGER_S * k, starts)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    deadline = time.monotonic() + 60
+    while len(sub.got.completed & set(starts)) < n and time.monotonic() < deadline:
+        time.sleep(0.1)
+    c1, wall = proc.cpu_times(), time.monotonic() - w0
+    sub.close()
+    r = analyse(sub.got, starts, tl, refs)
+    r["cpu"] = (c1.user + c1.system - c0.user - c0.system) / wall
+    return r
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--streams", type=int, nargs="*", default=[1, 4])
+    ap.add_argument("--model", default="tiny.en")
+    args = ap.parse_args()
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    clips = realspeech.clips()
+    tl = timeline(clips)
+    refs = [c.text for c in clips]
+    speech = sum(len(a) for a in tl.trimmed) / RATE
+    print(f"audio: {len(clips)} real recordings trimmed to their speech, {speech:.1f} s, "
+          f"{sum(len(r.split()) for r in refs)} words; stream {len(tl.pcm) / 2 / RATE:.1f} s; "
+          f"{os.cpu_count()} CPUs; model {args.model}")
+    print(f"load average before: {load()}")
+    fl, plain = floor(args.model, tl.trimmed, [c.audio for c in clips])
+    print(f"plain model, each whole clip as recorded: WER {wer(refs, plain):.1%}")
+    print(f"floor (endpoint {StreamSettings().endpoint_silence_ms} ms + idle decode of the utterance alone): "
+          f"p50 {pct(fl, 50):.3f} s, p95 {pct(fl, 95):.3f} s  [load {load()}]\n")
+    with tempfile.TemporaryDirectory(prefix="symbld-bench-latency-") as tmp:
+        config = f'[engine.local]\nmodel = "{args.model}"\n'
+        d = DaemonProc(Path(tmp), config=config).start()
+        try:
+            print("| live streams | speech end -> final p50 | p95 | max | p50 / floor p50 | endpoint due p50 "
+                  "| interim lag p50 / p95 | onset -> first interim p50 | WER | daemon CPU (cores) | load average |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|")
+            texts: list[list[str]] = []
+            for n in args.streams:
+                r = run_level(d, n, tl, refs)
+                print(f"| {n} | {r['p50']:.3f} s | {r['p95']:.3f} s | {r['max']:.3f} s | "
+                      f"{r['p50'] / pct(fl, 50):.2f}x | {r['due50']:.3f} s | {r['lag50']:.3f} / {r['lag95']:.3f} s | "
+                      f"{r['first50']:.3f} s | {r['wer']:.1%} | {r['cpu']:.2f} | {load()} |", flush=True)
+                texts.append(r["texts"][0])
+            print("\nclips where the daemon's finals (first stream of each run) and the plain model differ in "
+                  "word errors:")
+            for k, ref in enumerate(refs):
+                runs = [t[k] for t in texts]
+                errs = [round(wer([ref], [t]) * len(ref.split())) for t in runs]
+                base = round(wer([ref], [plain[k]]) * len(ref.split()))
+                if any(e != base for e in errs):
+                    print(f"  {clips[k].name}: said {ref!r}\n    plain ({base} errors) {plain[k]!r}")
+                    for n, t, e in zip(args.streams, runs, errs, strict=True):
+                        print(f"    daemon, {n} stream(s) ({e} errors) {t!r}")
+        finally:
+            d.stop()
+
+
+if __name__ == "__main__":
+    main()
