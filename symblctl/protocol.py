@@ -92,9 +92,11 @@ class Command(Shape):
     payload: ClassVar[bool] = False  # a binary frame follows the JSON one
     reply: ClassVar[type[Struct] | None] = None
     timeout: ClassVar[float | None] = None  # the client's default wait for the reply
+    names_connection: ClassVar[bool] = False  # its connection_id names an existing connection (or conversation)
 
 
 class ConnectionRef(Command):
+    names_connection = True
     connection_id: ConnectionId
 
 
@@ -333,6 +335,7 @@ class Subscribe(Command):
 
     name = "subscribe"
     reply = Subscription
+    names_connection = True
     connection_id: Annotated[str, Meta(min_length=1, max_length=128,
                                        description="one connection, or omit for all")] | None = None
     types: Annotated[list[Annotated[str, Meta(min_length=1, max_length=64)]],

@@ -69,7 +69,7 @@ class Command:
     def run(self, service: Service, req: Request) -> dict[str, Any]:
         args = decode_args(self.declaration, req.args)
         cid = getattr(args, "connection_id", None)
-        if isinstance(cid, str) and not isinstance(args, protocol.Start):  # a conversationId names its connection
+        if self.declaration.names_connection and isinstance(cid, str):  # a conversationId names its connection
             args = msgspec.structs.replace(args, connection_id=service.resolve_connection_id(cid))
         return self.handler(service, args, req)
 
