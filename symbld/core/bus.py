@@ -30,6 +30,7 @@ from symbld.core.journal_backlog import JournalBacklog
 log = structlog.get_logger(__name__)
 
 _STOP = object()
+_EVERY_EVENT = 1_000_000  # all_events' bound: far beyond any conversation's events
 
 
 class Sink(Protocol):
@@ -109,6 +110,10 @@ class EventBus:
             if events or not hist:
                 return events
         return [e for e in hist if e["seq"] > after_seq][:limit]
+
+    def all_events(self, connection_id: str) -> list[dict[str, Any]]:
+        """Every event of a connection, oldest first (memory, else its journal): summaries, pages, actions."""
+        return self.history(connection_id, 0, _EVERY_EVENT)
 
     def forget(self, connection_id: str) -> None:
         """Drop an ended connection from memory; ``history`` then reads its journal."""

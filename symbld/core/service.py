@@ -150,7 +150,7 @@ class ConnectionService:
         self.host.live_changed()
         actions = session.config.extra.get("actions")
         if actions and self.actions is not None:
-            events = self.bus.history(session.connection_id, 0, 1_000_000)
+            events = self.bus.all_events(session.connection_id)
             self.actions.on_connection_ended(session.as_dict(), events, actions)
 
     @staticmethod

@@ -36,7 +36,6 @@ DEFAULTS: dict[str, Any] = {
     "host": "127.0.0.1",  # loopback: the page is for this machine's user (the link is the credential)
     "port": 5081,  # 0 = no summary page; a port in use falls back to a free one (logged, links follow)
 }
-_ALL = 1_000_000
 _KEEPALIVE_S = 15.0  # an SSE comment this often, so a vanished browser is noticed
 _COALESCE_S = 0.25  # at most ~4 renders a second per watcher while interims stream in
 _STATIC = {"page.css": "text/css", "page.js": "text/javascript"}
@@ -89,7 +88,7 @@ class PageServer:
         return cid if service.known(cid) else None
 
     def _page(self, cid: str, conv: str) -> view.Page:
-        events = self.daemon.bus.history(cid, 0, _ALL)
+        events = self.daemon.bus.all_events(cid)
         conversation = next((e.get("conversationId") for e in events if e.get("conversationId")), conv)
         return view.build(cid, str(conversation), events)
 

@@ -13,8 +13,6 @@ from symbld.control.service import Service
 from symbld.core.errors import ControlError
 from symbld.insights.summary import summary_of_events
 
-_ALL = 1_000_000
-
 
 @handles(protocol.Start)
 def start(svc: Service, args: protocol.Start, req: Request) -> dict[str, Any]:
@@ -50,7 +48,7 @@ def stop(svc: Service, args: protocol.Stop, req: Request) -> dict[str, Any]:
     """
     final = svc.stop(args.connection_id)
     # Symbl's stop answers with the conversation's summary; so does ours (the summary command gives it later too).
-    return {**final, "summary": summary_of_events(svc.history(args.connection_id, 0, _ALL))}
+    return {**final, "summary": summary_of_events(svc.bus.all_events(args.connection_id))}
 
 
 @handles(protocol.Get)

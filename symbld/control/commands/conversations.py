@@ -15,8 +15,6 @@ from symbld.core.errors import ControlError
 from symbld.insights.summary import summary_of_events
 from symbld.web import links
 
-_ALL = 1_000_000
-
 
 @handles(protocol.Conversations)
 def conversations(svc: Service, args: protocol.Conversations, req: Request) -> dict[str, Any]:
@@ -96,7 +94,7 @@ def summary(svc: Service, args: protocol.SummaryRequest, req: Request) -> dict[s
     svc.require_known(cid)
     session = svc.sessions.find(cid)
     return {"connectionId": cid, "live": bool(session and not session.ended),
-            "summary": summary_of_events(svc.history(cid, 0, _ALL), args.limit)}
+            "summary": summary_of_events(svc.bus.all_events(cid), args.limit)}
 
 
 def _conversation_of(svc: Service, connection_id: str) -> str:
