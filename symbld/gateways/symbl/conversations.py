@@ -352,33 +352,39 @@ class ConversationApi:
             return list(heapq.merge(*per_connection, key=lambda e: str(e.get("time") or ""))), names
         return await asyncio.get_running_loop().run_in_executor(self.executor, load)
 
+    async def _conversation(self, conversation_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | web.Response:
+        """``_events``, or the response that says why there are none (Symbl's 404, a daemon error)."""
+        try:
+            return await self._events(conversation_id)
+        except NotFound:
+            return web.json_response(NOT_FOUND, status=404)
+        except DaemonError as exc:
+            return _daemon_failed(exc)
+
     def handler(self, shape: Shape) -> Any:
         async def handle(request: web.Request) -> web.StreamResponse:
             if not self.authorized(request):
-                return web.json_response({"message": "Token validation failed for provided token."}, status=401)
+                return _unauthorized()
             cid = request.match_info["conversationId"]
-            try:
-                events, names = await self._events(cid)
-            except NotFound:
-                return web.json_response(NOT_FOUND, status=404)
-            except DaemonError as exc:
-                return _daemon_failed(exc)
+            loaded = await self._conversation(cid)
+            if isinstance(loaded, web.Response):
+                return loaded
+            events, names = loaded
             return web.json_response(shape(events, cid, request, names))
         return handle
 
     async def put_member(self, request: web.Request) -> web.Response:
         if not self.authorized(request):
-            return web.json_response({"message": "Token validation failed for provided token."}, status=401)
+            return _unauthorized()
         cid, member_id = request.match_info["conversationId"], request.match_info["memberId"]
         try:
             body = await request.json()
-            events, _ = await self._events(cid)
         except ValueError:
             return web.json_response({"message": "body must be JSON"}, status=400)
-        except NotFound:
-            return web.json_response(NOT_FOUND, status=404)
-        except DaemonError as exc:
-            return _daemon_failed(exc)
+        loaded = await self._conversation(cid)
+        if isinstance(loaded, web.Response):
+            return loaded
+        events, _ = loaded
         if not isinstance(body, dict) or not any(m["id"] == member_id for m in members(events)):
             return web.json_response({"message": f"member {member_id} not found in the conversation"}, status=404)
         member = {"id": member_id, **{k: body[k] for k in ("name", "email") if isinstance(body.get(k), str)}}
@@ -396,7 +402,7 @@ class ConversationApi:
 
     async def formatted_transcript(self, request: web.Request) -> web.Response:
         if not self.authorized(request):
-            return web.json_response({"message": "Token validation failed for provided token."}, status=401)
+            return _unauthorized()
         cid = request.match_info["conversationId"]
         try:
             body = await request.json() if request.can_read_body else {}
@@ -406,18 +412,16 @@ class ConversationApi:
         content_type = body.get("contentType") or "text/markdown"
         if content_type not in ("text/markdown", "text/srt"):
             return web.json_response({"message": "contentType must be text/markdown or text/srt"}, status=400)
-        try:
-            events, names = await self._events(cid)
-        except NotFound:
-            return web.json_response(NOT_FOUND, status=404)
-        except DaemonError as exc:
-            return _daemon_failed(exc)
+        loaded = await self._conversation(cid)
+        if isinstance(loaded, web.Response):
+            return loaded
+        events, names = loaded
         text = transcript(events, content_type, body.get("showSpeakerSeparation", True) is not False, names)
         return web.json_response({"transcript": {"payload": text, "contentType": content_type}})
 
     async def delete(self, request: web.Request) -> web.Response:
         if not self.authorized(request):
-            return web.json_response({"message": "Token validation failed for provided token."}, status=401)
+            return _unauthorized()
         cid = request.match_info["conversationId"]
 
         def remove() -> list[str]:
@@ -436,6 +440,10 @@ class ConversationApi:
             return web.json_response(NOT_FOUND, status=404)
         log.info("symbl conversation deleted", conversation_id=cid, connections=len(found))
         return web.json_response({"message": f"successfully deleted the conversation: {cid}"})
+
+
+def _unauthorized() -> web.Response:
+    return web.json_response({"message": "Token validation failed for provided token."}, status=401)
 
 
 def _daemon_failed(exc: DaemonError) -> web.Response:
