@@ -490,7 +490,7 @@ def _declared(client: Client, ns: argparse.Namespace) -> int:
     if ns.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
-        PRESENTATION.get(ns.cmd, Presentation()).printer(result)
+        PRESENTATION.get(decl.name, Presentation()).printer(result)
     return EXIT_OK
 
 
