@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import realspeech
@@ -52,16 +50,16 @@ def test_a_corrupt_half_is_refused(tmp_path, monkeypatch):
 
 
 def test_one_config_line_makes_the_daemon_decode_with_base(tmp_path):
-    from conftest import DaemonProc
+    from conftest import DaemonProc, wait_until
 
     d = DaemonProc(tmp_path / "d", env={"XDG_CACHE_HOME": str(tmp_path / "cache")},
                    config='[engine.local]\nmodel = "base"\n').start()
     try:
         with d.client(timeout=30.0) as c:
-            deadline = time.monotonic() + 240
-            while not c.describe()["engines"]["local"]["loaded"]:
-                assert time.monotonic() < deadline, d.log()
-                time.sleep(0.2)
+            try:
+                wait_until("the base model to load", lambda: c.describe()["engines"]["local"]["loaded"], 240, 0.2)
+            except AssertionError as e:
+                raise AssertionError(f"{e}\n{d.log()}") from None
             local = c.describe()["engines"]["local"]
             assert local["model"] == "base" and local["modelPath"].startswith(str(tmp_path / "cache"))
             assert c.status()["models"]["local"] == "base"

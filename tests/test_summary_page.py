@@ -14,7 +14,6 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,7 +23,7 @@ from typing import Any
 
 import pytest
 from chromium import Browser, dump_dom
-from conftest import DaemonProc, events_until_complete, messages, wait_for_events
+from conftest import DaemonProc, events_until_complete, messages, wait_for_events, wait_until
 from feeding import speak
 from test_redaction_daemon import RAW, SPOKEN
 from test_telephony import sipp, speech  # noqa: F401 - the sipp callee fixtures
@@ -331,10 +330,8 @@ def test_telephony_stop_reply_carries_the_summary(symbl: Any, daemon_endpoints: 
 
     started = post({"operation": "start", "endpoint": {"type": "sip", "uri": callee.uri}})
     with Client(*daemon_endpoints) as c:
-        deadline = time.monotonic() + 120
-        while c.request("get", connectionId=started["conversationId"])["state"] == "live":
-            assert time.monotonic() < deadline, "the call did not end"
-            time.sleep(0.2)
+        wait_until("the call to end",
+                   lambda: c.request("get", connectionId=started["conversationId"])["state"] != "live", 120)
         stopped = post({"operation": "stop", "connectionId": started["connectionId"]})
         assert stopped["conversationId"] == started["conversationId"]
         info = stopped["summaryInfo"]

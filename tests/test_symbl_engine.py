@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import wait_until
 from speechgen import SENTENCES, pcm16, silence, synth, wer
 from test_symbl_server import APP_ID, APP_SECRET, REPO, stop_process
 
@@ -175,10 +176,7 @@ def test_keepalive_holds_an_idle_connection(server: ServerHandle) -> None:
     try:
         # The control: without keep-alive the idle socket is dropped (and reconnected). Waited for,
         # not slept: on a loaded machine the server's idle timer can fire late.
-        deadline = time.monotonic() + 30
-        while bare.reconnects < 1:
-            assert time.monotonic() < deadline, "the server never dropped the idle socket"
-            time.sleep(0.05)
+        wait_until("the server to drop the idle socket", lambda: bare.reconnects >= 1, 30)
         assert kept.reconnects == 0  # opened first, so idle at least as long, and kept
     finally:
         for s in (kept, bare):
@@ -198,9 +196,7 @@ def test_subscribe_by_id_listens(server: ServerHandle) -> None:
         stream.finish()
         assert heard.wait_for(lambda: any(t == "message_response" for t, _ in heard.events), 20)
         assert wer(SENTENCES[4], heard.messages_text()) <= 0.35, heard.messages_text()
-        deadline = time.monotonic() + 10
-        while not ended and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until("the subscription to end", lambda: ended, 10)
         assert ended == ["completed"]
     finally:
         sub.close()

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import websocket
-from conftest import DaemonProc
+from conftest import DaemonProc, wait_until
 from speechgen import SENTENCES, pcm16, silence, synth, wer
 from test_symbl_server import APP_ID, APP_SECRET, connect, read_until_close, recv_json, start_request, token
 
@@ -80,11 +80,9 @@ def say(ws: websocket.WebSocket, sentence: str) -> None:
 def wait_until_forwarded(daemon: DaemonProc, cid: str, pcm_bytes: int) -> None:
     """Until the daemon connection has had all the audio sent so far (the server forwards it
     asynchronously): a speaker event sent now is pinned after it."""
-    deadline = time.monotonic() + 60
     with daemon.client() as c:
-        while c.request("get", connectionId=cid)["audioSeconds"] < pcm_bytes / 32000 - 0.01:
-            assert time.monotonic() < deadline, "the server never forwarded the audio"
-            time.sleep(0.05)
+        wait_until("the server to forward the audio",
+                   lambda: c.request("get", connectionId=cid)["audioSeconds"] >= pcm_bytes / 32000 - 0.01, 60)
 
 
 def converse(sockets: dict[str, websocket.WebSocket], turns: list[tuple[str, str]]) -> None:
@@ -187,10 +185,8 @@ def test_speaker_events_attribute_what_follows(server: ServerHandle, daemon: Dae
     events_ws.send(json.dumps({"topic": "speaker", "type": "speaker_change", "user": CAROL,
                                "timestamp": "2026-12-02T01:00:05.000Z"}))
     with daemon.client() as c:  # the socket gives no answer: wait until the daemon journaled it
-        deadline = time.monotonic() + 30
-        while sum(e["type"] == "speaker_event" for e in c.all_history(cid)) < 2:
-            assert time.monotonic() < deadline, "the speaker event never reached the daemon"
-            time.sleep(0.1)
+        wait_until("the speaker event to reach the daemon",
+                   lambda: sum(e["type"] == "speaker_event" for e in c.all_history(cid)) >= 2, 30)
         journaled = [e["data"] for e in c.all_history(cid) if e["type"] == "speaker_event"]
     assert [(e["type"], e["user"]["name"]) for e in journaled] == [("started_speaking", "Bob"),
                                                                    ("speaker_change", "Carol")]
