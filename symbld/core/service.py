@@ -237,11 +237,8 @@ class ConnectionService:
 
     def resolve_connection_id(self, value: str) -> str:
         """The connectionId named by ``value``: itself, or the connection of a conversationId."""
-        def known(cid: str) -> bool:
-            return self.sessions.find(cid) is not None or bool(self.journal and self.journal.exists(cid))
-
         return resolve_connection_id(
-            value, known=known, index=self.conversations,
+            value, known=self.known, index=self.conversations,
             live_by_conversation={s.conversation_id: s.connection_id for s in self.sessions.all()})
 
     def journaled_connection(self, connection_id: str) -> dict[str, Any]:
@@ -323,8 +320,9 @@ class ConnectionService:
 
     def known(self, connection_id: str) -> bool:
         """A connection of this run, or one whose journal is on disk."""
-        on_disk = bool(self.journal and self.journal.exists(connection_id))
-        return on_disk or self.sessions.find(connection_id) is not None
+        if self.sessions.find(connection_id) is not None:  # memory first: every request naming an id asks
+            return True
+        return bool(self.journal and self.journal.exists(connection_id))
 
     def require_known(self, connection_id: str) -> None:
         if not self.known(connection_id):
