@@ -459,7 +459,7 @@ class Presentation:
     summary: str = ""
     description: str = ""
     examples: str = ""
-    printer: Callable[[dict[str, Any]], None] = cli_declared.print_json
+    printer: cli_declared.Printer = cli_declared.print_json
 
 
 PRESENTATION = {
