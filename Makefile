@@ -28,9 +28,8 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
-# Two workers, each taking whole test files (their module-scoped daemons stay on one worker).
 test: setup lint
-	$(PY) -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) bench/run.py
