@@ -46,6 +46,25 @@ SENTENCES = [
 ]
 
 
+# The voice the telephone tests speak in. Through G.711 at 8 kHz, espeak's default voice saying
+# "Can you send me the quarterly report by Friday?" sits at the edge of what tiny.en hears: the
+# plain model decodes the whole clip as "Can you hand me ...", and the engine's decode of it moved
+# from 0 to 4 errors in 9 words with 0.25 s more or less lead-in or a 16 s instead of a 30 s
+# encoder window, so the call tests failed on the model's limit rather than on the call path.
+# In the f3 variant the plain model and every window (16, 30 s) and lead-in (0-1 s) tried made at
+# most one error (measured 2026-12-02). Other sentences fare differently (f3 is worse on
+# SENTENCES[2]), so this voice goes with this sentence only.
+PHONE_SENTENCE = SENTENCES[0]
+PHONE_VOICE = "en-us+f3"
+
+
+def phone_audio(dest: Path, encoding: str = "mu-law") -> Path:
+    """PHONE_SENTENCE in PHONE_VOICE as headerless 8 kHz G.711 (``mu-law`` or ``a-law``) at ``dest``."""
+    subprocess.run(["sox", str(synth(PHONE_SENTENCE, voice=PHONE_VOICE)), "-r", "8000", "-c", "1", "-e", encoding,
+                    "-t", "raw", str(dest)], check=True, capture_output=True, timeout=60)
+    return dest
+
+
 def cache_dir() -> Path:
     d = Path(os.environ.get("SYMBLD_SPEECH_CACHE") or Path(tempfile.gettempdir()) / "symbld-speech")
     d.mkdir(parents=True, exist_ok=True)

@@ -103,7 +103,7 @@ def test_sentences_recognised_in_order(engine):
     rec = Recorder()
     stream = engine.open(config("order", speaker={"userId": "jane@example.com", "name": "Jane"}), rec)
     refs = SENTENCES[:4]
-    pcm = silence(0.5) + b"".join(pcm16(synth(s)) + silence(1.0) for s in refs)
+    pcm = silence(1.5) + b"".join(pcm16(synth(s)) + silence(1.0) for s in refs)
     feed(stream, pcm)
     stream.finish()
     stream.close()
@@ -123,7 +123,7 @@ def test_sentences_recognised_in_order(engine):
     finals = rec.finals()
     assert all(f["user"]["id"] == msgs[0]["messages"][0]["from"]["id"] for f in finals)
     offsets = [f["duration"]["timeOffset"] for f in finals]
-    assert offsets == sorted(offsets) and offsets[0] >= 0.1  # counted from stream start (0.5 s silence)
+    assert offsets == sorted(offsets) and offsets[0] >= 0.1  # counted from stream start (1.5 s silence, 1 s pre-roll)
     audio_s = len(pcm) / 32000
     assert offsets[-1] + finals[-1]["duration"]["duration"] <= audio_s
     assert finals[0]["payload"]["content"] == finals[0]["payload"]["content"].lower()
@@ -320,3 +320,18 @@ def test_invented_tails_are_dropped_and_pieces_joined():
     joined = join_pieces([Word(" $40", 0.0, 0.5, 0.9), Word(",000", 0.5, 0.9, 0.8), Word(" self", 1.0, 1.2, 0.9),
                           Word("-service", 1.2, 1.6, 0.7)])
     assert [(w.text, w.start, w.end) for w in joined] == [(" $40,000", 0.0, 0.9), (" self-service", 1.0, 1.6)]
+
+
+def test_short_blips_are_judged_by_their_decode():
+    from symbld.engines.local.recognizer import Recognition
+    from symbld.engines.local.streaming import _confident
+
+    def rec(*words: tuple[str, float]) -> Recognition:
+        ws = [Word(f" {t}", i * 0.3, i * 0.3 + 0.25, p) for i, (t, p) in enumerate(words)]
+        return Recognition("".join(w.text for w in ws).strip(), ws, -0.4, 0.1)
+
+    assert _confident(rec(("Yes,", 0.8), ("please.", 0.7)), 0.6)
+    assert not _confident(rec(("So", 0.3), ("what.", 0.4)), 0.6)  # two unsure words: a breath
+    assert _confident(rec(("Four", 0.18), ("queen", 0.34), ("of", 0.97)), 0.6)  # a phrase, unsure or not
+    assert not _confident(rec(("Thank", 0.9), ("you.", 0.9)), 0.6)  # a stock phrase from a click
+    assert not _confident(Recognition(""), 0.6)

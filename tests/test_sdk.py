@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 from conftest import DaemonProc, events_until_complete
-from speechgen import SENTENCES, pcm16, synth, wer
+from speechgen import PHONE_SENTENCE, SENTENCES, pcm16, phone_audio, synth, wer
 
 import symblctl
 from symblctl import Connection, DaemonError, DaemonUnavailable
 
 SIPP_SCENARIO = Path(__file__).parent / "sipp" / "uas_speak_pcmu.xml"
-SIP_SENTENCE = "Can you send me the quarterly report by Friday?"
+SIP_SENTENCE = PHONE_SENTENCE
 
 
 @pytest.fixture(scope="module")
@@ -265,13 +265,12 @@ def require_sip(control: str, events: str) -> None:
 
 
 @contextlib.contextmanager
-def speaking_callee(workdir: Path, sentence: str = SIP_SENTENCE) -> Iterator[str]:
-    """A real sipp UAS on loopback that answers, says ``sentence`` over RTP (PCMU) and hangs up.
+def speaking_callee(workdir: Path) -> Iterator[str]:
+    """A real sipp UAS on loopback that answers, says SIP_SENTENCE over RTP (PCMU) and hangs up.
 
     Yields the SIP URI to dial."""
     workdir.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["sox", str(synth(sentence)), "-r", "8000", "-c", "1", "-t", "ul", str(workdir / "speech.ulaw")],
-                   check=True, capture_output=True, timeout=30)
+    phone_audio(workdir / "speech.ulaw")
     port = free_udp_port()
     proc = subprocess.Popen(["sipp", "-sf", str(SIPP_SCENARIO), "-i", "127.0.0.1", "-p", str(port),
                              "-mi", "127.0.0.1", "-m", "1", "-nostdin", "-timeout", "30s",

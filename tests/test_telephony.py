@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soxr
-from speechgen import SENTENCES, synth, wer
+from speechgen import PHONE_SENTENCE, phone_audio, wer
 
 from symbld.audio.base import FRAME_BYTES, SourceContext, SourceError
 from symbld.audio.telephony.calls import TelephonyConfig, TelephonySource
@@ -32,7 +32,7 @@ from symbld.audio.telephony.sip import digest_authorization
 pytestmark = pytest.mark.timeout(60)
 
 SIPP_DIR = Path(__file__).parent / "sipp"
-SENTENCE = SENTENCES[0]  # "Can you send me the quarterly report by Friday?"
+SENTENCE = PHONE_SENTENCE  # "Can you send me the quarterly report by Friday?"
 KEY_WORDS = {"quarterly", "report", "friday"}
 MAX_WER = 0.35  # narrowband (8 kHz G.711) speech through tiny.en: "send" may come out as "end"
 
@@ -86,9 +86,8 @@ def udp_port_taken(port: int) -> bool:
 def speech(tmp_path_factory) -> Path:
     """speech.ulaw / speech.alaw (headerless 8 kHz G.711, what sipp streams) and ref8k.raw (sox's decode)."""
     d = tmp_path_factory.mktemp("speech")
-    wav = synth(SENTENCE)
-    subprocess.run(["sox", str(wav), "-r", "8000", "-c", "1", "-t", "ul", str(d / "speech.ulaw")], check=True)
-    subprocess.run(["sox", str(wav), "-r", "8000", "-c", "1", "-t", "al", str(d / "speech.alaw")], check=True)
+    phone_audio(d / "speech.ulaw")
+    phone_audio(d / "speech.alaw", "a-law")
     subprocess.run(["sox", "-t", "ul", "-r", "8000", "-c", "1", str(d / "speech.ulaw"), "-t", "raw", "-e", "signed",
                     "-b", "16", str(d / "ref8k.raw")], check=True)
     return d

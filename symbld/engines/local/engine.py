@@ -34,7 +34,7 @@ log = structlog.get_logger(__name__)
 CONFIG_DEFAULTS: dict[str, Any] = {
     "recognizer": "whisper", "model": None, "vad_model": None, "num_workers": 2, "cpu_threads": 1,
     "compute_type": "int8", "beam_size": 5, "max_tokens_per_second": 20.0, "no_speech_threshold": 0.6,
-    "logprob_threshold": -1.0, "compression_ratio_threshold": 2.4,
+    "logprob_threshold": -1.0, "compression_ratio_threshold": 2.4, "min_window_s": 16.0,
 }
 
 

@@ -37,7 +37,7 @@ import structlog
 
 from symbld.core import shapes
 from symbld.engines.base import Emit, StreamConfig
-from symbld.engines.local.recognizer import SAMPLE_RATE, Recognition, Recognizer, Word
+from symbld.engines.local.recognizer import HALLUCINATIONS, SAMPLE_RATE, Recognition, Recognizer, Word, _norm
 from symbld.engines.local.vad import FRAME, SileroModel
 
 log = structlog.get_logger(__name__)
@@ -53,7 +53,10 @@ class StreamSettings:
     vad_threshold: float = 0.5  # a frame at or above this starts/continues speech
     vad_neg_threshold: float = 0.35  # once speaking, frames above this still count as voice
     endpoint_silence_ms: int = 350  # silence that closes an utterance
-    preroll_ms: int = 500  # audio kept before the first speech frame (soft onsets: "And ...")
+    # Audio kept before the first speech frame. Silero fires 0.2-0.3 s into speech, and with a
+    # 16 s encoder window Whisper misheard words after less than 0.5 s of lead-in ("And" lost,
+    # "clubs" as "close"): 1 s leaves about 0.75 s before the true onset.
+    preroll_ms: int = 1000
     postroll_ms: int = 100  # audio kept after the last speech frame
     min_speech_ms: int = 250  # shorter blips are decoded, and kept only if the decode is confident
     min_short_probability: float = 0.6  # mean word probability a short blip's decode needs
@@ -65,7 +68,9 @@ class StreamSettings:
     speculative: bool = True  # start the final decode when the silence begins
     prompt_max_gap_s: float = 0.8  # previous final as prompt only across a pause this short
     pack_finals: bool = True  # finals queued behind each other share one decode window
-    pack_window_s: float = 28.0  # ... of at most this much audio
+    # ... of at most this much audio: one 16 s encoder window (7 ms of encoder per second of audio,
+    # against 16 ms/s for a 30 s window; a 28 s pack ran slower than the plain model).
+    pack_window_s: float = 15.0
 
     @classmethod
     def from_config(cls, *configs: dict[str, Any]) -> StreamSettings:
@@ -94,6 +99,8 @@ class DecodePool:
         self._threads = [
             threading.Thread(target=self._run, name=f"symbld-decode-{i}", daemon=True) for i in range(self.workers)
         ]
+        self._emits: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._threads.append(threading.Thread(target=self._run_emits, name="symbld-emit", daemon=True))
         for t in self._threads:
             t.start()
 
@@ -101,6 +108,18 @@ class DecodePool:
         with self._lock:
             self._queued += 1
         self._q.put((priority, next(self._seq), job))
+
+    def submit_emit(self, job: Callable[[], None]) -> None:
+        """A job that decodes nothing (a speculative final's publish): its own thread, so it never
+        waits behind a running decode of another stream."""
+        self._emits.put(job)
+
+    def _run_emits(self) -> None:
+        while (job := self._emits.get()) is not None:
+            try:
+                job()
+            except Exception:
+                log.exception("emit job failed")
 
     def try_submit_idle(self, job: Callable[[], None], priority: int = _INTERIM) -> bool:
         """Submit only if a worker would start it at once; False means "busy, skip it".
@@ -154,7 +173,8 @@ class DecodePool:
                     self._idle += 1
 
     def close(self, timeout: float = 5.0) -> None:
-        for _ in self._threads:
+        self._emits.put(None)
+        for _ in range(self.workers):
             self._q.put((99, next(self._seq), None))
         for t in self._threads:
             t.join(timeout)
@@ -258,13 +278,14 @@ class LocalStream:
         self._utt: _Utterance | None = None
         self._finals: deque[tuple[_Utterance, Callable[[], None]]] = deque()
         self._final_utts: list[_Utterance] = []  # utterance of every queued or running final
-        self._final_running = False
+        self._finals_running = 0  # final jobs submitted and not finished
         self._interim_running = False
         self._pending = 0  # final and interim jobs queued or running
         self._message_seq = 0
         self._finishing = False
         self._closed = False
         self._degraded = 0  # flow control level (degrade())
+        self._opened = time.monotonic()
 
     # ---- audio side (caller's thread) -------------------------------------------------------
 
@@ -340,10 +361,17 @@ class LocalStream:
         self._utt = rest
         self._enqueue_final(utt, lambda: self._run_final(utt))
 
+    def _ahead_of_real_time(self) -> bool:
+        """Fed faster than it plays (a file with ``--fast``, a flood): nobody waits on interims or
+        early finals, and the finals are best left to queue up and be packed into full windows."""
+        return self._samples / SAMPLE_RATE - (time.monotonic() - self._opened) > 1.0
+
     def _speculate(self, utt: _Utterance) -> None:
         """Start the final decode now that the silence began, if a worker is free (lock held)."""
         if not self.settings.speculative or self._earlier_final_pending(utt) or self._closed:
             return  # behind: the prompt (previous final) is not known yet, and finals go first
+        if self._ahead_of_real_time():
+            return
         spec = _Speculation(self._final_end(utt))
         audio = utt.audio(0, spec.end)
 
@@ -384,17 +412,31 @@ class LocalStream:
         return any(u is not utt for u in self._final_utts)
 
     def _pump_finals(self) -> None:
-        """Submit the stream's next final if none is running (lock held)."""
-        if self._final_running or not self._finals or self._closed:
-            return
+        """Submit the stream's next final(s) (lock held).
+
+        One at a time, except for a stream fed ahead of real time (a file with ``--fast``): there
+        as many as the pool has workers decode side by side, each utterance alone (a packed window
+        lets the model hear the neighbouring utterances, which cost words), and each waits for the
+        ones before it to be emitted, so events still come out in order. An utterance whose prompt
+        is the previous final waits until that final is out.
+        """
+        while self._finals and not self._closed:
+            head = self._finals[0][0]
+            if head.spec is not None and head.spec.end == head.end and not head.spec.done:
+                return  # its speculative decode is running; it calls us when done
+            if self._finals_running:
+                parallel = self._ahead_of_real_time() and not head.prompted
+                if not parallel or self._finals_running >= self.pool.workers:
+                    return
+            self._submit_next_final()
+
+    def _submit_next_final(self) -> None:
         head = self._finals[0][0]
-        if head.spec is not None and head.spec.end == head.end and not head.spec.done:
-            return  # its speculative decode is running; it calls us when done
         utt, job = self._finals.popleft()
-        batch = self._take_pack(utt)
+        batch = [utt] if self._ahead_of_real_time() else self._take_pack(utt)
         if len(batch) > 1:
             job = lambda: self._run_packed(batch)  # noqa: E731
-        self._final_running = True
+        self._finals_running += 1
 
         def run() -> None:
             try:
@@ -403,12 +445,15 @@ class LocalStream:
                 with self._lock:
                     for u in batch:
                         self._final_utts.remove(u)
-                    self._final_running = False
+                    self._finals_running -= 1
                     self._pending -= len(batch)
                     self._pump_finals()
                     self._idle.notify_all()
 
-        self.pool.submit(run, _FINAL)
+        if head.spec is not None and head.spec.end == head.end and head.spec.rec is not None:
+            self.pool.submit_emit(run)  # decoded already: publish now, not after another decode
+        else:
+            self.pool.submit(run, _FINAL)
 
     def _uses_spec(self, utt: _Utterance) -> bool:
         return utt.spec is not None and utt.spec.end == utt.end
@@ -445,8 +490,10 @@ class LocalStream:
         rec = self.recognizer.transcribe(np.concatenate(pieces), final=True, hotwords=self.hotwords, prompt=prompt)
         per: list[list[Word]] = [[] for _ in batch]
         for w in rec.words:
-            mid = (w.start + w.end) / 2 * SAMPLE_RATE
-            k = min(range(len(spans)), key=lambda j: max(spans[j][0] - mid, mid - spans[j][1], 0))
+            # By its start: Whisper stretches the last word before a silence into it (by its middle
+            # "clubs" went to the next utterance), while a start stays in its own utterance's audio.
+            at = w.start * SAMPLE_RATE
+            k = max([0] + [j for j, (a, _) in enumerate(spans) if a <= at])
             base = spans[k][0] / SAMPLE_RATE
             per[k].append(Word(w.text, max(0.0, w.start - base), max(0.0, w.end - base), w.probability))
         for u, (a, b), words in zip(batch, spans, per, strict=True):
@@ -464,6 +511,8 @@ class LocalStream:
         s = self.settings
         utt = self._utt
         if not s.interims or self._degraded or utt is None or self._interim_running:
+            return
+        if self._ahead_of_real_time():
             return
         if self._earlier_final_pending(utt):  # behind: finals first, and in order
             return
@@ -537,6 +586,10 @@ class LocalStream:
         rec = spec.rec if spec is not None and spec.rec is not None else self._decode_final(audio, utt)
         if utt.short and not _confident(rec, self.settings.min_short_probability):
             rec = Recognition("")  # a click or a breath; a short phrase decoded with confidence stays
+        with self._lock:
+            # Decoded beside an earlier final (a file fed fast): its turn comes once those are out.
+            # That earlier job was taken by a worker before this one (same priority, queued first).
+            self._idle.wait_for(lambda: self._closed or not self._final_utts or self._final_utts[0] is utt)
         with self._emit_lock:
             with self._lock:
                 had_interim = utt.interim_emitted
@@ -663,10 +716,14 @@ class LocalStream:
 
 
 def _confident(rec: Recognition, min_probability: float) -> bool:
-    """Whether a short blip's decode is speech: words the model is sure of on average."""
-    if not rec.text or not rec.words:
-        return bool(rec.text) and rec.avg_logprob > -0.5
-    return float(np.mean([w.probability for w in rec.words])) >= min_probability
+    """Whether a short blip's decode is speech: not a stock phrase, and words the model is sure of on
+    average, or three words or more (a click or a breath gives Whisper's stock phrases, never a
+    phrase like "Four queen of ...", which on a phone line came out at a mean probability of 0.5)."""
+    if not rec.text or _norm(rec.text) in HALLUCINATIONS:
+        return False
+    if not rec.words:
+        return rec.avg_logprob > -0.5
+    return len(rec.words) >= 3 or float(np.mean([w.probability for w in rec.words])) >= min_probability
 
 
 def _monotonic(words: list[shapes.TimedWord]) -> list[shapes.TimedWord]:
