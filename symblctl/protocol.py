@@ -78,6 +78,8 @@ Source = FileSource | PushSource | MicSource | SipSource | PstnSource
 
 
 class Speaker(Shape):
+    """Who is speaking on a connection: their words carry this userId and name."""
+
     user_id: Annotated[str, Meta(max_length=256, description="the speaker's id (an e-mail, say)")] | None = None
     name: Annotated[str, Meta(max_length=256, description="the name messages show")] | None = None
 
@@ -553,6 +555,8 @@ class SummaryPage(ConnectionRef):
 
 
 class SpeakerUser(Shape):
+    """Who a speaker event is about: a userId or a name (an ``id``, as Symbl's SDKs send one, is kept as given)."""
+
     user_id: Annotated[str, Meta(max_length=256)] | None = None
     name: Annotated[str, Meta(max_length=256)] | None = None
     id: Annotated[str, Meta(max_length=256)] | None = None
