@@ -202,6 +202,37 @@ def test_chromium_page_updates_live_while_the_connection_runs(daemon: DaemonProc
         assert "john" in b.evaluate("document.querySelector('.follow-up').innerText").lower()
 
 
+def test_speakers_on_their_own_connections_share_one_page(client: Client) -> None:
+    """Two speakers of one conversation, each on their own connection (what the Symbl server makes of
+    a socket per speaker): one page, either link, both people's words under their names, live until
+    the last of them ends."""
+    jane = client.start(source={"type": "push"}, speaker={"name": "Jane"})
+    conv = jane["conversationId"]
+    bob = client.start(source={"type": "push"}, speaker={"name": "Bob"}, conversationId=conv)
+    assert bob["conversationId"] == conv
+    speak(client, jane["connectionId"], [MEETING[0]], speed=150)
+    events_until_complete(client, jane["connectionId"], timeout=120)
+    speak(client, bob["connectionId"], [MEETING[1]], speed=150, end=False)
+    wait_for_events(client, bob["connectionId"], lambda ev: len(messages(ev)) >= 1, timeout=120,
+                    what="Bob's first message")
+    url = page_url(client, jane["connectionId"])
+    status, page = fetch(url)
+    assert status == 200
+    text = visible_text(page).lower()
+    assert "quarterly report" in text and "contract" in text, text  # Jane's words and Bob's
+    said = {(who, words.lower()) for who, words in
+            re.findall(r'<span class="who">([^<]*)</span><span class="said">([^<]*)</span>', page)}
+    assert any(who == "Jane" and "quarterly" in words for who, words in said), said
+    assert any(who == "Bob" and "contract" in words for who, words in said), said
+    assert 'data-state="live"' in page  # Jane ended; Bob is still talking
+    client.end_audio(bob["connectionId"])
+    events_until_complete(client, bob["connectionId"], timeout=120)
+    status, page = fetch(url)
+    assert status == 200 and 'data-state="ended"' in page
+    assert "2 connections" in visible_text(page)
+    assert fetch(page_url(client, bob["connectionId"]))[1] == page  # Bob's link: the same page
+
+
 # ---------------------------------------------------------------- symblctl open
 
 

@@ -8,6 +8,7 @@ socket and no thread of its own beyond the microphone pumps of attached micropho
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from pathlib import Path
@@ -324,6 +325,16 @@ class ConnectionService:
             return True
         return bool(self.journal and self.journal.exists(connection_id))
 
+    def conversation_connections(self, conversation_id: str, *, journal: bool = True) -> list[str]:
+        """Every connection of a conversation (a speaker socket each): this run's, then (unless
+        ``journal`` is false: memory only, no file read) the journal's."""
+        found = [s.connection_id for s in self.sessions.all() if s.conversation_id == conversation_id]
+        if journal and self.journal is not None:
+            for cid in self.journal.connection_ids():
+                if cid not in found and _first_event_conversation(self.journal.path(cid)) == conversation_id:
+                    found.append(cid)
+        return found
+
     def require_known(self, connection_id: str) -> None:
         if not self.known(connection_id):
             raise ControlError("unknown_connection", f"no connection {connection_id!r}",
@@ -371,3 +382,13 @@ def _privacy_options(args: dict[str, Any], cfg: dict[str, Any], daemon_config: d
     if not isinstance(entities, bool):
         raise ControlError("bad_request", "detectEntities must be true or false", {"argument": "detectEntities"})
     return {"sentiment": sentiment, "redaction": sorted(kinds), "detect_entities": entities}
+
+
+def _first_event_conversation(path: Path) -> str | None:
+    """The conversationId of a journal's first event (its connection_started), without reading the rest."""
+    try:
+        with open(path, "rb") as f:
+            event = json.loads(f.readline())
+    except (OSError, ValueError):
+        return None
+    return event.get("conversationId") if isinstance(event, dict) else None

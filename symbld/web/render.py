@@ -110,10 +110,16 @@ def _side(p: Page) -> str:
     return "".join(out)
 
 
+def _connections(p: Page) -> str:
+    if p.connections == 1:
+        return f"connection {_e(p.connection_id)}"
+    return f"{p.connections} connections (one per speaker)"
+
+
 def main_html(p: Page) -> str:
     return (_header(p) + '<div class="cols"><div class="col-main">' + _summary(p) + _transcript(p)
             + '</div><aside class="col-side">' + _side(p) + "</aside></div>"
-            + f'<footer>conversation {_e(p.conversation_id)} · connection {_e(p.connection_id)} · '
+            + f'<footer>conversation {_e(p.conversation_id)} · {_connections(p)} · '
             f'{"updating live" if not p.ended else "complete"}</footer>')
 
 

@@ -6,9 +6,14 @@
   is live: ``page`` (the re-rendered ``<main>``) after every change, ``end`` when it completed.
 - ``GET /static/page.css``, ``/static/page.js``: the page's own files (package data, no build step).
 
+A conversation whose speakers each had their own connection (Symbl's one socket per speaker) is
+one page: every connection's events, speaker events applied, merged in time order
+(``core.speakers.conversation_events``, as the Conversation API reads them); it is complete when
+every connection has completed.
+
 It runs on its own thread and event loop (``page-server``) and reads the daemon's state only through
-the bus history (memory, else the journal) and the connection resolver. The bus tells it that a
-watched connection has news through ``EventBus.listeners`` (called on the bus thread: it only
+the bus history (memory, else the journal) and the connection service. The bus tells it that a
+watched conversation has news through ``EventBus.listeners`` (called on the bus thread: it only
 schedules a wake-up on this loop, never blocks).
 """
 
@@ -25,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from aiohttp import web
 
+from symbld.core import speakers
 from symbld.web import links, render, view
 
 if TYPE_CHECKING:
@@ -52,7 +58,7 @@ class PageServer:
         self.loop = asyncio.new_event_loop()
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
-        self._wakers: dict[str, set[asyncio.Event]] = {}
+        self._wakers: dict[str, set[asyncio.Event]] = {}  # conversationId -> its watchers
         self._watched: frozenset[str] = frozenset()  # read by the bus thread; replaced, never mutated
         self._closing = False
 
@@ -87,14 +93,23 @@ class PageServer:
         cid = service.resolve_connection_id(value)
         return cid if service.known(cid) else None
 
-    def _page(self, cid: str, conv: str) -> view.Page:
-        events = self.daemon.bus.all_events(cid)
-        conversation = next((e.get("conversationId") for e in events if e.get("conversationId")), conv)
-        return view.build(cid, str(conversation), events)
+    def _conversation(self, cid: str, conv: str) -> tuple[str, list[str]]:
+        """The conversationId of a known connection and all its connections (``cid`` first)."""
+        first = self.daemon.bus.history(cid, 0, 1)
+        conversation = str(first[0].get("conversationId") or conv) if first else conv
+        others = self.daemon.service.conversation_connections(conversation)
+        return conversation, [cid, *(c for c in others if c != cid)]
+
+    def _page(self, conversation: str, legs: list[str]) -> view.Page:
+        live = self.daemon.service.conversation_connections(conversation, journal=False)
+        legs += [c for c in live if c not in legs]  # a speaker who joined while the page was open
+        events = speakers.conversation_events(self.daemon.bus.all_events(c) for c in legs)
+        return view.build(legs[0], conversation, events, connections=len(legs))
 
     async def page(self, request: web.Request) -> web.Response:
         cid, conv = await self._connection(request)
-        page = await asyncio.to_thread(self._page, cid, conv)
+        conversation, legs = await asyncio.to_thread(self._conversation, cid, conv)
+        page = await asyncio.to_thread(self._page, conversation, legs)
         events_url = f"/meeting/{conv}/events?s={request.query['s']}"
         return web.Response(text=render.document(page, events_url), content_type="text/html",
                             headers=_SECURITY_HEADERS)
@@ -105,12 +120,13 @@ class PageServer:
                                            "X-Accel-Buffering": "no"})
         await resp.prepare(request)
         waker = asyncio.Event()
-        self._watch(cid, waker)
+        conversation, legs = await asyncio.to_thread(self._conversation, cid, conv)
+        self._watch(conversation, waker)
         last_seq = -1
         try:
             while not self._closing:
                 waker.clear()  # before reading: news that lands while we render wakes the next round
-                page = await asyncio.to_thread(self._page, cid, conv)
+                page = await asyncio.to_thread(self._page, conversation, legs)
                 if page.seq != last_seq:
                     await resp.write(_sse("page", render.main_html(page), page.seq))
                     last_seq = page.seq
@@ -126,37 +142,38 @@ class PageServer:
         except ConnectionResetError:
             pass  # the browser went away
         finally:
-            self._unwatch(cid, waker)
+            self._unwatch(conversation, waker)
         return resp
 
     # -- live news from the bus ---------------------------------------------------------------
-    def _watch(self, cid: str, waker: asyncio.Event) -> None:
-        self._wakers.setdefault(cid, set()).add(waker)
+    def _watch(self, conversation: str, waker: asyncio.Event) -> None:
+        self._wakers.setdefault(conversation, set()).add(waker)
         self._watched = frozenset(self._wakers)
 
-    def _unwatch(self, cid: str, waker: asyncio.Event) -> None:
-        group = self._wakers.get(cid)
+    def _unwatch(self, conversation: str, waker: asyncio.Event) -> None:
+        group = self._wakers.get(conversation)
         if group is not None:
             group.discard(waker)
             if not group:
-                del self._wakers[cid]
+                del self._wakers[conversation]
         self._watched = frozenset(self._wakers)
 
     def on_bus_event(self, topic: bytes, _body: bytes) -> None:
-        """EventBus listener (bus thread): wake the watchers of that connection."""
+        """EventBus listener (bus thread): wake the watchers of that connection's conversation."""
         if not self._watched or not topic.startswith(b"connection."):
             return
         try:  # an exception here would stop the bus thread: never let one out
             cid = topic[len(b"connection."):topic.rfind(b".")].decode(errors="replace")
-            if cid in self._watched:
-                self.loop.call_soon_threadsafe(self._wake, cid)
+            session = self.daemon.sessions.find(cid)  # news comes from live connections: all in memory
+            if session is not None and session.conversation_id in self._watched:
+                self.loop.call_soon_threadsafe(self._wake, session.conversation_id)
         except RuntimeError:
             pass  # the loop closed at shutdown
         except Exception:
             log.exception("page_wake_failed")
 
-    def _wake(self, cid: str) -> None:
-        for waker in self._wakers.get(cid, ()):
+    def _wake(self, conversation: str) -> None:
+        for waker in self._wakers.get(conversation, ()):
             waker.set()
 
     # -- running -------------------------------------------------------------------------------

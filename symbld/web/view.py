@@ -1,4 +1,5 @@
-"""What the summary page shows, taken from one connection's events (memory, else its journal).
+"""What the summary page shows, taken from a conversation's events (memory, else the journal): one
+connection's, or several merged when each speaker had their own (``core.speakers.conversation_events``).
 
 Pure data: no HTML here (``render`` writes it). Events are already redacted when the connection
 asked for redaction (the session masks them before they are journaled), so the page never sees raw
@@ -63,7 +64,8 @@ class Page:
     state: str = "live"
     started_at: str = ""
     ended: bool = False
-    seq: int = 0
+    seq: int = 0  # grows with every event of any of its connections (the page's version)
+    connections: int = 1
     audio_seconds: float = 0.0
     speakers: list[str] = field(default_factory=list)
     lines: list[Line] = field(default_factory=list)
@@ -100,17 +102,23 @@ class _Builder:
         self.trackers: dict[str, Tracker] = {}
         self.entities: dict[tuple[str, str, str], None] = {}
         self.summary: list[dict[str, Any]] | None = None
+        self.seqs: dict[str, int] = {}  # connectionId -> its last seq
+        self.completed = 0  # connections whose conversation_completed came
+        self.states: dict[str, str] = {}  # connectionId -> its last state
 
     def add(self, event: dict[str, Any]) -> None:
         etype, data = event.get("type", ""), event.get("data") or {}
-        self.page.seq = max(self.page.seq, int(event.get("seq") or 0))
+        cid = str(event.get("connectionId") or "")
+        self.seqs[cid] = max(self.seqs.get(cid, 0), int(event.get("seq") or 0))
         handler = getattr(self, "_" + etype, None)
         if handler is not None:
             handler(data)
-        if etype in _ENDED:
-            self.page.ended = etype == "conversation_completed" or self.page.ended
-            if etype != "conversation_completed":
-                self._connection_started(data)
+        if etype == "conversation_completed":
+            self.completed += 1
+        elif etype in _ENDED:
+            self._connection_started(data)
+        if etype in ("connection_started", *_ENDED) and data.get("state"):
+            self.states[cid] = str(data["state"])
 
     def _connection_started(self, data: dict[str, Any]) -> None:
         p = self.page
@@ -185,17 +193,25 @@ class _Builder:
         self.summary = list(data.get("summary") or [])
 
 
-def build(connection_id: str, conversation_id: str, events: list[dict[str, Any]]) -> Page:
+def build(connection_id: str, conversation_id: str, events: list[dict[str, Any]], connections: int = 1) -> Page:
+    """The page of ``events``: those of ``connections`` connections (``connection_id`` the first)."""
     page = Page(connection_id=connection_id, conversation_id=conversation_id,
-                title=f"Conversation {conversation_id}")
+                title=f"Conversation {conversation_id}", connections=connections)
     b = _Builder(page)
     for event in events:
         b.add(event)
+    page.seq = sum(b.seqs.values())
+    page.ended = b.completed >= connections
+    if "live" in b.states.values():
+        page.state = "live"  # one speaker still talking: the conversation is live
     page.topics = sorted(b.topics.values(), key=lambda t: -t.score)
     page.trackers = list(b.trackers.values())
     page.entities = list(b.entities)
-    page.summary_final = b.summary is not None
-    summary = b.summary if b.summary is not None else summary_of_events(events)
+    # A connection's summary_response summarises that connection; several are summarised together.
+    if connections == 1 and b.summary is not None:
+        summary, page.summary_final = b.summary, True
+    else:
+        summary, page.summary_final = summary_of_events(events), page.ended and connections > 1
     page.summary = [str(s.get("text")) for s in summary if isinstance(s, dict) and s.get("text")]
     scores = [line.score for line in page.lines if isinstance(line.score, int | float)]
     if scores:

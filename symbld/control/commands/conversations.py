@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from symblctl import protocol
@@ -34,30 +32,12 @@ def conversations(svc: Service, args: protocol.Conversations, req: Request) -> d
                                      limit=args.limit)}
 
 
-def _first_event(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path, "rb") as f:
-            event = json.loads(f.readline())
-    except (OSError, ValueError):
-        return None
-    return event if isinstance(event, dict) else None
-
-
 @handles(protocol.FindConversation)
 def find_conversation(svc: Service, args: protocol.FindConversation, req: Request) -> dict[str, Any]:
     """→ {"v": 1, "id": "1", "cmd": "find_conversation", "args": {"conversationId": "5093011103940608"}}
     ← {"v": 1, "id": "1", "ok": true, "result": {"connections": ["f3a9..."]}}
     """
-    wanted = args.conversation_id
-    found = [s.connection_id for s in svc.sessions.all() if s.conversation_id == wanted]
-    if svc.journal is not None:
-        for cid in svc.journal.connection_ids():
-            if cid in found:
-                continue
-            first = _first_event(svc.journal.path(cid))
-            if first is not None and first.get("conversationId") == wanted:
-                found.append(cid)
-    return {"connections": found}
+    return {"connections": svc.conversation_connections(args.conversation_id)}
 
 
 @handles(protocol.DeleteConnection)

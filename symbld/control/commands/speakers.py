@@ -36,7 +36,7 @@ def _delivery_delay(timestamp: str | None) -> float:
 def speaker_event(svc: Service, args: protocol.SpeakerEvent, req: Request) -> dict[str, Any]:
     """The event is journaled on the connection as ``speaker_event`` with the audio position it arrived
     at; readers attribute each result to whoever was speaking at the middle of its audio
-    (symbld.gateways.symbl.speakers).
+    (symbld.core.speakers).
 
     → {"v": 1, "id": "1", "cmd": "speaker_event", "args": {"connectionId": "f3a9...",
        "type": "started_speaking", "user": {"userId": "bob@example.com", "name": "Bob"}}}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import heapq
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,7 +20,7 @@ import structlog
 from aiohttp import web
 
 from symblctl.client import DaemonError
-from symbld.gateways.symbl import speakers
+from symbld.core import speakers
 from symbld.insights.sentiment import ensure_on_api_messages
 from symbld.insights.summary import summary_of_events
 
@@ -342,14 +341,14 @@ class ConversationApi:
                 found = client.request("find_conversation", conversationId=conversation_id)["connections"]
                 if not found:
                     raise NotFound(conversation_id)
-                per_connection = [speakers.attribute_history(client.all_history(cid)) for cid in found]
+                events = speakers.conversation_events(client.all_history(cid) for cid in found)
                 try:
                     names = client.request("conversation_members", conversationId=conversation_id)["members"]
                 except DaemonError as exc:
                     if exc.code != "invalid_state":
                         raise
                     names = {}  # a daemon without a journal keeps no names: none were given
-            return list(heapq.merge(*per_connection, key=lambda e: str(e.get("time") or ""))), names
+            return events, names
         return await asyncio.get_running_loop().run_in_executor(self.executor, load)
 
     async def _conversation(self, conversation_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | web.Response:

@@ -39,8 +39,8 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from symblctl.client import DaemonError, DaemonUnavailable
-from symbld.core import shapes
-from symbld.gateways.symbl import audio_in, speakers, wire
+from symbld.core import shapes, speakers
+from symbld.gateways.symbl import audio_in, wire
 from symbld.gateways.symbl.auth import (
     Credentials,
     CredentialsError,

@@ -1,4 +1,5 @@
-"""Speaker events (``POST /v1/event/{id}``, the JS SDK's ``pushSpeakerEvents``) applied to results.
+"""Speaker events (the ``speaker_event`` command; over the Symbl server ``POST /v1/event/{id}``, the
+JS SDK's ``pushSpeakerEvents``) applied to results.
 
 A speaker event is journaled on the daemon connection as ``speaker_event`` with the audio position
 it arrived at (``timeOffset``, seconds of that connection's audio). Results are attributed by
@@ -16,6 +17,7 @@ and events without a ``user`` change nothing.
 from __future__ import annotations
 
 import bisect
+import heapq
 from collections.abc import Iterable
 from typing import Any
 
@@ -116,8 +118,14 @@ def _with(obj: dict[str, Any], key: str, user: dict[str, Any] | None) -> dict[st
     return out
 
 
+def conversation_events(histories: Iterable[Iterable[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """A conversation's events: each connection's history (a speaker socket each) with its speaker
+    events applied, merged in time order. What the Conversation API and the summary page read."""
+    return list(heapq.merge(*(attribute_history(h) for h in histories), key=lambda e: str(e.get("time") or "")))
+
+
 def attribute_history(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A connection's journaled events with the speaker events applied (for the Conversation API)."""
+    """A connection's journaled events with the speaker events applied."""
     out: list[dict[str, Any]] = []
     attribution: Attribution | None = None
     for e in events:
