@@ -15,7 +15,12 @@ from speechgen import SENTENCES, pcm16, silence, synth, wer
 from symblctl.client import DaemonError
 from symbld.config import UNIT_STOP_SECONDS
 
-STOP_TIMEOUT = 2.0  # short, so the backlog certainly outlasts it
+# Short, and more audio than decoding can finish in it: 3 connections of 5 sentences each (about 55 s
+# of speech) fed far ahead of real time take the engine 1.5-3 s of decoding after the last chunk is
+# accepted (fast feed runs at about 0.06 of real time on 2 workers); with 2 s and 4 sentences each,
+# a run on an idle machine decoded everything before the deadline and had nothing to spool.
+STOP_TIMEOUT = 0.5
+PER_CONNECTION = 5
 
 
 def test_sigterm_with_backlog_exits_in_time_and_loses_no_word(tmp_path: Path) -> None:
@@ -23,7 +28,7 @@ def test_sigterm_with_backlog_exits_in_time_and_loses_no_word(tmp_path: Path) ->
     said = {}
     with d.client(timeout=30) as c:
         for k in range(3):
-            texts = SENTENCES[k * 4:k * 4 + 4]
+            texts = SENTENCES[k * PER_CONNECTION:(k + 1) * PER_CONNECTION]
             cid = c.start(source={"type": "push"})["connectionId"]
             pcm = b"".join(pcm16(synth(s)) + silence(0.7) for s in texts)
             for i in range(0, len(pcm), 32000):  # accepted into the push queue (30 s): far ahead of decoding
