@@ -44,11 +44,15 @@ _MAX_HOLES = 10_000  # seqs per connection a stream may still be missing behind 
 class Fleet:
     def __init__(self, url: str, token: str | None = None, credentials: str | None = None,
                  user: str | None = None, password: str | None = None, tls_ca: str | None = None,
-                 stream: str = DEFAULT_STREAM, timeout: float = 10.0) -> None:
+                 stream: str = DEFAULT_STREAM, timeout: float = 10.0, retries: int = 1) -> None:
         self.settings = NatsSettings(servers=tuple(u.strip() for u in url.split(",")), node="client",
                                      token=token, credentials=credentials, user=user, password=password,
                                      tls_ca=tls_ca, stream=stream, connect_timeout=timeout)
         self.timeout = timeout
+        # A request that got no reply in time is sent again this often, with the same id: the node
+        # answers a retry from the reply it kept (or waits for the run in progress), never running
+        # the command twice, so a reply lost on the way back costs one timeout, not a failed call.
+        self.retries = retries
         self.name = f"symblctl-{uuid.uuid4().hex[:8]}"
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fleet", daemon=True)
@@ -75,12 +79,17 @@ class Fleet:
             headers[FRAME_SPLIT] = str(len(body))
             body += payload
         wait = timeout if timeout is not None else max(self.timeout, SLOW_TIMEOUTS.get(cmd, 0.0))
-        try:
-            msg = self._run(self._nc.request(control_subject(node), body, timeout=wait, headers=headers))
-        except nats.errors.NoRespondersError:
-            raise DaemonUnavailable(control_subject(node), f"no symbld node {node!r} is connected") from None
-        except nats.errors.TimeoutError:
-            raise DaemonUnavailable(control_subject(node), f"no reply within {wait:g} s") from None
+        tries = self.retries + 1
+        for attempt in range(1, tries + 1):
+            try:
+                msg = self._run(self._nc.request(control_subject(node), body, timeout=wait, headers=headers))
+                break
+            except nats.errors.NoRespondersError:
+                raise DaemonUnavailable(control_subject(node), f"no symbld node {node!r} is connected") from None
+            except nats.errors.TimeoutError:
+                if attempt == tries:
+                    raise DaemonUnavailable(control_subject(node), f"no reply within {wait:g} s, "
+                                            f"{tries} tries") from None
         return _result(json.loads(msg.data))
 
     def gather(self, cmd: str = "ping", wait: float = 1.5) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from natsproc import TOKEN, NatsServer, nats_config
 from speechgen import SENTENCES, pcm16, synth, wer
 
 from symblctl.fleet import Fleet
+from symblctl.nats_subjects import CLIENT_HEADER, control_subject
 
 NODES = ("n1", "n2", "n3")
 
@@ -169,6 +170,34 @@ def test_send_audio_over_nats_and_nats_command(fleet: Fleet, nodes: dict[str, Da
     assert state["bridge"]["finals"] >= 1
     assert TOKEN not in json.dumps(state) and TOKEN not in json.dumps(fleet.request("n1", "describe"))
     assert TOKEN not in nodes["n1"].log()
+
+
+def test_a_request_resent_with_its_id_runs_once(fleet: Fleet, nats_server: NatsServer) -> None:
+    """What symblctl.fleet does after a timeout: the same request, same id, again. Two copies at once
+    (the retry of a request still running) and one later (after its reply was lost) all get the first
+    reply, and the node started one connection, not three."""
+    def live_ids() -> set[str]:
+        return {c["connectionId"] for c in fleet.request("n2", "status")["connections"] if c["state"] == "live"}
+
+    async def three_times() -> list[dict]:
+        nc = await nats.connect(nats_server.url, token=TOKEN)
+        try:
+            body = json.dumps({"v": 1, "id": "resent-1", "cmd": "start", "args": {"source": {"type": "push"}}})
+            headers = {CLIENT_HEADER: "resending-client"}
+            ask = lambda: nc.request(control_subject("n2"), body.encode(), timeout=30, headers=headers)  # noqa: E731
+            together = await asyncio.gather(ask(), ask())
+            later = await ask()
+            return [json.loads(m.data) for m in (*together, later)]
+        finally:
+            await nc.close()
+
+    before = live_ids()
+    replies = asyncio.run(three_times())
+    assert all(r["ok"] for r in replies), replies
+    started = {r["result"]["connectionId"] for r in replies}
+    assert len(started) == 1 and all(r == replies[0] for r in replies)
+    assert live_ids() - before == started
+    fleet.stop(started.pop())
 
 
 def test_a_durable_consumer_resumes_where_it_stopped(fleet: Fleet) -> None:

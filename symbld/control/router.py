@@ -14,8 +14,6 @@ import contextlib
 import os
 import queue
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +23,7 @@ import zmq
 from symbld.control.curve import peer_of
 from symbld.control.envelope import Request, encode_reply, parse_request, salvage_id
 from symbld.control.registry import lookup
+from symbld.control.replies import ReplyCache, reply_of
 from symbld.core.errors import ControlError
 
 if TYPE_CHECKING:
@@ -32,9 +31,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-_REPLY_CACHE_SIZE = 512
-_REPLY_CACHE_BYTES = 8 << 20  # replies (and their ids) kept for retries, in bytes: a bound on memory, not a count
-_REPLY_CACHE_SECONDS = 120.0
 MAX_SLOW_IN_FLIGHT = 64
 
 
@@ -54,8 +50,7 @@ class ControlServer:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._cache: OrderedDict[tuple[bytes, str], tuple[float, bytes]] = OrderedDict()
-        self._cache_bytes = 0
+        self.replies = ReplyCache()
         self._in_flight = 0
         self._running: set[tuple[bytes, str]] = set()  # slow requests still running, by (peer, request id)
         self._lock = threading.Lock()
@@ -116,11 +111,9 @@ class ControlServer:
             self._send(envelope, encode_reply(rid, error=e))
             return
         key = (ident, req.id)
-        if req.id:
-            cached = self._cache.get(key)
-            if cached is not None and time.monotonic() - cached[0] < _REPLY_CACHE_SECONDS:
-                self._send(envelope, cached[1])
-                return
+        if req.id and (cached := self.replies.get(key)) is not None:
+            self._send(envelope, cached)
+            return
         try:
             cmd = lookup(req.cmd)
         except ControlError as e:
@@ -153,32 +146,14 @@ class ControlServer:
 
     def _finish(self, envelope: list[bytes], key: tuple[bytes, str], req: Request,
                 run: Callable[[], dict[str, Any]], via_queue: bool = False) -> None:
-        try:
-            reply = encode_reply(req.id, result=run())
-        except ControlError as e:
-            reply = encode_reply(req.id, error=e)
-        except Exception as e:
-            log.exception("command_failed", cmd=req.cmd)
-            reply = encode_reply(req.id, error=ControlError("internal", f"internal error in {req.cmd}: "
-                                                            f"{type(e).__name__}: {e}"))
+        reply = reply_of(req, run)
         if via_queue:
             self._replies.put((envelope, reply))
             self.wake()
         else:
             self._send(envelope, reply)
         if req.id:
-            self._remember(key, reply)
-
-    def _remember(self, key: tuple[bytes, str], reply: bytes) -> None:
-        with self._lock:
-            old = self._cache.pop(key, None)
-            if old is not None:
-                self._cache_bytes -= len(old[1]) + len(key[0]) + len(key[1])
-            self._cache[key] = (time.monotonic(), reply)
-            self._cache_bytes += len(reply) + len(key[0]) + len(key[1])
-            while self._cache and (len(self._cache) > _REPLY_CACHE_SIZE or self._cache_bytes > _REPLY_CACHE_BYTES):
-                k, (_, r) = self._cache.popitem(last=False)
-                self._cache_bytes -= len(r) + len(k[0]) + len(k[1])
+            self.replies.remember(key, reply)
 
     def close(self) -> None:
         self.sock.close(linger=0)

@@ -6,6 +6,10 @@ carries header ``Symbld-Frame-Split: <bytes of the JSON frame>`` and both frames
 Peers reached over NATS are remote, like tcp:// peers: the daemon serves control on NATS only when
 the connection is authenticated (credentials, token or user; see docs/fleet.md), and state-changing
 commands are logged with the peer the client names in ``Symbld-Client``.
+
+A request resent with the same id by the same client (``symblctl.fleet`` retries once after a
+timeout) runs once: a retry of a request still running waits for it, a later one gets the kept
+reply (``control.replies``, as the ZeroMQ router does).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from nats.aio.msg import Msg
 from symblctl.nats_subjects import CLIENT_HEADER, FRAME_SPLIT, SCATTER_COMMANDS, control_subject, scatter_subject
 from symbld.control.envelope import encode_reply, parse_request, salvage_id
 from symbld.control.registry import lookup
+from symbld.control.replies import ReplyCache, reply_of
 from symbld.core.errors import ControlError
 
 if TYPE_CHECKING:
@@ -46,20 +51,15 @@ def dispatch(daemon: Daemon, frames: list[bytes], peer: dict[str, Any], node: st
     except ControlError as e:
         return encode_reply(salvage_id(frames[0]) if frames else "", error=e)
     req.peer = peer
-    try:
+
+    def run() -> dict[str, Any]:
         cmd = lookup(req.cmd)
         if cmd.mutating:
             log.info("command", cmd=req.cmd, request_id=req.id, peer=peer)
         result = cmd.run(daemon.service, req)
-        if node is not None:
-            result = {**result, "node": node}
-        return encode_reply(req.id, result=result)
-    except ControlError as e:
-        return encode_reply(req.id, error=e)
-    except Exception as e:
-        log.exception("command_failed", cmd=req.cmd, transport="nats")
-        return encode_reply(req.id, error=ControlError("internal", f"internal error in {req.cmd}: "
-                                                       f"{type(e).__name__}: {e}"))
+        return result if node is None else {**result, "node": node}
+
+    return reply_of(req, run)
 
 
 class NatsControl:
@@ -72,6 +72,8 @@ class NatsControl:
         self._slots = asyncio.Semaphore(_MAX_IN_FLIGHT)
         self._subs: list[Any] = []
         self._tasks: set[asyncio.Task[None]] = set()  # held so a running answer is not garbage-collected
+        self.replies = ReplyCache()
+        self._running: dict[tuple[str, str], asyncio.Future[bytes]] = {}  # by (client, request id)
 
     async def start(self, nc: NATS) -> None:
         self._subs.append(await nc.subscribe(control_subject(self.node), cb=self._on_request))
@@ -97,15 +99,38 @@ class NatsControl:
         self.requests += 1
         peer = {"transport": "nats", "subject": msg.subject,
                 "client": (msg.headers or {}).get(CLIENT_HEADER, "")[:200]}
-        async with self._slots:
-            if only is not None:
+        if only is not None:
+            async with self._slots:
                 reply = await asyncio.to_thread(_scatter, self.daemon, frames, peer, node or "", only)
-            else:
-                reply = await asyncio.to_thread(dispatch, self.daemon, frames, peer)
+        else:
+            reply = await self._once(frames, peer)
         try:
             await msg.respond(reply)
         except Exception as e:  # requester gone, or NATS down: nothing to do but note it
             log.debug("nats_reply_dropped", error=str(e))
+
+    async def _once(self, frames: list[bytes], peer: dict[str, Any]) -> bytes:
+        """The request's reply, running it unless the same client's same id ran or is running."""
+        rid = salvage_id(frames[0]) if frames else ""
+        if not rid:
+            async with self._slots:
+                return await asyncio.to_thread(dispatch, self.daemon, frames, peer)
+        key = (str(peer.get("client", "")), rid)
+        if (kept := self.replies.get(key)) is not None:
+            return kept
+        if (running := self._running.get(key)) is not None:
+            return await asyncio.shield(running)
+        first = self._running[key] = asyncio.get_running_loop().create_future()  # before any await
+        try:
+            async with self._slots:
+                reply = await asyncio.to_thread(dispatch, self.daemon, frames, peer)  # never raises
+            self.replies.remember(key, reply)
+            first.set_result(reply)
+            return reply
+        finally:
+            del self._running[key]
+            if not first.done():
+                first.cancel()  # cancelled mid-run (shutdown): a waiting retry ends with it
 
     async def close(self) -> None:
         for sub in self._subs:
