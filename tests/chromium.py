@@ -18,11 +18,11 @@ import json
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import websocket
+from conftest import wait_until
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-extensions", "--disable-default-apps",
@@ -86,13 +86,13 @@ class Browser:
     def _devtools_port(self, timeout: float) -> int:
         """Chromium writes the port it chose to DevToolsActivePort in the profile."""
         marker = self.profile / "DevToolsActivePort"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def port() -> int | None:
             assert self.proc is not None and self.proc.poll() is None, "chromium exited at start"
-            if marker.exists() and marker.read_text().strip():
-                return int(marker.read_text().split()[0])
-            time.sleep(0.1)
-        raise AssertionError(f"chromium did not open its DevTools port within {timeout} s")
+            text = marker.read_text().strip() if marker.exists() else ""
+            return int(text.split()[0]) if text else None
+
+        return wait_until("chromium to open its DevTools port", port, timeout)
 
     @staticmethod
     def _json(port: int, path: str) -> Any:
@@ -125,14 +125,7 @@ class Browser:
 
     def wait_for(self, expression: str, timeout: float = 60.0, what: str = "") -> Any:
         """Poll ``expression`` in the page until it is truthy; its value then."""
-        deadline = time.monotonic() + timeout
-        value = None
-        while time.monotonic() < deadline:
-            value = self.evaluate(expression)
-            if value:
-                return value
-            time.sleep(0.1)
-        raise AssertionError(f"{what or expression} not met within {timeout} s (last value {value!r})")
+        return wait_until(what or expression, lambda: self.evaluate(expression), timeout)
 
     def text(self) -> str:
         return str(self.evaluate("document.body.innerText"))

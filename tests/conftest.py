@@ -132,7 +132,7 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0, every
         if value:
             return value
         if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
+            raise AssertionError(f"{what}: not within {timeout} s (last value {value!r})")
         time.sleep(every)
 
 
