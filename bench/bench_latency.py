@@ -29,19 +29,17 @@ which is printed with them.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psutil
-import zmq
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -49,6 +47,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import realspeech  # noqa: E402
 from conftest import DaemonProc  # noqa: E402 - the tests' real-daemon harness
 from speechgen import wer  # noqa: E402
+from subscriber import Received, Subscriber  # noqa: E402
 
 from symbld.engines.local.recognizer import make_recognizer  # noqa: E402
 from symbld.engines.local.streaming import StreamSettings  # noqa: E402
@@ -110,45 +109,6 @@ def floor(model: str, trimmed: list[np.ndarray], whole: list[np.ndarray]) -> tup
         out.append(s.endpoint_silence_ms / 1000 + time.perf_counter() - t0)
     rec.close()
     return out, plain
-
-
-@dataclass
-class Received:
-    events: dict[str, list[tuple[float, dict]]] = field(default_factory=dict)  # cid -> [(arrival, body)]
-    completed: set[str] = field(default_factory=set)
-
-
-class Subscriber:
-    """A SUB client of the daemon's events socket: every event of every connection, with its arrival time."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.ctx = zmq.Context()
-        self.sub = self.ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"connection.")
-        self.sub.setsockopt(zmq.RCVHWM, 0)
-        self.sub.connect(endpoint)
-        self.got = Received()
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not self.sub.poll(50):
-                continue
-            _, body = self.sub.recv_multipart()
-            now = time.monotonic()
-            e = json.loads(body)
-            cid = e.get("connectionId")
-            self.got.events.setdefault(cid, []).append((now, e))
-            if e.get("type") == "conversation_completed":
-                self.got.completed.add(cid)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._t.join(5)
-        self.sub.close(linger=0)
-        self.ctx.term()
 
 
 def feed(d: DaemonProc, tl: Timeline, delay: float, starts: dict[str, float]) -> None:

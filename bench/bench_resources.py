@@ -24,7 +24,6 @@ Prints markdown tables; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -34,7 +33,6 @@ import time
 from pathlib import Path
 
 import psutil
-import zmq
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,6 +40,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import DaemonProc  # noqa: E402 - the tests' real-daemon harness
 from speechgen import SENTENCES, pcm16, silence, synth, white_noise  # noqa: E402
+from subscriber import Subscriber, arrivals  # noqa: E402 - bench/, this script's own directory
 
 CHUNK = 3200  # 100 ms of 16 kHz s16le
 
@@ -132,49 +131,19 @@ def bench_soak(d: DaemonProc, seconds: float) -> list[str]:
 
 
 # -- 4. concurrent real-time connections -------------------------------------------------------------
-class Collector:
-    """One SUB for every connection: receive time of each final, per connection."""
-
-    def __init__(self, endpoint: str) -> None:
-        self.ctx = zmq.Context()
-        self.sub = self.ctx.socket(zmq.SUB)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"connection.")
-        self.sub.connect(endpoint)
-        self.finals: dict[str, list[tuple[float, float]]] = {}  # cid -> [(recv monotonic, audio end offset)]
-        self.backlog_events = 0
-        self.completed: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            if not self.sub.poll(100):
-                continue
-            _, body = self.sub.recv_multipart()
-            now = time.monotonic()
-            e = json.loads(body)
-            cid, kind = e.get("connectionId"), e.get("type")
-            if kind == "message_response":
-                for m in e["data"].get("messages", []):
-                    dur = m.get("duration") or {}
-                    end = float(dur.get("timeOffset", 0)) + float(dur.get("duration", 0))
-                    self.finals.setdefault(cid, []).append((now, end))
-            elif kind == "engine_backlog":
-                self.backlog_events += 1
-            elif kind == "conversation_completed":
-                self.completed[cid] = now
-
-    def close(self) -> None:
-        self._stop.set()
-        self._t.join(5)
-        self.sub.close(linger=0)
-        self.ctx.term()
+def _final_ends(finals: list[tuple[float, dict]]) -> list[tuple[float, float]]:
+    """(arrival, where its audio ends in the connection's audio) of each message of message_response events."""
+    out = []
+    for recv, e in finals:
+        for m in e["data"].get("messages", []):
+            dur = m.get("duration") or {}
+            out.append((recv, float(dur.get("timeOffset", 0)) + float(dur.get("duration", 0))))
+    return out
 
 
 def run_level(d: DaemonProc, n: int, seconds: float) -> dict[str, float | int | str]:
     p = psutil.Process(d.proc.pid)  # type: ignore[union-attr]
-    col = Collector(d.events)
+    sub = Subscriber(d.events)
     time.sleep(0.3)
     starts: dict[str, float] = {}
     refused = [0]
@@ -210,31 +179,32 @@ def run_level(d: DaemonProc, n: int, seconds: float) -> dict[str, float | int | 
     wall = time.monotonic() - w0
     c1 = p.cpu_times()
     deadline = time.monotonic() + max(120.0, seconds * 4)
-    while len(col.completed) < n and time.monotonic() < deadline:
+    while len(sub.got.completed) < n and time.monotonic() < deadline:
         time.sleep(0.2)
-    col.close()
+    sub.close()
+    completed = {cid: evs[-1][0] for cid, evs in arrivals(sub.got, "conversation_completed").items() if evs}
     lat: list[float] = []
     first_q: list[float] = []
     last_q: list[float] = []
-    for cid, finals in col.finals.items():
+    for cid, finals in arrivals(sub.got, "message_response").items():
         t0 = starts.get(cid)
         if t0 is None:
             continue
-        for recv, end in finals:
+        for recv, end in _final_ends(finals):
             x = recv - (t0 + end)
             lat.append(x)
             if end < seconds / 4:
                 first_q.append(x)
             elif end > seconds * 3 / 4:
                 last_q.append(x)
-    drain = [col.completed[c] - end_sent[c] for c in end_sent if c in col.completed]
+    drain = [completed[c] - end_sent[c] for c in end_sent if c in completed]
     growth = (statistics.median(last_q) - statistics.median(first_q)) if first_q and last_q else float("nan")
-    keeps_up = bool(lat) and pct(lat, 95) <= 3.0 and growth <= 2.0 and len(col.completed) == n
+    keeps_up = bool(lat) and pct(lat, 95) <= 3.0 and growth <= 2.0 and len(completed) == n
     return {"n": n, "finals": len(lat), "p50": statistics.median(lat) if lat else float("nan"),
             "p95": pct(lat, 95), "max": max(lat) if lat else float("nan"), "growth": growth,
             "drain": max(drain) if drain else float("nan"),
             "cpu": (c1.user + c1.system - c0.user - c0.system) / wall * 100,
-            "refused": refused[0], "backlog_events": col.backlog_events,
+            "refused": refused[0], "backlog_events": sum(map(len, arrivals(sub.got, "engine_backlog").values())),
             "keeps_up": "yes" if keeps_up else "**no**"}
 
 
