@@ -58,9 +58,10 @@ PHONE_SENTENCE = SENTENCES[0]
 PHONE_VOICE = "en-us+f3"
 
 
-def phone_audio(dest: Path, encoding: str = "mu-law") -> Path:
-    """PHONE_SENTENCE in PHONE_VOICE as headerless 8 kHz G.711 (``mu-law`` or ``a-law``) at ``dest``."""
-    subprocess.run(["sox", str(synth(PHONE_SENTENCE, voice=PHONE_VOICE)), "-r", "8000", "-c", "1", "-e", encoding,
+def phone_audio(dest: Path, encoding: str = "mu-law", text: str = PHONE_SENTENCE, voice: str = PHONE_VOICE) -> Path:
+    """``text`` (PHONE_SENTENCE in PHONE_VOICE unless told) as headerless 8 kHz G.711 (``mu-law`` or
+    ``a-law``, what sipp streams) at ``dest``."""
+    subprocess.run(["sox", str(synth(text, voice=voice)), "-r", "8000", "-c", "1", "-e", encoding,
                     "-t", "raw", str(dest)], check=True, capture_output=True, timeout=60)
     return dest
 

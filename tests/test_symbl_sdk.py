@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from speechgen import SENTENCES, pcm16, silence, synth, wer
+from speechgen import SENTENCES, pcm16, phone_audio, silence, synth, wer
 from test_symbl_server import APP_ID, APP_SECRET
 
 from symblctl.client import Client
@@ -143,9 +143,7 @@ def free_udp_port() -> int:
 
 def speaking_sip_peer(tmp_path: Path, sentence: str) -> tuple[subprocess.Popen, int]:
     """sipp answering one call on a free port and speaking ``sentence`` as PCMU; (process, SIP port)."""
-    ulaw = tmp_path / "speech.ulaw"
-    subprocess.run(["sox", str(synth(sentence)), "-r", "8000", "-c", "1", "-e", "mu-law", "-t", "raw", str(ulaw)],
-                   check=True)
+    phone_audio(tmp_path / "speech.ulaw", text=sentence, voice="en-us")  # the default voice: see PHONE_VOICE
     sip_port, media_port = free_udp_port(), free_udp_port()
     sipp = subprocess.Popen(
         ["sipp", "-sf", str(SIPP_DIR / "uas_speak_pcmu.xml"), "-i", "127.0.0.1", "-p", str(sip_port),
