@@ -452,6 +452,12 @@ def _print_state(result: dict[str, Any]) -> None:
     print(result["state"])
 
 
+def _print_finalized(result: dict[str, Any]) -> None:
+    closed = result.get("utteranceClosed")
+    print("final follows" if closed else "nothing to finalize (silence since the last final)" if closed is False
+          else "queued behind the audio not yet read; finalized when it is")
+
+
 @dataclass(frozen=True)
 class Presentation:
     """How a declared command looks on the command line, where the declaration's own text is not enough."""
@@ -472,6 +478,10 @@ PRESENTATION = {
     "get": Presentation("one connection's object", "ID is a connectionId or a conversationId.",
                         "  symblctl get 7909733735465972"),
     "shutdown": Presentation("stop every connection and the daemon", printer=lambda r: None),
+    "finalize": Presentation("make what a connection heard so far final, without ending it",
+                             "ID is a connectionId or a conversationId. The final (transcript_response isFinal "
+                             "and message_response) follows on the events socket; audio sent afterwards opens a "
+                             "new utterance.", "  symblctl finalize 7909733735465972", printer=_print_finalized),
     "pause": Presentation("pause a microphone connection (silence is sent meanwhile)", printer=_print_state),
     "resume": Presentation("resume a paused or muted microphone connection", printer=_print_state),
 }

@@ -290,6 +290,27 @@ class Stop(ConnectionRef):
     timeout = 120.0
 
 
+class Finalized(Shape):
+    connection_id: str
+    utterance_closed: Annotated[bool, Meta(description=(
+        "true: an utterance was open; its final transcript_response and message_response follow on the events "
+        "socket. false: nothing was open (silence since the last final), no event follows. Absent: the audio "
+        "pushed before the request was not read within 10 s (the engine is behind); it is finalized when read"))] \
+        | None = None
+
+
+class Finalize(ConnectionRef):
+    """Make what was heard so far final now, without ending the connection (Deepgram's Finalize, AssemblyAI's
+    ForceEndpoint): the open utterance gets its final at once instead of after the endpoint's silence. Pushed
+    audio sent before the request is included; audio sent after it opens a new utterance."""
+
+    name = "finalize"
+    slow = True  # waits (at most 10 s) for the pushed audio before it to be read
+    mutating = True
+    reply = Finalized
+    timeout = 15.0
+
+
 class Get(ConnectionRef):
     """One connection's object (also for connections of an earlier daemon run, from the journal)."""
 

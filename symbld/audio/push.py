@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,8 @@ class PushSource:
         self._capacity = int(max_seconds * sample_rate * 2)
         self._queued = 0
         self._lock = threading.Lock()
-        self._q: queue.SimpleQueue[tuple[bytes, int] | None] = queue.SimpleQueue()
+        # Audio, a mark (mark()) or None (the end).
+        self._q: queue.SimpleQueue[tuple[bytes, int] | Callable[[], None] | None] = queue.SimpleQueue()
         self._ended = False
         self._resamplers: dict[int, StreamResampler] = {sample_rate: StreamResampler(sample_rate)}
         self.bytes_received = 0
@@ -72,9 +73,19 @@ class PushSource:
             self._ended = True
             self._q.put(None)
 
+    def mark(self, action: Callable[[], None]) -> None:
+        """Run ``action`` on the reading (session) thread once the audio pushed before it was read and fed
+        (``finalize``: the final must include every byte sent before the command)."""
+        if self._ended:
+            raise SourceError("invalid_state", "the connection no longer accepts audio")
+        self._q.put(action)
+
     def frames(self) -> Iterator[bytes]:
         while True:
             item = self._q.get()
+            if callable(item):  # the consumer fed every frame yielded so far before asking for the next
+                item()
+                continue
             if item is None:
                 for rs in self._resamplers.values():
                     tail = rs.process(np.zeros(0, np.int16), last=True)

@@ -352,6 +352,11 @@ class ConnectionService:
                                {"connectionId": connection_id})
         return self.sessions.get(connection_id).stop()
 
+    def finalize(self, connection_id: str) -> dict[str, Any]:
+        """What the connection's engine heard so far becomes final; the connection goes on."""
+        closed = self.sessions.get(connection_id).finalize()
+        return {"connectionId": connection_id, **({} if closed is None else {"utteranceClosed": closed})}
+
     def history(self, connection_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
         return self.bus.history(connection_id, after_seq, limit)
 

@@ -284,6 +284,37 @@ class Session:
                                "it is still stopping", {"connectionId": self.connection_id})
         return self.as_dict()
 
+    def finalize(self, wait: float = 10.0) -> bool | None:
+        """Make what the engine heard so far final, the connection going on (the ``finalize`` command).
+
+        Pushed audio is finalized in order: after every byte sent before the request was fed (a mark in
+        the push queue, run on the session thread). True: an utterance was open and its final follows;
+        False: nothing was open; None: the queued audio was not read within ``wait`` (the engine is
+        behind), and the finalize happens when it is.
+        """
+        if self.state != LIVE or self._stream is None:
+            raise ControlError("invalid_state", f"connection {self.connection_id} is {self.state}",
+                               {"connectionId": self.connection_id, "state": self.state})
+        close_now = getattr(self._stream, "finalize", None)
+        if close_now is None:
+            raise ControlError("bad_request", f"the {self.engine_name} engine cannot finalize before the end of "
+                               "the audio; stop the connection instead", {"engine": self.engine_name})
+        mark = getattr(self.source, "mark", None)
+        if mark is None:  # a live capture: the engine is fed as it arrives
+            return bool(close_now())
+        done = threading.Event()
+        result: list[bool] = []
+
+        def run() -> None:
+            result.append(bool(close_now()))
+            done.set()
+
+        try:
+            mark(run)
+        except SourceError as e:
+            raise ControlError.from_error(e, "invalid_state") from None
+        return result[0] if done.wait(wait) else None
+
     def _counts_copy(self) -> dict[str, int]:
         with self._counts_lock:
             return dict(self.counts)

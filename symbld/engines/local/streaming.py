@@ -684,6 +684,20 @@ class LocalStream:
                     connection_id=self.config.connection_id,
                 )
 
+    def finalize(self) -> bool:
+        """Make what was heard so far final now (the ``finalize`` command), the connection going on.
+
+        The open utterance closes as if its endpoint had come (its speculative decode is used when
+        it covers the same audio); audio fed afterwards opens a new utterance, prompted with this
+        final. Audio still in the VAD's framing buffer (under one 32 ms frame) goes to the next
+        utterance. False when nothing was open (silence since the last final): no event follows.
+        """
+        with self._lock:
+            if self._closed or self._finishing or self._utt is None:
+                return False
+            self._close_utterance(self._utt)
+            return True
+
     def backlog(self) -> dict[str, Any]:
         """How far behind decoding is: finals not yet emitted, and how long the oldest has waited
         since its utterance ended (about one decode when keeping up; growing when not)."""
