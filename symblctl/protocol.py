@@ -278,6 +278,10 @@ class Start(Command):
     redaction: Annotated[bool | list[str] | dict[str, Any],
                          Meta(description="mask personal data: true, or kinds [email, card, phone, "
                                           "spoken_digits]")] | None = None
+    end_of_turn: Annotated[Literal["auto", "fixed", "semantic"], Meta(description=(
+        "the local engine's end of turn: fixed (endpoint_silence_ms of silence), semantic (the turn model at a "
+        "short pause; needs the extra symbld[turn]), auto (semantic when installed); omitted: the config's"))] \
+        | None = None
 
 
 class Stop(ConnectionRef):

@@ -38,7 +38,7 @@ from symbld.core.runtime import RuntimeDirError, check_runtime_dir
 from symbld.core.service import ConnectionService
 from symbld.core.sessions import Session, SessionRegistry
 from symbld.core.sources import SourceFactory
-from symbld.engines.base import Engine
+from symbld.engines.base import Engine, EngineError
 from symbld.gateways.symbl.engine import SymblEngine
 from symbld.integrations.systemd.journald import configure_logging
 from symbld.integrations.systemd.notify import Notifier
@@ -170,7 +170,10 @@ class Daemon:
     def load_engines(self) -> None:
         from symbld.engines.local import LocalEngine
 
-        local = LocalEngine(section(self.config, "engine", "local"))
+        try:
+            local = LocalEngine(section(self.config, "engine", "local"))
+        except EngineError as e:  # a setting the engine refuses (end_of_turn): one line, not a traceback
+            raise StartupError(f"[engine.local] {e.message}") from None
         self.engines["local"] = local
         # failover = "local" in [engine.symbl] continues a connection offline when the endpoint stays down.
         self.engines["symbl"] = SymblEngine(section(self.config, "engine", "symbl"), fallback=local)
@@ -180,7 +183,12 @@ class Daemon:
         if self.config.get("preload", True):
             self.notifier.extend_timeout(120)
             t0 = time.monotonic()
-            local.load()
+            try:
+                local.load()
+            except EngineError as e:
+                if e.code != "bad_request":  # a missing model stays the engine's failure, as before
+                    raise
+                raise StartupError(f"[engine.local] {e.message}") from None
             log.info("engine_loaded", engine="local", seconds=round(time.monotonic() - t0, 2))
 
     def _recover_cut_connections(self) -> None:

@@ -81,6 +81,7 @@ ENUMS: dict[str, tuple[Any, ...]] = {
     "log_level": ("auto", "debug", "info", "warning", "error"),
     "log_format": ("auto", "console", "json"),
     "engine.local.recognizer": ("whisper", "pocketsphinx"),
+    "engine.local.end_of_turn": ("auto", "fixed", "semantic"),  # semantic needs the extra symbld[turn]
     "engine.symbl.failover": ("", "local"),
 }
 

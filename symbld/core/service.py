@@ -133,7 +133,9 @@ class ConnectionService:
             timezone_offset_minutes=None if tz is None else -tz,
             started_at=time.time(),
             extra={"actions": self._validate_actions(args.get("actions")),
-                   **_privacy_options(args, cfg, self.config)},
+                   **_privacy_options(args, cfg, self.config),
+                   # the local engine reads its StreamSettings fields from extra: a per-connection override
+                   **({"end_of_turn": args["endOfTurn"]} if args.get("endOfTurn") else {})},
         )
 
     def _validate_trackers(self, trackers: list[Any]) -> list[dict[str, Any]]:

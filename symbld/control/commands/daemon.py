@@ -19,7 +19,7 @@ EVENT_TYPES = ("transcript_response", "message_response", "insight_response", "t
                "tracker_response", "connection_started", "connection_stopped", "connection_failed",
                "conversation_completed", "device_lost", "device_restored", "call_ringing", "call_answered",
                "call_dialling", "call_held", "call_dtmf", "call_ended", "call_failed", "engine_failover",
-               "engine_backlog")
+               "engine_backlog", "end_of_turn", "turn_resumed")
 
 
 @handles(protocol.Ping)

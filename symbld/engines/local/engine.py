@@ -9,6 +9,7 @@ decode pool; every stream shares them. Config keys (all optional)::
     cpu_threads         threads per decode (default 1; tiny.en is most efficient on one)
     beam_size           final decode beam (default 5; greedy loops on some segments)
     vad_model           Silero ONNX path (default: the one inside faster-whisper)
+    end_of_turn         "fixed" (default) | "semantic" (the turn model, extra symbld[turn]) | "auto"
     + any StreamSettings field (endpoint_silence_ms, interim_interval_s, max_utterance_s, ...),
       which a stream may also override through StreamConfig.extra.
 """
@@ -23,6 +24,7 @@ from typing import Any
 import structlog
 
 from symbld.engines.base import Emit, EngineError, StreamConfig
+from symbld.engines.local import turn as turn_model
 from symbld.engines.local.recognizer import Recognizer, make_recognizer
 from symbld.engines.local.streaming import DecodePool, LocalStream, StreamSettings
 from symbld.engines.local.vad import SileroModel
@@ -51,6 +53,8 @@ class LocalEngine:
         self._vad: SileroModel | None = None
         self._pool: DecodePool | None = None
         self._streams: set[LocalStream] = set()
+        self.settings = StreamSettings.from_config(self.config)  # checks end_of_turn at start
+        self._turn: turn_model.TurnJudge | None = None
         self._closed = False
         self.load_seconds: float | None = None
 
@@ -62,6 +66,8 @@ class LocalEngine:
             if self._pool is not None and self.recognizer.loaded:
                 return
             t0 = time.monotonic()
+            if self._turn is None and self.settings.end_of_turn != "fixed":  # first: a missing extra fails fast
+                self._turn = self._load_turn(self.settings.end_of_turn)
             if self._vad is None:
                 self._vad = SileroModel(self.config.get("vad_model"))
             self.recognizer.load()
@@ -75,6 +81,26 @@ class LocalEngine:
                 seconds=round(self.load_seconds, 2),
             )
 
+    @staticmethod
+    def _load_turn(mode: str) -> turn_model.TurnJudge | None:
+        """The turn model's judge; "auto" without the extra is the fixed endpoint, "semantic" an error."""
+        model = turn_model.load_model()
+        if model is None:
+            if mode == "semantic":
+                raise turn_model.unavailable("end_of_turn")
+            log.info("semantic end of turn unavailable: fixed endpoint", install=turn_model.INSTALL_HINT)
+            return None
+        return turn_model.TurnJudge(model)
+
+    def _turn_for(self, settings: StreamSettings) -> turn_model.TurnJudge | None:
+        if settings.end_of_turn == "fixed":
+            return None
+        if self._turn is None and settings.end_of_turn == "semantic":
+            with self._lock:  # a stream asks for it while the daemon's default is fixed
+                if self._turn is None:
+                    self._turn = self._load_turn("semantic")
+        return self._turn
+
     @property
     def loaded(self) -> bool:
         return self._pool is not None and self.recognizer.loaded
@@ -83,7 +109,8 @@ class LocalEngine:
         self.load()
         settings = StreamSettings.from_config(self.config, config.extra)
         assert self._vad is not None and self._pool is not None
-        stream = LocalStream(self.recognizer, self._vad, self._pool, settings, config, emit, on_close=self._forget)
+        stream = LocalStream(self.recognizer, self._vad, self._pool, settings, config, emit, on_close=self._forget,
+                             turn=self._turn_for(settings))
         with self._lock:
             self._streams.add(stream)
         return stream
@@ -102,8 +129,24 @@ class LocalEngine:
             "numWorkers": self.num_workers,
             "loadSeconds": self.load_seconds,
             "vad": "silero",
+            "endOfTurn": self._describe_turn(),
             **{k: v for k, v in self.recognizer.describe().items() if k not in ("model", "numWorkers")},
         }
+
+    def _describe_turn(self) -> dict[str, Any]:
+        """Which end of turn streams get by default, and whether semantic end of turn can be asked for."""
+        available = self._turn is not None or turn_model.model_path() is not None
+        default = self.settings.end_of_turn
+        if default == "auto":
+            default = "semantic" if available else "fixed"
+        info: dict[str, Any] = {"default": default, "semanticAvailable": available,
+                                "endpointSilenceMs": self.settings.endpoint_silence_ms}
+        if available:
+            info.update(model=turn_model.MODEL_NAME, pauseMs=self.settings.turn_pause_ms,
+                        maxSilenceMs=self.settings.turn_max_silence_ms, threshold=self.settings.turn_threshold)
+        else:
+            info["install"] = turn_model.INSTALL_HINT
+        return info
 
     def close(self) -> None:
         """Close every stream and stop the decode threads. Idempotent."""
@@ -116,4 +159,6 @@ class LocalEngine:
             s.close()
         if self._pool is not None:
             self._pool.close()
+        if self._turn is not None:
+            self._turn.close()
         self.recognizer.close()

@@ -36,14 +36,16 @@ import numpy as np
 import structlog
 
 from symbld.core import shapes
-from symbld.engines.base import Emit, StreamConfig
+from symbld.engines.base import Emit, EngineError, StreamConfig
 from symbld.engines.local.recognizer import HALLUCINATIONS, SAMPLE_RATE, Recognition, Recognizer, Word, _norm
+from symbld.engines.local.turn import WINDOW, TurnJudge
 from symbld.engines.local.vad import FRAME, SileroModel
 
 log = structlog.get_logger(__name__)
 
 _SPECULATIVE, _FINAL, _INTERIM = -1, 0, 1  # pool priorities: speculative finals start at once
 _PACK_GAP = SAMPLE_RATE // 2  # silence between packed utterances
+END_OF_TURN_MODES = ("auto", "fixed", "semantic")
 
 
 @dataclass
@@ -71,6 +73,15 @@ class StreamSettings:
     # ... of at most this much audio: one 16 s encoder window (7 ms of encoder per second of audio,
     # against 16 ms/s for a 30 s window; a 28 s pack ran slower than the plain model).
     pack_window_s: float = 15.0
+    # End of turn: "fixed" closes after endpoint_silence_ms; "semantic" asks the turn model (extra
+    # symbld[turn]) at a short pause and closes at once when it judges the turn complete, else after
+    # turn_max_silence_ms; "auto" is semantic when the extra is installed, else fixed. The default stays
+    # fixed until the whole suite has run with semantic (the live tests' pauses were sized for 350 ms).
+    end_of_turn: str = "fixed"
+    turn_pause_ms: int = 160  # the pause at which the turn model judges
+    turn_threshold: float = 0.5  # P(complete) at or above this ends the turn
+    turn_max_silence_ms: int = 1000  # a turn judged incomplete closes after this much silence
+    turn_resume_window_s: float = 1.0  # speech this soon after an end_of_turn publishes turn_resumed
 
     @classmethod
     def from_config(cls, *configs: dict[str, Any]) -> StreamSettings:
@@ -82,6 +93,9 @@ class StreamSettings:
                     values[k] = v
         s = cls(**values)
         s.interims = bool(s.interims)
+        if s.end_of_turn not in END_OF_TURN_MODES:
+            raise EngineError(f"end_of_turn must be one of {', '.join(END_OF_TURN_MODES)}, not {s.end_of_turn!r}",
+                              {"field": "end_of_turn"}, code="bad_request")
         return s
 
 
@@ -208,6 +222,8 @@ class _Utterance:
         self.interim_emitted = False  # for the current id
         self.end: int | None = None  # relative end once closed
         self.finalised: set[str] = set()  # ids whose final is out (or decided): no more interims
+        self.pause = 0  # counts pauses: a turn judgment applies only to the pause it was asked at
+        self.turn_probability: float | None = None  # the turn model's last judgment
 
     def append(self, frame: np.ndarray, prob: float) -> None:
         self.chunks.append(frame)
@@ -247,8 +263,10 @@ class LocalStream:
         config: StreamConfig,
         emit: Emit,
         on_close: Callable[[LocalStream], None] | None = None,
+        turn: TurnJudge | None = None,
     ) -> None:
         self.recognizer = recognizer
+        self.turn = turn  # semantic end of turn (None: the fixed endpoint)
         self.pool = pool
         self.settings = settings
         self.config = config
@@ -262,6 +280,9 @@ class LocalStream:
 
         ms = SAMPLE_RATE // 1000
         self._hangover_frames = max(1, settings.endpoint_silence_ms * ms // FRAME)
+        self._turn_frames = max(1, settings.turn_pause_ms * ms // FRAME)
+        self._max_silence_frames = max(self._turn_frames + 1, settings.turn_max_silence_ms * ms // FRAME)
+        self._turn_ended_at: int | None = None  # absolute sample where the last end_of_turn's speech ended
         self._preroll: deque[tuple[np.ndarray, float]] = deque(maxlen=max(1, settings.preroll_ms * ms // FRAME + 1))
         self._postroll = settings.postroll_ms * ms
         # The speculative final starts once the post-roll is in: its audio is the final's audio.
@@ -322,9 +343,12 @@ class LocalStream:
                 gap = self._samples - FRAME - (self._last_speech_end or -(10**9))
                 utt.prompted = gap <= s.prompt_max_gap_s * SAMPLE_RATE
                 self._utt = utt
+                self._turn_resumed(utt)
             return
         utt.append(frame, p)
         if p >= s.vad_neg_threshold:
+            if utt.silence_run:
+                utt.pause += 1  # speech resumed: a judgment of the pause that ended no longer applies
             utt.silence_run = 0
             utt.last_speech_end = utt.length
             utt.spec = None  # speech resumed: a speculative final is discarded
@@ -332,20 +356,77 @@ class LocalStream:
                 utt.speech_frames += 1
         else:
             utt.silence_run += 1
-        if utt.silence_run >= self._hangover_frames:
-            self._close_utterance(utt)
-        elif utt.silence_run == self._spec_frames:
+        if utt.silence_run >= self._endpoint_frames(utt):
+            self._close_utterance(utt, "silence")
+            return
+        if utt.silence_run == self._turn_frames and self.turn is not None:
+            self._judge_turn(utt)
+        if utt.silence_run == self._spec_frames:
             self._speculate(utt)
         elif utt.length >= s.max_utterance_s * SAMPLE_RATE:
             self._cut(utt)
 
+    def _endpoint_frames(self, utt: _Utterance) -> int:
+        """Silence frames that close ``utt``: the fixed endpoint, or with semantic end of turn the
+        maximum silence (the model closes it sooner when it judges the turn complete). A stream fed
+        ahead of real time keeps the fixed endpoint: nobody waits, and a judgment would come too late."""
+        if self.turn is None or utt.silence_run < self._hangover_frames or self._ahead_of_real_time():
+            return self._hangover_frames
+        return self._max_silence_frames
+
+    def _judge_turn(self, utt: _Utterance) -> None:
+        """Ask the turn model whether this pause ends the turn (lock held); the answer comes on its thread."""
+        if self._ahead_of_real_time() or self._closed:
+            return
+        pause = utt.pause
+        audio = utt.audio(max(0, utt.length - WINDOW), utt.length)
+
+        def done(probability: float | None) -> None:
+            with self._lock:
+                if self._closed or self._utt is not utt or utt.pause != pause or probability is None:
+                    return  # closed meanwhile, speech resumed, or the model failed: the silence limit decides
+                utt.turn_probability = probability
+                if probability < self.settings.turn_threshold:
+                    return
+                self._close_utterance(utt, "model")
+
+        self.turn.submit(audio, done)  # type: ignore[union-attr]
+
+    def _turn_resumed(self, utt: _Utterance) -> None:
+        """Speech soon after an end_of_turn: that turn was not over after all (lock held)."""
+        if self.turn is None or self._turn_ended_at is None:
+            return
+        gap = self._samples - FRAME - self._turn_ended_at  # from the turn's last speech to this speech frame
+        ended, self._turn_ended_at = self._turn_ended_at, None
+        if gap <= self.settings.turn_resume_window_s * SAMPLE_RATE:
+            self._publish_turn_event("turn_resumed", {
+                "utteranceId": utt.id, "gapMs": round(1000 * max(0, gap) / SAMPLE_RATE),
+                "timeOffset": round(ended / SAMPLE_RATE, 3)})
+
+    def _publish_turn_event(self, event_type: str, data: dict[str, Any]) -> None:
+        """Turn events go out from the emit thread (never under the stream lock, never behind a decode)."""
+        def run() -> None:
+            with self._emit_lock:
+                self._emit_locked(event_type, data)
+
+        self.pool.submit_emit(run)
+
     def _final_end(self, utt: _Utterance) -> int:
         return min(utt.length, utt.last_speech_end + self._postroll)
 
-    def _close_utterance(self, utt: _Utterance) -> None:
+    def _close_utterance(self, utt: _Utterance, reason: str = "") -> None:
+        """Close the open utterance and queue its final (lock held). ``reason`` (silence, model,
+        finalize) is the end of turn's, published as ``end_of_turn`` with semantic end of turn."""
         self._utt = None
         utt.end = self._final_end(utt)
         self._last_speech_end = utt.start_sample + utt.last_speech_end
+        if self.turn is not None and reason:
+            self._turn_ended_at = self._last_speech_end
+            silence = utt.length - utt.last_speech_end
+            self._publish_turn_event("end_of_turn", {
+                "utteranceId": utt.id, "reason": reason, "probability": None if utt.turn_probability is None
+                else round(utt.turn_probability, 3), "silenceMs": round(1000 * silence / SAMPLE_RATE),
+                "timeOffset": round(self._last_speech_end / SAMPLE_RATE, 3)})
         self._preroll.clear()
         utt.short = utt.speech_frames < self._min_speech_frames and not utt.interim_emitted
         self._enqueue_final(utt, lambda: self._run_final(utt))
@@ -695,7 +776,7 @@ class LocalStream:
         with self._lock:
             if self._closed or self._finishing or self._utt is None:
                 return False
-            self._close_utterance(self._utt)
+            self._close_utterance(self._utt, "finalize")
             return True
 
     def backlog(self) -> dict[str, Any]:
