@@ -177,6 +177,9 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--fast", action="store_true", help="read the file as fast as possible, not in real time")
     st.add_argument("--dtmf", help="digits to send after the call is answered (with --sip/--pstn)")
     st.add_argument("--engine", help="engine (default: the daemon's)")
+    st.add_argument("--end-of-turn", choices=("fixed", "semantic", "auto"),
+                    help="the local engine's end of turn: fixed silence, or the turn model (symbld[turn]); "
+                         "default: the daemon's end_of_turn")
     st.add_argument("--insight-types", help="comma-separated: question,action_item,follow_up (default: all)")
     st.add_argument("--title", help="meeting title")
     st.add_argument("--speaker", help="speaker name")
