@@ -224,6 +224,7 @@ class _Utterance:
         self.finalised: set[str] = set()  # ids whose final is out (or decided): no more interims
         self.pause = 0  # counts pauses: a turn judgment applies only to the pause it was asked at
         self.turn_probability: float | None = None  # the turn model's last judgment
+        self.turn_wait = False  # this pause waits for the model (asked, or judged incomplete): max silence
 
     def append(self, frame: np.ndarray, prob: float) -> None:
         self.chunks.append(frame)
@@ -349,6 +350,7 @@ class LocalStream:
         if p >= s.vad_neg_threshold:
             if utt.silence_run:
                 utt.pause += 1  # speech resumed: a judgment of the pause that ended no longer applies
+                utt.turn_wait = False
             utt.silence_run = 0
             utt.last_speech_end = utt.length
             utt.spec = None  # speech resumed: a speculative final is discarded
@@ -367,30 +369,39 @@ class LocalStream:
             self._cut(utt)
 
     def _endpoint_frames(self, utt: _Utterance) -> int:
-        """Silence frames that close ``utt``: the fixed endpoint, or with semantic end of turn the
-        maximum silence (the model closes it sooner when it judges the turn complete). A stream fed
-        ahead of real time keeps the fixed endpoint: nobody waits, and a judgment would come too late."""
-        if self.turn is None or utt.silence_run < self._hangover_frames or self._ahead_of_real_time():
-            return self._hangover_frames
-        return self._max_silence_frames
+        """Silence frames that close ``utt``: the fixed endpoint, unless the turn model was asked about
+        this pause (it closes the turn sooner when complete) or judged it incomplete: then the maximum
+        silence."""
+        return self._max_silence_frames if utt.turn_wait else self._hangover_frames
 
     def _judge_turn(self, utt: _Utterance) -> None:
-        """Ask the turn model whether this pause ends the turn (lock held); the answer comes on its thread."""
-        if self._ahead_of_real_time() or self._closed:
+        """Ask the turn model whether this pause ends the turn (lock held); the answer comes on its thread.
+
+        Not asked (the fixed endpoint applies) for a stream fed ahead of real time (the answer would come
+        after the audio moved on), a stream behind (flow control degraded it, or an earlier final is still
+        to come: its finals are late anyway, and a judgment costs a tenth of a second of CPU), or when
+        the model is already busy with other streams' pauses (its answer would come too late to help)."""
+        assert self.turn is not None
+        if self._closed or self._degraded or self._earlier_final_pending(utt) or self.turn.busy():
+            return
+        if self._ahead_of_real_time():
             return
         pause = utt.pause
         audio = utt.audio(max(0, utt.length - WINDOW), utt.length)
 
         def done(probability: float | None) -> None:
             with self._lock:
-                if self._closed or self._utt is not utt or utt.pause != pause or probability is None:
-                    return  # closed meanwhile, speech resumed, or the model failed: the silence limit decides
+                if self._closed or self._utt is not utt or utt.pause != pause:
+                    return  # closed meanwhile, or speech resumed
                 utt.turn_probability = probability
-                if probability < self.settings.turn_threshold:
+                if probability is None or probability < self.settings.turn_threshold:
+                    # incomplete: wait up to the maximum silence; the model failed: the fixed endpoint
+                    utt.turn_wait = probability is not None
                     return
                 self._close_utterance(utt, "model")
 
-        self.turn.submit(audio, done)  # type: ignore[union-attr]
+        utt.turn_wait = True
+        self.turn.submit(audio, done)
 
     def _turn_resumed(self, utt: _Utterance) -> None:
         """Speech soon after an end_of_turn: that turn was not over after all (lock held)."""

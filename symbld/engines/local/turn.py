@@ -98,13 +98,22 @@ class TurnJudge:
     def __init__(self, model: TurnModel) -> None:
         self.model = model
         self._q: queue.SimpleQueue[tuple[np.ndarray, Callable[[float | None], None]] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._pending = 0  # judgments asked for and not answered
         self._thread = threading.Thread(target=self._run, name="symbld-turn", daemon=True)
         self._thread.start()
 
     def submit(self, audio: np.ndarray, done: Callable[[float | None], None]) -> None:
         """Judge ``audio`` (a copy the caller no longer touches); ``done(probability)`` runs on the judge
-        thread (None if the model failed: the caller falls back to the silence limit)."""
+        thread (None if the model failed: the caller falls back to the fixed endpoint)."""
+        with self._lock:
+            self._pending += 1
         self._q.put((audio, done))
+
+    def busy(self, limit: int = 2) -> bool:
+        """``limit`` judgments already wait or run: a new one would answer after its pause mattered
+        (about 0.1 s each on one thread)."""
+        return self._pending >= limit
 
     def _run(self) -> None:
         while (item := self._q.get()) is not None:
@@ -114,6 +123,8 @@ class TurnJudge:
             except Exception:
                 log.exception("turn model failed")
                 p = None
+            with self._lock:
+                self._pending -= 1
             try:
                 done(p)
             except Exception:
