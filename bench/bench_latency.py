@@ -148,7 +148,7 @@ def clip_of(d: dict, spans: list[tuple[float, float]]) -> int:
 
 def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[str]) -> dict[str, Any]:
     lat, lag, first, wers, texts, due = [], [], [], [], [], []
-    premature, finals, reasons = 0, 0, Counter()
+    premature, finals, reasons, cut_clips = 0, 0, Counter(), Counter()
     settings = StreamSettings()
     for cid, t0 in starts.items():
         hyps: list[list[str]] = [[] for _ in tl.spans]
@@ -166,7 +166,9 @@ def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[st
                 end = e["duration"]["timeOffset"] + e["duration"]["duration"]
                 last_final[k] = (when, end)
                 finals += 1
-                premature += end < tl.spans[k][1] - 0.3 and tl.speaks_again(k, end - settings.postroll_ms / 1000)
+                if end < tl.spans[k][1] - 0.3 and tl.speaks_again(k, end - settings.postroll_ms / 1000):
+                    premature += 1
+                    cut_clips[k] += 1
             else:
                 covered = e["duration"]["timeOffset"] + e["duration"]["duration"]
                 lag.append(when - (t0 + min(covered, tl.spans[k][1])))
@@ -183,7 +185,8 @@ def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[st
     return {"texts": texts, "p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat, default=float("nan")),
             "n": len(lat),
             "due50": pct(due, 50), "lag50": pct(lag, 50), "lag95": pct(lag, 95), "first50": pct(first, 50),
-            "wer": float(np.mean(wers)), "premature": premature, "finals": finals, "reasons": dict(reasons)}
+            "wer": float(np.mean(wers)), "premature": premature, "finals": finals, "reasons": dict(reasons),
+            "cut_clips": cut_clips}
 
 
 def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str], mode: str) -> dict[str, Any]:
@@ -237,6 +240,7 @@ def main() -> None:
             print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
             texts: list[list[str]] = []
             runs: list[tuple[int, str]] = []
+            cuts: dict[tuple[int, str], Counter[int]] = {}
             for n in args.streams:
                 for mode in args.end_of_turn:
                     r = run_level(d, n, tl, refs, mode)
@@ -248,6 +252,11 @@ def main() -> None:
                           f"{load()} |", flush=True)
                     texts.append(r["texts"][0])
                     runs.append((n, mode))
+                    cuts[(n, mode)] = r["cut_clips"]
+            print("\npremature finals by clip:")
+            for (n, mode), by_clip in cuts.items():
+                print(f"  {n} stream(s), {mode}: " + (", ".join(f"{clips[k].name} ({refs[k]!r}) {v}"
+                                                             for k, v in sorted(by_clip.items())) or "none"))
             print("\nclips where the daemon's finals (first stream of each run) and the plain model differ in "
                   "word errors:")
             for k, ref in enumerate(refs):
