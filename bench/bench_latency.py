@@ -27,6 +27,8 @@ captured it, and a SUB client on the daemon's events socket timestamps every eve
   (the clip's next voiced 10 ms frame, by the same energy rule that trims the clips). The clips are
   read sentences and spoken card lists with their own pauses: no conversational recordings ship in a
   Debian or PyPI package here. With semantic end of turn, ``end_of_turn`` reasons are counted too.
+  ``finalize``: the client sends the ``finalize`` command as soon as a clip's speech is sent (a client
+  that knows the turn ended, Deepgram's Finalize): speech end -> final is then transport + decode.
 
 Prints figures and ratios; asserts nothing. On a shared machine every figure includes its load,
 which is printed with them.
@@ -129,15 +131,19 @@ def floor(model: str, trimmed: list[np.ndarray], whole: list[np.ndarray]) -> tup
 def feed(d: DaemonProc, tl: Timeline, delay: float, starts: dict[str, float], mode: str) -> None:
     time.sleep(delay)
     with d.client(timeout=30) as c:
-        cid = c.start(source={"type": "push"}, endOfTurn=mode)["connectionId"]
+        cid = c.start(source={"type": "push"}, endOfTurn="fixed" if mode == "finalize" else mode)["connectionId"]
         t0 = time.monotonic()
         starts[cid] = t0
+        ends = [int(e * RATE) * 2 for _, e in tl.spans] if mode == "finalize" else []
         for k, i in enumerate(range(0, len(tl.pcm), CHUNK)):
             due = t0 + (k + 1) * CHUNK_S  # a microphone hands a chunk over once it is captured
             wait = due - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             c.send_audio(cid, tl.pcm[i : i + CHUNK])
+            if ends and i + CHUNK >= ends[0]:  # the clip's speech is all sent: the client forces its final
+                ends.pop(0)
+                c.finalize(cid)
         c.end_audio(cid)
 
 
@@ -213,8 +219,10 @@ def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str], mode: str) -
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--streams", type=int, nargs="*", default=[1, 4, 8])
-    ap.add_argument("--end-of-turn", nargs="*", default=["fixed", "semantic"], choices=["fixed", "semantic"],
-                    help="end-of-turn modes, each level run once per mode (semantic needs symbld[turn])")
+    ap.add_argument("--end-of-turn", nargs="*", default=["fixed", "semantic"],
+                    choices=["fixed", "semantic", "finalize"],
+                    help="end-of-turn modes, each level run once per mode (semantic needs symbld[turn]; "
+                         "finalize: the fixed endpoint, and the client sends finalize as each clip's speech ends)")
     ap.add_argument("--model", default="tiny.en")
     args = ap.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"

@@ -350,7 +350,7 @@ class LocalStream:
         if p >= s.vad_neg_threshold:
             if utt.silence_run:
                 utt.pause += 1  # speech resumed: a judgment of the pause that ended no longer applies
-                utt.turn_wait = False
+                utt.turn_wait, utt.turn_probability = False, None
             utt.silence_run = 0
             utt.last_speech_end = utt.length
             utt.spec = None  # speech resumed: a speculative final is discarded
