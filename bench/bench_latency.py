@@ -27,6 +27,9 @@ captured it, and a SUB client on the daemon's events socket timestamps every eve
   (the clip's next voiced 10 ms frame, by the same energy rule that trims the clips). The clips are
   read sentences and spoken card lists with their own pauses: no conversational recordings ship in a
   Debian or PyPI package here. With semantic end of turn, ``end_of_turn`` reasons are counted too.
+  **end_of_turn p50 / p95** (semantic): the arrival of a turn's ``end_of_turn`` event minus the true end of
+  its speech, the end-of-turn decision alone (against the fixed endpoint's "endpoint due"), free of the
+  decode that the final waits for.
   ``finalize``: the client sends the ``finalize`` command as soon as a clip's speech is sent (a client
   that knows the turn ended, Deepgram's Finalize): speech end -> final is then transport + decode.
 
@@ -155,6 +158,7 @@ def clip_of(d: dict, spans: list[tuple[float, float]]) -> int:
 def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[str]) -> dict[str, Any]:
     lat, lag, first, wers, texts, due = [], [], [], [], [], []
     premature, finals, reasons, cut_clips = 0, 0, Counter(), Counter()
+    turn_closed: list[float] = []  # end_of_turn arrival - true end of speech (semantic end of turn)
     settings = StreamSettings()
     for cid, t0 in starts.items():
         hyps: list[list[str]] = [[] for _ in tl.spans]
@@ -164,6 +168,10 @@ def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[st
             e = body.get("data") or {}
             if body.get("type") == "end_of_turn":
                 reasons[e.get("reason")] += 1
+                at = float(e.get("timeOffset", 0.0))  # the turn's last speech, in stream seconds
+                k = min(range(len(tl.spans)), key=lambda j: abs(tl.spans[j][1] - at))
+                if e.get("reason") in ("model", "silence") and abs(tl.spans[k][1] - at) < 0.5:
+                    turn_closed.append(when - (t0 + tl.spans[k][1]))
             if body.get("type") != "transcript_response" or not e.get("punctuated", {}).get("transcript"):
                 continue
             k = clip_of(e, tl.spans)
@@ -192,7 +200,7 @@ def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[st
             "n": len(lat),
             "due50": pct(due, 50), "lag50": pct(lag, 50), "lag95": pct(lag, 95), "first50": pct(first, 50),
             "wer": float(np.mean(wers)), "premature": premature, "finals": finals, "reasons": dict(reasons),
-            "cut_clips": cut_clips}
+            "cut_clips": cut_clips, "turn50": pct(turn_closed, 50), "turn95": pct(turn_closed, 95)}
 
 
 def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str], mode: str) -> dict[str, Any]:
@@ -244,8 +252,9 @@ def main() -> None:
         try:
             print("| live streams | end of turn | speech end -> final p50 | p95 | max | p50 / floor p50 "
                   "| endpoint due p50 | interim lag p50 / p95 | onset -> first interim p50 | WER "
-                  "| premature finals | end_of_turn reasons | daemon CPU (cores) | CPU per stream | load average |")
-            print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+                  "| premature finals | end_of_turn reasons | end_of_turn p50 / p95 | daemon CPU (cores) "
+                  "| CPU per stream | load average |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
             texts: list[list[str]] = []
             runs: list[tuple[int, str]] = []
             cuts: dict[tuple[int, str], Counter[int]] = {}
@@ -256,7 +265,8 @@ def main() -> None:
                     print(f"| {n} | {mode} | {r['p50']:.3f} s | {r['p95']:.3f} s | {r['max']:.3f} s | "
                           f"{r['p50'] / pct(fl, 50):.2f}x | {r['due50']:.3f} s | {r['lag50']:.3f} / "
                           f"{r['lag95']:.3f} s | {r['first50']:.3f} s | {r['wer']:.1%} | "
-                          f"{r['premature']} of {r['finals']} | {reasons} | {r['cpu']:.2f} | {r['cpu'] / n:.3f} | "
+                          f"{r['premature']} of {r['finals']} | {reasons} | {r['turn50']:.3f} / {r['turn95']:.3f} s | "
+                          f"{r['cpu']:.2f} | {r['cpu'] / n:.3f} | "
                           f"{load()} |", flush=True)
                     texts.append(r["texts"][0])
                     runs.append((n, mode))
