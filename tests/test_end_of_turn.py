@@ -6,7 +6,10 @@ time keeps the fixed endpoint by design, so the turn model only runs on live aud
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -135,3 +138,18 @@ def test_the_turn_model_hears_a_finished_sentence_from_one_cut_mid_way() -> None
     # Measured: 0.96 for the whole sentence, 0.17 for its first half ("I will follow up wi-").
     assert model.probability(np.concatenate([x, np.zeros(1600, np.float32)])) > 0.8
     assert model.probability(np.concatenate([x[: len(x) // 2], np.zeros(1600, np.float32)])) < 0.4
+
+
+@needs_model
+@pytest.mark.parametrize("option, turn_events", [(["--end-of-turn", "semantic"], 1), ([], 0)])
+def test_symblctl_start_end_of_turn(daemon: DaemonProc, client: Client, option: list[str], turn_events: int) -> None:
+    out = subprocess.run([sys.executable, "-m", "symblctl.cli", "--control", daemon.control, "--events",
+                          daemon.events, "--json", "start", "--push", *option], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    cid = json.loads(out.stdout.splitlines()[0])["connectionId"]
+    client.send_audio(cid, cut_speech(SENTENCES[3]))
+    client.finalize(cid)  # an end_of_turn (reason finalize) only on a connection with semantic end of turn
+    events = wait_for_events(client, cid, lambda ev: bool(of_type(ev, "message_response")), what="the final")
+    assert len(of_type(events, "end_of_turn")) == turn_events
+    client.stop(cid)
