@@ -224,7 +224,7 @@ class _Utterance:
         self.finalised: set[str] = set()  # ids whose final is out (or decided): no more interims
         self.pause = 0  # counts pauses: a turn judgment applies only to the pause it was asked at
         self.turn_probability: float | None = None  # the turn model's last judgment
-        self.turn_wait = False  # this pause waits for the model (asked, or judged incomplete): max silence
+        self.turn_wait = False  # the model judged this pause incomplete: it may last up to the max silence
 
     def append(self, frame: np.ndarray, prob: float) -> None:
         self.chunks.append(frame)
@@ -369,9 +369,10 @@ class LocalStream:
             self._cut(utt)
 
     def _endpoint_frames(self, utt: _Utterance) -> int:
-        """Silence frames that close ``utt``: the fixed endpoint, unless the turn model was asked about
-        this pause (it closes the turn sooner when complete) or judged it incomplete: then the maximum
-        silence."""
+        """Silence frames that close ``utt``: the fixed endpoint, unless the turn model judged this pause
+        incomplete: then the maximum silence. An answer still to come at the fixed endpoint does not hold
+        the turn open (measured on a loaded machine, 4 streams: waiting for it made turns close 0.33 s
+        after the speech's end, later than the fixed endpoint's 0.17 s, and finals 0.28 s later)."""
         return self._max_silence_frames if utt.turn_wait else self._hangover_frames
 
     def _judge_turn(self, utt: _Utterance) -> None:
@@ -400,7 +401,6 @@ class LocalStream:
                     return
                 self._close_utterance(utt, "model")
 
-        utt.turn_wait = True
         self.turn.submit(audio, done)
 
     def _turn_resumed(self, utt: _Utterance) -> None:
