@@ -38,7 +38,7 @@ from symbld.core.runtime import RuntimeDirError, check_runtime_dir
 from symbld.core.service import ConnectionService
 from symbld.core.sessions import Session, SessionRegistry
 from symbld.core.sources import SourceFactory
-from symbld.engines.base import Engine
+from symbld.engines.base import Engine, EngineError
 from symbld.gateways.symbl.engine import SymblEngine
 from symbld.integrations.systemd.journald import configure_logging
 from symbld.integrations.systemd.notify import Notifier
@@ -180,7 +180,10 @@ class Daemon:
         if self.config.get("preload", True):
             self.notifier.extend_timeout(120)
             t0 = time.monotonic()
-            local.load()
+            try:
+                local.load()
+            except EngineError as e:  # a configured model or recogniser whose extra is missing: one line
+                raise StartupError(str(e)) from None
             log.info("engine_loaded", engine="local", seconds=round(time.monotonic() - t0, 2))
 
     def _recover_cut_connections(self) -> None:
