@@ -12,11 +12,9 @@ A Client (and an EventStream) belongs to one thread; make one per thread.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import os
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,7 +82,7 @@ class Client:
         self._own_ctx = context is None
         self.ctx = context or zmq.Context()
         # A stable routing id lets the daemon route a late reply to our reopened socket.
-        self._identity = uuid.uuid4().bytes
+        self._identity = os.urandom(16)
         self._sock: zmq.Socket | None = None
 
     # -- the request/reply core --------------------------------------------------------------
@@ -135,7 +133,7 @@ class Client:
         """
         if self._sock is None:
             self._check_socket_file()
-        rid = uuid.uuid4().hex[:16]
+        rid = os.urandom(8).hex()
         body = json.dumps({"v": PROTOCOL_VERSION, "id": rid, "cmd": cmd,
                            "args": {k: v for k, v in args.items() if v is not None}}).encode()
         frames = [body] if payload is None else [body, payload]
@@ -223,24 +221,32 @@ class Client:
 
 
 def _command_method(decl: type[protocol.Command]) -> Any:
-    """``Client.<name>(...)`` for one declared command: its fields as parameters, in declared order."""
-    fields = msgspec.structs.fields(decl)
-    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + [
-        inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                          default=inspect.Parameter.empty if f.required else
-                          (f.default if f.default is not msgspec.NODEFAULT else None))
-        for f in fields]
-    signature = inspect.Signature(params)
+    """``Client.<name>(...)`` for one declared command: its fields as parameters, in declared order.
 
-    def method(self: Client, *args: Any, **kwargs: Any) -> dict:
-        bound = signature.bind(self, *args, **kwargs)
-        values = {k: v for k, v in bound.arguments.items() if k != "self"}
-        return self.call(decl(**values))
-
-    method.__name__ = method.__qualname__ = decl.name
+    The method is written as source and compiled (as dataclasses does), so it has a real signature for
+    ``help()`` and editors while ``import symblctl.client`` stays clear of ``inspect``, which the CLI would
+    otherwise load on every run."""
+    # The struct's own field table, not msgspec.structs.fields: that one evaluates every annotation.
+    names: tuple[str, ...] = decl.__struct_fields__
+    defaults: tuple[Any, ...] = decl.__struct_defaults__  # of the last len(defaults) fields
+    required = names[:len(names) - len(defaults)]
+    scope: dict[str, Any] = {"decl": decl, "_UNSET": _UNSET}
+    for name, default in zip(names[len(required):], defaults, strict=True):
+        # a default shows in the signature as the declaration's own; a default factory's as UNSET
+        scope[f"_d_{name}"] = _UNSET if type(default).__name__ == "Factory" else default
+    params = ", ".join(n if n in required else f"{n}=_d_{n}" for n in names)
+    given = ", ".join(f"{n!r}: {n}" for n in names)
+    source = (f"def {decl.name}(self{', ' if params else ''}{params}):\n"
+              f"    values = {{{given}}}\n"
+              f"    return self.call(decl(**{{k: v for k, v in values.items() if v is not _UNSET}}))\n")
+    exec(source, scope)  # the names are the declaration's own field names: identifiers by construction
+    method = scope[decl.name]
+    method.__qualname__ = f"Client.{decl.name}"
     method.__doc__ = decl.__doc__
-    method.__signature__ = signature  # type: ignore[attr-defined]
     return method
+
+
+_UNSET: Any = msgspec.UNSET  # an optional argument not given: the declaration's default applies
 
 
 for _name, _decl in protocol.COMMANDS.items():
@@ -276,7 +282,7 @@ class EventStream:
             self.close()
             raise DaemonUnavailable(events, str(e)) from None
         self._sub.connect(events)
-        token = uuid.uuid4().hex[:16]
+        token = os.urandom(8).hex()
         prefix = f"connection.{connection_id}." if connection_id else "connection."
         self._sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         self._sub.setsockopt(zmq.SUBSCRIBE, f"sync.{token}".encode())

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import socket
-import uuid
 
 import zmq
 
@@ -62,7 +62,7 @@ def answers_ping(ctx: zmq.Context, endpoint: str, timeout: float) -> bool:
         except SecurityError:
             return False
         s.connect(endpoint)
-        rid = uuid.uuid4().hex[:16]
+        rid = os.urandom(8).hex()
         s.send(json.dumps({"v": 1, "id": rid, "cmd": "ping", "args": {}}).encode())
         return bool(s.poll(max(1, int(timeout * 1000)), zmq.POLLIN))
     finally:
