@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from conftest import DaemonProc  # noqa: E402 - the real daemon, as the tests start it
+from conftest import DaemonProc  # the real daemon, as the tests start it
 
 
 def _cost(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
