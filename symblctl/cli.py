@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from symblctl import cli_declared, completion, fleet_cli, open_page, protocol
 from symblctl.client import Client, DaemonError, DaemonUnavailable
@@ -105,9 +105,11 @@ def _sub(sub: Any, name: str, summary: str, description: str = "", examples: str
         sub.add_parser(name, help=summary, aliases=list(aliases), add_help=False)
         return _UNBUILT  # type: ignore[no-any-return]
     epilog = (f"examples:\n{examples.rstrip()}\n\n" if examples else "") + EXIT_HELP
-    return sub.add_parser(name, help=summary, description=f"{summary}.\n\n{description}".rstrip(), epilog=epilog,
-                          formatter_class=_Formatter, aliases=list(aliases),
-                          parents=[_global_options(suppress=True, events=events_option)])
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=f"{summary}.\n\n{description}".rstrip(), epilog=epilog,
+        formatter_class=_Formatter, aliases=list(aliases),
+        parents=[_global_options(suppress=True, events=events_option)])
+    return parser
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -595,7 +597,7 @@ def _install_service(ns: argparse.Namespace) -> int:
         print("symblctl: install-service needs the daemon installed (pip install symbld): no symbld executable "
               "found next to this Python", file=sys.stderr)
         return EXIT_REFUSED
-    scope = "system" if ns.system else "user"
+    scope: Literal["user", "system"] = "system" if ns.system else "user"
     try:
         written = install_units(scope, exe, Path(ns.dest) if ns.dest else None)
     except OSError as e:

@@ -42,10 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser, decl: type[protocol.Command])
         return  # msgspec.inspect (typing_extensions, the JSON Schema code) is loaded only for options
     from msgspec import inspect as mi
 
-    for field in mi.type_info(decl).fields:  # type: ignore[union-attr]
+    info = mi.type_info(decl)
+    assert isinstance(info, mi.StructType)  # a declaration is a Struct
+    for field in info.fields:
         if field.name in POSITIONAL:
             dest, metavar, text = POSITIONAL[field.name]
-            parser.add_argument(dest, metavar=metavar, help=text, **({} if field.required else {"nargs": "?"}))
+            parser.add_argument(dest, metavar=metavar, help=text, nargs=None if field.required else "?")
             continue
         flag = "--" + field.name.replace("_", "-")
         info, description = _unwrap(field.type)

@@ -28,9 +28,9 @@ def autocomplete(parser: argparse.ArgumentParser) -> None:
 
 
 def script(shell: str) -> str:
-    import argcomplete
+    from argcomplete.shell_integration import shellcode
 
-    return argcomplete.shellcode([PROG], shell=shell)
+    return shellcode([PROG], shell=shell)
 
 
 def install_path(shell: str) -> Path:

@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import socket
+from typing import Any
 
 import zmq
 
@@ -52,7 +53,7 @@ def socket_file_problem(endpoint: str) -> str | None:
     return None
 
 
-def answers_ping(ctx: zmq.Context, endpoint: str, timeout: float) -> bool:
+def answers_ping(ctx: zmq.Context[Any], endpoint: str, timeout: float) -> bool:
     """True when the daemon answers a ping within ``timeout`` seconds (on a socket of its own)."""
     s = ctx.socket(zmq.REQ)
     s.setsockopt(zmq.LINGER, 0)

@@ -138,7 +138,8 @@ async def connect(s: NatsSettings, name: str, **callbacks: Any) -> NATS:
             return None
 
         nc._error_cb = ignore
-    return nc
+    client: NATS = nc
+    return client
 
 
 def require_nats() -> Any:
