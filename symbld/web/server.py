@@ -31,7 +31,7 @@ import structlog
 from aiohttp import web
 
 from symbld.core import speakers
-from symbld.web import links, render, view
+from symbld.web import links, metrics, render, view
 
 if TYPE_CHECKING:
     from symbld.app import Daemon
@@ -68,6 +68,7 @@ class PageServer:
         app.router.add_get("/meeting/{conv}", self.page)
         app.router.add_get("/meeting/{conv}/events", self.events)
         app.router.add_get("/static/{name}", self.static)
+        metrics.add_routes(app, self.daemon)  # Prometheus /metrics (web/metrics.py)
         return app
 
     async def static(self, request: web.Request) -> web.Response:
