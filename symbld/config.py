@@ -70,6 +70,7 @@ TABLES: dict[str, str | dict[str, Any] | list[str | dict[str, Any]]] = {
                       "credentials_file": None}],
     # The other APIs on the Symbl server's listener (symbld/gateways/apis.py): each its own keys.
     "openai_api": "symbld.gateways.openai.server:DEFAULTS",
+    "deepgram_api": "symbld.gateways.deepgram.server:DEFAULTS",
     # symblctl.nats_settings.from_config reads these (url: a string, comma-separated, or a list).
     "nats": {"url": None, "node": None, "credentials": None, "token": None, "user": None, "password": None,
              "tls_ca": None, "tls_cert": None, "tls_key": None, "stream": "SYMBLD", "max_age_days": 30.0,

@@ -16,8 +16,10 @@ API_TABLES = ("openai_api", "deepgram_api")  # config tables handed over as conf
 
 
 def add_routes(app: web.Application, client_factory: Callable[[], Any], config: dict[str, Any]) -> None:
+    from symbld.gateways.deepgram.server import DeepgramApi
     from symbld.gateways.openai.server import OpenAIApi
 
     apis = config.get("apis") or {}
     engine = str(config.get("engine") or "local")
     OpenAIApi(client_factory, apis.get("openai_api") or {}, engine).add_routes(app)
+    DeepgramApi(client_factory, apis.get("deepgram_api") or {}, engine).add_routes(app)
