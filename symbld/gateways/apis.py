@@ -15,11 +15,15 @@ from aiohttp import web
 API_TABLES = ("openai_api", "deepgram_api")  # config tables handed over as config["apis"][name]
 
 
-def add_routes(app: web.Application, client_factory: Callable[[], Any], config: dict[str, Any]) -> None:
+def add_routes(app: web.Application, client_factory: Callable[[], Any], config: dict[str, Any],
+               symbl_authorized: Callable[[web.Request], bool]) -> None:
+    """``symbl_authorized``: the Symbl server's REST token check, which its Async API shares."""
     from symbld.gateways.deepgram.server import DeepgramApi
     from symbld.gateways.openai.server import OpenAIApi
+    from symbld.gateways.symbl.async_api import AsyncApi
 
     apis = config.get("apis") or {}
     engine = str(config.get("engine") or "local")
     OpenAIApi(client_factory, apis.get("openai_api") or {}, engine).add_routes(app)
     DeepgramApi(client_factory, apis.get("deepgram_api") or {}, engine).add_routes(app)
+    AsyncApi(client_factory, symbl_authorized, engine).add_routes(app)

@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import json
-import urllib.parse
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import structlog
-from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from aiohttp import web
 
-from symbld.gateways import api_counters, bodies, recording
+from symbld.gateways import api_counters, bodies, fetch, recording
 from symbld.gateways.deepgram import shapes
 from symbld.gateways.symbl import audio_in
 
@@ -40,7 +37,6 @@ DEFAULTS: dict[str, Any] = {
     "idle_timeout": 30,  # seconds a live socket may go without audio or KeepAlive
     "stop_timeout": 60,  # seconds to wait for the last finals after CloseStream
 }
-LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 
 
 class DeepgramError(Exception):
@@ -136,50 +132,10 @@ class DeepgramApi:
         url = body.get("url") if isinstance(body, dict) else None
         if not isinstance(url, str) or not url:
             raise DeepgramError(400, 'a JSON body must be {"url": "..."}')
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme == "file":
-            return await asyncio.to_thread(_read_file, urllib.parse.unquote(parts.path), limit)
-        if parts.scheme in ("http", "https") and _loopback(parts.hostname or ""):
-            return await _fetch(url, limit)
-        raise DeepgramError(400, "this server fetches audio only from file:// URLs and http(s) on a loopback "
-                            f"host; got {parts.scheme or 'no'} scheme, host {parts.hostname or '-'}")
-
-
-def _loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _read_file(path: str, limit: int) -> bytes:
-    p = Path(path)
-    if not p.is_absolute() or not p.is_file():
-        raise DeepgramError(400, f"file URL {path[:200]!r} is not an absolute path to a regular file")
-    if p.stat().st_size > limit:
-        raise DeepgramError(413, f"the audio is larger than this server's limit of {limit} bytes")
-    try:
-        return p.read_bytes()
-    except OSError as e:
-        raise DeepgramError(400, f"cannot read {path[:200]}: {e.strerror}") from None
-
-
-async def _fetch(url: str, limit: int) -> bytes:
-    try:
-        async with ClientSession(timeout=ClientTimeout(total=60)) as session, \
-                session.get(url, allow_redirects=False) as r:
-            if r.status != 200:
-                raise DeepgramError(400, f"fetching {url[:200]} answered HTTP {r.status}")
-            out = bytearray()
-            async for chunk in r.content.iter_chunked(1 << 16):
-                out += chunk
-                if len(out) > limit:
-                    raise DeepgramError(413, f"the audio is larger than this server's limit of {limit} bytes")
-            return bytes(out)
-    except (ClientError, TimeoutError) as e:
-        raise DeepgramError(400, f"cannot fetch {url[:200]}: {e}") from None
+        try:
+            return await fetch.audio_from_url(url, limit)
+        except fetch.FetchError as e:
+            raise DeepgramError(e.status, e.message) from None
 
 
 def _decode(data: bytes, query: Any) -> bytes:

@@ -173,7 +173,7 @@ class SymblServer:
         app.router.add_post("/v1/event/{cid:.+}", self.speaker_event)
         app.router.add_get("/events/{cid:.+}", self.subscribe)  # the resultWebSocketUrl we hand out
         ConversationApi(self.client_factory, self._rest_authorized).add_routes(app)
-        apis.add_routes(app, self.client_factory, self.config)  # OpenAI, Deepgram, ... (gateways/apis.py)
+        apis.add_routes(app, self.client_factory, self.config, self._rest_authorized)  # OpenAI, ... (gateways/apis.py)
         app.on_shutdown.append(self._shutdown)
         return app
 
