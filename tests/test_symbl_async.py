@@ -70,8 +70,8 @@ def test_process_file_then_conversation_api(symbl: Any, recording: Path, client:
     assert meta.name == "Async meeting"
     # One more connection of the daemon: listed with its conversation.
     listed = client.request("conversations")
-    found = [c for c in listed.get("conversations", []) if c.get("conversationId") == conversation.get_conversation_id()]
-    assert found, listed
+    ours = conversation.get_conversation_id()
+    assert [c for c in listed.get("conversations", []) if c.get("conversationId") == ours], listed
 
 
 def test_process_url_file_scheme(symbl: Any, server: ServerHandle) -> None:
