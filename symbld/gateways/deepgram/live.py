@@ -20,7 +20,8 @@ import concurrent.futures
 import contextlib
 import json
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 from aiohttp import WSMsgType, web
@@ -30,22 +31,21 @@ from symbld.gateways import recording
 from symbld.gateways.deepgram import shapes
 from symbld.gateways.symbl import audio_in
 
-if TYPE_CHECKING:
-    from symbld.gateways.deepgram.server import DeepgramApi
-
 log = structlog.get_logger(__name__)
 CLOSE_TIMEOUT = 2.0
 
 
 class LiveListen:
-    def __init__(self, api: DeepgramApi) -> None:
-        self.api = api
+    """The socket side of ``[deepgram_api]`` (``client_factory``, ``config`` and ``engine`` as the REST side's)."""
+
+    def __init__(self, client_factory: Callable[[], Any], config: dict[str, Any], engine: str) -> None:
+        self.client_factory = client_factory
+        self.config = config
+        self.engine = engine
 
     async def serve(self, request: web.Request, protocol: str | None) -> web.StreamResponse:
-        from symbld.gateways.deepgram.server import DeepgramError
-
         opts = shapes.Options(request.query)
-        audio = _live_format(request.query, DeepgramError)
+        audio = _live_format(request.query)
         ws = web.WebSocketResponse(protocols=(protocol,) if protocol else (), max_msg_size=1 << 20,
                                    timeout=CLOSE_TIMEOUT)
         await ws.prepare(request)
@@ -57,24 +57,24 @@ class LiveListen:
         return ws
 
 
-def _live_format(query: Any, error: type[Exception]) -> audio_in.ClientAudio:
+def _live_format(query: Any) -> audio_in.ClientAudio:
     encoding = str(query.get("encoding") or "linear16").upper()
     try:
         rate = int(query.get("sample_rate") or (8000 if encoding == "MULAW" else 16000))
     except ValueError:
-        raise error(400, "sample_rate must be an integer") from None
+        raise shapes.DeepgramError(400, "sample_rate must be an integer") from None
     problem = audio_in.check_speech({"encoding": encoding, "sampleRateHertz": rate})
     if problem:
-        raise error(400, problem.replace("LINEAR16", "linear16").replace("MULAW", "mulaw"))
+        raise shapes.DeepgramError(400, problem.replace("LINEAR16", "linear16").replace("MULAW", "mulaw"))
     if str(query.get("channels") or "1") != "1":
-        raise error(400, "only channels=1 is supported")
+        raise shapes.DeepgramError(400, "only channels=1 is supported")
     audio = audio_in.ClientAudio()
     audio.set_format(encoding, rate)
     return audio
 
 
 class _Session:
-    def __init__(self, api: DeepgramApi, ws: web.WebSocketResponse, opts: shapes.Options,
+    def __init__(self, api: LiveListen, ws: web.WebSocketResponse, opts: shapes.Options,
                  audio: audio_in.ClientAudio) -> None:
         self.api, self.ws, self.opts, self.audio = api, ws, opts, audio
         self.loop = asyncio.get_running_loop()

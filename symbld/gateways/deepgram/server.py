@@ -24,6 +24,8 @@ from aiohttp import web
 
 from symbld.gateways import api_counters, bodies, fetch, recording
 from symbld.gateways.deepgram import shapes
+from symbld.gateways.deepgram.live import LiveListen
+from symbld.gateways.deepgram.shapes import DeepgramError
 from symbld.gateways.symbl import audio_in
 
 log = structlog.get_logger(__name__)
@@ -39,15 +41,6 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class DeepgramError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
-
-    def response(self, request_id: str = "") -> web.Response:
-        return web.json_response(shapes.error(self.status, self.message, request_id), status=self.status)
-
-
 class DeepgramApi:
     def __init__(self, client_factory: Callable[[], Any], config: dict[str, Any], engine: str) -> None:
         self.client_factory = client_factory
@@ -56,9 +49,7 @@ class DeepgramApi:
         self._slots: asyncio.Semaphore | None = None
 
     def add_routes(self, app: web.Application) -> None:
-        from symbld.gateways.deepgram.live import LiveListen
-
-        live = LiveListen(self)
+        live = LiveListen(self.client_factory, self.config, self.engine)
         app.router.add_route("*", "/v1/listen", self._listen(live))
 
     def _listen(self, live: Any) -> Callable[[web.Request], Any]:

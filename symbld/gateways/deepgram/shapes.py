@@ -11,10 +11,21 @@ import datetime as dt
 import re
 from typing import Any
 
+from aiohttp import web
+
 from symbld.gateways.recording import Segment, Transcript, Word
 
 MODEL_INFO = {"name": "symbld-local", "version": "1", "arch": "whisper"}
 MODEL_UUID = "00000000-0000-0000-0000-73796d626c64"  # fixed: symbld serves one model family here
+
+
+class DeepgramError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status, self.message = status, message
+
+    def response(self, request_id: str = "") -> web.Response:
+        return web.json_response(error(self.status, self.message, request_id), status=self.status)
 
 
 class Options:
