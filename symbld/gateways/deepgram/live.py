@@ -49,9 +49,12 @@ class LiveListen:
         ws = web.WebSocketResponse(protocols=(protocol,) if protocol else (), max_msg_size=1 << 20,
                                    timeout=CLOSE_TIMEOUT)
         await ws.prepare(request)
-        session = _Session(self.api, ws, opts, audio)
+        session = _Session(self, ws, opts, audio)
         try:
             await session.run()
+        except Exception:  # after the upgrade a bug can only be told on the socket; the server goes on
+            log.exception("deepgram live socket failed", connection_id=session.cid)
+            await session._error("Internal error", "the server failed on this stream")
         finally:
             await session.close()
         return ws
