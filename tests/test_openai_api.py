@@ -170,3 +170,88 @@ def test_hostile_requests_get_openai_errors_and_the_daemon_goes_on(sdk: Any, bas
     assert client.ping()
     with synth(SENTENCES[6]).open("rb") as f:
         assert wer(SENTENCES[6], sdk.audio.transcriptions.create(model="whisper-1", file=f).text) <= 0.35
+
+
+def _realtime_events(sdk: Any, session: dict[str, Any], audio: bytes, commit: bool, until: int) -> list[Any]:
+    """Stream ``audio`` (24 kHz PCM16, or G.711) through a transcription session; the server events
+    up to ``until`` completed transcriptions."""
+    import base64
+
+    events: list[Any] = []
+    with sdk.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+        conn.session.update(session=session)
+        step = 4800  # 100 ms of 24 kHz PCM16
+        for i in range(0, len(audio), step):
+            conn.input_audio_buffer.append(audio=base64.b64encode(audio[i:i + step]).decode())
+        if commit:
+            conn.input_audio_buffer.commit()
+        for event in conn:
+            events.append(event)
+            done = [e for e in events if e.type == "conversation.item.input_audio_transcription.completed"]
+            if len(done) >= until or event.type == "error":
+                break
+    return events
+
+
+def _pcm24k(pcm16k: bytes) -> bytes:
+    import numpy as np
+    import soxr
+
+    samples = np.frombuffer(pcm16k, dtype="<i2").astype(np.float32) / 32768
+    return (soxr.resample(samples, 16000, 24000) * 32767).astype("<i2").tobytes()
+
+
+def test_realtime_transcription_server_vad(sdk: Any) -> None:
+    audio = _pcm24k(pcm16(synth(SENTENCES[0])) + silence(1.0) + pcm16(synth(SENTENCES[6])) + silence(1.5))
+    session = {"type": "transcription", "audio": {"input": {
+        "format": {"type": "audio/pcm", "rate": 24000}, "transcription": {"model": "gpt-4o-transcribe"},
+        "turn_detection": {"type": "server_vad"}}}}
+    events = _realtime_events(sdk, session, audio, commit=False, until=2)
+    kinds = [e.type for e in events]
+    assert kinds[0] == "session.created" and "session.updated" in kinds and "error" not in kinds, kinds
+    done = [e for e in events if e.type == "conversation.item.input_audio_transcription.completed"]
+    assert wer(SENTENCES[0], done[0].transcript) <= 0.35 and wer(SENTENCES[6], done[1].transcript) <= 0.35, done
+    first = done[0].item_id
+    started = next(e for e in events if e.type == "input_audio_buffer.speech_started" and e.item_id == first)
+    stopped = next(e for e in events if e.type == "input_audio_buffer.speech_stopped" and e.item_id == first)
+    assert 0 <= started.audio_start_ms < stopped.audio_end_ms
+    order = [e.type for e in events if getattr(e, "item_id", None) == first]
+    assert order == ["input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped",
+                     "input_audio_buffer.committed", "conversation.item.input_audio_transcription.delta",
+                     "conversation.item.input_audio_transcription.completed"], order
+
+
+def test_realtime_manual_commit_and_errors(sdk: Any, tmp_path: Path) -> None:
+    from speechgen import PHONE_SENTENCE, phone_audio
+
+    # Manual turns (turn_detection null) in G.711 A-law at 8 kHz (the telephone tests' sentence and
+    # voice, which the engine decodes with margin through G.711): one commit, one item.
+    alaw = phone_audio(tmp_path / "turn.alaw", encoding="a-law").read_bytes()
+    session = {"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcma"},
+                                                            "turn_detection": None}}}
+    events = _realtime_events(sdk, session, alaw, commit=True, until=1)
+    kinds = [e.type for e in events]
+    assert "input_audio_buffer.committed" in kinds and "error" not in kinds, kinds
+    assert wer(PHONE_SENTENCE, events[-1].transcript) <= 0.35, events[-1].transcript
+    # Errors in the API's shape; the session goes on.
+    with sdk.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+        assert conn.recv().type == "session.created"
+        conn.send({"type": "input_audio_buffer.append", "audio": "***not base64***"})
+        bad = conn.recv()
+        assert bad.type == "error" and bad.error.code == "invalid_value" and bad.error.param == "audio"
+        conn.session.update(session={"type": "transcription", "audio": {"input": {"format": {"type": "audio/flac"}}}})
+        bad = conn.recv()
+        assert bad.type == "error" and bad.error.type == "invalid_request_error"
+        conn.send({"type": "response.create"})
+        assert conn.recv().error.code == "unknown_event"
+        conn.session.update(session={"type": "transcription", "audio": {"input": {"turn_detection": None}}})
+        assert conn.recv().type == "session.updated"
+        conn.input_audio_buffer.commit()
+        assert conn.recv().error.code == "input_audio_buffer_commit_empty"
+
+
+def test_realtime_wrong_key(base: str) -> None:
+    bad = openai.OpenAI(base_url=base, api_key="sk-wrong-key-000000", max_retries=0)
+    with pytest.raises(Exception) as info, bad.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+        conn.recv()
+    assert "401" in str(info.value)

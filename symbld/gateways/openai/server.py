@@ -23,6 +23,7 @@ from aiohttp import web
 
 from symbld.gateways import api_counters, bodies, recording
 from symbld.gateways.openai import formats
+from symbld.gateways.openai.realtime import RealtimeTranscription
 
 log = structlog.get_logger(__name__)
 
@@ -55,12 +56,14 @@ class OpenAIApi:
         self.config = {**DEFAULTS, **config}
         self.engine = engine
         self._slots: asyncio.Semaphore | None = None
+        self._realtime = RealtimeTranscription(client_factory, self.config, engine)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/audio/transcriptions", self._counted(self.transcriptions))
         app.router.add_post("/v1/audio/translations", self._counted(self.translations))
         app.router.add_get("/v1/models", self._counted(self.models))
         app.router.add_get("/v1/models/{model}", self._counted(self.model))
+        app.router.add_get("/v1/realtime", self._counted(self.realtime))
 
     def _counted(self, handler: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
         async def run(request: web.Request) -> web.StreamResponse:
@@ -79,13 +82,26 @@ class OpenAIApi:
 
     def _authorize(self, request: web.Request) -> None:
         keys = self.config["api_keys"] or []
-        presented = bodies.header_credential(request, "Bearer")
+        presented = bodies.header_credential(request, "Bearer") or _protocol_key(request)
         if not keys:
             raise OpenAIError(401, "No API keys are configured on this server: set [openai_api] api_keys.",
                               code="invalid_api_key")
         if not bodies.key_allowed(presented, keys):
             shown = f"{presented[:3]}...{presented[-4:]}" if presented and len(presented) > 8 else "(none)"
             raise OpenAIError(401, f"Incorrect API key provided: {shown}.", code="invalid_api_key")
+
+    # ------------------------------------------------------------ realtime transcription
+
+    async def realtime(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            raise OpenAIError(400, "The Realtime API is a WebSocket: connect with Upgrade: websocket.")
+        if request.query.get("intent") != "transcription" and request.query.get("model"):
+            raise OpenAIError(400, "Only transcription sessions are served here: connect with "
+                              "?intent=transcription.", "intent", "unsupported_session_type")
+        # A browser offers "realtime" and its key as subprotocols; one must be echoed or it drops the socket.
+        offered = _offered(request)
+        protocol = "realtime" if "realtime" in offered else next(iter(offered), None)
+        return await self._realtime.serve(request, protocol)
 
     # ------------------------------------------------------------ models
 
@@ -187,6 +203,18 @@ class OpenAIApi:
 
 async def _sse(resp: web.StreamResponse, event: dict[str, Any]) -> None:
     await resp.write(f"data: {json.dumps(event)}\n\n".encode())
+
+
+def _offered(request: web.Request) -> list[str]:
+    return [p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+
+
+def _protocol_key(request: web.Request) -> str | None:
+    """A browser's key, offered as the subprotocol ``openai-insecure-api-key.<key>`` (it cannot set headers)."""
+    for proto in _offered(request):
+        if proto.startswith("openai-insecure-api-key."):
+            return proto.split(".", 1)[1]
+    return None
 
 
 def _decode(data: bytes) -> bytes:
