@@ -12,6 +12,7 @@ Blocking (a ``symblctl.Client`` per call): the aiohttp gateways run :func:`trans
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
@@ -146,30 +147,41 @@ def transcribe(client_factory: Callable[[], Any], pcm: bytes, *, engine: str | N
             on_started(conn)
         stream = client.events(cid, types=["message_response", "connection_failed"], after_seq=0)
         try:
-            _feed(client, cid, pcm)
-            out = Transcript(cid, str(conn.get("conversationId") or ""), round(len(pcm) / (2 * RATE), 3))
-            deadline = time.monotonic() + timeout
-            while True:
-                event = stream.get(timeout=max(0.0, deadline - time.monotonic()))
-                if event is None:
-                    if stream.completed:
-                        return out
-                    raise TranscriptionFailed("timeout", f"no result within {timeout:.0f} s")
-                if event["type"] == "connection_failed":
-                    err = (event.get("data") or {}).get("error") or {}
-                    raise TranscriptionFailed(str(err.get("code") or "internal"),
-                                              str(err.get("message") or "the connection failed"))
-                if event["type"] == "conversation_completed":
-                    return out
-                for message in (event.get("data") or {}).get("messages") or []:
-                    segment = segments_of(message)
-                    out.segments.append(segment)
-                    if on_segment is not None:
-                        on_segment(segment)
+            return _collect(client, stream, conn, pcm, on_segment, timeout)
+        except BaseException:
+            # Failed or timed out midway: the connection must not stay live waiting for audio.
+            with contextlib.suppress(Exception):
+                client.stop(cid)
+            raise
         finally:
             stream.close()
     finally:
         client.close()
+
+
+def _collect(client: Any, stream: Any, conn: dict[str, Any], pcm: bytes,
+             on_segment: Callable[[Segment], None] | None, timeout: float) -> Transcript:
+    """Feed the audio, then the connection's sentences until it completes."""
+    cid = str(conn["connectionId"])
+    _feed(client, cid, pcm)
+    out = Transcript(cid, str(conn.get("conversationId") or ""), round(len(pcm) / (2 * RATE), 3))
+    deadline = time.monotonic() + timeout
+    while True:
+        event = stream.get(timeout=max(0.0, deadline - time.monotonic()))
+        if event is None:
+            if stream.completed:
+                return out
+            raise TranscriptionFailed("timeout", f"no result within {timeout:.0f} s")
+        if event["type"] == "connection_failed":
+            err = (event.get("data") or {}).get("error") or {}
+            raise TranscriptionFailed(str(err.get("code") or "internal"), str(err.get("message") or "failed"))
+        if event["type"] == "conversation_completed":
+            return out
+        for message in (event.get("data") or {}).get("messages") or []:
+            segment = segments_of(message)
+            out.segments.append(segment)
+            if on_segment is not None:
+                on_segment(segment)
 
 
 def _feed(client: Any, cid: str, pcm: bytes) -> None:

@@ -107,6 +107,7 @@ class _Session:
         self.items: dict[str, str] = {}  # daemon utterance id → item id
         self.previous_item: str | None = None
         self.tasks: set[asyncio.Future[Any]] = set()
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()  # the daemon's, handled one at a time
 
     # ------------------------------------------------------------ protocol
 
@@ -281,6 +282,14 @@ class _Session:
             raise RealtimeError(f"Cannot start transcription: {e.message}", e.code) from None
         self.cid = str(conn["connectionId"])
         threading.Thread(target=self._pump, daemon=True, name=f"openai-rt-{self.cid[:8]}").start()
+        task = asyncio.ensure_future(self._handle_events())
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _handle_events(self) -> None:
+        """In order: an utterance's events all go out before the next utterance's."""
+        while True:
+            await self._on_event(await self.events.get())
 
     async def _forward(self, pcm: bytes) -> None:
         wait = recording.BUSY_BACKOFF[0]
@@ -310,7 +319,7 @@ class _Session:
                     continue
                 if self.loop.is_closed():
                     break
-                asyncio.run_coroutine_threadsafe(self._on_event(event), self.loop)
+                self.loop.call_soon_threadsafe(self.events.put_nowait, event)
         finally:
             with contextlib.suppress(Exception):
                 stream.close()
