@@ -144,3 +144,27 @@ def test_hostile_requests_get_deepgram_errors_and_the_daemon_goes_on(server: Ser
     assert client.ping()
     code, body = _post(port, pcm16(synth(SENTENCES[6])), "audio/raw", "?encoding=linear16&sample_rate=16000")
     assert code == 200 and wer(SENTENCES[6], body["results"]["channels"][0]["alternatives"][0]["transcript"]) <= 0.35
+
+
+def test_live_socket_dropped_midway_stops_its_connection(server: ServerHandle, client: Client) -> None:
+    """A client that vanishes without CloseStream leaves no live daemon connection behind."""
+    from conftest import wait_until
+    from websockets.sync.client import connect
+
+    def ours() -> list[dict[str, Any]]:
+        return [c for c in client.status()["connections"] if c["source"].get("kind") == "push"
+                and c["state"] not in ("stopped", "failed")]
+
+    before = {c["connectionId"] for c in ours()}
+    with connect(f"ws://127.0.0.1:{server.port}/v1/listen?encoding=linear16&sample_rate=16000",
+                 additional_headers={"Authorization": f"Token {KEY}"}) as ws:
+        ws.send(pcm16(synth(SENTENCES[0]))[:32000])
+        started = wait_until("the socket's daemon connection", lambda: {c["connectionId"] for c in ours()} - before)
+        ws.send("not json")
+        kinds: list[str] = []
+        while "Error" not in kinds and len(kinds) < 5:  # a Results may come first
+            kinds.append(json.loads(ws.recv(timeout=30))["type"])
+        assert "Error" in kinds, kinds  # a bad text frame is told, and the socket goes on
+    # closed without CloseStream
+    wait_until("the dropped socket's connection stopped", lambda: not started & {c["connectionId"] for c in ours()})
+    assert client.ping()
