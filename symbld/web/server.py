@@ -31,7 +31,7 @@ import structlog
 from aiohttp import web
 
 from symbld.core import speakers
-from symbld.web import links, metrics, render, view
+from symbld.web import links, render, view
 
 if TYPE_CHECKING:
     from symbld.app import Daemon
@@ -68,6 +68,8 @@ class PageServer:
         app.router.add_get("/meeting/{conv}", self.page)
         app.router.add_get("/meeting/{conv}/events", self.events)
         app.router.add_get("/static/{name}", self.static)
+        from symbld.web import metrics  # prometheus-client, loaded with the page server only
+
         metrics.add_routes(app, self.daemon)  # Prometheus /metrics (web/metrics.py)
         return app
 
