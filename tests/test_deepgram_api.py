@@ -85,6 +85,7 @@ def test_live_results_utterance_end_and_metadata(server: ServerHandle) -> None:
         for i in range(0, len(pcm), step):
             sock.send_media(pcm[i:i + step])
             time.sleep(0.05)  # paces the audio at twice real time (this is the client's clock, not a wait)
+        sock.send_finalize()  # the daemon's finalize where it has one; otherwise the next pause finalizes
         sock.send_keep_alive()
         sock.send_close_stream()
         with cond:

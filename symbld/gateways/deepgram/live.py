@@ -27,7 +27,7 @@ import structlog
 from aiohttp import WSMsgType, web
 
 from symblctl.client import DaemonError
-from symbld.gateways import recording
+from symbld.gateways import finalize, recording
 from symbld.gateways.deepgram import shapes
 from symbld.gateways.symbl import audio_in
 
@@ -92,6 +92,7 @@ class _Session:
         self.pending: dict[str, Any] | None = None  # a final waiting for its message_response (words)
         self.started: set[str] = set()  # utterances SpeechStarted was sent for
         self.ended = False
+        self.from_finalize = False  # the next final was forced by a Finalize
 
     async def _call(self, fn: Any) -> Any:
         return await self.loop.run_in_executor(self.executor, fn)
@@ -134,7 +135,9 @@ class _Session:
                 kind = None
             if kind == "CloseStream":
                 return True
-            if kind not in ("KeepAlive", "Finalize"):
+            if kind == "Finalize":
+                await self._finalize()
+            elif kind != "KeepAlive":
                 await self._error("Invalid message", "text frames must be JSON: KeepAlive, Finalize or CloseStream")
 
     async def _forward(self, pcm: bytes) -> None:
@@ -152,6 +155,16 @@ class _Session:
                     return
                 await asyncio.sleep(wait)  # the engine is behind: its push queue drains at decode speed
                 wait = min(wait * 2, recording.BUSY_BACKOFF[1])
+
+    async def _finalize(self) -> None:
+        """The open utterance final now (its Results say ``from_finalize``), where the daemon can."""
+        try:
+            closed = await self._call(lambda: finalize.finalize(self.control, self.cid))
+        except DaemonError as e:
+            await self._error("Finalize failed", e.message)
+            return
+        if closed:
+            self.from_finalize = True
 
     async def _finish(self) -> None:
         """CloseStream: the rest of the audio, the last finals, Metadata, close 1000."""
@@ -258,8 +271,9 @@ class _Session:
             text = shapes.text(" ".join(s.text for s in segments), self.opts)
         else:
             return
-        await self._send(shapes.results(self.cid, text, words, start, length, is_final=True, speech_final=True,
-                                         opts=self.opts))
+        forced, self.from_finalize = self.from_finalize, False
+        await self._send(shapes.results(self.cid, text, words, start, length, is_final=True, speech_final=not forced,
+                                         opts=self.opts, from_finalize=forced))
         if self.opts.utterance_end_ms:
             last = words[-1]["end"] if words else round(start + length, 3)
             await self._send({"type": "UtteranceEnd", "channel": [0, 1], "last_word_end": last})

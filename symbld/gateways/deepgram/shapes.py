@@ -96,9 +96,9 @@ def metadata(request_id: str, duration: float, sha256: str, opts: Options) -> di
 
 
 def results(request_id: str, transcript: str, words: list[dict[str, Any]], start: float, duration: float, *,
-            is_final: bool, speech_final: bool, opts: Options) -> dict[str, Any]:
+            is_final: bool, speech_final: bool, opts: Options, from_finalize: bool = False) -> dict[str, Any]:
     return {"type": "Results", "channel_index": [0, 1], "duration": round(duration, 3), "start": round(start, 3),
-            "is_final": is_final, "speech_final": speech_final, "from_finalize": False,
+            "is_final": is_final, "speech_final": speech_final, "from_finalize": from_finalize,
             "channel": {"alternatives": [{"transcript": transcript, "confidence": None, "words": words}]},
             "metadata": {"request_id": request_id, "model_info": {**MODEL_INFO, "name": opts.model},
                          "model_uuid": MODEL_UUID}}

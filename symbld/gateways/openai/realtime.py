@@ -36,7 +36,7 @@ from aiohttp import WSMsgType, web
 
 from symblctl.client import DaemonError
 from symbld.audio.convert import StreamResampler
-from symbld.gateways import recording
+from symbld.gateways import finalize, recording
 from symbld.gateways.symbl import audio_in
 
 log = structlog.get_logger(__name__)
@@ -229,8 +229,8 @@ class _Session:
 
     async def commit(self) -> None:
         if self.server_vad:
-            raise RealtimeError("With server_vad the server commits each turn when the speaker pauses; set "
-                                "turn_detection to null to commit by hand.", "commit_not_supported")
+            await self._commit_turn()
+            return
         if len(self.buffer) < 3200:  # 100 ms, as OpenAI requires
             raise RealtimeError("Error committing input audio buffer: buffer too small. Expected at least 100ms "
                                 f"of audio, but buffer only has {len(self.buffer) / 32:.2f}ms of audio.",
@@ -290,6 +290,23 @@ class _Session:
         """In order: an utterance's events all go out before the next utterance's."""
         while True:
             await self._on_event(await self.events.get())
+
+    async def _commit_turn(self) -> None:
+        """A commit under server VAD: the open utterance final now (the daemon's ``finalize``); its
+        events follow as for a pause. A daemon without ``finalize`` commits at the next pause."""
+        if not self.cid:
+            raise RealtimeError("Error committing input audio buffer: the buffer is empty.",
+                                "input_audio_buffer_commit_empty")
+        try:
+            closed = await self.loop.run_in_executor(self.executor, lambda: finalize.finalize(self.control, self.cid))
+        except DaemonError as e:
+            raise RealtimeError(f"Commit failed: {e.message}", e.code) from None
+        if closed is None:
+            raise RealtimeError("This daemon commits server_vad turns at the next pause only (no finalize "
+                                "command); set turn_detection to null to commit by hand.", "commit_not_supported")
+        if not closed:
+            raise RealtimeError("Error committing input audio buffer: no speech since the last turn.",
+                                "input_audio_buffer_commit_empty")
 
     async def _forward(self, pcm: bytes) -> None:
         wait = recording.BUSY_BACKOFF[0]
