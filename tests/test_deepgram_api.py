@@ -93,7 +93,7 @@ def test_live_results_utterance_end_and_metadata(server: ServerHandle) -> None:
         listener.join(30)
     types = [getattr(m, "type", None) for m in got]
     finals = [m for m in got if getattr(m, "type", "") == "Results" and m.is_final]
-    assert len(finals) >= 2 and all(m.speech_final for m in finals), types
+    assert len(finals) >= 2 and all(m.speech_final or m.from_finalize for m in finals), types
     texts = [m.channel.alternatives[0].transcript for m in finals]
     assert min(wer(SENTENCES[0], t) for t in texts) <= 0.35, texts
     assert min(wer(SENTENCES[6], t) for t in texts) <= 0.35, texts
@@ -169,3 +169,31 @@ def test_live_socket_dropped_midway_stops_its_connection(server: ServerHandle, c
     # closed without CloseStream
     wait_until("the dropped socket's connection stopped", lambda: not started & {c["connectionId"] for c in ours()})
     assert client.ping()
+
+
+def test_live_finalize_forces_the_final(server: ServerHandle, client: Client) -> None:
+    """Finalize mid-stream: the utterance heard so far comes out as a final at once (from_finalize)."""
+    if "finalize" not in {c["name"] for c in client.describe()["commands"]}:
+        pytest.skip("this daemon has no finalize command (issue 27 adds it)")
+    got: list[Any] = []
+    cond = threading.Condition()
+
+    def on_message(message: Any) -> None:
+        with cond:
+            got.append(message)
+            cond.notify_all()
+
+    with sdk(server.port).listen.v1.connect(model="nova-3", encoding="linear16", sample_rate=16000) as sock:
+        sock.on(EventType.MESSAGE, on_message)
+        threading.Thread(target=sock.start_listening, daemon=True).start()
+        pcm = pcm16(synth(SENTENCES[6]))[:-9600]  # its 0.3 s trailing pad cut: only Finalize ends the utterance
+        for i in range(0, len(pcm), 3200):
+            sock.send_media(pcm[i:i + 3200])
+            time.sleep(0.05)  # twice real time (the client's clock)
+        sock.send_finalize()
+        with cond:
+            assert cond.wait_for(lambda: any(getattr(m, "from_finalize", False) for m in got), 30), got
+        forced = next(m for m in got if getattr(m, "from_finalize", False))
+        assert forced.is_final and not forced.speech_final
+        assert wer(SENTENCES[6], forced.channel.alternatives[0].transcript) <= 0.35
+        sock.send_close_stream()

@@ -255,3 +255,25 @@ def test_realtime_wrong_key(base: str) -> None:
     with pytest.raises(Exception) as info, bad.realtime.connect(extra_query={"intent": "transcription"}) as conn:
         conn.recv()
     assert "401" in str(info.value)
+
+
+def test_realtime_commit_under_server_vad_finalizes(sdk: Any, client: Client) -> None:
+    """A commit while someone is still speaking ends the turn now (the daemon's finalize)."""
+    import base64
+
+    if "finalize" not in {c["name"] for c in client.describe()["commands"]}:
+        pytest.skip("this daemon has no finalize command (issue 27 adds it)")
+    audio = _pcm24k(pcm16(synth(SENTENCES[6]))[:-9600])  # its trailing pause cut: no endpoint without the commit
+    with sdk.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+        conn.session.update(session={"type": "transcription", "audio": {"input": {
+            "format": {"type": "audio/pcm", "rate": 24000}, "turn_detection": {"type": "server_vad"}}}})
+        for i in range(0, len(audio), 4800):
+            conn.input_audio_buffer.append(audio=base64.b64encode(audio[i:i + 4800]).decode())
+        conn.input_audio_buffer.commit()
+        events = []
+        for event in conn:
+            events.append(event)
+            if event.type in ("conversation.item.input_audio_transcription.completed", "error"):
+                break
+    assert events[-1].type == "conversation.item.input_audio_transcription.completed", [e.type for e in events]
+    assert wer(SENTENCES[6], events[-1].transcript) <= 0.35, events[-1].transcript

@@ -158,13 +158,15 @@ class _Session:
 
     async def _finalize(self) -> None:
         """The open utterance final now (its Results say ``from_finalize``), where the daemon can."""
+        # Marked before asking: the forced final is published (and may be sent on) before the reply comes.
+        self.from_finalize = True
         try:
             closed = await self._call(lambda: finalize.finalize(self.control, self.cid))
         except DaemonError as e:
+            closed = False
             await self._error("Finalize failed", e.message)
-            return
-        if closed:
-            self.from_finalize = True
+        if not closed:
+            self.from_finalize = False  # nothing was open (or no finalize here): no final is forced
 
     async def _finish(self) -> None:
         """CloseStream: the rest of the audio, the last finals, Metadata, close 1000."""
