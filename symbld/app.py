@@ -221,13 +221,15 @@ class Daemon:
         if not addr:
             return
         from symblctl.client import Client
+        from symbld.gateways.apis import API_TABLES
         from symbld.gateways.symbl.server import serve_symbl
 
         host, _, port = str(addr).rpartition(":")
         try:
             # Generated app credentials (when none are configured) are written next to the sockets, 0600.
             server_cfg = {"credentials_out": str(self.runtime_dir / "symbl-credentials.json"),
-                          **section(self.config, "symbl_server")}
+                          **section(self.config, "symbl_server"),
+                          "apis": {name: section(self.config, name) for name in API_TABLES}}
             self.symbl_server = serve_symbl(host or "127.0.0.1", int(port),
                                             lambda: Client(self.config["control"], self.config["events"]),
                                             server_cfg)
