@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -110,10 +109,3 @@ def _help(t: mi.Type, text: str, field: mi.Field) -> str:
 
 def _comma_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
-
-
-Printer = Callable[[dict[str, Any]], None]
-
-
-def print_json(result: dict[str, Any]) -> None:
-    print(json.dumps(result, indent=2, ensure_ascii=False))

@@ -18,20 +18,20 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import msgspec
 import zmq
 
-from symblctl import protocol
-from symblctl.commands import DeclaredCommands
+from symblctl.commands import SLOW_TIMEOUTS, DeclaredCommands
 from symblctl.endpoints import default_endpoints as config_default_endpoints
 from symblctl.keys import SecurityError, apply_client_curve
 from symblctl.liveness import RESTART_HINT, START_HINT, answers_ping, socket_file_problem
 
+if TYPE_CHECKING:
+    from symblctl import protocol
+
 PROTOCOL_VERSION = 1
 # Commands that may wait on an engine flush, a device or a call get a longer wait (declared with each command).
-SLOW_TIMEOUTS = {name: decl.timeout for name, decl in protocol.COMMANDS.items() if decl.timeout is not None}
 
 
 class DaemonError(Exception):
@@ -187,6 +187,8 @@ class Client(DeclaredCommands):
     def call(self, command: protocol.Command, payload: bytes | None = None,
              timeout: float | None = None) -> dict[str, Any]:
         """Send one declared command (a ``symblctl.protocol`` request) and return its result."""
+        import msgspec  # with the declarations: a command without fields is sent without either
+
         return self.request(command.name, payload=payload, timeout=timeout, **msgspec.to_builtins(command))
 
     def start(self, **args: Any) -> dict[str, Any]:

@@ -24,7 +24,8 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from symblctl.client import SLOW_TIMEOUTS, DaemonError, DaemonUnavailable
+from symblctl.client import DaemonError, DaemonUnavailable
+from symblctl.commands import SLOW_TIMEOUTS
 from symblctl.nats_settings import DEFAULT_STREAM, NatsSettings, NatsSetupError, connect
 from symblctl.nats_subjects import (
     CLIENT_HEADER,

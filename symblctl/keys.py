@@ -6,8 +6,8 @@ The daemon's side (the allow-list, the ZAP handler) is in ``symbld.control.curve
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import zmq
 
@@ -30,8 +30,7 @@ def keys_dir() -> Path:
     return Path(env) if env else config_dir() / "keys"
 
 
-@dataclass(frozen=True)
-class KeyPair:
+class KeyPair(NamedTuple):
     public: bytes  # z85, 40 bytes
     secret: bytes  # z85, 40 bytes
 
