@@ -14,14 +14,13 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
+import deepgram  # the test extra (deepgram-sdk)
 import pytest
+from deepgram.core.events import EventType
 from speechgen import SENTENCES, normalise, pcm16, silence, synth, wer
 
 from symblctl.client import Client
 from symbld.gateways.symbl.server import ServerHandle, serve_symbl
-
-deepgram = pytest.importorskip("deepgram", reason="test dependency: pip install deepgram-sdk (the test extra)")
-from deepgram.core.events import EventType  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.speech]
 KEY = "dg-local-test-0123456789"

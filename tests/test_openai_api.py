@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import openai  # the test extra
 import pytest
 from speechgen import SENTENCES, normalise, pcm16, silence, synth, wer
 
 from symblctl.client import Client
 from symbld.gateways.symbl.server import ServerHandle, serve_symbl
 
-openai = pytest.importorskip("openai", reason="test dependency: pip install openai (the test extra)")
 pytestmark = [pytest.mark.timeout(180), pytest.mark.speech]
 
 KEY = "sk-local-test-0123456789"
