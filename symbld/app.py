@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import signal
@@ -23,10 +24,12 @@ from typing import Any
 import structlog
 import zmq
 
+from symblctl.keys import SecurityError
 from symbld import __version__
-from symbld.config import ConfigError, load, render_config, section
+from symbld.config import load, render_config, section
+from symbld.config_check import ConfigError
 from symbld.control.catalog import load_all
-from symbld.control.curve import CurveServer, SecurityError, curve_socket, serve_curve
+from symbld.control.curve import CurveServer, curve_socket, serve_curve
 from symbld.control.publisher import Publisher
 from symbld.control.router import ControlServer
 from symbld.core import shutdown
@@ -102,7 +105,7 @@ class Daemon:
         self._shutdown = threading.Event()
         self._shutdown_reason = ""
         self._reload = threading.Event()
-        self.ctx: zmq.Context | None = None
+        self.ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         self.curve: CurveServer | None = None  # set in bind() when an endpoint is tcp://
         self.control: ControlServer | None = None
         self.lock: InstanceLock | None = None
@@ -293,7 +296,12 @@ class Daemon:
     def _install_signals(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.request_shutdown("SIGTERM"))
         signal.signal(signal.SIGINT, lambda *_: self.request_shutdown("SIGINT"))
-        signal.signal(signal.SIGHUP, lambda *_: (self._reload.set(), self.control and self.control.wake()))
+
+        def reload(*_: object) -> None:
+            self._reload.set()
+            if self.control is not None:
+                self.control.wake()
+        signal.signal(signal.SIGHUP, reload)
 
     def healthy(self) -> bool:
         """Withhold watchdog pings when a part we depend on is dead or wedged: the bus thread, or a
@@ -412,17 +420,18 @@ class Daemon:
         poller = self.control.poller()
         while any(t.is_alive() for t in stoppers) and time.monotonic() < deadline:
             self.control.poll_once(50, poller)
-        shutdown.spool_unfinished(self.sessions.live(), lambda: self.control.poll_once(50, poller))
+        shutdown.spool_unfinished(self.sessions.live(), functools.partial(self.control.poll_once, 50, poller))
         self.service.close_remote_subscriptions()
         for s in self.sessions.all():  # let hang-ups (SIP BYE) reach the far end before we exit
             wait_closed = getattr(s.source, "wait_closed", None)
             if wait_closed is not None:
                 wait_closed(5.0)
-        if getattr(self, "symbl_server", None) is not None:
+        # start_extras may not have run (or failed part-way): the attributes may not exist
+        if (symbl_server := self.symbl_server if hasattr(self, "symbl_server") else None) is not None:
             with contextlib.suppress(Exception):
-                self.symbl_server.close()
-        if getattr(self, "page_server", None) is not None:
-            self.page_server.close()
+                symbl_server.close()
+        if (page_server := self.page_server if hasattr(self, "page_server") else None) is not None:
+            page_server.close()
         self.sources.close()
         for eng in self.engines.values():
             with contextlib.suppress(Exception):

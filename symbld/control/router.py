@@ -35,7 +35,7 @@ MAX_SLOW_IN_FLIGHT = 64
 
 
 class ControlServer:
-    def __init__(self, ctx: zmq.Context, endpoint: str, service: Service) -> None:
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, service: Service) -> None:
         self.service = service
         self.endpoint = endpoint
         self.sock = ctx.socket(zmq.ROUTER)

@@ -21,11 +21,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 import soundfile as sf
 import soxr
 
 from symblctl.client import DaemonError
+from symbld.audio.convert import f32_to_pcm16
 
 RATE = 16000
 CHUNK_BYTES = RATE * 2  # one second per send_audio frame (the control socket takes frames up to 1 MiB)
@@ -92,7 +92,7 @@ def decode(data: bytes) -> bytes:
     mono = samples.mean(axis=1)
     if rate != RATE:
         mono = soxr.resample(mono, rate, RATE, quality="HQ")
-    return (np.clip(mono, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    return f32_to_pcm16(mono)
 
 
 def _seconds(iso: str) -> float:
@@ -111,12 +111,13 @@ def segments_of(message: dict[str, Any]) -> Segment:
         origin = _seconds(dur["startTime"]) if dur.get("startTime") else None
     except (ValueError, KeyError):
         listed, origin = [], None
-    for w in listed if origin is not None else []:
-        try:
-            words.append(Word(str(w["word"]), round(start + _seconds(w["startTime"]) - origin, 3),
-                              round(start + _seconds(w["endTime"]) - origin, 3)))
-        except (KeyError, ValueError, TypeError):
-            continue
+    if origin is not None:  # word times are placed from the message's startTime
+        for w in listed:
+            try:
+                words.append(Word(str(w["word"]), round(start + _seconds(w["startTime"]) - origin, 3),
+                                  round(start + _seconds(w["endTime"]) - origin, 3)))
+            except (KeyError, ValueError, TypeError):
+                continue
     speaker = message.get("from") or None
     return Segment(str((message.get("payload") or {}).get("content") or ""), round(start, 3), round(end, 3),
                    words, speaker)

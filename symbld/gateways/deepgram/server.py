@@ -16,7 +16,7 @@ import asyncio
 import hashlib
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -52,7 +52,7 @@ class DeepgramApi:
         live = LiveListen(self.client_factory, self.config, self.engine)
         app.router.add_route("*", "/v1/listen", self._listen(live))
 
-    def _listen(self, live: Any) -> Callable[[web.Request], Any]:
+    def _listen(self, live: LiveListen) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def run(request: web.Request) -> web.StreamResponse:
             request_id = str(uuid.uuid4())
             try:

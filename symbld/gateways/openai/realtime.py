@@ -34,7 +34,7 @@ import numpy as np
 import structlog
 from aiohttp import WSMsgType, web
 
-from symblctl.client import DaemonError
+from symblctl.client import Client, DaemonError
 from symbld.audio.convert import StreamResampler
 from symbld.gateways import finalize, recording
 from symbld.gateways.symbl import audio_in
@@ -270,11 +270,12 @@ class _Session:
 
     async def _start(self) -> None:
         def start() -> dict[str, Any]:
-            self.control = self.owner.client_factory()
+            control: Client = self.owner.client_factory()
+            self.control = control
             args: dict[str, Any] = {"source": {"type": "push", "sampleRate": 16000}, "engine": self.owner.engine}
             if self.language:
                 args["config"] = {"languageCode": self._language_code()}
-            return self.control.start(**args)
+            return control.start(**args)
 
         try:
             conn = await self.loop.run_in_executor(self.executor, start)

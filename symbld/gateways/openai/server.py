@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -65,7 +65,8 @@ class OpenAIApi:
         app.router.add_get("/v1/models/{model}", self._counted(self.model))
         app.router.add_get("/v1/realtime", self._counted(self.realtime))
 
-    def _counted(self, handler: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
+    def _counted(self, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                 ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def run(request: web.Request) -> web.StreamResponse:
             try:
                 self._authorize(request)
@@ -170,8 +171,10 @@ class OpenAIApi:
         """Server-sent events: a ``transcript.text.delta`` per finished sentence, then ``.done``."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[recording.Segment] = asyncio.Queue()
-        task = asyncio.ensure_future(self._transcribe(
-            pcm, config, on_segment=lambda s: loop.call_soon_threadsafe(queue.put_nowait, s)))
+
+        def on_segment(segment: recording.Segment) -> None:  # on the transcription's thread
+            loop.call_soon_threadsafe(queue.put_nowait, segment)
+        task = asyncio.ensure_future(self._transcribe(pcm, config, on_segment=on_segment))
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store"})
         await resp.prepare(request)
         first = True

@@ -17,7 +17,7 @@ import asyncio
 import collections
 import json
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +67,8 @@ class AsyncApi:
         app.router.add_post("/v1/process/audio/url", self._counted(self.process_audio_url))
         app.router.add_get("/v1/job/{jobId}", self._counted(self.job))
 
-    def _counted(self, handler: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
+    def _counted(self, handler: Callable[[web.Request], Awaitable[web.Response]]
+                 ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def run(request: web.Request) -> web.Response:
             try:
                 if not self.authorized(request):
@@ -131,14 +132,17 @@ class AsyncApi:
         started: asyncio.Future[dict[str, Any]] = loop.create_future()
 
         def on_started(conn: dict[str, Any]) -> None:
-            loop.call_soon_threadsafe(lambda: started.done() or started.set_result(conn))
+            def settle() -> None:
+                if not started.done():
+                    started.set_result(conn)
+            loop.call_soon_threadsafe(settle)
 
         task = asyncio.ensure_future(asyncio.to_thread(recording.transcribe, self.client_factory, pcm,
                                                        engine=self.engine, start_args=start_args,
                                                        on_started=on_started, timeout=TIMEOUT))
         self._tasks.add(task)
         task.add_done_callback(lambda t: self._finished(job, t))
-        await asyncio.wait({started, task}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait((started, task), return_when=asyncio.FIRST_COMPLETED)
         if not started.done():  # the daemon refused the start
             exc = task.exception()
             code = getattr(exc, "code", "internal")
