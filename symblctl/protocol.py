@@ -304,9 +304,11 @@ class Finalized(Shape):
 
 
 class Finalize(ConnectionRef):
-    """Make what was heard so far final now, without ending the connection (Deepgram's Finalize, AssemblyAI's
-    ForceEndpoint): the open utterance gets its final at once instead of after the endpoint's silence. Pushed
-    audio sent before the request is included; audio sent after it opens a new utterance."""
+    """Make what was heard so far final now, without ending the connection.
+
+    Deepgram's Finalize, AssemblyAI's ForceEndpoint: the open utterance gets its final at once instead of
+    after the endpoint's silence. Pushed audio sent before the request is included; audio sent after it opens
+    a new utterance."""
 
     name = "finalize"
     slow = True  # waits (at most 10 s) for the pushed audio before it to be read

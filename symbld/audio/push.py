@@ -87,8 +87,8 @@ class PushSource:
                 item()
                 continue
             if item is None:
-                for rs in self._resamplers.values():
-                    tail = rs.process(np.zeros(0, np.int16), last=True)
+                for pending in self._resamplers.values():
+                    tail = pending.process(np.zeros(0, np.int16), last=True)
                     if tail:
                         yield tail
                 return

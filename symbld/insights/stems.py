@@ -19,4 +19,5 @@ def stem(word: str) -> str:
     w = word.lower().replace("\u2019", "'")
     if w.endswith("'s"):
         w = w[:-2]
-    return _STEMMER.stemWord(w.replace("'", ""))
+    stemmed: str = _STEMMER.stemWord(w.replace("'", ""))  # snowballstemmer ships no type hints
+    return stemmed

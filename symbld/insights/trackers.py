@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from rapidfuzz import fuzz
 
@@ -34,7 +35,7 @@ class TrackerError(ValueError):
         self.message = message
 
 
-def validate_trackers(trackers: object) -> list[dict]:
+def validate_trackers(trackers: object) -> list[dict[str, Any]]:
     """Check and normalise ``[{"name": str, "vocabulary": [str, ...]}, ...]``.
 
     ``None`` means no trackers. Returns new dicts with names and terms stripped (an ``id``
@@ -92,7 +93,7 @@ class Match:
 
 
 class TrackerMatcher:
-    def __init__(self, trackers: list[dict]) -> None:
+    def __init__(self, trackers: list[dict[str, Any]]) -> None:
         self.trackers = trackers
         self._terms: list[_Term] = []
         self._compiled: dict[int, re.Pattern[str]] = {}

@@ -141,7 +141,8 @@ class _Builder:
             text = (m.get("payload") or {}).get("content")
             if not isinstance(text, str) or not text.strip():
                 continue
-            sentiment = m.get("sentiment") if isinstance(m.get("sentiment"), dict) else {}
+            found = m.get("sentiment")
+            sentiment: dict[str, Any] = found if isinstance(found, dict) else {}
             line = Line(id=str(m.get("id")), offset=_offset(m), speaker=_name(m.get("from")), text=text,
                         sentiment=sentiment.get("suggested"), score=(sentiment.get("polarity") or {}).get("score"))
             self.offsets[line.id] = line.offset
@@ -164,7 +165,8 @@ class _Builder:
         for t in data.get("topics") or []:
             if not isinstance(t, dict) or not t.get("phrases"):
                 continue
-            sentiment = t.get("sentiment") if isinstance(t.get("sentiment"), dict) else {}
+            found = t.get("sentiment")
+            sentiment: dict[str, Any] = found if isinstance(found, dict) else {}
             self.topics[str(t.get("id") or t["phrases"])] = Topic(
                 phrase=str(t["phrases"]), score=float(t.get("score") or 0.0),
                 mentions=len(t.get("messageReferences") or []), sentiment=sentiment.get("suggested"))

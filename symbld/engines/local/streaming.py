@@ -225,6 +225,7 @@ class _Utterance:
         self.pause = 0  # counts pauses: a turn judgment applies only to the pause it was asked at
         self.turn_probability: float | None = None  # the turn model's last judgment
         self.turn_wait = False  # the model judged this pause incomplete: it may last up to the max silence
+        self.queued_at = 0.0  # monotonic time its pending finals were first queued (_enqueue_final, backlog())
 
     def append(self, frame: np.ndarray, prob: float) -> None:
         self.chunks.append(frame)
