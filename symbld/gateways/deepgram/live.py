@@ -10,7 +10,8 @@ the connection's events come back through its event stream and are re-framed:
   ``utterance_end_ms``);
 - ``CloseStream`` (or an empty binary frame) ends the audio; after the last finals the server sends
   ``Metadata`` and closes with 1000. ``KeepAlive`` keeps an idle socket open; ``Finalize`` is
-  accepted (the utterance finalizes at the next pause: the daemon has no mid-stream flush yet).
+  the daemon's ``finalize`` (the open utterance final now, ``from_finalize``; a daemon without that
+  command finalizes at the next pause).
 """
 
 from __future__ import annotations
