@@ -180,6 +180,11 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--insight-types", help="comma-separated: question,action_item,follow_up (default: all)")
     st.add_argument("--title", help="meeting title")
     st.add_argument("--speaker", help="speaker name")
+    diarize = st.add_mutually_exclusive_group()
+    diarize.add_argument("--diarize", dest="diarize", action="store_true", default=None,
+                         help="label who speaks (Speaker 1, 2, ...; default on for one mixed channel)")
+    diarize.add_argument("--no-diarize", dest="diarize", action="store_false")
+    st.add_argument("--speakers", type=int, metavar="N", help="at most N speakers (with diarization)")
     st.add_argument("--tracker", action="append", type=_parse_tracker, default=[],
                     help="NAME=term,term (repeatable)")
     st.add_argument("--vocab", action="append", default=[], help="custom vocabulary word (repeatable)")

@@ -84,6 +84,13 @@ class Speaker(Shape):
     name: Annotated[str, Meta(max_length=256, description="the name messages show")] | None = None
 
 
+class Diarization(Shape):
+    """Speaker diarization bounds: labels "Speaker 1".."Speaker N" on one mixed channel."""
+
+    min_speakers: Annotated[int, Meta(ge=1, le=32, description="at least this many speakers")] | None = None
+    max_speakers: Annotated[int, Meta(ge=1, le=32, description="at most this many speakers")] | None = None
+
+
 # -- commands ---------------------------------------------------------------------------------------
 class Command(Shape):
     """A control request's ``args``. Subclasses set ``name`` and the class flags."""
@@ -263,6 +270,10 @@ class Start(Command):
                                                        "confidenceThreshold, timezoneOffset, languageCode, "
                                                        "trackers.interimResults, sentiment, redaction")] = {}
     speaker: Annotated[Speaker, Meta(description="who is speaking on this connection")] | None = None
+    diarization: Annotated[bool | Diarization, Meta(description="label speakers on one mixed channel: true, "
+                                                                 "false or {minSpeakers, maxSpeakers}; default: "
+                                                                 "on for mic/file/push without a speaker when "
+                                                                 "the [diarize] extra is installed")] | None = None
     trackers: Annotated[list[dict[str, Any]], Meta(description='[{"name": "...", "vocabulary": ["..."]}]: at '
                                                                "most 500, 50 terms each")] = []
     custom_vocabulary: Annotated[list[Annotated[str, Meta(min_length=1, max_length=256)]],
