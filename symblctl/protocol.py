@@ -143,6 +143,8 @@ class Connection(Shape):
     insight_types: list[str] = []
     meeting_title: str | None = None
     speaker: Speaker | None = None
+    diarization: Annotated[dict[str, Any], Meta(description="speaker labels on this connection: minSpeakers, "
+                                                            "maxSpeakers, thresholds; null: off")] | None = None
     created_at: str | None = None
     started_at: str | None = None
     ended_at: str | None = None
@@ -204,6 +206,8 @@ class Description(Shape):
                                                                   "by name")]
     error_codes: Annotated[dict[str, str], Meta(description="code -> meaning")]
     symbl_server: Annotated[dict[str, Any], Meta(description="the Symbl-compatible server, when on")] | None = None
+    diarization: Annotated[dict[str, Any], Meta(description="speaker labels: {available, model, extra, "
+                                                            "reason?}")] | None = None
 
 
 class Describe(Command):

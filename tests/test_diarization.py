@@ -8,6 +8,7 @@ on these clips. Accuracy on longer, unseen conversations is measured in bench/be
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -143,7 +144,7 @@ def test_same_voice_scores_closer_than_different_voices() -> None:
 
     a1, a2 = embedder.embed(reader("0870")), embedder.embed(reader("0920"))
     b1, b2 = embedder.embed(amateur(0.0)), embedder.embed(amateur(6.5))
-    c = embedder.embed(voices.load(voices.CODEC2 / "wav" / "david4.wav", seconds=8.0))
+    c = embedder.embed(voices.load(voices.CODEC2 / "wav" / "ve9qrp.wav", seconds=8.0))
     assert a1 is not None and a2 is not None and b1 is not None and b2 is not None and c is not None
     same = min(float(a1 @ a2), float(b1 @ b2))
     different = max(float(x @ y) for x, y in ((a1, b1), (a1, c), (a2, b2), (b1, c), (a2, c)))
@@ -191,3 +192,19 @@ def test_revisions_apply_where_the_conversation_is_read() -> None:
     insight = out[3]["data"]["insights"][0]
     assert insight["from"] == one and insight["assignee"] == one
     assert journal[2]["data"]["messages"][1]["from"] == two  # the journal itself is never rewritten
+
+
+def test_cli_asks_for_labels_and_for_none(daemon, client, two_voices) -> None:
+    from cli_helpers import symblctl
+
+    bounded = symblctl(daemon, "start", str(two_voices), "--fast", "--speakers", "1", "--json")
+    assert bounded.returncode == 0, bounded.stderr
+    said = labelled(events_until_complete(client, json.loads(bounded.stdout)["connectionId"], timeout=300))
+    assert said and len({who["id"] for _, who, _ in said}) == 1 and said[0][1]["name"] == "Speaker 1"
+
+    off = symblctl(daemon, "start", str(two_voices), "--fast", "--no-diarize", "--json")
+    assert off.returncode == 0, off.stderr
+    conn = json.loads(off.stdout)
+    assert conn.get("diarization") is None
+    said = labelled(events_until_complete(client, conn["connectionId"], timeout=300))
+    assert said and all(who == {} for _, who, _ in said)

@@ -6,7 +6,7 @@ Nothing here is synthesised. Sources (installed by scripts/install-deps.sh):
   Sensibility (``librivox/*.wav``, 16 kHz, with transcripts) and a second speaker reading playing
   cards (``cards/*.wav``);
 - ``codec2-examples`` (/usr/share/codec2): codec2's speech samples, each a different person
-  recorded at 8 kHz (``wav/vk5qi.wav``, ``wav/ve9qrp.wav``, ``wav/david4.wav``, ``raw/hts1.raw``,
+  recorded at 8 kHz (``wav/vk5qi.wav``, ``wav/ve9qrp.wav``, ``wav/mmt1.wav``, ``wav/hts1a.wav``,
   ...), resampled here to 16 kHz.
 
 A conversation is turns joined with a pause between them; each turn keeps who spoke and where.
