@@ -208,3 +208,14 @@ def test_cli_asks_for_labels_and_for_none(daemon, client, two_voices) -> None:
     assert conn.get("diarization") is None
     said = labelled(events_until_complete(client, conn["connectionId"], timeout=300))
     assert said and all(who == {} for _, who, _ in said)
+
+
+def test_transcript_export_applies_revisions() -> None:
+    from symblctl import export
+
+    one, two = {"id": "s1", "name": "Speaker 1"}, {"id": "s2", "name": "Speaker 2"}
+    msg = {"duration": {"timeOffset": 1.0, "duration": 1.0}, "payload": {"content": "hello"}}
+    events = [{"type": "message_response", "data": {"messages": [{**msg, "id": "a", "from": one},
+                                                                 {**msg, "id": "b", "from": two}]}},
+              {"type": "speaker_revision", "data": {"messageIds": ["b"], "from": two, "to": one}}]
+    assert export.render(events, "vtt").count("<v Speaker 1>hello") == 2
