@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from symblctl import cli_declared, completion, fleet_cli, open_page, protocol
+from symblctl import cli_declared, completion, fleet_cli, open_page, protocol, voices_cli
 from symblctl.client import Client, DaemonError, DaemonUnavailable
 from symblctl.export import FORMATS, render
 from symblctl.render import EventPrinter, conversations_table, progress_line
@@ -196,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--no-progress", dest="progress", action="store_false", default=True,
                     help="no progress line for a followed file on a terminal")
     open_page.add_parser(sub, _sub)  # symblctl open ID (symblctl/open_page.py)
+    voices_cli.add_parser(sub, _sub)  # symblctl voices add/list/remove (symblctl/voices_cli.py)
     fleet_cli.add_arguments(p, {"start": st, "subscribe": sb})  # --nats URL, --node N (symblctl/fleet_cli.py)
     return p
 
@@ -502,6 +503,7 @@ def _declared(client: Client, ns: argparse.Namespace) -> int:
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "start": _start, "subscribe": _subscribe, "transcript": _transcript, "conversations": _conversations,
     "ls": _conversations, "stop": _stop, "devices": _devices, "mute": _mute, "open": open_page.run,
+    "voices": voices_cli.run,
 }
 
 

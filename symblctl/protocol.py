@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
+import msgspec
 from msgspec import Meta, Struct
 
 ConnectionId = Annotated[str, Meta(min_length=1, max_length=128,
@@ -619,6 +620,50 @@ class ConversationMembers(Command):
                                          description="Symbl's conversationId")]
     member: Annotated[Member, Meta(description="rename this member")] | None = None
     forget: Annotated[bool, Meta(description="remove the conversation's member names (DELETE)")] = False
+
+
+class Voice(Shape):
+    """An enrolled voice (its print stays in the daemon's state directory)."""
+
+    name: str
+    user_id: str | None = None
+    speech_seconds: Annotated[float, Meta(description="seconds of speech the print was taken from")] | None = None
+    added_at: str | None = None
+
+
+class Voices(Shape):
+    voices: list[Voice]
+
+
+class VoicesAdd(Command):
+    """Enrol a known voice from a recording of that person alone: diarized speakers who match it get its name."""
+
+    name = "voices_add"
+    slow = True
+    mutating = True
+    reply = Voice
+    timeout = 60.0
+    voice_name: Annotated[str, Meta(min_length=1, max_length=200,
+                                    description="the name messages will show (from.name)")] = msgspec.field(name="name")
+    path: Annotated[str, Meta(min_length=1, max_length=4096,
+                              description="absolute path of an audio file with at least 1 s of their speech")]
+    user_id: Annotated[str, Meta(max_length=256, description="from.userId (default: the name)")] | None = None
+
+
+class VoicesList(Command):
+    """The enrolled voices."""
+
+    name = "voices_list"
+    reply = Voices
+
+
+class VoicesRemove(Command):
+    """Forget an enrolled voice (its print is deleted)."""
+
+    name = "voices_remove"
+    mutating = True
+    reply = Voice
+    voice_name: Annotated[str, Meta(min_length=1, max_length=200)] = msgspec.field(name="name")
 
 
 class Nats(Command):

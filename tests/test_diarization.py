@@ -219,3 +219,59 @@ def test_transcript_export_applies_revisions() -> None:
                                                                  {**msg, "id": "b", "from": two}]}},
               {"type": "speaker_revision", "data": {"messageIds": ["b"], "from": two, "to": one}}]
     assert export.render(events, "vtt").count("<v Speaker 1>hello") == 2
+
+
+def test_a_known_voice_is_named_and_a_stranger_is_not(fresh_daemon, conversation, tmp_path) -> None:
+    from cli_helpers import symblctl
+
+    wav, turns = conversation
+    enrol = voices.write_wav(tmp_path / "ada.wav", reader("0890"))  # a clip the conversation does not hold
+    added = symblctl(fresh_daemon, "voices", "add", "Ada", str(enrol), "--user-id", "ada@example.com", "--json")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["userId"] == "ada@example.com"
+    book = voices_file(fresh_daemon)
+    assert book.stat().st_mode & 0o777 == 0o600
+    listed = symblctl(fresh_daemon, "voices", "list")
+    assert listed.returncode == 0 and listed.stdout.startswith("Ada\tada@example.com\t")
+
+    with fresh_daemon.client() as c:
+        said = labelled(run(c, wav))
+    reader_from = {json.dumps(who, sort_keys=True) for t, who, _ in said if turn_at(turns, t) == "reader"}
+    amateur_from = [who for t, who, _ in said if turn_at(turns, t) == "amateur"]
+    assert len(reader_from) == 1
+    named = json.loads(reader_from.pop())
+    assert named["name"] == "Ada" and named["userId"] == "ada@example.com"
+    assert amateur_from and all(who["name"].startswith("Speaker ") and "userId" not in who for who in amateur_from)
+
+    removed = symblctl(fresh_daemon, "voices", "remove", "Ada")
+    assert removed.returncode == 0, removed.stderr
+    with fresh_daemon.client() as c:
+        assert c.voices_list() == {"voices": []}
+
+
+def voices_file(d) -> Path:
+    return d.state_dir / "voices" / "voices.json"
+
+
+def test_bad_voices_are_refused_and_nothing_is_half_written(fresh_daemon, tmp_path) -> None:
+    silence = voices.write_wav(tmp_path / "silence.wav", np.zeros(3 * voices.RATE, np.float32))
+    speech = voices.write_wav(tmp_path / "bob.wav", amateur(0.0))
+    with fresh_daemon.client() as c:
+        c.voices_add("Bob", str(speech))
+        before = voices_file(fresh_daemon).read_bytes()
+        bad = [({"voice_name": "", "path": str(speech)}, "name"),
+               ({"voice_name": "x" * 10_000, "path": str(speech)}, "name"),
+               ({"voice_name": "Carol", "path": str(silence)}, "speech"),
+               ({"voice_name": "Carol", "path": str(tmp_path / "missing.wav")}, "not found"),
+               ({"voice_name": "Carol", "path": "relative.wav"}, "absolute"),
+               ({"voice_name": "Bob", "path": str(speech)}, "already")]
+        for args, says in bad:
+            with pytest.raises(DaemonError) as e:
+                c.voices_add(**args)
+            assert e.value.code == "bad_request" and says in e.value.message, (args, e.value.message)
+        with pytest.raises(DaemonError) as e:
+            c.voices_remove("Nobody")
+        assert e.value.code == "bad_request" and "Nobody" in e.value.message
+        assert [v["name"] for v in c.voices_list()["voices"]] == ["Bob"]
+    assert voices_file(fresh_daemon).read_bytes() == before
+    assert sorted(p.name for p in voices_file(fresh_daemon).parent.iterdir()) == ["voices.json"]

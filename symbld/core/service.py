@@ -27,6 +27,7 @@ from symbld.core.journal import Journal
 from symbld.core.sessions import Session, SessionRegistry
 from symbld.core.sources import SourceFactory
 from symbld.diarization import options as diarization_options
+from symbld.diarization import voices as diarization_voices
 from symbld.engines.base import Engine, StreamConfig
 from symbld.insights import Analyzer, TrackerError, validate_trackers
 
@@ -78,6 +79,8 @@ class ConnectionService:
         stream_config = self._stream_config(args)
         stream_config.extra["diarization"] = diarization_options.resolve(
             args, args.get("config") or {}, _source_kind(spec), self.config)
+        if stream_config.extra["diarization"]:  # the enrolled voices it may name speakers after
+            stream_config.extra["voices"] = diarization_voices.load(self.state_dir)
         if args.get("connectionId") and self.journal is not None and self.journal.exists(stream_config.connection_id):
             raise ControlError("bad_request", f"connection id {stream_config.connection_id} was used before (its "
                                "journal exists); choose another", {"connectionId": stream_config.connection_id,

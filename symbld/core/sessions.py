@@ -355,7 +355,7 @@ def _labeller(config: StreamConfig) -> Any:
         return None
     from symbld.diarization.labeller import Labeller  # the [diarize] extra: only where it runs
 
-    return Labeller(config.connection_id, settings)
+    return Labeller(config.connection_id, settings, config.extra.get("voices"))
 
 
 def _tee(first: Callable[[bytes], None], second: Callable[[bytes], None]) -> Callable[[bytes], None]:

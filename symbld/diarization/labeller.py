@@ -20,6 +20,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -74,8 +75,14 @@ class AudioRing:
 
 
 class Labeller:
-    def __init__(self, connection_id: str, settings: dict[str, Any]) -> None:
+    def __init__(self, connection_id: str, settings: dict[str, Any],
+                 voices: dict[str, dict[str, Any]] | None = None) -> None:
+        from symbld.diarization.voices import Matcher
+
         self.connection_id = connection_id
+        self.matcher = Matcher(voices or {})  # known voices: a speaker who clearly is one gets its name
+        self._named: dict[int, dict[str, Any]] = {}  # speaker number → the enrolled voice's user
+        self._published: dict[int, dict[str, Any]] = {}  # speaker number → the user its results carried
         self.ring = AudioRing()
         self.clusters = OnlineClusters(threshold=float(settings.get("threshold", 0.5)),
                                        merge_threshold=float(settings.get("mergeThreshold", 0.6)),
@@ -127,7 +134,24 @@ class Labeller:
         number, merges = self.clusters.assign(vec, length)
         for mg in merges:
             self._alias[mg.gone] = mg.kept
-        return self._current(number), merges
+        number = self._current(number)
+        found: list[Any] = list(merges)
+        for speaker in self.clusters.speakers:
+            if speaker.number == number or any(mg.kept == speaker.number for mg in merges):
+                named = self.matcher.match(speaker.centroid())
+                if named != self._named.get(speaker.number):
+                    self._rename(speaker.number, named)
+                    found.append(Renamed(speaker.number))
+        return number, found
+
+    def _rename(self, number: int, named: dict[str, Any] | None) -> None:
+        if named is None:
+            self._named.pop(number, None)
+        else:
+            self._named[number] = named
+
+    def user_of(self, number: int) -> dict[str, Any]:
+        return dict(self._named.get(number) or user(self.connection_id, number))
 
     def _current(self, number: int | None) -> int | None:
         while number is not None and number in self._alias:
@@ -137,16 +161,31 @@ class Labeller:
     def _with_user(self, obj: dict[str, Any], key: str, number: int | None) -> dict[str, Any]:
         if number is None:
             return obj
-        return {**obj, key: user(self.connection_id, number)}
+        who = self.user_of(number)
+        self._published[number] = who
+        return {**obj, key: who}
 
-    def _revisions(self, merges: list[Any]) -> list[dict[str, Any]]:
+    def _revisions(self, changes: list[Any]) -> list[dict[str, Any]]:
+        """A ``speaker_revision`` for each change to a label already published: a merge (the
+        messages of the label that goes) or a speaker named after a known voice (its messages)."""
         out = []
-        for mg in merges:
-            ids = [mid for mid, n in self._messages.items() if n == mg.gone]
-            if not ids:
-                continue  # the label that goes was never published: nothing to revise
+        for change in changes:
+            renamed = isinstance(change, Renamed)
+            old_number, new_number = (change.number, change.number) if renamed else (change.gone, change.kept)
+            old = self._published.get(old_number)
+            new = self.user_of(new_number)
+            if old is None or old == new:
+                continue  # never published under the old label: nothing to revise
+            ids = [mid for mid, n in self._messages.items() if n == old_number]
             for mid in ids:
-                self._messages[mid] = mg.kept
-            out.append({"connectionId": self.connection_id, "reason": "merged", "messageIds": ids,
-                        "from": user(self.connection_id, mg.gone), "to": user(self.connection_id, mg.kept)})
+                self._messages[mid] = new_number
+            self._published.pop(old_number, None)
+            self._published[new_number] = new
+            out.append({"connectionId": self.connection_id, "reason": "identified" if renamed else "merged",
+                        "messageIds": ids, "from": old, "to": new})
         return out
+
+
+@dataclass(frozen=True)
+class Renamed:
+    number: int  # this speaker now is (or no longer is) an enrolled voice
