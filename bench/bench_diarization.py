@@ -25,7 +25,9 @@ Conversation API applies them. Figures: words (from the messages' word times) an
 attributed to the right speaker under the best one-to-one mapping of labels to people; the
 speaker count found; the diarization's CPU time per second of audio (one stream), against the
 engine's own CPU for the same stream. Baseline in the same run: every word given one label
-(what symbld said before: ``from: {}``, i.e. one undivided stream). Asserts nothing.
+(what symbld said before: ``from: {}``, i.e. one undivided stream). Known voices: the 4-person set
+again with two of its people enrolled from clips it does not hold: their words named right, and
+the two strangers' words given an enrolled name (must be none). Asserts nothing.
 """
 
 from __future__ import annotations
@@ -83,14 +85,14 @@ def sets() -> dict[str, list[tuple[str, np.ndarray]]]:
 class Run:
     """One stream: the engine's events through a Labeller, as Session.emit does."""
 
-    def __init__(self, engine: LocalEngine, name: str) -> None:
+    def __init__(self, engine: LocalEngine, name: str, known: dict[str, dict[str, Any]] | None = None) -> None:
         self.events: list[dict[str, Any]] = []
         self.cpu = 0.0
         self.delays: list[float] = []  # wall seconds the labels added to each final (its transcript + messages)
         self._lock = threading.Lock()
         settings = options.resolve({}, {}, "file", {})
         assert settings is not None, "diarization unavailable: install symbld[diarize]"
-        self.labeller = Labeller(name, settings)
+        self.labeller = Labeller(name, settings, known)
         self.stream = engine.open(StreamConfig(connection_id=name, conversation_id=name, started_at=1.79e9),
                                   self.emit)
 
@@ -196,6 +198,38 @@ def run_set(engine: LocalEngine, name: str, parts: list[tuple[str, np.ndarray]],
           f"p95 {1000 * float(np.percentile(d, 95)):.0f} ms  ({len(d)} finals)")
 
 
+def known_voices(engine: LocalEngine) -> None:
+    """Two of the four people enrolled from clips the set does not hold; the other two are strangers.
+    Figures: each enrolled person's words given their name, and strangers' words given any enrolled name."""
+    from symbld.diarization import embedder
+
+    book = {}
+    for name, audio in (("reader", np.concatenate([reader("0920"), reader("0930")])),
+                        ("cards", np.concatenate([cards(4), cards(5)]))):
+        vec = embedder.embed(audio)
+        assert vec is not None
+        book[name] = {"userId": name, "print": vec.tolist()}
+    parts = sets()["4p-round"]
+    audio, turns = voices.join(parts)
+    run = Run(engine, "known", book)
+    run.feed((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes(), live=False)
+    history = [{"type": "connection_started", "connectionId": "x", "data": {}}, *run.events]
+    named: dict[str, list[str]] = {}
+    for e in speakers.attribute_history(history):
+        if e["type"] == "message_response":
+            for m in e["data"]["messages"]:
+                for w in json.loads(m["metadata"]["words"]):
+                    person = truth(turns, (_secs(w["startTime"]) + _secs(w["endTime"])) / 2)
+                    named.setdefault(person, []).append((m.get("from") or {}).get("name", ""))
+    for person, names in sorted(named.items()):
+        if person in book:
+            print(f"known voices  {person:8} enrolled: {names.count(person)}/{len(names)} words named right "
+                  f"({100 * names.count(person) / len(names):.0f} %)")
+        else:
+            wrong = sum(1 for n in names if n in book)
+            print(f"known voices  {person:8} stranger: {wrong}/{len(names)} words given an enrolled name")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--live", action="store_true", help="also feed the first set in real time")
@@ -217,6 +251,8 @@ def main() -> None:
         chosen = dict(list(chosen.items())[:1])
     for name, parts in chosen.items():
         run_set(engine, name, parts, live=False)
+    if not args.quick:
+        known_voices(engine)
     if args.live:
         name, parts = next(iter(chosen.items()))
         run_set(engine, name, parts, live=True)

@@ -12,8 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
+
 from symbld import diarization
 from symbld.core.errors import ControlError
+
+log = structlog.get_logger(__name__)
 
 # The [diarization] table: `enabled` is the default for mixed-channel sources.
 DEFAULTS: dict[str, Any] = {"enabled": True, "max_speakers": 8, "threshold": 0.5, "merge_threshold": 0.6}
@@ -50,6 +54,18 @@ def _asked(args: dict[str, Any], cfg: dict[str, Any]) -> tuple[bool | None, int 
     return value, lo, hi
 
 
+def _model_problem() -> str | None:
+    """Why the speaker model cannot load (loads it once per process: the first final need not wait)."""
+    from symbld.diarization import model
+
+    try:
+        model.embedding_session()
+    except Exception as e:  # a wrong moonshine-voice, a broken onnxruntime: one line, not a traceback per final
+        log.warning("diarization_unavailable", error=str(e))
+        return str(e)
+    return None
+
+
 def resolve(args: dict[str, Any], cfg: dict[str, Any], source_kind: str,
             daemon_config: dict[str, Any]) -> dict[str, Any] | None:
     """The diarization settings of a new connection (``StreamConfig.extra["diarization"]``), or None."""
@@ -65,5 +81,10 @@ def resolve(args: dict[str, Any], cfg: dict[str, Any], source_kind: str,
         raise ControlError("bad_request", f"diarization needs the [{diarization.EXTRA}] extra: "
                            f"pip install 'symbld[{diarization.EXTRA}]' (missing: {', '.join(diarization.missing())})",
                            {"argument": "diarization", "extra": diarization.EXTRA})
+    problem = _model_problem()
+    if problem is not None:
+        if asked is None:
+            return None  # not asked for: the connection runs without labels (describe and the log say why)
+        raise ControlError("bad_request", f"diarization: {problem}", {"argument": "diarization"})
     return {"minSpeakers": lo or 1, "maxSpeakers": hi or int(table["max_speakers"]),
             "threshold": float(table["threshold"]), "mergeThreshold": float(table["merge_threshold"])}
