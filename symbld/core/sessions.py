@@ -68,6 +68,8 @@ class Session:
         self._analyzer = analyzer_factory(config, self.emit) if analyzer_factory else None
         self._outgoing = OutgoingFilter(config)  # sentiment + redaction, before the bus journals anything
         self._labeller = _labeller(config)  # speaker labels on one mixed channel (docs/diarization.md)
+        if self._labeller is not None:  # the engine tells when an utterance closes: its print starts then
+            config.extra["on_utterance"] = self._labeller.prefetch
         self._closers: list[Callable[[], None]] = []
         self._engine_failed = False
         # A remote engine that fails for good after open() (bad credentials, server gone) tells us here.

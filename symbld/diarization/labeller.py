@@ -18,8 +18,10 @@ the ids of the last ``KEEP_MESSAGES`` messages.
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +34,7 @@ RATE = 16000
 KEEP_SECONDS = 120.0  # a final's audio is always younger than this (the engine cuts utterances at ~30 s)
 KEEP_MESSAGES = 5000
 MESSAGE_SECONDS = 1.5  # a sentence at least this long gets its own print
+PREFETCH_KEEP = 16  # prints taken ahead for finals not yet published (more: the engine is far behind)
 REVISION = "speaker_revision"
 _NS = uuid.UUID("0d6f4c1e-8a53-4a7e-9c77-2a3f3f1b6d20")
 
@@ -91,9 +94,30 @@ class Labeller:
         self._alias: dict[int, int] = {}  # merged number → the number it became
         self._messages: OrderedDict[str, int] = OrderedDict()  # message id → speaker number (bounded)
         self._utterance: int | None = None  # the speaker of the last final transcript
+        self._prefetch_lock = threading.Lock()
+        self.cpu_seconds = 0.0  # spent taking prints, on whichever thread
+        self._prefetched: OrderedDict[tuple[int, int], Future[np.ndarray | None]] = OrderedDict()
 
     def feed(self, pcm: bytes) -> None:
         self.ring.write(pcm)
+
+    def prefetch(self, start: float, length: float) -> None:
+        """The engine closed an utterance (``start``, ``length`` seconds; called under its stream lock):
+        take its print now on the embedding thread, beside the final's decode, so the final need not
+        wait for it."""
+        key = _key(start, length)
+        future = _pool().submit(self._print, start, length)
+        with self._prefetch_lock:
+            self._prefetched[key] = future
+            while len(self._prefetched) > PREFETCH_KEEP:
+                self._prefetched.popitem(last=False)
+
+    def _print(self, start: float, length: float) -> np.ndarray | None:
+        t = time.thread_time()
+        vec = embedder.embed(self.ring.read(start, start + length))
+        with self._prefetch_lock:
+            self.cpu_seconds += time.thread_time() - t
+        return vec
 
     def label(self, event_type: str, data: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """``data`` with its speaker, and the revision events to publish after it."""
@@ -128,7 +152,9 @@ class Labeller:
     def _speaker_of(self, duration: dict[str, Any]) -> tuple[int | None, list[Any]]:
         start = float(duration.get("timeOffset") or 0.0)
         length = float(duration.get("duration") or 0.0)
-        vec = embedder.embed(self.ring.read(start, start + length))
+        with self._prefetch_lock:
+            future = self._prefetched.pop(_key(start, length), None)
+        vec = future.result() if future is not None else self._print(start, length)
         if vec is None:
             return self._current(self._utterance), []
         number, merges = self.clusters.assign(vec, length)
@@ -184,6 +210,24 @@ class Labeller:
             out.append({"connectionId": self.connection_id, "reason": "identified" if renamed else "merged",
                         "messageIds": ids, "from": old, "to": new})
         return out
+
+
+def _key(start: float, length: float) -> tuple[int, int]:
+    return round(start * 1000), round(length * 1000)
+
+
+_pool_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One embedding thread per process, shared by every diarizing connection (about 0.05 core-seconds
+    per second of speech each: one thread keeps up with many streams and leaves the cores to decoding)."""
+    global _executor
+    with _pool_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diarize-embed")
+        return _executor
 
 
 @dataclass(frozen=True)
