@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 import voices
 from conftest import events_until_complete
 
-from symblctl.client import DaemonError
+from symblctl.client import Client, DaemonError
 from symbld.core import speakers
 
 pytestmark = [
@@ -275,3 +276,45 @@ def test_bad_voices_are_refused_and_nothing_is_half_written(fresh_daemon, tmp_pa
         assert [v["name"] for v in c.voices_list()["voices"]] == ["Bob"]
     assert voices_file(fresh_daemon).read_bytes() == before
     assert sorted(p.name for p in voices_file(fresh_daemon).parent.iterdir()) == ["voices.json"]
+
+
+@pytest.fixture(scope="module")
+def symbl_server(daemon_endpoints: tuple[str, str]):
+    from test_symbl_server import APP_ID, APP_SECRET
+
+    from symbld.gateways.symbl.server import serve_symbl
+
+    control, events = daemon_endpoints
+    handle = serve_symbl("127.0.0.1", 0, lambda: Client(control, events),
+                         {"app_id": APP_ID, "app_secret": APP_SECRET, "first_frame_delay": 0.1})
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def test_symbl_start_request_asks_for_speaker_labels(symbl_server, two_voices) -> None:
+    """Symbl's own names over the Symbl-compatible WebSocket: enableSpeakerDiarization, diarizationSpeakerCount."""
+    from test_symbl_server import connect, read_until_close, recv_json, subtype, token
+
+    server = symbl_server
+    tok = token(server.port)
+    ws = connect(server.port, "/v1/realtime/insights/diarizedsocket01", tok)
+    ws.send(json.dumps({"type": "start_request", "insightTypes": [],
+                        "config": {"enableSpeakerDiarization": True, "diarizationSpeakerCount": 2,
+                                   "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000}}}))
+    assert [subtype(recv_json(ws)) for _ in range(3)][-1] == "recognition_started"
+    audio, _ = soundfile.read(two_voices, dtype="int16")
+    pcm = audio.tobytes()
+    for i in range(0, len(pcm), 8192):
+        ws.send_binary(pcm[i : i + 8192])
+    ws.send(json.dumps({"type": "stop_request"}))
+    frames, code, _ = read_until_close(ws, 300)
+    assert code == 1000
+    said = [(m["payload"]["content"].lower(), m["from"]) for f in frames if f.get("type") == "message_response"
+            for m in f["messages"]]
+    reader_says = next((who for text, who in said if "young man" in text), said)  # "he was not an ill disposed ..."
+    amateur_says = next((who for text, who in said if "testing" in text), said)
+    assert isinstance(reader_says, dict) and isinstance(amateur_says, dict), said
+    assert reader_says["name"].startswith("Speaker ") and amateur_says["name"].startswith("Speaker ")
+    assert reader_says["id"] != amateur_says["id"]

@@ -79,8 +79,6 @@ class ConnectionService:
         stream_config = self._stream_config(args)
         stream_config.extra["diarization"] = diarization_options.resolve(
             args, args.get("config") or {}, _source_kind(spec), self.config)
-        if stream_config.extra["diarization"]:  # the enrolled voices it may name speakers after
-            stream_config.extra["voices"] = diarization_voices.load(self.state_dir)
         if args.get("connectionId") and self.journal is not None and self.journal.exists(stream_config.connection_id):
             raise ControlError("bad_request", f"connection id {stream_config.connection_id} was used before (its "
                                "journal exists); choose another", {"connectionId": stream_config.connection_id,
@@ -90,6 +88,13 @@ class ConnectionService:
             source = self.sources.open(spec, ctx)
         except SourceError as e:
             raise ControlError.from_error(e, "bad_request") from None
+        try:
+            stream_config.extra["diarization"] = diarization_options.ready(stream_config.extra["diarization"])
+        except ControlError:
+            source.close()
+            raise
+        if stream_config.extra["diarization"]:  # the enrolled voices it may name speakers after
+            stream_config.extra["voices"] = diarization_voices.load(self.state_dir)
         session = Session(config=stream_config, source=source, engine=engine, engine_name=engine_name,
                           bus=self.bus, analyzer_factory=self.analyzer_factory(engine),
                           stop_timeout=float(self.config["stop_timeout"]), on_ended=self.session_ended,

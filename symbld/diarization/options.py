@@ -66,6 +66,20 @@ def _model_problem() -> str | None:
     return None
 
 
+def ready(settings: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``settings`` once the speaker model is loaded (after the request's cheaper checks: the first
+    diarizing connection pays the load, about a second). A broken model: a bad_request when
+    diarization was asked for, no labels (and a warning) when it was only the default."""
+    if not settings:
+        return None
+    problem = _model_problem()
+    if problem is None:
+        return settings
+    if not settings.get("requested"):
+        return None
+    raise ControlError("bad_request", f"diarization: {problem}", {"argument": "diarization"})
+
+
 def resolve(args: dict[str, Any], cfg: dict[str, Any], source_kind: str,
             daemon_config: dict[str, Any]) -> dict[str, Any] | None:
     """The diarization settings of a new connection (``StreamConfig.extra["diarization"]``), or None."""
@@ -81,10 +95,5 @@ def resolve(args: dict[str, Any], cfg: dict[str, Any], source_kind: str,
         raise ControlError("bad_request", f"diarization needs the [{diarization.EXTRA}] extra: "
                            f"pip install 'symbld[{diarization.EXTRA}]' (missing: {', '.join(diarization.missing())})",
                            {"argument": "diarization", "extra": diarization.EXTRA})
-    problem = _model_problem()
-    if problem is not None:
-        if asked is None:
-            return None  # not asked for: the connection runs without labels (describe and the log say why)
-        raise ControlError("bad_request", f"diarization: {problem}", {"argument": "diarization"})
-    return {"minSpeakers": lo or 1, "maxSpeakers": hi or int(table["max_speakers"]),
+    return {"requested": asked is True, "minSpeakers": lo or 1, "maxSpeakers": hi or int(table["max_speakers"]),
             "threshold": float(table["threshold"]), "mergeThreshold": float(table["merge_threshold"])}
