@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from symblctl import cli_declared, completion, fleet_cli, open_page, protocol, voices_cli
 from symblctl.client import Client, DaemonError, DaemonUnavailable
@@ -79,15 +79,50 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     pass
 
 
+class _Unbuilt:
+    """Stands in for the sub-parser of a command this run does not name: its options are not built.
+
+    Building all ~30 sub-parsers (each with its copy of the global options, and the declared ones typed
+    from their declarations) was most of what ``symblctl status`` cost; only the named one is needed to
+    parse, and the top-level ``--help`` lists each command by its summary alone."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def add_mutually_exclusive_group(self, *args: Any, **kwargs: Any) -> _Unbuilt:
+        return self
+
+    add_argument_group = add_mutually_exclusive_group
+
+
+_UNBUILT: Any = _Unbuilt()
+_BUILD_ONLY: set[str] | None = None  # the words of this run's command line; None: build every sub-parser
+
+
 def _sub(sub: Any, name: str, summary: str, description: str = "", examples: str = "", *,
          events_option: bool = True, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    if _BUILD_ONLY is not None and _BUILD_ONLY.isdisjoint((name, *aliases)):
+        sub.add_parser(name, help=summary, aliases=list(aliases), add_help=False)
+        return _UNBUILT  # type: ignore[no-any-return]
     epilog = (f"examples:\n{examples.rstrip()}\n\n" if examples else "") + EXIT_HELP
-    return sub.add_parser(name, help=summary, description=f"{summary}.\n\n{description}".rstrip(), epilog=epilog,
-                          formatter_class=_Formatter, aliases=list(aliases),
-                          parents=[_global_options(suppress=True, events=events_option)])
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=f"{summary}.\n\n{description}".rstrip(), epilog=epilog,
+        formatter_class=_Formatter, aliases=list(aliases),
+        parents=[_global_options(suppress=True, events=events_option)])
+    return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given the command line, only the sub-parser of the command it names is built."""
+    global _BUILD_ONLY
+    _BUILD_ONLY = None if argv is None else set(argv)
+    try:
+        return _build_parser()
+    finally:
+        _BUILD_ONLY = None
+
+
+def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="symblctl", description="Control the symbld conversation-intelligence daemon.",
         epilog=EXIT_HELP + "\n\nsymblctl COMMAND --help shows a command's options and examples.",
@@ -98,9 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     for decl in cli_declared.declared_for_cli():  # one subcommand per declared command, options from its fields
         shown = PRESENTATION.get(decl.name, Presentation())
         dashed = decl.name.replace("_", "-")  # attach-mic, like the other subcommands; attach_mic works too
-        cli_declared.add_arguments(_sub(sub, dashed, shown.summary or cli_declared.summary_of(decl),
-                                        shown.description, shown.examples,
-                                        aliases=(decl.name,) if dashed != decl.name else ()), decl)
+        parser = _sub(sub, dashed, shown.summary or cli_declared.summary_of(decl), shown.description,
+                      shown.examples, aliases=(decl.name,) if dashed != decl.name else ())
+        if parser is not _UNBUILT:
+            cli_declared.add_arguments(parser, decl)
     s = _sub(sub, "stop", "stop a connection (flushes finals) and print its final object",
              "ID is a connectionId or a conversationId. Stopping a connection that already ended prints its "
              "final object too (exit 0), as the Python API does.", "  symblctl stop 7909733735465972")
@@ -568,7 +604,7 @@ def _install_service(ns: argparse.Namespace) -> int:
         print("symblctl: install-service needs the daemon installed (pip install symbld): no symbld executable "
               "found next to this Python", file=sys.stderr)
         return EXIT_REFUSED
-    scope = "system" if ns.system else "user"
+    scope: Literal["user", "system"] = "system" if ns.system else "user"
     try:
         written = install_units(scope, exe, Path(ns.dest) if ns.dest else None)
     except OSError as e:
@@ -594,7 +630,8 @@ def _print_status(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(None if completion.requested() else words)  # completion walks every sub-parser
     completion.autocomplete(parser)
     try:
         ns = parser.parse_args(argv)

@@ -101,7 +101,7 @@ def client_key_paths() -> tuple[Path, Path]:
             Path(os.environ.get("SYMBLD_SERVER_KEY") or k / "server.public"))
 
 
-def apply_client_curve(sock: zmq.Socket, endpoint: str, client_key: Path | None = None,
+def apply_client_curve(sock: zmq.Socket[bytes], endpoint: str, client_key: Path | None = None,
                        server_key: Path | None = None) -> None:
     """Make ``sock`` a CURVE client before it connects to a tcp:// ``endpoint`` (no-op for ipc://)."""
     if not is_tcp(endpoint):

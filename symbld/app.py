@@ -38,7 +38,7 @@ from symbld.core.runtime import RuntimeDirError, check_runtime_dir
 from symbld.core.service import ConnectionService
 from symbld.core.sessions import Session, SessionRegistry
 from symbld.core.sources import SourceFactory
-from symbld.engines.base import Engine
+from symbld.engines.base import Engine, EngineError
 from symbld.gateways.symbl.engine import SymblEngine
 from symbld.integrations.systemd.journald import configure_logging
 from symbld.integrations.systemd.notify import Notifier
@@ -180,7 +180,10 @@ class Daemon:
         if self.config.get("preload", True):
             self.notifier.extend_timeout(120)
             t0 = time.monotonic()
-            local.load()
+            try:
+                local.load()
+            except EngineError as e:  # a configured model or recogniser whose extra is missing: one line
+                raise StartupError(str(e)) from None
             log.info("engine_loaded", engine="local", seconds=round(time.monotonic() - t0, 2))
 
     def _recover_cut_connections(self) -> None:
@@ -218,13 +221,15 @@ class Daemon:
         if not addr:
             return
         from symblctl.client import Client
+        from symbld.gateways.apis import API_TABLES
         from symbld.gateways.symbl.server import serve_symbl
 
         host, _, port = str(addr).rpartition(":")
         try:
             # Generated app credentials (when none are configured) are written next to the sockets, 0600.
             server_cfg = {"credentials_out": str(self.runtime_dir / "symbl-credentials.json"),
-                          **section(self.config, "symbl_server")}
+                          **section(self.config, "symbl_server"),
+                          "apis": {name: section(self.config, name) for name in API_TABLES}}
             self.symbl_server = serve_symbl(host or "127.0.0.1", int(port),
                                             lambda: Client(self.config["control"], self.config["events"]),
                                             server_cfg)
@@ -469,7 +474,8 @@ def _json_flag(config: dict[str, Any]) -> bool | None:
     return None if fmt == "auto" else fmt == "json"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """symbld's command line (also the source of its man page: scripts/gen_man.py)."""
     p = argparse.ArgumentParser(prog="symbld", description="Local conversation-intelligence daemon.")
     p.add_argument("--config", help="TOML config file (default: $SYMBLD_CONFIG or ~/.config/symbld/symbld.toml)")
     p.add_argument("--runtime-dir", help="directory for the ipc sockets (default: $XDG_RUNTIME_DIR/symbld)")
@@ -489,7 +495,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--print-config", action="store_true",
                    help="validate the configuration, print the effective one (TOML) and exit")
     p.add_argument("--version", action="version", version=f"symbld {__version__}")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -68,6 +68,9 @@ class PageServer:
         app.router.add_get("/meeting/{conv}", self.page)
         app.router.add_get("/meeting/{conv}/events", self.events)
         app.router.add_get("/static/{name}", self.static)
+        from symbld.web import metrics  # prometheus-client, loaded with the page server only
+
+        metrics.add_routes(app, self.daemon)  # Prometheus /metrics (web/metrics.py)
         return app
 
     async def static(self, request: web.Request) -> web.Response:

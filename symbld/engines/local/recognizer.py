@@ -417,7 +417,8 @@ class PocketsphinxRecognizer:
             import pocketsphinx
         except ImportError as e:
             raise EngineError(
-                "recognizer 'pocketsphinx' needs the pip package 'pocketsphinx'", {"package": "pocketsphinx"}
+                "recognizer 'pocketsphinx' needs the optional extra: pip install 'symbld[sphinx]'",
+                {"package": "pocketsphinx"},
             ) from e
         kwargs: dict[str, Any] = {"samprate": SAMPLE_RATE, "loglevel": "FATAL"}
         if self.model_dir:
