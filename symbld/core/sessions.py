@@ -115,7 +115,7 @@ class Session:
             self.source.close()
             raise ControlError.from_error(e, "engine_error") from None
         self.started_at = time.time()
-        feed = self._stream.feed
+        feed: Callable[[bytes], None] = self._stream.feed
         if self._labeller is not None:  # the labeller hears exactly what the engine hears, at its positions
             feed = _tee(feed, self._labeller.feed)
         if self._flow_settings.spool_dir is not None:

@@ -35,8 +35,9 @@ def fbank(audio: np.ndarray) -> np.ndarray:
     n = computer.num_frames_ready
     if n == 0:
         return np.zeros((0, 80), dtype=np.float32)
-    feats = np.stack([computer.get_frame(i) for i in range(n)]).astype(np.float32)
-    return feats - feats.mean(axis=0, keepdims=True)
+    feats: np.ndarray = np.stack([computer.get_frame(i) for i in range(n)]).astype(np.float32)
+    centred: np.ndarray = feats - feats.mean(axis=0, keepdims=True)
+    return centred
 
 
 def embed(audio: np.ndarray) -> np.ndarray | None:

@@ -157,10 +157,10 @@ class Labeller:
         vec = future.result() if future is not None else self._print(start, length)
         if vec is None:
             return self._current(self._utterance), []
-        number, merges = self.clusters.assign(vec, length)
+        assigned, merges = self.clusters.assign(vec, length)
         for mg in merges:
             self._alias[mg.gone] = mg.kept
-        number = self._current(number)
+        number = self._current(assigned)
         found: list[Any] = list(merges)
         for speaker in self.clusters.speakers:
             if speaker.number == number or any(mg.kept == speaker.number for mg in merges):

@@ -45,7 +45,7 @@ def read_symbol(lib: Path, name: str) -> bytes:
     with lib.open("rb") as f:
         elf = ELFFile(f)
         for table in (".symtab", ".dynsym"):
-            section = elf.get_section_by_name(table)
+            section: Any = elf.get_section_by_name(table)  # a SymbolTableSection
             if section is None:
                 continue
             for sym in section.get_symbol_by_name(name) or []:
