@@ -85,7 +85,10 @@ def sets() -> dict[str, list[tuple[str, np.ndarray]]]:
 class Run:
     """One stream: the engine's events through a Labeller, as Session.emit does."""
 
-    def __init__(self, engine: LocalEngine, name: str, known: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(self, engine: LocalEngine, name: str, known: dict[str, dict[str, Any]] | None = None,
+                 diarize: bool = True) -> None:
+        self.diarize = diarize
+        self.finals: list[tuple[float, float]] = []  # (middle of the final's audio, monotonic time published)
         self.events: list[dict[str, Any]] = []
         self.cpu = 0.0
         self.delays: list[float] = []  # wall seconds the labels added to each final (its transcript + messages)
@@ -94,12 +97,15 @@ class Run:
         assert settings is not None, "diarization unavailable: install symbld[diarize]"
         self.labeller = Labeller(name, settings, known)
         config = StreamConfig(connection_id=name, conversation_id=name, started_at=1.79e9,
-                              extra={"on_utterance": self.labeller.prefetch})  # as Session sets it
+                              extra={"on_utterance": self.labeller.prefetch} if diarize else {})  # as Session does
         self.stream = engine.open(config, self.emit)
 
     def emit(self, etype: str, data: dict[str, Any]) -> None:
         t, w = time.thread_time(), time.perf_counter()
-        data, revisions = self.labeller.label(etype, data)
+        data, revisions = self.labeller.label(etype, data) if self.diarize else (data, [])
+        if etype == "transcript_response" and data.get("isFinal"):
+            d = data["duration"]
+            self.finals.append((d["timeOffset"] + d["duration"] / 2, time.monotonic()))
         with self._lock:
             self.cpu += time.thread_time() - t  # clustering here; prints on any thread: labeller.cpu_seconds
             if etype == "transcript_response" and data.get("isFinal"):
@@ -110,7 +116,7 @@ class Run:
                 self.events.append({"type": e, "data": json.loads(json.dumps(d))})
 
     def feed(self, pcm: bytes, live: bool) -> None:
-        t0 = time.monotonic()
+        self.t0 = t0 = time.monotonic()
         for i in range(0, len(pcm), CHUNK):
             self.labeller.feed(pcm[i : i + CHUNK])
             self.stream.feed(pcm[i : i + CHUNK])
@@ -232,10 +238,39 @@ def known_voices(engine: LocalEngine) -> None:
             print(f"known voices  {person:8} stranger: {wrong}/{len(names)} words given an enrolled name")
 
 
+def live_streams(engine: LocalEngine, count: int, diarize: bool) -> None:
+    """``count`` copies of the first set fed in real time at once (1 s apart), as many connections on
+    one daemon: speech end → final published, p50/p95 over every turn of every stream."""
+    name, parts = next(iter(sets().items()))
+    audio, turns = voices.join(parts)
+    pcm = (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes()
+    runs = [Run(engine, f"{name}-{i}", diarize=diarize) for i in range(count)]
+    threads = []
+    for i, run in enumerate(runs):
+        threads.append(threading.Thread(target=run.feed, args=(pcm, True)))
+        threads[-1].start()
+        if i + 1 < count:
+            time.sleep(1.0)  # staggered, as people do not all start talking at once
+    for th in threads:
+        th.join()
+    lags = []
+    for run in runs:
+        for turn in turns:
+            published = [at for mid, at in run.finals if turn.start <= mid <= turn.end]
+            if published:
+                lags.append(max(published) - (run.t0 + turn.end))
+    lags.sort()
+    p50, p95 = (float(np.percentile(lags, q)) for q in (50, 95))
+    print(f"{count} live streams, diarization {'on ' if diarize else 'off'}: speech end -> final p50 {p50:.2f} s  "
+          f"p95 {p95:.2f} s  max {lags[-1]:.2f} s  ({len(lags)} turns; kept up: {'yes' if p95 <= 1.0 else 'no'})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--live", action="store_true", help="also feed the first set in real time")
     ap.add_argument("--quick", action="store_true", help="only the first set")
+    ap.add_argument("--streams", type=int, nargs="*", default=[],
+                    help="also N live streams at once, with and without diarization (e.g. --streams 4 8)")
     args = ap.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     if not voices.available():
@@ -258,6 +293,9 @@ def main() -> None:
     if args.live:
         name, parts = next(iter(chosen.items()))
         run_set(engine, name, parts, live=True)
+    for count in args.streams:
+        for diarize in (False, True):
+            live_streams(engine, count, diarize)
     engine.close()
 
 
