@@ -8,12 +8,13 @@
 #   systemd            systemd-analyze for the unit tests
 #   python3-venv       the project's virtual environment
 #   pocketsphinx-testdata  recordings of people with their transcripts: the real-speech evaluation set
+#   codec2-examples    recordings of a dozen more real voices (8 kHz): the diarization tests and bench
 #   nats-server        the NATS JetStream server the fleet tests and benchmark start (docs/fleet.md)
 #   openssl            a throw-away certificate for the NATS TLS-mismatch test
 #   chromium, fonts-liberation  the headless browser the summary-page tests drive (and its page fonts)
 #   prometheus         promtool, which checks the daemon's /metrics exposition in tests/test_metrics.py
 set -eu
-PKGS="libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all sip-tester systemd python3-venv pocketsphinx-testdata nats-server openssl chromium fonts-liberation prometheus"
+PKGS="libportaudio2 pulseaudio pulseaudio-utils libasound2-plugins alsa-utils espeak-ng sox libsox-fmt-all sip-tester systemd python3-venv pocketsphinx-testdata codec2-examples nats-server openssl chromium fonts-liberation prometheus"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TextIO
 
-from symblctl import commands, completion, fleet_cli, open_page
+from symblctl import commands, completion, fleet_cli, open_page, voices_cli
 from symblctl.client import Client, DaemonError, DaemonUnavailable
 from symblctl.start_request import start_request
 
@@ -237,6 +237,11 @@ def _build_parser() -> argparse.ArgumentParser:
     st.add_argument("--insight-types", help="comma-separated: question,action_item,follow_up (default: all)")
     st.add_argument("--title", help="meeting title")
     st.add_argument("--speaker", help="speaker name")
+    diarize = st.add_mutually_exclusive_group()
+    diarize.add_argument("--diarize", dest="diarize", action="store_true", default=None,
+                         help="label who speaks (Speaker 1, 2, ...; default on for one mixed channel)")
+    diarize.add_argument("--no-diarize", dest="diarize", action="store_false")
+    st.add_argument("--speakers", type=int, metavar="N", help="at most N speakers (with diarization)")
     st.add_argument("--tracker", action="append", type=_parse_tracker, default=[],
                     help="NAME=term,term (repeatable)")
     st.add_argument("--vocab", action="append", default=[], help="custom vocabulary word (repeatable)")
@@ -248,6 +253,7 @@ def _build_parser() -> argparse.ArgumentParser:
     st.add_argument("--no-progress", dest="progress", action="store_false", default=True,
                     help="no progress line for a followed file on a terminal")
     open_page.add_parser(sub, _sub)  # symblctl open ID (symblctl/open_page.py)
+    voices_cli.add_parser(sub, _sub)  # symblctl voices add/list/remove (symblctl/voices_cli.py)
     fleet_cli.add_arguments(p, {"start": st, "subscribe": sb})  # --nats URL, --node N (symblctl/fleet_cli.py)
     return p
 
@@ -585,6 +591,7 @@ def _declared(client: Client, ns: argparse.Namespace) -> int:
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "start": _start, "subscribe": _subscribe, "transcript": _transcript, "conversations": _conversations,
     "ls": _conversations, "stop": _stop, "devices": _devices, "mute": _mute, "open": open_page.run,
+    "voices": voices_cli.run,
 }
 
 

@@ -21,7 +21,10 @@ from symblctl import protocol
 if TYPE_CHECKING:
     from msgspec import inspect as mi
 
-WRITTEN_OUT = frozenset({"start", "stop", "subscribe", "history", "conversations", "devices", "mute"})
+# Declared commands with a written-out subcommand in symblctl.cli (own options, live output, or one
+# subcommand for a group): the declaration -> the subcommand that sends it.
+WRITTEN_OUT = {name: name for name in ("start", "stop", "subscribe", "history", "conversations", "devices", "mute")}
+WRITTEN_OUT |= {"voices_add": "voices", "voices_list": "voices", "voices_remove": "voices"}
 POSITIONAL = {"connection_id": ("id", "ID", "a connectionId or a conversationId"),
               "conversation_id": ("conversation", "CONVERSATION_ID", "Symbl's conversationId")}
 

@@ -40,6 +40,10 @@ SUMMARIES: dict[str, str] = {
     'subscribe': 'where and how to listen, the state of every live connection, and a sync marker',
     'summary': "symbl's summary of a connection so far: sentences said, each with its message reference",
     'summary_page': 'the summary page of a conversation (transcript, insights, summary; live while it runs)',
+    'voices_add':
+        'enrol a known voice from a recording of that person alone: diarized speakers who match it get its name',
+    'voices_list': 'the enrolled voices',
+    'voices_remove': 'forget an enrolled voice (its print is deleted)',
 }
 # The declared commands the CLI makes a subcommand of (cli_declared.declared_for_cli).
 CLI_DECLARED: tuple[str, ...] = (
@@ -80,6 +84,8 @@ WITH_FIELDS: frozenset[str] = frozenset({
     'subscribe',
     'summary',
     'summary_page',
+    'voices_add',
+    'voices_remove',
 })
 # Seconds a slow command may take before the client gives up on it.
 SLOW_TIMEOUTS: dict[str, float] = {
@@ -88,6 +94,7 @@ SLOW_TIMEOUTS: dict[str, float] = {
     'shutdown': 30.0,
     'start': 60.0,
     'stop': 120.0,
+    'voices_add': 60.0,
 }
 
 
@@ -249,3 +256,19 @@ class DeclaredCommands:
         from symblctl import protocol
 
         return self.call(protocol.SummaryPage(connection_id=connection_id))
+
+    def voices_add(self, voice_name: str, path: str, user_id: str | None = None) -> dict[str, Any]:
+        """Enrol a known voice from a recording of that person alone: diarized speakers who match it get its name."""
+        from symblctl import protocol
+
+        return self.call(protocol.VoicesAdd(voice_name=voice_name, path=path, user_id=user_id))
+
+    def voices_list(self) -> dict[str, Any]:
+        """The enrolled voices."""
+        return self.request('voices_list')
+
+    def voices_remove(self, voice_name: str) -> dict[str, Any]:
+        """Forget an enrolled voice (its print is deleted)."""
+        from symblctl import protocol
+
+        return self.call(protocol.VoicesRemove(voice_name=voice_name))

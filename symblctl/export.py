@@ -47,7 +47,23 @@ def _seconds_between(start: str | None, later: str | None) -> float | None:
         return None
 
 
-def _cue(message: dict[str, Any], audio_start: str | None) -> Cue:
+def _revised(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Diarization's ``speaker_revision`` events: label id → the ``from`` that replaces it (the daemon's
+    core/speakers.py applies the same for the Conversation API; a transcript export does it here)."""
+    to: dict[str, dict[str, Any]] = {}
+    for e in events:
+        d = e.get("data") or {}
+        if e.get("type") == "speaker_revision" and isinstance(d.get("from"), dict) and isinstance(d.get("to"), dict):
+            to[str(d["from"].get("id"))] = d["to"]
+    for old in list(to):
+        seen = {old}
+        while str(to[old].get("id")) in to and str(to[old].get("id")) not in seen:
+            seen.add(str(to[old].get("id")))
+            to[old] = to[str(to[old].get("id"))]
+    return to
+
+
+def _cue(message: dict[str, Any], audio_start: str | None, revised: dict[str, dict[str, Any]] | None = None) -> Cue:
     d = message.get("duration") or {}
     start = d.get("timeOffset")
     if start is None:  # an engine that gives only wall-clock times: offset from the first audio
@@ -56,12 +72,15 @@ def _cue(message: dict[str, Any], audio_start: str | None) -> Cue:
     if length is None:
         length = _seconds_between(d.get("startTime"), d.get("endTime")) or 0.0
     who = message.get("from") or {}
+    who = (revised or {}).get(str(who.get("id")), who)
     return Cue(round(max(0.0, float(start)), 3), round(max(0.0, float(start) + float(length)), 3),
                who.get("name") or who.get("userId") or None, (message.get("payload") or {}).get("content", ""))
 
 
 def collect(events: Iterable[dict[str, Any]]) -> Conversation:
     conv = Conversation(cues=[], insights=[], topics=[])
+    events = list(events)
+    revised = _revised(events)
     for e in events:
         data = e.get("data") or {}
         conv.connection_id = conv.connection_id or e.get("connectionId")
@@ -71,7 +90,7 @@ def collect(events: Iterable[dict[str, Any]]) -> Conversation:
             conv.title = data.get("meetingTitle")
             conv.started_at = data.get("startedAt") or e.get("time")
         elif kind == "message_response":
-            conv.cues.extend(_cue(m, conv.started_at) for m in data.get("messages", []))  # type: ignore[union-attr]
+            conv.cues.extend(_cue(m, conv.started_at, revised) for m in data.get("messages", []))  # type: ignore[union-attr]
         elif kind == "insight_response":
             conv.insights.extend(data.get("insights", []))  # type: ignore[union-attr]
         elif kind == "topic_response":

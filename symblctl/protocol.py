@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
+import msgspec
 from msgspec import Meta, Struct
 
 ConnectionId = Annotated[str, Meta(min_length=1, max_length=128,
@@ -84,6 +85,13 @@ class Speaker(Shape):
     name: Annotated[str, Meta(max_length=256, description="the name messages show")] | None = None
 
 
+class Diarization(Shape):
+    """Speaker diarization bounds: labels "Speaker 1".."Speaker N" on one mixed channel."""
+
+    min_speakers: Annotated[int, Meta(ge=1, le=32, description="at least this many speakers")] | None = None
+    max_speakers: Annotated[int, Meta(ge=1, le=32, description="at most this many speakers")] | None = None
+
+
 # -- commands ---------------------------------------------------------------------------------------
 class Command(Shape):
     """A control request's ``args``. Subclasses set ``name`` and the class flags."""
@@ -136,6 +144,8 @@ class Connection(Shape):
     insight_types: list[str] = []
     meeting_title: str | None = None
     speaker: Speaker | None = None
+    diarization: Annotated[dict[str, Any], Meta(description="speaker labels on this connection: minSpeakers, "
+                                                            "maxSpeakers, thresholds; null: off")] | None = None
     created_at: str | None = None
     started_at: str | None = None
     ended_at: str | None = None
@@ -197,6 +207,8 @@ class Description(Shape):
                                                                   "by name")]
     error_codes: Annotated[dict[str, str], Meta(description="code -> meaning")]
     symbl_server: Annotated[dict[str, Any], Meta(description="the Symbl-compatible server, when on")] | None = None
+    diarization: Annotated[dict[str, Any], Meta(description="speaker labels: {available, model, extra, "
+                                                            "reason?}")] | None = None
 
 
 class Describe(Command):
@@ -263,6 +275,10 @@ class Start(Command):
                                                        "confidenceThreshold, timezoneOffset, languageCode, "
                                                        "trackers.interimResults, sentiment, redaction")] = {}
     speaker: Annotated[Speaker, Meta(description="who is speaking on this connection")] | None = None
+    diarization: Annotated[bool | Diarization, Meta(description="label speakers on one mixed channel: true, "
+                                                                 "false or {minSpeakers, maxSpeakers}; default: "
+                                                                 "on for mic/file/push without a speaker when "
+                                                                 "the [diarize] extra is installed")] | None = None
     trackers: Annotated[list[dict[str, Any]], Meta(description='[{"name": "...", "vocabulary": ["..."]}]: at '
                                                                "most 500, 50 terms each")] = []
     custom_vocabulary: Annotated[list[Annotated[str, Meta(min_length=1, max_length=256)]],
@@ -631,6 +647,50 @@ class ConversationMembers(Command):
                                          description="Symbl's conversationId")]
     member: Annotated[Member, Meta(description="rename this member")] | None = None
     forget: Annotated[bool, Meta(description="remove the conversation's member names (DELETE)")] = False
+
+
+class Voice(Shape):
+    """An enrolled voice (its print stays in the daemon's state directory)."""
+
+    name: str
+    user_id: str | None = None
+    speech_seconds: Annotated[float, Meta(description="seconds of speech the print was taken from")] | None = None
+    added_at: str | None = None
+
+
+class Voices(Shape):
+    voices: list[Voice]
+
+
+class VoicesAdd(Command):
+    """Enrol a known voice from a recording of that person alone: diarized speakers who match it get its name."""
+
+    name = "voices_add"
+    slow = True
+    mutating = True
+    reply = Voice
+    timeout = 60.0
+    voice_name: Annotated[str, Meta(min_length=1, max_length=200,
+                                    description="the name messages will show (from.name)")] = msgspec.field(name="name")
+    path: Annotated[str, Meta(min_length=1, max_length=4096,
+                              description="absolute path of an audio file with at least 1 s of their speech")]
+    user_id: Annotated[str, Meta(max_length=256, description="from.userId (default: the name)")] | None = None
+
+
+class VoicesList(Command):
+    """The enrolled voices."""
+
+    name = "voices_list"
+    reply = Voices
+
+
+class VoicesRemove(Command):
+    """Forget an enrolled voice (its print is deleted)."""
+
+    name = "voices_remove"
+    mutating = True
+    reply = Voice
+    voice_name: Annotated[str, Meta(min_length=1, max_length=200)] = msgspec.field(name="name")
 
 
 class Nats(Command):

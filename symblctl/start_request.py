@@ -31,6 +31,9 @@ def start_request(ns: argparse.Namespace) -> dict[str, Any]:
         args["insightTypes"] = [t.strip() for t in ns.insight_types.split(",") if t.strip()]
     if ns.speaker:
         args["speaker"] = {"name": ns.speaker, "userId": ns.speaker}
+    if getattr(ns, "diarize", None) is not None or getattr(ns, "speakers", None):
+        args["diarization"] = (False if ns.diarize is False
+                               else {"maxSpeakers": ns.speakers} if ns.speakers else True)
     if ns.email:
         args["actions"] = [{"invokeOn": "stop", "name": "sendSummaryEmail", "parameters": {"emails": ns.email}}]
     return args

@@ -65,6 +65,7 @@ TABLES: dict[str, str | dict[str, Any] | list[str | dict[str, Any]]] = {
     "telephony": "symbld.audio.telephony.calls:CONFIG_DEFAULTS",
     "smtp": "symbld.integrations.mail:SMTP_DEFAULTS",
     "page": "symbld.web.server:DEFAULTS",  # the summary page (docs/summary-page.md)
+    "diarization": "symbld.diarization.options:DEFAULTS",  # speaker labels (docs/diarization.md)
     "symbl_server": ["symbld.gateways.symbl.server:DEFAULTS",
                      {"app_id": None, "app_secret": None, "token_secret": None, "stop_on_close": False,
                       "credentials_file": None}],

@@ -6,6 +6,7 @@ signals) is out of a handler's reach.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 from symbld.core.bus import EventBus
@@ -21,6 +22,7 @@ class Service(Protocol):
     conversations: ConversationIndex | None
     bus: EventBus
     host: Host
+    state_dir: Path
 
     @property
     def events_endpoint(self) -> str: ...

@@ -26,6 +26,8 @@ from symbld.core.ids import new_connection_id, new_conversation_id
 from symbld.core.journal import Journal
 from symbld.core.sessions import Session, SessionRegistry
 from symbld.core.sources import SourceFactory
+from symbld.diarization import options as diarization_options
+from symbld.diarization import voices as diarization_voices
 from symbld.engines.base import Engine, RemoteEngine, StreamConfig, Subscription
 from symbld.insights import Analyzer, TrackerError, validate_trackers
 
@@ -75,6 +77,8 @@ class ConnectionService:
             raise ControlError("bad_request", f"unknown engine {engine_name!r}; known: {sorted(self.engines)}",
                                {"known": sorted(self.engines)})
         stream_config = self._stream_config(args)
+        stream_config.extra["diarization"] = diarization_options.resolve(
+            args, args.get("config") or {}, _source_kind(spec), self.config)
         if args.get("connectionId") and self.journal is not None and self.journal.exists(stream_config.connection_id):
             raise ControlError("bad_request", f"connection id {stream_config.connection_id} was used before (its "
                                "journal exists); choose another", {"connectionId": stream_config.connection_id,
@@ -84,6 +88,13 @@ class ConnectionService:
             source = self.sources.open(spec, ctx)
         except SourceError as e:
             raise ControlError.from_error(e, "bad_request") from None
+        try:
+            stream_config.extra["diarization"] = diarization_options.ready(stream_config.extra["diarization"])
+        except ControlError:
+            source.close()
+            raise
+        if stream_config.extra["diarization"]:  # the enrolled voices it may name speakers after
+            stream_config.extra["voices"] = diarization_voices.load(self.state_dir)
         session = Session(config=stream_config, source=source, engine=engine, engine_name=engine_name,
                           bus=self.bus, analyzer_factory=self.analyzer_factory(engine),
                           stop_timeout=float(self.config["stop_timeout"]), on_ended=self.session_ended,
@@ -391,6 +402,11 @@ def _privacy_options(args: dict[str, Any], cfg: dict[str, Any], daemon_config: d
     if not isinstance(entities, bool):
         raise ControlError("bad_request", "detectEntities must be true or false", {"argument": "detectEntities"})
     return {"sentiment": sentiment, "redaction": sorted(kinds), "detect_entities": entities}
+
+
+def _source_kind(spec: Any) -> str:
+    """The source type a start request names (mic, file, push, sip, ...), before it is opened."""
+    return str(spec.get("type") or "") if isinstance(spec, dict) else ""
 
 
 def _first_event_conversation(path: Path) -> str | None:

@@ -67,6 +67,9 @@ class Session:
         self._stream: EngineStream | None = None
         self._analyzer = analyzer_factory(config, self.emit) if analyzer_factory else None
         self._outgoing = OutgoingFilter(config)  # sentiment + redaction, before the bus journals anything
+        self._labeller = _labeller(config)  # speaker labels on one mixed channel (docs/diarization.md)
+        if self._labeller is not None:  # the engine tells when an utterance closes: its print starts then
+            config.extra["on_utterance"] = self._labeller.prefetch
         self._closers: list[Callable[[], None]] = []
         self._engine_failed = False
         # A remote engine that fails for good after open() (bad credentials, server gone) tells us here.
@@ -82,6 +85,12 @@ class Session:
         if event_type == "transcript_response" and self._tee is not None and data.get("isFinal"):
             d = data.get("duration") or {}
             self._tee.mark_decoded(float(d.get("timeOffset", 0)) + float(d.get("duration", 0)))
+        revisions: list[dict[str, Any]] = []
+        if self._labeller is not None and event_type in ("transcript_response", "message_response"):
+            try:
+                data, revisions = self._labeller.label(event_type, data)
+            except Exception:  # a speaker label is never worth a lost transcript
+                self.log.exception("diarization_failed")
         if self._transform is not None:
             data = self._transform(event_type, data)
         with self._counts_lock:
@@ -94,6 +103,8 @@ class Session:
                 self._analyzer.on_messages(data.get("messages", []))
             elif event_type == "transcript_response":
                 self._analyzer.on_transcript(data)
+        for revision in revisions:
+            self.emit("speaker_revision", revision)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -104,7 +115,9 @@ class Session:
             self.source.close()
             raise ControlError.from_error(e, "engine_error") from None
         self.started_at = time.time()
-        feed = self._stream.feed
+        feed: Callable[[bytes], None] = self._stream.feed
+        if self._labeller is not None:  # the labeller hears exactly what the engine hears, at its positions
+            feed = _tee(feed, self._labeller.feed)
         if self._flow_settings.spool_dir is not None:
             self._tee = recovery.AudioTee(self._flow_settings.spool_dir / f"{self.connection_id}.pcm", feed)
             feed = self._tee.feed
@@ -352,6 +365,7 @@ class Session:
             "insightTypes": list(c.insight_types),
             "meetingTitle": c.meeting_title,
             "speaker": c.speaker,
+            "diarization": c.extra.get("diarization"),
             "createdAt": iso_now(self.created_at),
             "startedAt": iso_now(self.started_at) if self.started_at else None,
             "endedAt": iso_now(self.ended_at) if self.ended_at else None,
@@ -366,6 +380,23 @@ class Session:
                      "audioSecondsDropped": round(self.losses["audioSecondsDropped"]
                                                   + (self._flow.dropped_seconds if self._flow else 0.0), 3)},
         }
+
+
+def _labeller(config: StreamConfig) -> Any:
+    settings = config.extra.get("diarization")
+    if not settings:
+        return None
+    from symbld.diarization.labeller import Labeller  # the [diarize] extra: only where it runs
+
+    return Labeller(config.connection_id, settings, config.extra.get("voices"))
+
+
+def _tee(first: Callable[[bytes], None], second: Callable[[bytes], None]) -> Callable[[bytes], None]:
+    def feed(pcm: bytes) -> None:
+        second(pcm)
+        first(pcm)
+
+    return feed
 
 
 class SessionRegistry:

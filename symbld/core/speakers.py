@@ -24,6 +24,7 @@ from typing import Any
 from symbld.core import shapes
 
 EVENT = "speaker_event"  # the daemon event type (symbld/control/commands/speakers.py)
+REVISION = "speaker_revision"  # diarization found two labels to be one person (symbld/diarization/labeller.py)
 TYPES = ("started_speaking", "stopped_speaking", "speaker_change", "joined", "left")
 SPEAKING = ("started_speaking", "speaker_change")
 
@@ -124,8 +125,47 @@ def conversation_events(histories: Iterable[Iterable[dict[str, Any]]]) -> list[d
     return list(heapq.merge(*(attribute_history(h) for h in histories), key=lambda e: str(e.get("time") or "")))
 
 
+def revisions(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Diarization's ``speaker_revision`` events as label id → the ``from`` that replaces it (chains
+    followed: a label merged into one that was merged later ends at the last)."""
+    to: dict[str, dict[str, Any]] = {}
+    for e in events:
+        data = e.get("data")
+        if e.get("type") == REVISION and isinstance(data, dict) and isinstance(data.get("from"), dict) \
+                and isinstance(data.get("to"), dict) and data["from"].get("id"):
+            to[str(data["from"]["id"])] = data["to"]
+    for old, new in to.items():
+        seen = {old}
+        while str(new.get("id")) in to and str(new.get("id")) not in seen:
+            seen.add(str(new.get("id")))
+            new = to[str(new.get("id"))]
+        to[old] = new
+    return to
+
+
+def revise(etype: str, data: dict[str, Any], to: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One result event with revised speaker labels (a copy when one changed)."""
+    def fix(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
+        changed = {k: dict(to[obj[k]["id"]]) for k in keys
+                   if isinstance(obj.get(k), dict) and obj[k].get("id") in to}
+        return {**obj, **changed} if changed else obj
+
+    if etype == "message_response":
+        return {**data, "messages": [fix(m, "from") for m in data.get("messages") or []]}
+    if etype == "transcript_response":
+        return fix(data, "user")
+    if etype == "insight_response":
+        return {**data, "insights": [fix(i, "from", "assignee") for i in data.get("insights") or []]}
+    return data
+
+
 def attribute_history(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A connection's journaled events with the speaker events applied."""
+    """A connection's journaled events with the speaker events and speaker revisions applied."""
+    events = list(events)
+    to = revisions(events)
+    if to:
+        events = [{**e, "data": revise(e.get("type", ""), e["data"], to)} if isinstance(e.get("data"), dict) else e
+                  for e in events]
     out: list[dict[str, Any]] = []
     attribution: Attribution | None = None
     for e in events:

@@ -3,6 +3,6 @@
 Importing this package registers every handler (``symbld.control.registry.handles``).
 """
 
-from symbld.control.commands import connections, conversations, daemon, events, microphone, speakers
+from symbld.control.commands import connections, conversations, daemon, events, microphone, speakers, voices
 
-GROUPS = (daemon, connections, events, microphone, conversations, speakers)
+GROUPS = (daemon, connections, events, microphone, conversations, speakers, voices)

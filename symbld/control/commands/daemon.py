@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from symblctl import protocol
-from symbld import __version__
+from symbld import __version__, diarization
 from symbld.control.describe import command_catalog
 from symbld.control.envelope import PROTOCOL_VERSION, Request
 from symbld.control.registry import handles
@@ -19,7 +19,7 @@ EVENT_TYPES = ("transcript_response", "message_response", "insight_response", "t
                "tracker_response", "connection_started", "connection_stopped", "connection_failed",
                "conversation_completed", "device_lost", "device_restored", "call_ringing", "call_answered",
                "call_dialling", "call_held", "call_dtmf", "call_ended", "call_failed", "engine_failover",
-               "engine_backlog", "end_of_turn", "turn_resumed")
+               "engine_backlog", "speaker_revision", "end_of_turn", "turn_resumed")
 
 
 @handles(protocol.Ping)
@@ -45,6 +45,7 @@ def describe(svc: Service, args: protocol.Describe, req: Request) -> dict[str, A
         **svc.about(),
         "eventTypes": list(EVENT_TYPES) + sorted(svc.host.extra_event_types),
         "insightTypes": list(INSIGHT_TYPES),
+        "diarization": diarization.describe(),
         "commands": commands,
         "schemas": schemas,
         "errorCodes": ERROR_CODES,

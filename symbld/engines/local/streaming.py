@@ -495,6 +495,10 @@ class LocalStream:
     def _enqueue_final(self, utt: _Utterance, job: Callable[[], None]) -> None:
         if utt not in self._final_utts:
             utt.queued_at = time.monotonic()  # for backlog(): how long its final has been waiting
+            on_utterance = self.config.extra.get("on_utterance")  # diarization starts its print beside the decode
+            if on_utterance is not None:
+                end = utt.length if utt.end is None else utt.end
+                on_utterance(utt.start_sample / SAMPLE_RATE, end / SAMPLE_RATE)
         self._pending += 1
         self._final_utts.append(utt)
         self._finals.append((utt, job))

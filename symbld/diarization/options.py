@@ -1,0 +1,99 @@
+"""Whether a connection diarizes, from its ``start`` request, and the ``[diarization]`` config table.
+
+Asked for by the control ``start`` argument ``diarization`` (true, false, or
+``{"minSpeakers": n, "maxSpeakers": n}``) or Symbl's start_request names ``enableSpeakerDiarization``
+and ``diarizationSpeakerCount``. Unasked, it is on for the sources that carry one mixed channel
+(mic, file, push: stdin comes in as push) when the connection declares no ``speaker`` and the
+extra is installed; a connection that declares its speaker is one person (Symbl's socket per
+speaker, SIP legs). Imports nothing of the extra.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+
+from symbld import diarization
+from symbld.core.errors import ControlError
+
+log = structlog.get_logger(__name__)
+
+# The [diarization] table: `enabled` is the default for mixed-channel sources.
+DEFAULTS: dict[str, Any] = {"enabled": True, "max_speakers": 8, "threshold": 0.5, "merge_threshold": 0.6}
+MIXED_SOURCES = ("mic", "file", "push")
+MAX_SPEAKERS = 32
+
+
+def _count(value: Any, name: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SPEAKERS:
+        raise ControlError("bad_request", f"{name} must be a whole number from 1 to {MAX_SPEAKERS}",
+                           {"argument": name})
+    return value
+
+
+def _asked(args: dict[str, Any], cfg: dict[str, Any]) -> tuple[bool | None, int | None, int | None]:
+    """(on/off or None when not asked, minSpeakers, maxSpeakers) from the request."""
+    value = args.get("diarization")
+    if value is None and "enableSpeakerDiarization" in cfg:
+        value = cfg["enableSpeakerDiarization"]
+        if not isinstance(value, bool):
+            raise ControlError("bad_request", "config.enableSpeakerDiarization must be true or false",
+                               {"argument": "config.enableSpeakerDiarization"})
+    lo = hi = None
+    if "diarizationSpeakerCount" in cfg:
+        lo = hi = _count(cfg["diarizationSpeakerCount"], "config.diarizationSpeakerCount")
+        value = True if value is None else value
+    if isinstance(value, dict):  # decoded against symblctl.protocol.Diarization already (ints 1..32)
+        lo = _count(value["minSpeakers"], "diarization.minSpeakers") if value.get("minSpeakers") is not None else lo
+        hi = _count(value["maxSpeakers"], "diarization.maxSpeakers") if value.get("maxSpeakers") is not None else hi
+        value = True
+    if lo is not None and hi is not None and hi < lo:
+        raise ControlError("bad_request", f"diarization.maxSpeakers ({hi}) is less than minSpeakers ({lo})",
+                           {"argument": "diarization.maxSpeakers"})
+    return value, lo, hi
+
+
+def _model_problem() -> str | None:
+    """Why the speaker model cannot load (loads it once per process: the first final need not wait)."""
+    from symbld.diarization import model
+
+    try:
+        model.embedding_session()
+    except Exception as e:  # a wrong moonshine-voice, a broken onnxruntime: one line, not a traceback per final
+        log.warning("diarization_unavailable", error=str(e))
+        return str(e)
+    return None
+
+
+def ready(settings: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``settings`` once the speaker model is loaded (after the request's cheaper checks: the first
+    diarizing connection pays the load, about a second). A broken model: a bad_request when
+    diarization was asked for, no labels (and a warning) when it was only the default."""
+    if not settings:
+        return None
+    problem = _model_problem()
+    if problem is None:
+        return settings
+    if not settings.get("requested"):
+        return None
+    raise ControlError("bad_request", f"diarization: {problem}", {"argument": "diarization"})
+
+
+def resolve(args: dict[str, Any], cfg: dict[str, Any], source_kind: str,
+            daemon_config: dict[str, Any]) -> dict[str, Any] | None:
+    """The diarization settings of a new connection (``StreamConfig.extra["diarization"]``), or None."""
+    table = {**DEFAULTS, **(daemon_config.get("diarization") or {})}
+    asked, lo, hi = _asked(args, cfg)
+    if asked is False:
+        return None
+    if asked is None:
+        if not table["enabled"] or args.get("speaker") or source_kind not in MIXED_SOURCES \
+                or not diarization.available():
+            return None
+    elif not diarization.available():
+        raise ControlError("bad_request", f"diarization needs the [{diarization.EXTRA}] extra: "
+                           f"pip install 'symbld[{diarization.EXTRA}]' (missing: {', '.join(diarization.missing())})",
+                           {"argument": "diarization", "extra": diarization.EXTRA})
+    return {"requested": asked is True, "minSpeakers": lo or 1, "maxSpeakers": hi or int(table["max_speakers"]),
+            "threshold": float(table["threshold"]), "mergeThreshold": float(table["merge_threshold"])}

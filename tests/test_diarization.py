@@ -1,0 +1,320 @@
+"""Speaker diarization: who said which words, on one file that joins real recordings of two people.
+
+The daemon is fed a file of four turns (a LibriVox reader, a radio amateur, the reader again, the
+amateur again: tests/voices.py, real recordings from Debian packages) and must give the reader's
+words one label and the amateur's another. The words asserted are ones tiny.en decodes with margin
+on these clips. Accuracy on longer, unseen conversations is measured in bench/bench_diarization.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+import voices
+from conftest import events_until_complete
+
+from symblctl.client import Client, DaemonError
+from symbld.core import speakers
+
+pytestmark = [
+    pytest.mark.speech,
+    pytest.mark.timeout(600),
+    pytest.mark.skipif(not voices.available(), reason="pocketsphinx-testdata and codec2-examples "
+                                                      "(scripts/install-deps.sh)"),
+]
+
+READER = voices.SPHINX / "librivox"
+
+
+def reader(n: str) -> np.ndarray:
+    return voices.load(READER / f"sense_and_sensibility_01_austen_64kb-{n}.wav")
+
+
+def amateur(offset: float) -> np.ndarray:
+    return voices.load(voices.CODEC2 / "wav" / "vk5qi.wav", seconds=6.5, offset=offset)
+
+
+@pytest.fixture(scope="module")
+def conversation(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[voices.Turn]]:
+    audio, turns = voices.join([("reader", reader("0870")), ("amateur", amateur(0.0)),
+                                ("reader", reader("0920")), ("amateur", amateur(6.5))])
+    return voices.write_wav(tmp_path_factory.mktemp("voices") / "two.wav", audio), turns
+
+
+@pytest.fixture(scope="module")
+def two_voices(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    audio, _ = voices.join([("reader", reader("0880")), ("amateur", amateur(6.5))])
+    return voices.write_wav(tmp_path_factory.mktemp("voices") / "short.wav", audio)
+
+
+def labelled(events: list[dict]) -> list[tuple[float, dict, str]]:
+    """(middle time, from, content) of every message."""
+    return [(m["duration"]["timeOffset"] + m["duration"]["duration"] / 2, m["from"], m["payload"]["content"])
+            for e in events if e["type"] == "message_response" for m in e["data"]["messages"]]
+
+
+def turn_at(turns: list[voices.Turn], t: float) -> str:
+    return min(turns, key=lambda u: 0 if u.start <= t <= u.end else min(abs(t - u.start), abs(t - u.end))).speaker
+
+
+def run(client, wav: Path, **args) -> list[dict]:
+    conn = client.start(source={"type": "file", "path": str(wav), "realtime": False}, **args)
+    return events_until_complete(client, conn["connectionId"], timeout=300)
+
+
+def test_two_real_voices_get_two_labels(client, conversation) -> None:
+    wav, turns = conversation
+    events = run(client, wav)
+    said = labelled(events)
+    by_person: dict[str, set[str]] = {}
+    for t, who, _ in said:
+        assert set(who) == {"id", "name"}, who
+        by_person.setdefault(turn_at(turns, t), set()).add(who["id"])
+    assert set(by_person) == {"reader", "amateur"}, said
+    assert all(len(ids) == 1 for ids in by_person.values()), said  # one label per person...
+    assert by_person["reader"] != by_person["amateur"], said  # ...and two people, two labels
+
+    label_of = {content.lower(): who["id"] for _, who, content in said}
+    words = {w: next(label for content, label in label_of.items() if w in content)
+             for w in ("dashwood", "amiable", "testing")}
+    assert words["dashwood"] == words["amiable"] != words["testing"]
+    names = {who["name"] for _, who, _ in said}
+    assert names == {"Speaker 1", "Speaker 2"}
+    first = next(who for _, who, _ in said)
+    assert first["name"] == "Speaker 1"  # numbered in order of appearance
+
+    finals = [e["data"] for e in events if e["type"] == "transcript_response" and e["data"]["isFinal"]
+              and e["data"]["payload"]["content"]]
+    assert finals and all(f["user"]["id"] in {first["id"], *by_person["amateur"]} for f in finals)
+    started = next(e for e in events if e["type"] == "connection_started")
+    assert started["data"]["diarization"]["maxSpeakers"] == 8
+
+
+def test_declared_speaker_or_diarization_off_keeps_labels_away(client, two_voices) -> None:
+    declared = labelled(run(client, two_voices, speaker={"name": "Ada", "userId": "ada@example.com"}))
+    assert declared and all(who.get("name") == "Ada" for _, who, _ in declared)  # one person per connection
+    off = labelled(run(client, two_voices, diarization=False))
+    assert off and all(who == {} for _, who, _ in off)
+    symbl_off = labelled(run(client, two_voices, config={"enableSpeakerDiarization": False}))
+    assert symbl_off and all(who == {} for _, who, _ in symbl_off)
+
+
+def test_symbl_speaker_count_bounds_the_labels(client, two_voices) -> None:
+    said = labelled(run(client, two_voices, config={"enableSpeakerDiarization": True, "diarizationSpeakerCount": 1}))
+    assert said and len({who["id"] for _, who, _ in said}) == 1
+
+
+@pytest.mark.parametrize(("args", "field"), [
+    ({"diarization": {"minSpeakers": 3, "maxSpeakers": 2}}, "maxSpeakers"),
+    ({"diarization": {"maxSpeakers": 0}}, "maxSpeakers"),
+    ({"diarization": {"minSpeakers": 1000}}, "minSpeakers"),
+    ({"diarization": "yes"}, "diarization"),
+    ({"config": {"diarizationSpeakerCount": 0}}, "diarizationSpeakerCount"),
+    ({"config": {"diarizationSpeakerCount": "two"}}, "diarizationSpeakerCount"),
+    ({"config": {"enableSpeakerDiarization": "on"}}, "enableSpeakerDiarization"),
+])
+def test_bad_diarization_arguments_are_bad_requests(client, two_voices, args, field) -> None:
+    with pytest.raises(DaemonError) as e:
+        client.start(source={"type": "file", "path": str(two_voices), "realtime": False}, **args)
+    assert e.value.code == "bad_request"
+    assert field in e.value.message
+    assert client.ping()["pong"]  # and the daemon goes on
+
+
+def test_describe_says_diarization_is_available(client) -> None:
+    d = client.describe()
+    assert d["diarization"]["available"] is True
+    assert "community-1" in d["diarization"]["model"]
+    assert "speaker_revision" in d["eventTypes"]
+
+
+def test_the_model_is_the_pinned_one() -> None:
+    from symbld.diarization import model
+
+    assert len(model.embedding_model_bytes()) == 6975920  # SHA-256 checked inside
+    with pytest.raises(model.ModelError, match=r"moonshine-voice==0\.1\.0"):
+        model.read_symbol(model.library_path(), "_ZN9cppannote19embedded_community19no_suchE")
+
+
+def test_same_voice_scores_closer_than_different_voices() -> None:
+    from symbld.diarization import embedder
+
+    a1, a2 = embedder.embed(reader("0870")), embedder.embed(reader("0920"))
+    b1, b2 = embedder.embed(amateur(0.0)), embedder.embed(amateur(6.5))
+    c = embedder.embed(voices.load(voices.CODEC2 / "wav" / "ve9qrp.wav", seconds=8.0))
+    assert a1 is not None and a2 is not None and b1 is not None and b2 is not None and c is not None
+    same = min(float(a1 @ a2), float(b1 @ b2))
+    different = max(float(x @ y) for x, y in ((a1, b1), (a1, c), (a2, b2), (b1, c), (a2, c)))
+    assert same > different + 0.2, (same, different)
+    assert embedder.embed(np.zeros(4000, np.float32)) is None  # a quarter second says nothing
+
+
+def test_a_merge_revises_the_published_label_with_real_prints() -> None:
+    """Two labels found to be one reader: the revision names the messages that carried the label that goes."""
+    from symbld.diarization.labeller import Labeller, user
+
+    lab = Labeller("c1", {"threshold": 0.99, "mergeThreshold": 0.99, "maxSpeakers": 8})
+    audio, turns = voices.join([("reader", reader("0870")), ("reader", reader("0890")), ("reader", reader("0920"))])
+    lab.feed((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+    published = []
+    for i, turn in enumerate(turns):
+        if i == 2:
+            lab.clusters.merge_threshold = 0.3  # a later, surer view of the same voices
+        d = {"timeOffset": turn.start, "duration": turn.end - turn.start}
+        _, revs = lab.label("transcript_response", {"isFinal": True, "duration": d})
+        data, more = lab.label("message_response", {"messages": [{"id": f"m{i}", "duration": d}]})
+        published.append(data["messages"][0]["from"])
+        if i == 2:
+            revisions = revs + more
+    assert published[0] != published[1]  # at 0.99 every turn was its own speaker first
+    assert revisions, "no revision when the labels merged"
+    r = revisions[0]
+    assert r["from"] == published[1] and r["to"] == user("c1", 1) and r["messageIds"] == ["m1"]
+    assert published[2] == user("c1", 1)
+
+
+def test_revisions_apply_where_the_conversation_is_read() -> None:
+    one, two = {"id": "s1", "name": "Speaker 1"}, {"id": "s2", "name": "Speaker 2"}
+    journal = [
+        {"type": "connection_started", "connectionId": "c", "data": {"connectionId": "c"}},
+        {"type": "transcript_response", "data": {"isFinal": True, "user": two}},
+        {"type": "message_response", "data": {"messages": [{"id": "m1", "from": one}, {"id": "m2", "from": two}]}},
+        {"type": "insight_response", "data": {"insights": [{"type": "action_item", "from": two, "assignee": two,
+                                                            "messageReference": {"id": "m2"}}]}},
+        {"type": "speaker_revision", "data": {"messageIds": ["m2"], "from": two, "to": one, "reason": "merged"}},
+    ]
+    out = speakers.attribute_history(journal)
+    assert out[1]["data"]["user"] == one
+    assert [m["from"] for m in out[2]["data"]["messages"]] == [one, one]
+    insight = out[3]["data"]["insights"][0]
+    assert insight["from"] == one and insight["assignee"] == one
+    assert journal[2]["data"]["messages"][1]["from"] == two  # the journal itself is never rewritten
+
+
+def test_cli_asks_for_labels_and_for_none(daemon, client, two_voices) -> None:
+    from cli_helpers import symblctl
+
+    bounded = symblctl(daemon, "start", str(two_voices), "--fast", "--speakers", "1", "--json")
+    assert bounded.returncode == 0, bounded.stderr
+    said = labelled(events_until_complete(client, json.loads(bounded.stdout)["connectionId"], timeout=300))
+    assert said and len({who["id"] for _, who, _ in said}) == 1 and said[0][1]["name"] == "Speaker 1"
+
+    off = symblctl(daemon, "start", str(two_voices), "--fast", "--no-diarize", "--json")
+    assert off.returncode == 0, off.stderr
+    conn = json.loads(off.stdout)
+    assert conn.get("diarization") is None
+    said = labelled(events_until_complete(client, conn["connectionId"], timeout=300))
+    assert said and all(who == {} for _, who, _ in said)
+
+
+def test_transcript_export_applies_revisions() -> None:
+    from symblctl import export
+
+    one, two = {"id": "s1", "name": "Speaker 1"}, {"id": "s2", "name": "Speaker 2"}
+    msg = {"duration": {"timeOffset": 1.0, "duration": 1.0}, "payload": {"content": "hello"}}
+    events = [{"type": "message_response", "data": {"messages": [{**msg, "id": "a", "from": one},
+                                                                 {**msg, "id": "b", "from": two}]}},
+              {"type": "speaker_revision", "data": {"messageIds": ["b"], "from": two, "to": one}}]
+    assert export.render(events, "vtt").count("<v Speaker 1>hello") == 2
+
+
+def test_a_known_voice_is_named_and_a_stranger_is_not(fresh_daemon, conversation, tmp_path) -> None:
+    from cli_helpers import symblctl
+
+    wav, turns = conversation
+    enrol = voices.write_wav(tmp_path / "ada.wav", reader("0890"))  # a clip the conversation does not hold
+    added = symblctl(fresh_daemon, "voices", "add", "Ada", str(enrol), "--user-id", "ada@example.com", "--json")
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["userId"] == "ada@example.com"
+    book = voices_file(fresh_daemon)
+    assert book.stat().st_mode & 0o777 == 0o600
+    listed = symblctl(fresh_daemon, "voices", "list")
+    assert listed.returncode == 0 and listed.stdout.startswith("Ada\tada@example.com\t")
+
+    with fresh_daemon.client() as c:
+        said = labelled(run(c, wav))
+    reader_from = {json.dumps(who, sort_keys=True) for t, who, _ in said if turn_at(turns, t) == "reader"}
+    amateur_from = [who for t, who, _ in said if turn_at(turns, t) == "amateur"]
+    assert len(reader_from) == 1
+    named = json.loads(reader_from.pop())
+    assert named["name"] == "Ada" and named["userId"] == "ada@example.com"
+    assert amateur_from and all(who["name"].startswith("Speaker ") and "userId" not in who for who in amateur_from)
+
+    removed = symblctl(fresh_daemon, "voices", "remove", "Ada")
+    assert removed.returncode == 0, removed.stderr
+    with fresh_daemon.client() as c:
+        assert c.voices_list() == {"voices": []}
+
+
+def voices_file(d) -> Path:
+    return d.state_dir / "voices" / "voices.json"
+
+
+def test_bad_voices_are_refused_and_nothing_is_half_written(fresh_daemon, tmp_path) -> None:
+    silence = voices.write_wav(tmp_path / "silence.wav", np.zeros(3 * voices.RATE, np.float32))
+    speech = voices.write_wav(tmp_path / "bob.wav", amateur(0.0))
+    with fresh_daemon.client() as c:
+        c.voices_add("Bob", str(speech))
+        before = voices_file(fresh_daemon).read_bytes()
+        bad = [({"voice_name": "", "path": str(speech)}, "name"),
+               ({"voice_name": "x" * 10_000, "path": str(speech)}, "name"),
+               ({"voice_name": "Carol", "path": str(silence)}, "speech"),
+               ({"voice_name": "Carol", "path": str(tmp_path / "missing.wav")}, "not found"),
+               ({"voice_name": "Carol", "path": "relative.wav"}, "absolute"),
+               ({"voice_name": "Bob", "path": str(speech)}, "already")]
+        for args, says in bad:
+            with pytest.raises(DaemonError) as e:
+                c.voices_add(**args)
+            assert e.value.code == "bad_request" and says in e.value.message, (args, e.value.message)
+        with pytest.raises(DaemonError) as e:
+            c.voices_remove("Nobody")
+        assert e.value.code == "bad_request" and "Nobody" in e.value.message
+        assert [v["name"] for v in c.voices_list()["voices"]] == ["Bob"]
+    assert voices_file(fresh_daemon).read_bytes() == before
+    assert sorted(p.name for p in voices_file(fresh_daemon).parent.iterdir()) == ["voices.json"]
+
+
+@pytest.fixture(scope="module")
+def symbl_server(daemon_endpoints: tuple[str, str]):
+    from test_symbl_server import APP_ID, APP_SECRET
+
+    from symbld.gateways.symbl.server import serve_symbl
+
+    control, events = daemon_endpoints
+    handle = serve_symbl("127.0.0.1", 0, lambda: Client(control, events),
+                         {"app_id": APP_ID, "app_secret": APP_SECRET, "first_frame_delay": 0.1})
+    try:
+        yield handle
+    finally:
+        handle.close()
+
+
+def test_symbl_start_request_asks_for_speaker_labels(symbl_server, two_voices) -> None:
+    """Symbl's own names over the Symbl-compatible WebSocket: enableSpeakerDiarization, diarizationSpeakerCount."""
+    from test_symbl_server import connect, read_until_close, recv_json, subtype, token
+
+    server = symbl_server
+    tok = token(server.port)
+    ws = connect(server.port, "/v1/realtime/insights/diarizedsocket01", tok)
+    ws.send(json.dumps({"type": "start_request", "insightTypes": [],
+                        "config": {"enableSpeakerDiarization": True, "diarizationSpeakerCount": 2,
+                                   "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000}}}))
+    assert [subtype(recv_json(ws)) for _ in range(3)][-1] == "recognition_started"
+    audio, _ = soundfile.read(two_voices, dtype="int16")
+    pcm = audio.tobytes()
+    for i in range(0, len(pcm), 8192):
+        ws.send_binary(pcm[i : i + 8192])
+    ws.send(json.dumps({"type": "stop_request"}))
+    frames, code, _ = read_until_close(ws, 300)
+    assert code == 1000
+    said = [(m["payload"]["content"].lower(), m["from"]) for f in frames if f.get("type") == "message_response"
+            for m in f["messages"]]
+    reader_says = next((who for text, who in said if "young man" in text), said)  # "he was not an ill disposed ..."
+    amateur_says = next((who for text, who in said if "testing" in text), said)
+    assert isinstance(reader_says, dict) and isinstance(amateur_says, dict), said
+    assert reader_says["name"].startswith("Speaker ") and amateur_says["name"].startswith("Speaker ")
+    assert reader_says["id"] != amateur_says["id"]
