@@ -179,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--engine", help="engine (default: the daemon's)")
     st.add_argument("--insight-types", help="comma-separated: question,action_item,follow_up (default: all)")
     st.add_argument("--title", help="meeting title")
+    st.add_argument("--language", help="languageCode: BCP-47 (es-ES, fr-FR, ...) or auto (default: the daemon's)")
+    st.add_argument("--translate", action="store_true", help="English text whatever language is spoken")
     st.add_argument("--speaker", help="speaker name")
     st.add_argument("--tracker", action="append", type=_parse_tracker, default=[],
                     help="NAME=term,term (repeatable)")
