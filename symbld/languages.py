@@ -167,3 +167,11 @@ def describe(default: str, models: dict[str, list[dict[str, object]]]) -> dict[s
         "insightSupport": {code: insight_support(code) for code in insight_languages},
         "englishOnly": ["sentiment", "action_item", "follow_up"],
     }
+
+
+def message_language(message: dict[str, object]) -> str:
+    """The Whisper code of a message's text: ``metadata.translatedTo`` or ``metadata.language``
+    (the local engine sets them), English for messages without either (Symbl's cloud, older journals)."""
+    metadata = message.get("metadata")
+    tag = (metadata.get("translatedTo") or metadata.get("language")) if isinstance(metadata, dict) else None
+    return primary(tag if isinstance(tag, str) else None)
