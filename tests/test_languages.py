@@ -7,6 +7,7 @@ sounds, tests/prompts.py), never synthesised. Words are asserted only where ever
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -207,3 +208,48 @@ def test_without_the_base_extra_another_language_is_refused_naming_the_extra(tmp
             c.stop(english["connectionId"])
     finally:
         assert d.stop() == 0, d.log()
+
+
+@pytest.mark.speech
+@needs_prompts
+def test_symbls_start_request_language_code_reaches_the_recogniser(lang_daemon: DaemonProc) -> None:
+    from test_symbl_server import (
+        APP_ID,
+        APP_SECRET,
+        connect,
+        read_until_close,
+        recv_json,
+        start_request,
+        subtype,
+        token,
+    )
+
+    from symbld.gateways.symbl.server import serve_symbl
+
+    handle = serve_symbl("127.0.0.1", 0, lang_daemon.client,
+                         {"app_id": APP_ID, "app_secret": APP_SECRET, "first_frame_delay": 0.1})
+    try:
+        tok = token(handle.port)
+        ws = connect(handle.port, "/v1/streaming/idioma-0001", tok)
+        ws.send(start_request(config={"languageCode": "klingon"}))
+        refused = recv_json(ws)
+        assert refused["type"] == "error" and "languageCode" in json.dumps(refused), refused
+        ws.close()
+
+        ws = connect(handle.port, "/v1/streaming/idioma-0002", tok)
+        ws.send(start_request(config={"languageCode": "es-MX", "speechRecognition": {"encoding": "LINEAR16",
+                                                                                      "sampleRateHertz": 16000}}))
+        assert [subtype(recv_json(ws)) for _ in range(3)][-1] == "recognition_started"
+        clip = prompts.clip("es", "vm-savefolder")
+        pcm = prompts.pcm16(clip.load()) + bytes(32000)
+        for i in range(0, len(pcm), 8192):
+            ws.send_binary(pcm[i:i + 8192])
+        ws.send(json.dumps({"type": "stop_request"}))
+        frames, code, _ = read_until_close(ws, limit=120)
+        messages = [m for f in frames if f["type"] == "message_response" for m in f["messages"]]
+        said = prompts.normalise(" ".join(m["payload"]["content"] for m in messages))
+        assert code == 1000 and {"carpeta", "mensaje"} <= set(said.split()), said
+        assert {m["metadata"]["language"] for m in messages} == {"es-MX"}
+        ws.close()
+    finally:
+        handle.close()
