@@ -15,7 +15,8 @@ process:
    WER on accent-folded, punctuation-free words (the published texts drop some accents), the
    difference in points, and CPU seconds per audio second;
 3. languageCode ``auto``: each clip in a stream of its own (no conversation language to keep to),
-   the engine's reported language against the clip's, beside the plain model's ``detect_language``;
+   the engine's reported language against the clip's, beside the plain model's ``detect_language``
+   (Whisper's language token alone, on the whole clip);
 4. English: tiny.en through the engine with languageCode en-US, against the plain tiny.en, on the
    LibriVox sentences of tests/realspeech.py (unchanged by this feature: the same model and calls).
 
@@ -185,6 +186,7 @@ def english(engine: LocalEngine) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--live", action="store_true", help="also stream the four languages live, side by side")
+    ap.add_argument("--parts", default="wer,auto,english", help="which parts to run (default: all three)")
     ns = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sets = {lang: prompts.eval_set(lang) for lang in prompts.VOICES if prompts.available(lang)}
@@ -201,9 +203,13 @@ def main() -> None:
           f"+{r2 - r1:.0f} MB Whisper base and the VAD, {r2:.0f} MB with both models loaded")
     base = engine._multilingual._model  # type: ignore[union-attr]
     try:
-        accuracy(engine, base, sets, ns.live)
-        language_id(engine, base, sets)
-        english(engine)
+        parts = set(ns.parts.split(","))
+        if "wer" in parts:
+            accuracy(engine, base, sets, ns.live)
+        if "auto" in parts:
+            language_id(engine, base, sets)
+        if "english" in parts:
+            english(engine)
         print(f"\nRSS at the end: {rss_mb():.0f} MB")
     finally:
         engine.close()

@@ -156,6 +156,25 @@ def test_auto_detects_french_and_finds_its_question(lclient: Client) -> None:
 
 @pytest.mark.speech
 @needs_prompts
+def test_auto_follows_a_clear_switch_of_language(lclient: Client, tmp_path: Path) -> None:
+    import numpy as np
+    import soundfile as sf
+
+    gap = np.zeros(prompts.RATE, np.float32)
+    spanish, french = prompts.clip("es", "conf-getpin"), prompts.clip("fr", "conf-invalid")
+    path = tmp_path / "es-fr.wav"
+    sf.write(path, np.concatenate([gap, spanish.load(), gap, gap, french.load(), gap]), prompts.RATE)
+    conn, events = _run(lclient, path, languageCode="auto")
+    spoken = [(m["metadata"]["language"], prompts.normalise(m["payload"]["content"])) for m in _messages(events)]
+    assert [lang for lang, _ in spoken] == sorted(lang for lang, _ in spoken) and spoken, spoken  # es first
+    assert {lang for lang, _ in spoken} == {"es-ES", "fr-FR"}, spoken
+    assert any("clave" in text for lang, text in spoken if lang == "es-ES"), spoken
+    assert any("conference" in text for lang, text in spoken if lang == "fr-FR"), spoken
+    assert conn["language"] == "fr-FR"
+
+
+@pytest.mark.speech
+@needs_prompts
 def test_translate_gives_english_and_says_what_was_spoken(lclient: Client) -> None:
     clip = prompts.clip("es", "conf-invalid")  # "Numero de conferencia invalido. Por favor intente de nuevo."
     conn, events = _run(lclient, clip.path, languageCode="es-ES", translate=True)

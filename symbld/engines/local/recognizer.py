@@ -345,8 +345,7 @@ class WhisperRecognizer:
 
     def detect_language(self, audio: np.ndarray) -> list[tuple[str, float]]:
         self.load()
-        # The whole 30 s window: Whisper's language token was trained on it (a 16 s window cost
-        # clips of short prompts their language).
+        # The whole 30 s window (no encoder_window here): Whisper's language token was trained on it.
         _lang, _p, probs = self._model.detect_language(audio)
         return [(code, float(p)) for code, p in probs]
 

@@ -45,6 +45,9 @@ log = structlog.get_logger(__name__)
 
 _SPECULATIVE, _FINAL, _INTERIM = -1, 0, 1  # pool priorities: speculative finals start at once
 _PACK_GAP = SAMPLE_RATE // 2  # silence between packed utterances
+# languageCode auto: how much surer (mean log probability per token) a decode in another language
+# must be than one in the conversation's language for an unclear utterance to switch.
+_SWITCH_LOGPROB_MARGIN = 0.2
 
 
 @dataclass
@@ -428,9 +431,23 @@ class LocalStream:
         if not ranked:
             return current or "en"
         best, p = ranked[0]
-        if current is None or best == current or p >= self.settings.language_switch_probability:
+        if p >= self.settings.language_switch_probability or best == current or not final:
             return best
-        return current
+        return self._likeliest(audio, [code for code, _ in ranked[:3]], current)
+
+    def _likeliest(self, audio: np.ndarray, candidates: list[str], current: str | None) -> str:
+        """An unclear detection (a short utterance, telephone audio: Whisper's language token gave
+        Arabic 0.46 to a Spanish sentence) is settled by decoding it in the likeliest few languages
+        and the conversation's, and keeping the decode the model is surest of (its mean log
+        probability); the conversation's language unless another is clearly surer."""
+        if current is not None and current not in candidates:
+            candidates.append(current)
+        scores = {code: self.recognizer.transcribe(audio, final=False, language=code).avg_logprob
+                  for code in candidates}
+        winner = max(scores, key=lambda code: scores[code])
+        if current is not None and scores[winner] - scores[current] < _SWITCH_LOGPROB_MARGIN:
+            return current
+        return winner
 
     def _enqueue_final(self, utt: _Utterance, job: Callable[[], None]) -> None:
         if utt not in self._final_utts:
