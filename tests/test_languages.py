@@ -73,6 +73,29 @@ def test_statements_tags_and_unsupported_languages_are_no_questions(text: str, l
     assert question_confidence(text, language) == 0.0
 
 
+def test_topics_and_trackers_use_the_languages_stems_and_stop_words() -> None:
+    from symbld.insights.topics import TopicModel
+    from symbld.insights.trackers import TrackerMatcher
+
+    topics = TopicModel("c", "es")
+    for n, text in enumerate(["Por favor ingrese la contraseña de la conferencia.",
+                              "La contraseña de la conferencia es incorrecta."]):
+        topics.add(str(n), text)
+    phrases = [t["phrases"] for t in topics.top()]
+    assert "contraseña" in phrases and "conferencia" in phrases
+    assert not {"por", "la", "de", "es"} & {w for p in phrases for w in p.split()}, phrases  # Spanish stop words
+    russian = TopicModel("c", "ru")
+    russian.add("1", "Введите пароль конференции.")
+    russian.add("2", "Пароль конференции неверен.")
+    assert "пароль конференции" in [t["phrases"] for t in russian.top()]
+    matcher = TrackerMatcher([{"name": "acceso", "vocabulary": ["contraseña", "presupuesto"]}], "es")
+    assert {(m.value, m.offset) for m in matcher.match("Los presupuestos y la Contraseña.")} == {
+        ("presupuesto", -1), ("contraseña", 22)}
+    assert [m.value for m in TrackerMatcher([{"name": "pw", "vocabulary": ["пароль"]}], "ru").match(
+        "Введите пароли конференции")] == ["пароль"]
+    assert TopicModel("c", "sw").top() == []  # no stop-word list: no topics rather than every word
+
+
 def test_the_cli_puts_language_and_translate_in_the_start_config() -> None:
     ns = build_parser().parse_args(["start", "x.wav", "--language", "es-ES", "--translate"])
     assert start_request(ns)["config"] == {"languageCode": "es-ES", "translate": True}
@@ -95,8 +118,9 @@ def lclient(lang_daemon: DaemonProc) -> Iterator[Client]:
         yield c
 
 
-def _run(client: Client, path: Path, **config: object) -> tuple[dict, list[dict]]:
-    conn = client.start(source={"type": "file", "path": str(path), "realtime": False}, config=dict(config))
+def _run(client: Client, path: Path, trackers: list[dict] | None = None, **config: object) -> tuple[dict, list[dict]]:
+    conn = client.start(source={"type": "file", "path": str(path), "realtime": False}, config=dict(config),
+                        trackers=trackers or [])
     events = events_until_complete(client, conn["connectionId"], timeout=240)
     return client.get(conn["connectionId"]), events
 
@@ -127,13 +151,17 @@ def test_a_bad_language_code_is_a_bad_request_and_the_daemon_goes_on(lclient: Cl
 @needs_prompts
 def test_a_spanish_question_is_transcribed_in_spanish_and_becomes_a_question(lclient: Client) -> None:
     clip = prompts.clip("es", "vm-savefolder")  # "En que carpeta desea guardar el mensaje ?"
-    conn, events = _run(lclient, clip.path, languageCode="es-ES")
+    trackers = [{"name": "archivos", "vocabulary": ["carpetas", "mensajes"]}]  # plurals: found by their stems
+    conn, events = _run(lclient, clip.path, trackers, languageCode="es-ES")
     said = prompts.normalise(" ".join(m["payload"]["content"] for m in _messages(events)))
     assert {"carpeta", "guardar", "mensaje"} <= set(said.split()), said
     assert {m["metadata"]["language"] for m in _messages(events)} == {"es-ES"}
     assert conn["languageCode"] == "es-ES" and conn["language"] == "es-ES" and conn["translate"] is False
     assert conn["insightSupport"]["questions"] and not conn["insightSupport"]["sentiment"]
     assert any("carpeta" in q.lower() for q in _questions(events)), events
+    found = {m["value"] for e in events if e["type"] == "tracker_response" for t in e["data"]["trackers"]
+             for m in t["matches"]}
+    assert found == {"carpetas", "mensajes"}, found
     # Both models now serve: tiny.en for English, base for the rest, each listing its languages.
     models = {m["model"]: m for m in lclient.status()["languages"]["local"]}
     assert models["tiny.en"]["languages"] == ["en"] and models["base"]["loaded"]
