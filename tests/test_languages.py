@@ -96,6 +96,22 @@ def test_topics_and_trackers_use_the_languages_stems_and_stop_words() -> None:
     assert TopicModel("c", "sw").top() == []  # no stop-word list: no topics rather than every word
 
 
+def test_the_summary_page_marks_each_lines_language() -> None:
+    from symbld.core import shapes
+    from symbld.web.render import document
+    from symbld.web.view import build
+
+    said = [("مرحبا بكم في الاجتماع", "ar-SA", None), ("¿Dónde está la sala?", "es-ES", None),
+            ("Where is the room?", "es-ES", "en-US")]
+    events = [{"seq": n, "type": "message_response", "data": shapes.message_response(
+        [shapes.message(text=text, words=[], started_at=1.79e9, offset=n, length=1.0, language=lang,
+                        translated_to=to)], n)} for n, (text, lang, to) in enumerate(said)]
+    html = document(build("c", "v", events), "/events")
+    assert '<span class="said" lang="ar-SA" dir="auto">مرحبا بكم في الاجتماع</span>' in html
+    assert 'lang="es-ES" dir="auto">¿Dónde está la sala?' in html
+    assert 'lang="en-US" dir="auto">Where is the room?' in html  # a translation is marked as English
+
+
 def test_the_cli_puts_language_and_translate_in_the_start_config() -> None:
     ns = build_parser().parse_args(["start", "x.wav", "--language", "es-ES", "--translate"])
     assert start_request(ns)["config"] == {"languageCode": "es-ES", "translate": True}
