@@ -112,6 +112,22 @@ def test_the_summary_page_marks_each_lines_language() -> None:
     assert 'lang="en-US" dir="auto">Where is the room?' in html  # a translation is marked as English
 
 
+def test_the_config_default_is_checked_and_used(tmp_path: Path) -> None:
+    from symbld.config import ConfigError, load
+    from symbld.core.service import _language_options
+
+    good = tmp_path / "good.toml"
+    good.write_text('language = "es-mx"\n')
+    cfg = load(str(good))
+    assert cfg["language"] == "es-MX"
+    assert _language_options({}, cfg)[0] == languages.Language("es-MX", "es")  # a start without languageCode
+    assert _language_options({"languageCode": "fr-FR"}, cfg)[0].tag == "fr-FR"
+    bad = tmp_path / "bad.toml"
+    bad.write_text('language = "klingon"\n')
+    with pytest.raises(ConfigError, match=r"language.*supported languages: auto"):
+        load(str(bad))
+
+
 def test_the_cli_puts_language_and_translate_in_the_start_config() -> None:
     ns = build_parser().parse_args(["start", "x.wav", "--language", "es-ES", "--translate"])
     assert start_request(ns)["config"] == {"languageCode": "es-ES", "translate": True}
