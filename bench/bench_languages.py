@@ -147,16 +147,20 @@ def accuracy(engine: LocalEngine, base: object, sets: dict[str, list[prompts.Cli
 
 def language_id(engine: LocalEngine, base: object, sets: dict[str, list[prompts.Clip]]) -> None:
     print("\n## languageCode auto: the language reported, each clip in a stream of its own\n")
-    print("| language | clips | engine right | plain detect_language right | engine WER (auto) |")
-    print("|---|---|---|---|---|")
+    print("| language | clips | engine right | plain detect_language right | engine WER (auto) "
+          "| engine CPU s/audio s (auto) |")
+    print("|---|---|---|---|---|---|")
     total = right_total = 0
     for lang, clips in sets.items():
         engine_right = plain_right = 0
         hyps = []
+        cpu = 0.0
         for n, c in enumerate(clips):
             audio = c.load()
             pcm, _ = layout([audio])
+            c0 = cpu_s()
             msgs = run_stream(engine, f"auto-{lang}-{n}", pcm, "auto")
+            cpu += cpu_s() - c0
             reported = {languages.primary(m["metadata"].get("language")) for m in msgs}
             engine_right += reported == {lang}
             hyps.append(" ".join(m["payload"]["content"] for m in msgs))
@@ -164,7 +168,9 @@ def language_id(engine: LocalEngine, base: object, sets: dict[str, list[prompts.
             plain_right += detected == lang
         total += len(clips)
         right_total += engine_right
-        print(f"| {lang} | {len(clips)} | {engine_right} | {plain_right} | {wer([c.text for c in clips], hyps):.1%} |")
+        audio_s = sum(len(c.load()) for c in clips) / RATE
+        print(f"| {lang} | {len(clips)} | {engine_right} | {plain_right} | {wer([c.text for c in clips], hyps):.1%} "
+              f"| {cpu / audio_s:.3f} |")
     print(f"\nauto reported the right language for {right_total} of {total} clips")
 
 

@@ -278,6 +278,9 @@ def test_without_the_base_extra_another_language_is_refused_naming_the_extra(tmp
     d = DaemonProc(tmp_path / "d", env=env).start()
     try:
         with d.client(timeout=60.0) as c:
+            models = {m["model"]: m for m in c.describe()["engines"]["local"]["models"]}
+            assert models["tiny.en"] == {"model": "tiny.en", "loaded": True, "languages": ["en"]}
+            assert models["base"]["loaded"] is False and models["base"]["load"] == "on first need"
             for config in ({"languageCode": "es-ES"}, {"languageCode": "auto"}, {"translate": True}):
                 with pytest.raises(DaemonError) as e:
                     c.start(source={"type": "push"}, config=config)
