@@ -345,8 +345,12 @@ class WhisperRecognizer:
 
     def detect_language(self, audio: np.ndarray) -> list[tuple[str, float]]:
         self.load()
-        # The whole 30 s window (no encoder_window here): Whisper's language token was trained on it.
-        _lang, _p, probs = self._model.detect_language(audio)
+        # The decode's own encoder window (16 s for an utterance of up to 15 s), as for its decode.
+        self._model.window.frames = encoder_window(len(audio) / SAMPLE_RATE, self.min_window_s) * _FRAMES_PER_SECOND
+        try:
+            _lang, _p, probs = self._model.detect_language(audio)
+        finally:
+            self._model.window.frames = None
         return [(code, float(p)) for code, p in probs]
 
     def _decode(
