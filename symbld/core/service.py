@@ -311,7 +311,12 @@ class ConnectionService:
 
     def _model_languages(self) -> dict[str, list[dict[str, Any]]]:
         """Engine → its models and the languages each serves (engines that have local models)."""
-        return {name: eng.models() for name, eng in self.engines.items() if callable(getattr(eng, "models", None))}
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name, eng in self.engines.items():
+            models = getattr(eng, "models", None)
+            if callable(models):
+                out[name] = models()
+        return out
 
     def counters(self) -> dict[str, Any]:
         """The daemon's part of ``status``: traffic, cut connections, models, drops, the journal."""

@@ -155,7 +155,7 @@ def insights_for_message(message: dict[str, Any], ctx: Context, today: date) -> 
 
 
 def _questions_in(content: str, language: str, ctx: Context, message_id: Any,
-                  speaker: dict[str, Any]) -> list[dict[str, Any]]:
+                  speaker: dict[str, Any] | None) -> list[dict[str, Any]]:
     """Another language's insights: questions only (symbld.insights.multilingual says why)."""
     if "question" not in ctx.types:
         return []
@@ -176,7 +176,7 @@ def _questions_in(content: str, language: str, ctx: Context, message_id: Any,
             "dismissed": False,
             "payload": {"content": sentence.text, "contentType": "text/plain"},
             "text": sentence.text,
-            "from": dict(speaker),
+            "from": dict(speaker or {}),
             "entities": None,
         })
     return out

@@ -53,7 +53,9 @@ class Recognition:
 
 class Recognizer(Protocol):
     name: str
-    model: str
+
+    @property
+    def model(self) -> str: ...  # read-only: the implementations derive it from their config
 
     def load(self) -> None: ...
 
@@ -459,7 +461,9 @@ class PocketsphinxRecognizer:
     def loaded(self) -> bool:
         return self._count > 0
 
-    languages = ("en",)
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return ("en",)  # the en-us acoustic model of its wheel
 
     def detect_language(self, audio: np.ndarray) -> list[tuple[str, float]]:
         return [("en", 1.0)]
@@ -534,7 +538,8 @@ class PocketsphinxRecognizer:
             self._count = 0
 
 
-RECOGNIZERS = {"whisper": WhisperRecognizer, "pocketsphinx": PocketsphinxRecognizer}
+RECOGNIZERS: dict[str, Callable[[dict[str, Any]], Recognizer]] = {
+    "whisper": WhisperRecognizer, "pocketsphinx": PocketsphinxRecognizer}
 
 
 def make_recognizer(config: dict[str, Any]) -> Recognizer:
