@@ -12,15 +12,14 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TextIO
 
-from symblctl import cli_declared, completion, fleet_cli, open_page, protocol
+from symblctl import commands, completion, fleet_cli, open_page
 from symblctl.client import Client, DaemonError, DaemonUnavailable
-from symblctl.export import FORMATS, render
-from symblctl.render import EventPrinter, conversations_table, progress_line
 from symblctl.start_request import start_request
-from symblctl.when import parse_since
+
+if TYPE_CHECKING:  # imported where used: symblctl status needs neither (nor their datetime, shutil, dataclasses)
+    from symblctl.render import EventPrinter
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_HELP = """exit status:
@@ -79,15 +78,67 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
     pass
 
 
+class _Unbuilt:
+    """Stands in for the sub-parser of a command this run does not name: its options are not built.
+
+    Building all ~30 sub-parsers (each with its copy of the global options, and the declared ones typed
+    from their declarations) was most of what ``symblctl status`` cost; only the named one is needed to
+    parse, and the top-level ``--help`` lists each command by its summary alone."""
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def add_mutually_exclusive_group(self, *args: Any, **kwargs: Any) -> _Unbuilt:
+        return self
+
+    add_argument_group = add_mutually_exclusive_group
+
+
+_UNBUILT: Any = _Unbuilt()
+_BUILD_ONLY: set[str] | None = None  # the words of this run's command line; None: build every sub-parser
+
+
 def _sub(sub: Any, name: str, summary: str, description: str = "", examples: str = "", *,
          events_option: bool = True, aliases: tuple[str, ...] = ()) -> argparse.ArgumentParser:
+    if _BUILD_ONLY is not None and _BUILD_ONLY.isdisjoint((name, *aliases)):
+        sub.add_parser(name, help=summary, aliases=list(aliases), add_help=False)
+        return _UNBUILT  # type: ignore[no-any-return]
     epilog = (f"examples:\n{examples.rstrip()}\n\n" if examples else "") + EXIT_HELP
-    return sub.add_parser(name, help=summary, description=f"{summary}.\n\n{description}".rstrip(), epilog=epilog,
-                          formatter_class=_Formatter, aliases=list(aliases),
-                          parents=[_global_options(suppress=True, events=events_option)])
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=f"{summary}.\n\n{description}".rstrip(), epilog=epilog,
+        formatter_class=_Formatter, aliases=list(aliases),
+        parents=[_global_options(suppress=True, events=events_option)])
+    return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _formats(parser: Any) -> tuple[str, ...]:
+    """The transcript formats, from symblctl.export (dataclasses and all) only when that parser is built."""
+    if parser is _UNBUILT:
+        return ()
+    from symblctl.export import FORMATS
+
+    return FORMATS
+
+
+def _since_parser(parser: Any) -> Callable[[str], Any]:
+    if parser is _UNBUILT:
+        return str
+    from symblctl.when import parse_since
+
+    return parse_since
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; given the command line, only the sub-parser of the command it names is built."""
+    global _BUILD_ONLY
+    _BUILD_ONLY = None if argv is None else set(argv)
+    try:
+        return _build_parser()
+    finally:
+        _BUILD_ONLY = None
+
+
+def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="symblctl", description="Control the symbld conversation-intelligence daemon.",
         epilog=EXIT_HELP + "\n\nsymblctl COMMAND --help shows a command's options and examples.",
@@ -95,12 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"symblctl {_version()}")
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
-    for decl in cli_declared.declared_for_cli():  # one subcommand per declared command, options from its fields
-        shown = PRESENTATION.get(decl.name, Presentation())
-        dashed = decl.name.replace("_", "-")  # attach-mic, like the other subcommands; attach_mic works too
-        cli_declared.add_arguments(_sub(sub, dashed, shown.summary or cli_declared.summary_of(decl),
-                                        shown.description, shown.examples,
-                                        aliases=(decl.name,) if dashed != decl.name else ()), decl)
+    for name in commands.CLI_DECLARED:  # one subcommand per declared command, options from its fields
+        shown = PRESENTATION.get(name, Presentation())
+        dashed = name.replace("_", "-")  # attach-mic, like the other subcommands; attach_mic works too
+        parser = _sub(sub, dashed, shown.summary or commands.SUMMARIES[name], shown.description,
+                      shown.examples, aliases=(name,) if dashed != name else ())
+        if parser is not _UNBUILT and name in commands.WITH_FIELDS:
+            from symblctl import cli_declared, protocol  # the declarations: only for a command with options
+
+            cli_declared.add_arguments(parser, protocol.COMMANDS[name])
     s = _sub(sub, "stop", "stop a connection (flushes finals) and print its final object",
              "ID is a connectionId or a conversationId. Stopping a connection that already ended prints its "
              "final object too (exit 0), as the Python API does.", "  symblctl stop 7909733735465972")
@@ -115,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
              "  symblctl transcript ID\n  symblctl transcript ID --format srt -o meeting.srt\n"
              "  symblctl transcript ID --format md > notes.md")
     t.add_argument("id")
-    t.add_argument("--format", "-f", choices=FORMATS, help="txt (default), md, srt, vtt or json (the default "
+    t.add_argument("--format", "-f", choices=_formats(t), help="txt (default), md, srt, vtt or json (the default "
                    "with --json)")
     t.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of standard output")
     ls = _sub(sub, "conversations", "past and live conversations, newest first, from the journals",
@@ -123,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
               "(2026-12-01, 2026-12-01T09:00) or an age (30m, 2h, 3d, 1w), or today / yesterday.",
               "  symblctl conversations\n  symblctl ls --since 2d --source file\n  symblctl ls --json",
               aliases=("ls",))
-    ls.add_argument("--since", type=parse_since, help="only conversations started since then")
+    ls.add_argument("--since", type=_since_parser(ls), help="only conversations started since then")
     ls.add_argument("--source", choices=("file", "push", "mic", "sip", "pstn"), help="only this source kind")
     ls.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
     sb = _sub(sub, "subscribe", "tail events live (all connections, or one)",
@@ -227,6 +281,8 @@ class _Progress:
             source = self.client.get(self.connection_id).get("source") or {}
         except DaemonError:
             return
+        from symblctl.render import progress_line
+
         self.printer.set_status(progress_line(float(source.get("sent") or 0.0), source.get("seconds"),
                                               now - self.t0))
 
@@ -265,6 +321,8 @@ def _follow(client: Client, conn: dict[str, Any], as_json: bool, feeder: Callabl
     ``banner`` (the ids and "Ctrl-C stops") is printed only once a Ctrl-C is sure to stop the connection.
     """
     connection_id = conn["connectionId"]
+    from symblctl.render import EventPrinter
+
     printer = EventPrinter(sys.stdout, as_json=as_json)
     ticker = _Progress(client, connection_id, printer) if progress and printer.live else None
     stream = None
@@ -381,6 +439,8 @@ def _subscribe(client: Client, ns: argparse.Namespace) -> int:
         except DaemonError as e:
             if e.code != "unknown_connection":
                 raise  # unknown here may still be a remote (Symbl) connection: subscribe decides
+    from symblctl.render import EventPrinter
+
     printer = EventPrinter(sys.stdout, as_json=ns.json, show_ids=ns.id is None)
     heartbeat = _Heartbeat(client)
     with client.events(connection_id, types) as stream:
@@ -401,6 +461,8 @@ def _subscribe(client: Client, ns: argparse.Namespace) -> int:
 
 def _transcript(client: Client, ns: argparse.Namespace) -> int:
     fmt = ns.format or ("json" if ns.json else "txt")
+    from symblctl.export import render
+
     text = render(client.all_history(ns.id), fmt)
     if ns.output:
         with open(ns.output, "w", encoding="utf-8") as f:
@@ -417,6 +479,8 @@ def _conversations(client: Client, ns: argparse.Namespace) -> int:
         for row in rows:
             _print_json(row)
     else:
+        from symblctl.render import conversations_table
+
         for line in conversations_table(rows):
             print(line)
     return EXIT_OK
@@ -450,18 +514,24 @@ def _devices(client: Client, ns: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+Printer = Callable[[dict[str, Any]], None]
+
+
+def _print_indented(result: dict[str, Any]) -> None:
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+
+
 def _print_state(result: dict[str, Any]) -> None:
     print(result["state"])
 
 
-@dataclass(frozen=True)
-class Presentation:
+class Presentation(NamedTuple):
     """How a declared command looks on the command line, where the declaration's own text is not enough."""
 
     summary: str = ""
     description: str = ""
     examples: str = ""
-    printer: cli_declared.Printer = cli_declared.print_json
+    printer: Printer = _print_indented
 
 
 PRESENTATION = {
@@ -480,19 +550,24 @@ PRESENTATION = {
 
 
 def _mute(client: Client, ns: argparse.Namespace) -> int:
-    result = client.call(protocol.Mute(connection_id=ns.id, on=not ns.off))
+    result = client.mute(ns.id, on=not ns.off)
     print(json.dumps(result) if ns.json else result["state"])
     return EXIT_OK
 
 
 def _declared(client: Client, ns: argparse.Namespace) -> int:
     """A subcommand made from its declaration: the request from the options, the result printed."""
-    decl = protocol.COMMANDS[ns.cmd.replace("-", "_")]
-    result = client.call(cli_declared.request_from(decl, ns))
+    name = ns.cmd.replace("-", "_")
+    if name in commands.WITH_FIELDS:
+        from symblctl import cli_declared, protocol
+
+        result = client.call(cli_declared.request_from(protocol.COMMANDS[name], ns))
+    else:
+        result = client.request(name)
     if ns.json:
         print(json.dumps(result, ensure_ascii=False))
     else:
-        PRESENTATION.get(decl.name, Presentation()).printer(result)
+        PRESENTATION.get(name, Presentation()).printer(result)
     return EXIT_OK
 
 
@@ -514,6 +589,8 @@ def run(ns: argparse.Namespace) -> int:
     client = Client(ns.control, ns.events_endpoint, timeout=ns.timeout)
     try:
         if ns.cmd == "history":
+            from symblctl.render import EventPrinter
+
             printer = EventPrinter(sys.stdout, as_json=ns.json, live=False)
             for e in client.all_history(ns.id, ns.after):
                 printer.show(e)
@@ -563,7 +640,7 @@ def _install_service(ns: argparse.Namespace) -> int:
         print("symblctl: install-service needs the daemon installed (pip install symbld): no symbld executable "
               "found next to this Python", file=sys.stderr)
         return EXIT_REFUSED
-    scope = "system" if ns.system else "user"
+    scope: Literal["user", "system"] = "system" if ns.system else "user"
     try:
         written = install_units(scope, exe, Path(ns.dest) if ns.dest else None)
     except OSError as e:
@@ -589,7 +666,8 @@ def _print_status(result: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(None if completion.requested() else words)  # completion walks every sub-parser
     completion.autocomplete(parser)
     try:
         ns = parser.parse_args(argv)

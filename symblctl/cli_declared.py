@@ -11,15 +11,15 @@ is optional.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
-from msgspec import inspect as mi
 
 from symblctl import protocol
+
+if TYPE_CHECKING:
+    from msgspec import inspect as mi
 
 WRITTEN_OUT = frozenset({"start", "stop", "subscribe", "history", "conversations", "devices", "mute"})
 POSITIONAL = {"connection_id": ("id", "ID", "a connectionId or a conversationId"),
@@ -32,15 +32,21 @@ def declared_for_cli() -> list[type[protocol.Command]]:
 
 
 def summary_of(decl: type[protocol.Command]) -> str:
-    text = inspect.cleandoc(decl.__doc__ or decl.name).split("\n", 1)[0].rstrip(".")
+    text = (decl.__doc__ or decl.name).strip().split("\n", 1)[0].rstrip(".")
     return text if text[1:2].isupper() or text[1:2] == "'" else text[:1].lower() + text[1:]  # NATS, Symbl's
 
 
 def add_arguments(parser: argparse.ArgumentParser, decl: type[protocol.Command]) -> None:
-    for field in mi.type_info(decl).fields:  # type: ignore[union-attr]
+    if not decl.__struct_fields__:
+        return  # msgspec.inspect (typing_extensions, the JSON Schema code) is loaded only for options
+    from msgspec import inspect as mi
+
+    info = mi.type_info(decl)
+    assert isinstance(info, mi.StructType)  # a declaration is a Struct
+    for field in info.fields:
         if field.name in POSITIONAL:
             dest, metavar, text = POSITIONAL[field.name]
-            parser.add_argument(dest, metavar=metavar, help=text, **({} if field.required else {"nargs": "?"}))
+            parser.add_argument(dest, metavar=metavar, help=text, nargs=None if field.required else "?")
             continue
         flag = "--" + field.name.replace("_", "-")
         info, description = _unwrap(field.type)
@@ -60,6 +66,8 @@ def request_from(decl: type[protocol.Command], ns: argparse.Namespace) -> protoc
 
 def _unwrap(t: mi.Type) -> tuple[mi.Type, str]:
     """An optional or annotated type as its one real type and its description (``int | None`` → int)."""
+    from msgspec import inspect as mi
+
     description = ""
     while True:
         if isinstance(t, mi.Metadata):
@@ -74,6 +82,8 @@ def _unwrap(t: mi.Type) -> tuple[mi.Type, str]:
 
 
 def _option(t: mi.Type) -> dict[str, Any]:
+    from msgspec import inspect as mi
+
     if isinstance(t, mi.BoolType):
         return {"action": argparse.BooleanOptionalAction}
     if isinstance(t, mi.IntType):
@@ -90,6 +100,8 @@ def _option(t: mi.Type) -> dict[str, Any]:
 
 
 def _help(t: mi.Type, text: str, field: mi.Field) -> str:
+    from msgspec import inspect as mi
+
     if field.default not in (msgspec.NODEFAULT, None) and not isinstance(t, mi.BoolType):
         text = f"{text} (default {field.default})".strip()
     return text
@@ -97,10 +109,3 @@ def _help(t: mi.Type, text: str, field: mi.Field) -> str:
 
 def _comma_list(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
-
-
-Printer = Callable[[dict[str, Any]], None]
-
-
-def print_json(result: dict[str, Any]) -> None:
-    print(json.dumps(result, indent=2, ensure_ascii=False))

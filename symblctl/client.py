@@ -12,27 +12,26 @@ A Client (and an EventStream) belongs to one thread; make one per thread.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import json
 import os
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import msgspec
 import zmq
 
-from symblctl import protocol
+from symblctl.commands import SLOW_TIMEOUTS, DeclaredCommands
 from symblctl.endpoints import default_endpoints as config_default_endpoints
 from symblctl.keys import SecurityError, apply_client_curve
 from symblctl.liveness import RESTART_HINT, START_HINT, answers_ping, socket_file_problem
 
+if TYPE_CHECKING:
+    from symblctl import protocol
+
 PROTOCOL_VERSION = 1
 # Commands that may wait on an engine flush, a device or a call get a longer wait (declared with each command).
-SLOW_TIMEOUTS = {name: decl.timeout for name, decl in protocol.COMMANDS.items() if decl.timeout is not None}
 
 
 class DaemonError(Exception):
@@ -73,9 +72,12 @@ def absolute_source_path(args: dict[str, Any]) -> dict[str, Any]:
     return args
 
 
-class Client:
+class Client(DeclaredCommands):
+    """The control protocol's client: one method per declared command (``symblctl.commands``, generated
+    from ``symblctl.protocol``), ``start``/``send_audio`` written out, ``events()`` for the PUB side."""
+
     def __init__(self, control: str | None = None, events: str | None = None, timeout: float = 5.0,
-                 retries: int = 2, context: zmq.Context | None = None) -> None:
+                 retries: int = 2, context: zmq.Context[Any] | None = None) -> None:
         dc, de = default_endpoints()
         self.control = control or dc
         self.events_endpoint = events or de
@@ -84,11 +86,11 @@ class Client:
         self._own_ctx = context is None
         self.ctx = context or zmq.Context()
         # A stable routing id lets the daemon route a late reply to our reopened socket.
-        self._identity = uuid.uuid4().bytes
-        self._sock: zmq.Socket | None = None
+        self._identity = os.urandom(16)
+        self._sock: zmq.Socket[bytes] | None = None
 
     # -- the request/reply core --------------------------------------------------------------
-    def _socket(self) -> zmq.Socket:
+    def _socket(self) -> zmq.Socket[bytes]:
         if self._sock is None:
             s = self.ctx.socket(zmq.REQ)
             s.setsockopt(zmq.LINGER, 0)
@@ -114,18 +116,19 @@ class Client:
             self._reset()
             raise DaemonUnavailable(self.control, f"{problem}; {START_HINT}")
 
-    def _wait_reply(self, sock: zmq.Socket, rid: str, seconds: float) -> dict | None:
+    def _wait_reply(self, sock: zmq.Socket[bytes], rid: str, seconds: float) -> dict[str, Any] | None:
         deadline = time.monotonic() + seconds
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not sock.poll(max(1, int(left * 1000)), zmq.POLLIN):
                 return None
-            reply = json.loads(sock.recv())
+            reply: dict[str, Any] = json.loads(sock.recv())
             if reply.get("id") == rid:
                 return reply
             # else: a stale reply to an earlier, abandoned attempt
 
-    def request(self, cmd: str, payload: bytes | None = None, timeout: float | None = None, **args: Any) -> dict:
+    def request(self, cmd: str, payload: bytes | None = None, timeout: float | None = None,
+                **args: Any) -> dict[str, Any]:
         """Send one command; return its result or raise DaemonError / DaemonUnavailable.
 
         A daemon that is not there (no socket file, a stale one) fails at once; one that does not
@@ -135,7 +138,7 @@ class Client:
         """
         if self._sock is None:
             self._check_socket_file()
-        rid = uuid.uuid4().hex[:16]
+        rid = os.urandom(8).hex()
         body = json.dumps({"v": PROTOCOL_VERSION, "id": rid, "cmd": cmd,
                            "args": {k: v for k, v in args.items() if v is not None}}).encode()
         frames = [body] if payload is None else [body, payload]
@@ -153,7 +156,7 @@ class Client:
             self._check_socket_file()
         raise DaemonUnavailable(self.control, f"no reply within {wait:g} s; {RESTART_HINT}", wedged=True)
 
-    def _slow_request(self, frames: list[bytes], rid: str, wait: float) -> dict:
+    def _slow_request(self, frames: list[bytes], rid: str, wait: float) -> dict[str, Any]:
         sock = self._socket()
         sock.send_multipart(frames)
         end = time.monotonic() + wait
@@ -173,32 +176,37 @@ class Client:
             window = self.timeout  # alive and busy with our command: keep waiting
 
     @staticmethod
-    def _result(reply: dict) -> dict:
+    def _result(reply: dict[str, Any]) -> dict[str, Any]:
         if reply.get("ok"):
-            return reply.get("result", {})
+            result: dict[str, Any] = reply.get("result", {})
+            return result
         err = reply.get("error") or {}
         raise DaemonError(err.get("code", "internal"), err.get("message", "unknown error"), err.get("details"))
 
-    # -- commands: one method per declared command (generated below), these few written out -----
-    def call(self, command: protocol.Command, payload: bytes | None = None, timeout: float | None = None) -> dict:
+    # -- commands: one method per declared command (symblctl/commands.py), these few written out -----
+    def call(self, command: protocol.Command, payload: bytes | None = None,
+             timeout: float | None = None) -> dict[str, Any]:
         """Send one declared command (a ``symblctl.protocol`` request) and return its result."""
+        import msgspec  # with the declarations: a command without fields is sent without either
+
         return self.request(command.name, payload=payload, timeout=timeout, **msgspec.to_builtins(command))
 
-    def start(self, **args: Any) -> dict:
+    def start(self, **args: Any) -> dict[str, Any]:
         """Start a connection. A relative ``source.path`` is made absolute here: the daemon runs
         elsewhere (``/`` under systemd) and would not find it."""
         return self.request("start", **absolute_source_path(args))
 
-    def send_audio(self, connection_id: str, pcm: bytes, sample_rate: int | None = None, end: bool = False) -> dict:
+    def send_audio(self, connection_id: str, pcm: bytes, sample_rate: int | None = None,
+                   end: bool = False) -> dict[str, Any]:
         return self.request("send_audio", payload=pcm, connectionId=connection_id, sampleRate=sample_rate,
                             end=end or None)
 
-    def end_audio(self, connection_id: str) -> dict:
+    def end_audio(self, connection_id: str) -> dict[str, Any]:
         return self.request("send_audio", connectionId=connection_id, end=True)
 
-    def all_history(self, connection_id: str, after_seq: int = 0, gap: bool = False) -> list[dict]:
+    def all_history(self, connection_id: str, after_seq: int = 0, gap: bool = False) -> list[dict[str, Any]]:
         """Every event after ``after_seq``, following ``more`` page by page."""
-        out: list[dict] = []
+        out: list[dict[str, Any]] = []
         while True:
             page = self.history(connection_id, after_seq, 5000, gap)
             out.extend(page["events"])
@@ -222,32 +230,6 @@ class Client:
         self.close()
 
 
-def _command_method(decl: type[protocol.Command]) -> Any:
-    """``Client.<name>(...)`` for one declared command: its fields as parameters, in declared order."""
-    fields = msgspec.structs.fields(decl)
-    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)] + [
-        inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
-                          default=inspect.Parameter.empty if f.required else
-                          (f.default if f.default is not msgspec.NODEFAULT else None))
-        for f in fields]
-    signature = inspect.Signature(params)
-
-    def method(self: Client, *args: Any, **kwargs: Any) -> dict:
-        bound = signature.bind(self, *args, **kwargs)
-        values = {k: v for k, v in bound.arguments.items() if k != "self"}
-        return self.call(decl(**values))
-
-    method.__name__ = method.__qualname__ = decl.name
-    method.__doc__ = decl.__doc__
-    method.__signature__ = signature  # type: ignore[attr-defined]
-    return method
-
-
-for _name, _decl in protocol.COMMANDS.items():
-    if _name not in Client.__dict__:  # start and send_audio are written out above
-        setattr(Client, _name, _command_method(_decl))
-
-
 class EventStream:
     """Events of one connection (or all), in seq order per connection, with gaps refilled.
 
@@ -256,13 +238,13 @@ class EventStream:
     """
 
     def __init__(self, control: str, events: str, connection_id: str | None = None,
-                 types: list[str] | None = None, after_seq: int = 0, ctx: zmq.Context | None = None,
+                 types: list[str] | None = None, after_seq: int = 0, ctx: zmq.Context[Any] | None = None,
                  sync_timeout: float = 2.0) -> None:
         self.connection_id = connection_id
         self.types = set(types) if types else None
         self._client = Client(control, events, context=ctx)
         self._last: dict[str, int] = {}
-        self._ready: deque[dict] = deque()
+        self._ready: deque[dict[str, Any]] = deque()
         self._live_at_start: set[str] = set()
         self.refills = 0
         self.gaps = 0  # refills caused by events the events socket dropped for us
@@ -276,11 +258,11 @@ class EventStream:
             self.close()
             raise DaemonUnavailable(events, str(e)) from None
         self._sub.connect(events)
-        token = uuid.uuid4().hex[:16]
+        token = os.urandom(8).hex()
         prefix = f"connection.{connection_id}." if connection_id else "connection."
         self._sub.setsockopt(zmq.SUBSCRIBE, prefix.encode())
         self._sub.setsockopt(zmq.SUBSCRIBE, f"sync.{token}".encode())
-        early: list[dict] = []
+        early: list[dict[str, Any]] = []
         self._sync(token, sync_timeout, early)
         if connection_id is not None:
             self._last[connection_id] = after_seq
@@ -288,7 +270,7 @@ class EventStream:
         for event in early:
             self._accept(event)
 
-    def _sync(self, token: str, timeout: float, early: list[dict]) -> None:
+    def _sync(self, token: str, timeout: float, early: list[dict[str, Any]]) -> None:
         """Ask the daemon for a marker on our topic until it arrives: then our subscription is live."""
         deadline = time.monotonic() + timeout
         while True:
@@ -312,7 +294,7 @@ class EventStream:
         self.refills += 1
         self.gaps += gap
 
-    def _accept(self, event: dict) -> None:
+    def _accept(self, event: dict[str, Any]) -> None:
         cid = event.get("connectionId")
         if not cid:
             return
@@ -332,7 +314,7 @@ class EventStream:
                 return
         self._deliver(event)
 
-    def _deliver(self, event: dict) -> None:
+    def _deliver(self, event: dict[str, Any]) -> None:
         cid = event["connectionId"]
         if event["seq"] <= self._last.get(cid, 0):
             return
@@ -344,7 +326,7 @@ class EventStream:
         elif event.get("type") == "conversation_completed":
             self._ready.append(event)  # always delivered so a consumer knows the connection ended
 
-    def get(self, timeout: float | None = None) -> dict | None:
+    def get(self, timeout: float | None = None) -> dict[str, Any] | None:
         deadline = None if timeout is None else time.monotonic() + timeout
         while not self._ready:
             if self.completed:
@@ -358,7 +340,7 @@ class EventStream:
             self._accept(json.loads(body))
         return self._ready.popleft()
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         while True:
             event = self.get(timeout=None)
             if event is None:

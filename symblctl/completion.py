@@ -8,19 +8,29 @@ import os
 import sys
 from pathlib import Path
 
-import argcomplete
-
 SHELLS = ("bash", "zsh", "fish")
 PROG = "symblctl"
 
 
+def requested() -> bool:
+    """Whether the shell asked for completions (the variable argcomplete's shell hook sets)."""
+    return "_ARGCOMPLETE" in os.environ
+
+
 def autocomplete(parser: argparse.ArgumentParser) -> None:
-    """Answer a completion request from the shell (and exit) when there is one; else do nothing."""
+    """Answer a completion request from the shell (and exit) when there is one; else do nothing.
+    argcomplete is imported only then: every other run of symblctl skips its import."""
+    if not requested():
+        return
+    import argcomplete
+
     argcomplete.autocomplete(parser)
 
 
 def script(shell: str) -> str:
-    return argcomplete.shellcode([PROG], shell=shell)
+    from argcomplete.shell_integration import shellcode
+
+    return shellcode([PROG], shell=shell)
 
 
 def install_path(shell: str) -> Path:

@@ -95,7 +95,7 @@ def clock(seconds: float, sep: str = ".", hours: bool = True) -> str:
 
 
 def _insight_text(i: dict[str, Any]) -> str:
-    return (i.get("payload") or {}).get("content") or i.get("text", "")
+    return str((i.get("payload") or {}).get("content") or i.get("text", ""))
 
 
 def _txt(c: Conversation) -> str:

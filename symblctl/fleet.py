@@ -24,7 +24,8 @@ import nats.errors
 import nats.js.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from symblctl.client import SLOW_TIMEOUTS, DaemonError, DaemonUnavailable
+from symblctl.client import DaemonError, DaemonUnavailable
+from symblctl.commands import SLOW_TIMEOUTS
 from symblctl.nats_settings import DEFAULT_STREAM, NatsSettings, NatsSetupError, connect
 from symblctl.nats_subjects import (
     CLIENT_HEADER,
@@ -123,10 +124,10 @@ class Fleet:
         """The node a connection belongs to: a live node that lists it, else the stream's subjects."""
         for status in self.gather("status", wait):
             if any(c.get("connectionId") == connection_id for c in status.get("connections", [])):
-                return status["node"]
+                return str(status["node"])
         events = self.history(connection_id, limit=1)
         if events:
-            return events[0]["node"]
+            return str(events[0]["node"])
         raise DaemonError("unknown_connection", f"no node has connection {connection_id!r}",
                           {"connectionId": connection_id})
 
@@ -276,6 +277,7 @@ class FleetStream:
 
 def _result(reply: dict[str, Any]) -> dict[str, Any]:
     if reply.get("ok"):
-        return reply.get("result", {})
+        result: dict[str, Any] = reply.get("result", {})
+        return result
     err = reply.get("error") or {}
     raise DaemonError(err.get("code", "internal"), err.get("message", "unknown error"), err.get("details"))

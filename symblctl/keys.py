@@ -6,8 +6,8 @@ The daemon's side (the allow-list, the ZAP handler) is in ``symbld.control.curve
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import zmq
 
@@ -30,8 +30,7 @@ def keys_dir() -> Path:
     return Path(env) if env else config_dir() / "keys"
 
 
-@dataclass(frozen=True)
-class KeyPair:
+class KeyPair(NamedTuple):
     public: bytes  # z85, 40 bytes
     secret: bytes  # z85, 40 bytes
 
@@ -101,7 +100,7 @@ def client_key_paths() -> tuple[Path, Path]:
             Path(os.environ.get("SYMBLD_SERVER_KEY") or k / "server.public"))
 
 
-def apply_client_curve(sock: zmq.Socket, endpoint: str, client_key: Path | None = None,
+def apply_client_curve(sock: zmq.Socket[bytes], endpoint: str, client_key: Path | None = None,
                        server_key: Path | None = None) -> None:
     """Make ``sock`` a CURVE client before it connects to a tcp:// ``endpoint`` (no-op for ipc://)."""
     if not is_tcp(endpoint):

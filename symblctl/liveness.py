@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import socket
-import uuid
+from typing import Any
 
 import zmq
 
@@ -52,7 +53,7 @@ def socket_file_problem(endpoint: str) -> str | None:
     return None
 
 
-def answers_ping(ctx: zmq.Context, endpoint: str, timeout: float) -> bool:
+def answers_ping(ctx: zmq.Context[Any], endpoint: str, timeout: float) -> bool:
     """True when the daemon answers a ping within ``timeout`` seconds (on a socket of its own)."""
     s = ctx.socket(zmq.REQ)
     s.setsockopt(zmq.LINGER, 0)
@@ -62,7 +63,7 @@ def answers_ping(ctx: zmq.Context, endpoint: str, timeout: float) -> bool:
         except SecurityError:
             return False
         s.connect(endpoint)
-        rid = uuid.uuid4().hex[:16]
+        rid = os.urandom(8).hex()
         s.send(json.dumps({"v": 1, "id": rid, "cmd": "ping", "args": {}}).encode())
         return bool(s.poll(max(1, int(timeout * 1000)), zmq.POLLIN))
     finally:

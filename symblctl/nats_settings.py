@@ -11,13 +11,12 @@ import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import nats
-import nats.errors
-from nats.aio.client import Client as NATS
+from typing import TYPE_CHECKING, Any
 
 from symblctl.nats_subjects import check_token
+
+if TYPE_CHECKING:  # nats-py is the [nats] extra: imported only when a connection is opened
+    from nats.aio.client import Client as NATS
 
 DEFAULT_STREAM = "SYMBLD"
 
@@ -96,6 +95,7 @@ def tls_context(s: NatsSettings) -> ssl.SSLContext | None:
 
 async def connect(s: NatsSettings, name: str, **callbacks: Any) -> NATS:
     """Connect once (raising NatsSetupError with the reason), then reconnect by itself for ever."""
+    nats = require_nats()
     if s.credentials and not Path(s.credentials).is_file():
         raise NatsSetupError(f"[nats] credentials file {s.credentials} does not exist")
     failures: list[str] = []
@@ -138,10 +138,23 @@ async def connect(s: NatsSettings, name: str, **callbacks: Any) -> NATS:
             return None
 
         nc._error_cb = ignore
-    return nc
+    client: NATS = nc
+    return client
+
+
+def require_nats() -> Any:
+    """The nats-py module, or NatsSetupError naming the extra that brings it."""
+    try:
+        import nats
+        import nats.errors
+    except ImportError as e:
+        raise NatsSetupError(f"NATS is configured but nats-py is not installed ({e}): "
+                             "pip install 'symbld[nats]' (or 'symblctl[nats]' for the client)") from None
+    return nats
 
 
 def _explain(e: BaseException) -> str:
+    nats = require_nats()
     if isinstance(e, nats.errors.AuthorizationError) or "authorization" in str(e).lower():
         return "authorization violation (check [nats] credentials / token / user)"
     if isinstance(e, ssl.SSLError | nats.errors.SecureConnFailedError | nats.errors.SecureConnRequiredError

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import webbrowser
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +34,11 @@ def run(client: Client, ns: argparse.Namespace) -> int:
     result = client.summary_page(ns.id)
     url = result["url"]
     print(json.dumps(result, ensure_ascii=False) if ns.json else url, flush=True)
-    if ns.browser and not webbrowser.open(url):
+    if not ns.browser:
+        return 0
+    import webbrowser  # only for --browser: its import is not free
+
+    if not webbrowser.open(url):
         print("symblctl: no web browser found to open it; the URL is above", file=sys.stderr)
         return 1
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -135,7 +136,7 @@ def _sip(data: dict[str, Any]) -> str:
     return f"SIP {code} {reason}".strip() if code else reason
 
 
-_CALL_PROGRESS = {
+_CALL_PROGRESS: dict[str, Callable[[dict[str, Any]], str]] = {
     "call_dialling": lambda d: f"  [call] dialling {d.get('uri', '')}",
     "call_ringing": lambda d: f"  [call] ringing ({_sip(d)})",
     "call_answered": lambda d: f"  [call] answered ({d.get('codec', '')})",

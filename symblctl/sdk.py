@@ -63,7 +63,8 @@ def _actions(actions: Any) -> list[dict[str, Any]] | None:
     """The daemon validates them (bad_request at start); the SDK's default ``{}`` (an object, a bug) means none."""
     if actions is None or actions == {}:
         return None
-    return actions
+    checked: list[dict[str, Any]] = actions
+    return checked
 
 
 def _timezone_offset(tz: str | None) -> int | None:
@@ -273,7 +274,7 @@ class Connection:
         return True
 
     def _dispatch_loop(self) -> None:
-        ctx = zmq.Context.instance()
+        ctx: zmq.Context[Any] = zmq.Context.instance()
         try:
             stream = EventStream(self._control_endpoint, self._events_endpoint, self.connectionId, ctx=ctx)
         except DaemonError as e:
@@ -443,7 +444,7 @@ class TelephonyApi:
                timezone: str | None, insight_types: Any, trackers: Any, engine: str | None) -> Connection:
         d = _check_dict("data", data)
         cfg: dict[str, Any] = {}
-        session = d.get("session") if isinstance(d.get("session"), dict) else {}
+        session: dict[str, Any] = d["session"] if isinstance(d.get("session"), dict) else {}
         if session.get("name"):
             cfg["meetingTitle"] = str(session["name"])  # Symbl: data.session.name titles the meeting
         langs = _check_list("languages", languages)

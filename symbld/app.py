@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import hashlib
 import os
 import signal
@@ -23,10 +24,12 @@ from typing import Any
 import structlog
 import zmq
 
+from symblctl.keys import SecurityError
 from symbld import __version__
-from symbld.config import ConfigError, load, render_config, section
+from symbld.config import load, render_config, section
+from symbld.config_check import ConfigError
 from symbld.control.catalog import load_all
-from symbld.control.curve import CurveServer, SecurityError, curve_socket, serve_curve
+from symbld.control.curve import CurveServer, curve_socket, serve_curve
 from symbld.control.publisher import Publisher
 from symbld.control.router import ControlServer
 from symbld.core import shutdown
@@ -38,7 +41,7 @@ from symbld.core.runtime import RuntimeDirError, check_runtime_dir
 from symbld.core.service import ConnectionService
 from symbld.core.sessions import Session, SessionRegistry
 from symbld.core.sources import SourceFactory
-from symbld.engines.base import Engine
+from symbld.engines.base import Engine, EngineError
 from symbld.gateways.symbl.engine import SymblEngine
 from symbld.integrations.systemd.journald import configure_logging
 from symbld.integrations.systemd.notify import Notifier
@@ -102,7 +105,7 @@ class Daemon:
         self._shutdown = threading.Event()
         self._shutdown_reason = ""
         self._reload = threading.Event()
-        self.ctx: zmq.Context | None = None
+        self.ctx: zmq.Context[zmq.Socket[bytes]] | None = None
         self.curve: CurveServer | None = None  # set in bind() when an endpoint is tcp://
         self.control: ControlServer | None = None
         self.lock: InstanceLock | None = None
@@ -180,7 +183,10 @@ class Daemon:
         if self.config.get("preload", True):
             self.notifier.extend_timeout(120)
             t0 = time.monotonic()
-            local.load()
+            try:
+                local.load()
+            except EngineError as e:  # a configured model or recogniser whose extra is missing: one line
+                raise StartupError(str(e)) from None
             log.info("engine_loaded", engine="local", seconds=round(time.monotonic() - t0, 2))
 
     def _recover_cut_connections(self) -> None:
@@ -218,13 +224,15 @@ class Daemon:
         if not addr:
             return
         from symblctl.client import Client
+        from symbld.gateways.apis import API_TABLES
         from symbld.gateways.symbl.server import serve_symbl
 
         host, _, port = str(addr).rpartition(":")
         try:
             # Generated app credentials (when none are configured) are written next to the sockets, 0600.
             server_cfg = {"credentials_out": str(self.runtime_dir / "symbl-credentials.json"),
-                          **section(self.config, "symbl_server")}
+                          **section(self.config, "symbl_server"),
+                          "apis": {name: section(self.config, name) for name in API_TABLES}}
             self.symbl_server = serve_symbl(host or "127.0.0.1", int(port),
                                             lambda: Client(self.config["control"], self.config["events"]),
                                             server_cfg)
@@ -288,7 +296,12 @@ class Daemon:
     def _install_signals(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: self.request_shutdown("SIGTERM"))
         signal.signal(signal.SIGINT, lambda *_: self.request_shutdown("SIGINT"))
-        signal.signal(signal.SIGHUP, lambda *_: (self._reload.set(), self.control and self.control.wake()))
+
+        def reload(*_: object) -> None:
+            self._reload.set()
+            if self.control is not None:
+                self.control.wake()
+        signal.signal(signal.SIGHUP, reload)
 
     def healthy(self) -> bool:
         """Withhold watchdog pings when a part we depend on is dead or wedged: the bus thread, or a
@@ -407,17 +420,18 @@ class Daemon:
         poller = self.control.poller()
         while any(t.is_alive() for t in stoppers) and time.monotonic() < deadline:
             self.control.poll_once(50, poller)
-        shutdown.spool_unfinished(self.sessions.live(), lambda: self.control.poll_once(50, poller))
+        shutdown.spool_unfinished(self.sessions.live(), functools.partial(self.control.poll_once, 50, poller))
         self.service.close_remote_subscriptions()
         for s in self.sessions.all():  # let hang-ups (SIP BYE) reach the far end before we exit
             wait_closed = getattr(s.source, "wait_closed", None)
             if wait_closed is not None:
                 wait_closed(5.0)
-        if getattr(self, "symbl_server", None) is not None:
+        # start_extras may not have run (or failed part-way): the attributes may not exist
+        if (symbl_server := self.symbl_server if hasattr(self, "symbl_server") else None) is not None:
             with contextlib.suppress(Exception):
-                self.symbl_server.close()
-        if getattr(self, "page_server", None) is not None:
-            self.page_server.close()
+                symbl_server.close()
+        if (page_server := self.page_server if hasattr(self, "page_server") else None) is not None:
+            page_server.close()
         self.sources.close()
         for eng in self.engines.values():
             with contextlib.suppress(Exception):
@@ -469,7 +483,8 @@ def _json_flag(config: dict[str, Any]) -> bool | None:
     return None if fmt == "auto" else fmt == "json"
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """symbld's command line (also the source of its man page: scripts/gen_man.py)."""
     p = argparse.ArgumentParser(prog="symbld", description="Local conversation-intelligence daemon.")
     p.add_argument("--config", help="TOML config file (default: $SYMBLD_CONFIG or ~/.config/symbld/symbld.toml)")
     p.add_argument("--runtime-dir", help="directory for the ipc sockets (default: $XDG_RUNTIME_DIR/symbld)")
@@ -489,7 +504,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--print-config", action="store_true",
                    help="validate the configuration, print the effective one (TOML) and exit")
     p.add_argument("--version", action="version", version=f"symbld {__version__}")
-    return p.parse_args(argv)
+    return p
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    return build_parser().parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -70,6 +70,9 @@ TABLES: dict[str, str | dict[str, Any] | list[str | dict[str, Any]]] = {
     "symbl_server": ["symbld.gateways.symbl.server:DEFAULTS",
                      {"app_id": None, "app_secret": None, "token_secret": None, "stop_on_close": False,
                       "credentials_file": None}],
+    # The other APIs on the Symbl server's listener (symbld/gateways/apis.py): each its own keys.
+    "openai_api": "symbld.gateways.openai.server:DEFAULTS",
+    "deepgram_api": "symbld.gateways.deepgram.server:DEFAULTS",
     # symblctl.nats_settings.from_config reads these (url: a string, comma-separated, or a list).
     "nats": {"url": None, "node": None, "credentials": None, "token": None, "user": None, "password": None,
              "tls_ca": None, "tls_cert": None, "tls_key": None, "stream": "SYMBLD", "max_age_days": 30.0,
@@ -93,7 +96,7 @@ COMPAT: dict[str, str] = {
 }
 
 # Never printed by --print-config.
-SECRET_KEYS = frozenset({"password", "app_secret", "token_secret"})
+SECRET_KEYS = frozenset({"password", "app_secret", "token_secret", "api_keys"})
 
 # Tables whose keys are free-form (none yet): not checked key by key.
 OPEN_TABLES: dict[str, bool] = {}

@@ -57,12 +57,13 @@ def _declared(ref: str | dict[str, Any]) -> dict[str, Any]:
     return dict(obj)
 
 
-def _field_default(f: dataclasses.Field) -> Any:
+def _field_default(f: dataclasses.Field[Any]) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
         value = f.default_factory()
-        return _declared(value.__dict__) if dataclasses.is_dataclass(value) else value
+        # a factory returns an instance, never a class: its __dict__ is a plain dict of its fields
+        return _declared(vars(value)) if dataclasses.is_dataclass(value) and not isinstance(value, type) else value
     return None
 
 

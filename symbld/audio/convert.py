@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import numpy.typing as npt
 import soxr
 
 from symbld.audio.base import SAMPLE_RATE
@@ -21,7 +22,7 @@ def to_mono_f32(samples: np.ndarray) -> np.ndarray:
     return samples
 
 
-def f32_to_pcm16(samples: np.ndarray) -> bytes:
+def f32_to_pcm16(samples: npt.NDArray[np.float32]) -> bytes:
     return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 

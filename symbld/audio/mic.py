@@ -650,7 +650,8 @@ class MicHub:
             raise MicUnavailable("the microphone hub is closed")
         spec = self._spec(device)
         with self._lock:
-            cap = self._captures.get(self._key(spec))
+            key = self._key(spec)  # None: no running capture of this spec
+            cap = self._captures.get(key) if key is not None else None
             if cap is not None and cap.state == "device_lost":
                 raise MicUnavailable(
                     f"input device {cap.name!r} was lost and is not back yet "

@@ -76,8 +76,8 @@ class PushSource:
         while True:
             item = self._q.get()
             if item is None:
-                for rs in self._resamplers.values():
-                    tail = rs.process(np.zeros(0, np.int16), last=True)
+                for pending in self._resamplers.values():
+                    tail = pending.process(np.zeros(0, np.int16), last=True)
                     if tail:
                         yield tail
                 return

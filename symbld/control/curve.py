@@ -90,7 +90,7 @@ class CurveServer:
     (the options must be set before bind). ``close`` stops the authenticator.
     """
 
-    def __init__(self, ctx: zmq.Context, config: dict[str, Any]) -> None:
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], config: dict[str, Any]) -> None:
         self.ctx = ctx
         self.keys = load_keypair(server_key_path(config))
         self.allowed = load_authorized_keys(authorized_keys_path(config))
@@ -121,7 +121,7 @@ class CurveServer:
             self.auth.stop()
 
 
-def serve_curve(ctx: zmq.Context, config: dict[str, Any]) -> CurveServer | None:
+def serve_curve(ctx: zmq.Context[zmq.Socket[bytes]], config: dict[str, Any]) -> CurveServer | None:
     """CURVE setup when an endpoint is tcp://, else None. Raises SecurityError when keys are missing:
     symbld never listens on tcp:// without authentication."""
     if not any(is_tcp(str(config[k])) for k in ("control", "events")):

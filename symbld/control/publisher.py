@@ -12,7 +12,7 @@ import zmq
 
 
 class Publisher:
-    def __init__(self, ctx: zmq.Context, endpoint: str, sndhwm: int = 10_000) -> None:
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, sndhwm: int = 10_000) -> None:
         self.endpoint = endpoint
         self._pub = ctx.socket(zmq.PUB)
         self._pub.setsockopt(zmq.LINGER, 0)

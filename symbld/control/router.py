@@ -35,7 +35,7 @@ MAX_SLOW_IN_FLIGHT = 64
 
 
 class ControlServer:
-    def __init__(self, ctx: zmq.Context, endpoint: str, service: Service) -> None:
+    def __init__(self, ctx: zmq.Context[zmq.Socket[bytes]], endpoint: str, service: Service) -> None:
         self.service = service
         self.endpoint = endpoint
         self.sock = ctx.socket(zmq.ROUTER)
@@ -54,11 +54,17 @@ class ControlServer:
         self._in_flight = 0
         self._running: set[tuple[bytes, str]] = set()  # slow requests still running, by (peer, request id)
         self._lock = threading.Lock()
+        self._closed = False
         self.requests = 0
 
     def wake(self) -> None:
-        with contextlib.suppress(BlockingIOError):  # a full pipe already holds a wake-up
-            os.write(self._wake_w, b"x")
+        # Under the lock: a cmd-* thread that finishes while shutdown closes the pipe must neither write to
+        # a closed descriptor nor, worse, to whatever file reused its number.
+        with self._lock:
+            if self._closed:
+                return
+            with contextlib.suppress(BlockingIOError):  # a full pipe already holds a wake-up
+                os.write(self._wake_w, b"x")
 
     def poll_once(self, timeout_ms: int, poller: zmq.Poller) -> None:
         events = dict(poller.poll(timeout_ms))
@@ -156,8 +162,10 @@ class ControlServer:
             self.replies.remember(key, reply)
 
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for fd in (self._wake_r, self._wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
         self.sock.close(linger=0)
-        for fd in (self._wake_r, self._wake_w):
-            with contextlib.suppress(OSError):
-                os.close(fd)
 

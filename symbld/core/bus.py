@@ -60,7 +60,8 @@ class EventBus:
         self._thread.start()
 
     # -- producers (any thread) -------------------------------------------------------------
-    def publish(self, connection_id: str, conversation_id: str, event_type: str, data: dict[str, Any]) -> dict:
+    def publish(self, connection_id: str, conversation_id: str, event_type: str,
+                data: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
             seq = self._seq.get(connection_id, 0) + 1
             self._seq[connection_id] = seq

@@ -109,6 +109,8 @@ def save(tee: AudioTee, config: Any, started_at: float, shift: float, reason: st
             "startedAt": started_at, "shiftSeconds": shift, "config": cfg}
     p = tee.path.with_suffix(".json")
     tmp = p.with_suffix(".json.new")
+    # A connection that got no audio yet never opened its spool file, so the directory may not exist.
+    p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(tmp, "w") as f:
         json.dump(note, f)
         f.flush()

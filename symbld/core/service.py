@@ -27,7 +27,7 @@ from symbld.core.ids import new_connection_id, new_conversation_id
 from symbld.core.journal import Journal
 from symbld.core.sessions import Session, SessionRegistry
 from symbld.core.sources import SourceFactory
-from symbld.engines.base import Engine, StreamConfig
+from symbld.engines.base import Engine, RemoteEngine, StreamConfig, Subscription
 from symbld.insights import Analyzer, TrackerError, validate_trackers
 
 
@@ -61,7 +61,7 @@ class ConnectionService:
         self.host = host
         self.actions: Any = None  # the ActionRunner (summary e-mail) run when a connection ends; set by the daemon
         self._attached_mics: dict[str, Any] = {}
-        self._remote_subs: dict[str, Any] = {}
+        self._remote_subs: dict[str, Subscription] = {}
 
     # -- starting -----------------------------------------------------------------------------
     def start_session(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -265,6 +265,8 @@ class ConnectionService:
         republished on our PUB under that connection id (and journaled like any other). None when no
         Symbl endpoint is configured."""
         engine = self.engines.get("symbl")
+        if not isinstance(engine, RemoteEngine):
+            return None
         # Only a configured [engine.symbl] means "ids I do not know may be the cloud's": otherwise an
         # unknown id is just unknown (no advice about Symbl credentials nobody asked for).
         if engine is None or not section(self.config, "engine", "symbl"):

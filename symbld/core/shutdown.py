@@ -17,7 +17,8 @@ from typing import Any
 
 import structlog
 
-from symbld.config import STOP_SPOOL_MARGIN, UNIT_STOP_SECONDS
+from symblctl.units import UNIT_STOP_SECONDS
+from symbld.config import STOP_SPOOL_MARGIN
 from symbld.core import recovery
 from symbld.core.flow import FlowSettings
 from symbld.core.sessions import Session
@@ -114,11 +115,12 @@ def _resume(daemon: Any, cid: str, note: dict[str, Any]) -> None:
         recovery.discard(note)  # decoded (or spooled again under a new note): the old files are done
         daemon.service.session_ended(session)
 
-    session = Session(config=config, source=recovery.RecoveredSource(note), engine=daemon.engines[engine_name],
+    source = recovery.RecoveredSource(note)
+    session = Session(config=config, source=source, engine=daemon.engines[engine_name],
                       engine_name=engine_name, bus=daemon.bus, analyzer_factory=daemon.service.analyzer_factory(
                           daemon.engines[engine_name]), stop_timeout=float(daemon.config["stop_timeout"]),
                       on_ended=ended, flow=FlowSettings.from_config(daemon.config, daemon.state_dir),
                       transform=lambda _t, d: recovery.shift_times(d, shift))
     daemon.sessions.add(session)
     session.start()
-    log.warning("spool_resumed", connection_id=cid, seconds=round(session.source.seconds, 3))
+    log.warning("spool_resumed", connection_id=cid, seconds=round(source.seconds, 3))

@@ -8,7 +8,7 @@ sessions.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -16,6 +16,9 @@ from symbld.audio.base import AudioSource, SourceContext, SourceError
 from symbld.audio.file import FileSource
 from symbld.audio.push import PushSource
 from symbld.config import section
+
+if TYPE_CHECKING:  # the mic stack (PortAudio) is imported only when a mic is used
+    from symbld.audio.mic import MicHub
 
 log = structlog.get_logger(__name__)
 
@@ -25,11 +28,11 @@ KINDS = ("file", "push", "mic", "sip", "pstn")
 class SourceFactory:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
-        self._mic_hub: Any = None
+        self._mic_hub: MicHub | None = None
         self._telephony_cfg: Any = None
 
     # -- optional parts, created on first use ---------------------------------------------
-    def mic_hub(self) -> Any:
+    def mic_hub(self) -> MicHub:
         if self._mic_hub is None:
             from symbld.audio.mic import MicHub
 

@@ -129,7 +129,7 @@ def attribute_history(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     attribution: Attribution | None = None
     for e in events:
-        data = e.get("data") if isinstance(e.get("data"), dict) else {}
+        data: dict[str, Any] = e["data"] if isinstance(e.get("data"), dict) else {}
         etype = e.get("type", "")
         if etype == "connection_started":
             cid = str(e.get("connectionId") or data.get("connectionId") or "")

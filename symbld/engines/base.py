@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 Emit = Callable[[str, dict[str, Any]], None]
 
@@ -73,3 +73,15 @@ class Engine(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
+
+
+class Subscription(Protocol):
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class RemoteEngine(Engine, Protocol):
+    """An engine whose connections live elsewhere and can be listened to by id (Symbl's subscribe)."""
+
+    def subscribe(self, connection_id: str, on_event: Emit, *, telephony: bool = False,
+                  on_end: Callable[[str], None] | None = None) -> Subscription: ...

@@ -48,7 +48,7 @@ def insight_types(requested: list[str] | None) -> frozenset[str]:
 
 
 class Analyzer:
-    def __init__(self, config: StreamConfig, emit: Callable[[str, dict], None]) -> None:
+    def __init__(self, config: StreamConfig, emit: Callable[[str, dict[str, Any]], None]) -> None:
         self.config = config
         self._emit = emit
         trackers = validate_trackers(config.trackers or None)  # raises TrackerError
@@ -81,12 +81,12 @@ class Analyzer:
         self._thread.start()
 
     # ---- producer side (any thread; never blocks) ----
-    def on_messages(self, messages: list[dict]) -> None:
+    def on_messages(self, messages: list[dict[str, Any]]) -> None:
         if not isinstance(messages, list) or not messages:
             return
         self._put(("messages", list(messages[:MAX_MESSAGES_PER_BATCH])))
 
-    def on_transcript(self, data: dict) -> None:
+    def on_transcript(self, data: dict[str, Any]) -> None:
         if self.config.tracker_interim_results and self._trackers and isinstance(data, dict):
             self._put(("transcript", data))
 
@@ -157,7 +157,7 @@ class Analyzer:
         if isinstance(name, str) and name.strip():
             self._ctx.people.setdefault(name.split()[0].lower(), person)
 
-    def _analyse_messages(self, messages: list[dict]) -> None:
+    def _analyse_messages(self, messages: list[dict[str, Any]]) -> None:
         insights: list[dict[str, Any]] = []
         tracker_hits: list[tuple[Match, dict[str, Any], list[dict[str, Any]]]] = []
         entity_hits: list[tuple[Entity, dict[str, Any]]] = []
@@ -220,7 +220,8 @@ class Analyzer:
         self._interim_seen[key] = signature
         if len(self._interim_seen) > 64:
             self._interim_seen.pop(next(iter(self._interim_seen)))
-        hits = [(m, {"id": data.get("id"), "text": text, "offset": m.offset}, []) for m in matches]
+        hits: list[tuple[Match, dict[str, Any], list[dict[str, Any]]]] = [
+            (m, {"id": data.get("id"), "text": text, "offset": m.offset}, []) for m in matches]
         self._send("tracker_response", self._tracker_payload(hits, is_final=False))
 
     def _insight_refs(self, match: Match, insights: list[dict[str, Any]]) -> list[dict[str, Any]]:

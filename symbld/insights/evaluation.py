@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from symbld.insights.classify import classify
 from symbld.insights.text import split_sentences
@@ -17,7 +18,7 @@ from symbld.insights.text import split_sentences
 TYPES = ("question", "action_item", "follow_up")
 
 
-def load(path: str | Path) -> list[dict]:
+def load(path: str | Path) -> list[dict[str, Any]]:
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
@@ -36,7 +37,7 @@ def predict(text: str, threshold: float = 0.5) -> set[str]:
     return out
 
 
-def score(rows: list[dict], threshold: float = 0.5) -> dict[str, dict[str, float]]:
+def score(rows: list[dict[str, Any]], threshold: float = 0.5) -> dict[str, dict[str, float]]:
     """{type: {"p", "r", "f1", "tp", "fp", "fn"}} over rows."""
     counts = {t: [0, 0, 0] for t in TYPES}
     for row in rows:
@@ -55,7 +56,7 @@ def score(rows: list[dict], threshold: float = 0.5) -> dict[str, dict[str, float
     return result
 
 
-def errors(rows: list[dict], threshold: float = 0.5) -> list[tuple[str, list[str], list[str]]]:
+def errors(rows: list[dict[str, Any]], threshold: float = 0.5) -> list[tuple[str, list[str], list[str]]]:
     """(text, gold, predicted) for every row the rules got wrong."""
     out = []
     for row in rows:

@@ -108,7 +108,8 @@ def insights_for_message(message: dict[str, Any], ctx: Context, today: date) -> 
     content = (message.get("payload") or {}).get("content") or message.get("text") or ""
     if not isinstance(content, str) or not content.strip():
         return []
-    speaker = message.get("from") if isinstance(message.get("from"), dict) else {}
+    sender = message.get("from")
+    speaker: dict[str, Any] = sender if isinstance(sender, dict) else {}
     message_id = message.get("id")
     language = languages.message_language(message)
     if language != "en":

@@ -20,7 +20,8 @@ def stem(word: str) -> str:
     w = word.lower().replace("\u2019", "'")
     if w.endswith("'s"):
         w = w[:-2]
-    return _STEMMER.stemWord(w.replace("'", ""))
+    stemmed: str = _STEMMER.stemWord(w.replace("'", ""))  # snowballstemmer ships no type hints
+    return stemmed
 
 
 # Whisper language -> Snowball algorithm (the languages both speak).
@@ -44,6 +45,7 @@ def stemmer_for(language: str) -> Callable[[str], str]:
 
     @lru_cache(maxsize=65536)
     def stem_word(word: str) -> str:
-        return stemmer.stemWord(word.lower().replace("\u2019", "'"))
+        stemmed: str = stemmer.stemWord(word.lower().replace("\u2019", "'"))  # no type hints in snowballstemmer
+        return stemmed
 
     return stem_word

@@ -14,6 +14,7 @@ import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 from symbld.insights.stems import stemmer_for
 from symbld.insights.text import MAX_CHARS, wordset
@@ -74,7 +75,7 @@ def stopwords_for(language: str) -> frozenset[str] | None:
 @dataclass
 class _Phrase:
     key: tuple[str, ...]
-    surfaces: Counter = field(default_factory=Counter)
+    surfaces: Counter[str] = field(default_factory=Counter)
     count: int = 0
     refs: list[str] = field(default_factory=list)
 
@@ -108,7 +109,7 @@ class TopicModel:
         self._stem = stemmer_for(language)
         self._namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"symbld:topics:{conversation_id}")
         self._phrases: dict[tuple[str, ...], _Phrase] = {}
-        self._word_freq: Counter = Counter()
+        self._word_freq: Counter[str] = Counter()
 
     def add(self, message_id: str | None, text: str) -> None:
         if self._stopwords is None:
@@ -140,7 +141,7 @@ class TopicModel:
         echo = sum(self._word_freq[w] - p.count for w in p.key) / len(p.key)
         return _LEN_WEIGHT.get(len(p.key), 2.1) * (p.count + 0.5 * echo)
 
-    def top(self, limit: int = MAX_TOPICS) -> list[dict]:
+    def top(self, limit: int = MAX_TOPICS) -> list[dict[str, Any]]:
         """Topics in Symbl's shape, best first. A phrase qualifies once it recurs (count or
         its words) or has two or more words: one stray word is not a topic yet."""
         scored = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 from rapidfuzz import fuzz
 
@@ -36,7 +37,7 @@ class TrackerError(ValueError):
         self.message = message
 
 
-def validate_trackers(trackers: object) -> list[dict]:
+def validate_trackers(trackers: object) -> list[dict[str, Any]]:
     """Check and normalise ``[{"name": str, "vocabulary": [str, ...]}, ...]``.
 
     ``None`` means no trackers. Returns new dicts with names and terms stripped (an ``id``
@@ -94,7 +95,7 @@ class Match:
 
 
 class TrackerMatcher:
-    def __init__(self, trackers: list[dict], language: str = "en") -> None:
+    def __init__(self, trackers: list[dict[str, Any]], language: str = "en") -> None:
         """``language``: the Whisper code of the text matched (its words and stems)."""
         self.trackers = trackers
         self.language = language

@@ -191,7 +191,8 @@ def build_summary(connection: dict[str, Any], events: Iterable[dict[str, Any]]) 
 def _task_line(item: dict[str, Any]) -> str:
     extra = [x for x in (f"assignee: {item['assignee']}" if item["assignee"] else "",
                          f"due: {item['dueBy']}" if item["dueBy"] else "") if x]
-    return item["text"] + (f" ({'; '.join(extra)})" if extra else "")
+    text: str = item["text"]
+    return text + (f" ({'; '.join(extra)})" if extra else "")
 
 
 def render_text(s: dict[str, Any]) -> str:
@@ -436,7 +437,8 @@ class ActionRunner:
 
     def _read(self, entry_id: str) -> dict[str, Any] | None:
         try:
-            return json.loads(self._path(entry_id).read_text())
+            entry: dict[str, Any] = json.loads(self._path(entry_id).read_text())
+            return entry
         except FileNotFoundError:
             return None
         except (OSError, ValueError):

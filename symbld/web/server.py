@@ -68,6 +68,9 @@ class PageServer:
         app.router.add_get("/meeting/{conv}", self.page)
         app.router.add_get("/meeting/{conv}/events", self.events)
         app.router.add_get("/static/{name}", self.static)
+        from symbld.web import metrics  # prometheus-client, loaded with the page server only
+
+        metrics.add_routes(app, self.daemon)  # Prometheus /metrics (web/metrics.py)
         return app
 
     async def static(self, request: web.Request) -> web.Response:
@@ -193,8 +196,7 @@ class PageServer:
                 log.warning("page_port_in_use", port=port, fallback="a free port; summary links name it")
                 site = web.TCPSite(self._runner, host, 0)
                 await site.start()
-            sockets = site._server.sockets if site._server else []  # aiohttp keeps the bound socket here
-            return int(sockets[0].getsockname()[1])
+            return int(self._runner.addresses[0][1])  # the bound port (a refused first site has no server)
 
         def run() -> None:
             asyncio.set_event_loop(self.loop)

@@ -142,8 +142,10 @@ class _Builder:
             text = (m.get("payload") or {}).get("content")
             if not isinstance(text, str) or not text.strip():
                 continue
-            sentiment = m.get("sentiment") if isinstance(m.get("sentiment"), dict) else {}
-            meta = m.get("metadata") if isinstance(m.get("metadata"), dict) else {}
+            found = m.get("sentiment")
+            sentiment: dict[str, Any] = found if isinstance(found, dict) else {}
+            found_meta = m.get("metadata")
+            meta: dict[str, Any] = found_meta if isinstance(found_meta, dict) else {}
             language = meta.get("translatedTo") or meta.get("language")
             line = Line(id=str(m.get("id")), offset=_offset(m), speaker=_name(m.get("from")), text=text,
                         sentiment=sentiment.get("suggested"), score=(sentiment.get("polarity") or {}).get("score"),
@@ -168,7 +170,8 @@ class _Builder:
         for t in data.get("topics") or []:
             if not isinstance(t, dict) or not t.get("phrases"):
                 continue
-            sentiment = t.get("sentiment") if isinstance(t.get("sentiment"), dict) else {}
+            found = t.get("sentiment")
+            sentiment: dict[str, Any] = found if isinstance(found, dict) else {}
             self.topics[str(t.get("id") or t["phrases"])] = Topic(
                 phrase=str(t["phrases"]), score=float(t.get("score") or 0.0),
                 mentions=len(t.get("messageReferences") or []), sentiment=sentiment.get("suggested"))

@@ -126,7 +126,9 @@ class SipMessage:
 
 def _split_commas(value: str) -> list[str]:
     """Split a header value on commas that are outside <...> and quotes."""
-    parts, depth, quoted, cur = [], 0, False, []
+    parts: list[str] = []
+    cur: list[str] = []
+    depth, quoted = 0, False
     for ch in value:
         if ch == '"':
             quoted = not quoted

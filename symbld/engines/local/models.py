@@ -53,6 +53,7 @@ def _package_data(package: str) -> Path:
 
     try:
         spec = importlib.util.find_spec(package)  # its location only: importing it runs nothing we need
+        # None: not installed; no origin: only a directory of that name on the path (a namespace package)
         if spec is None or spec.origin is None:
             raise ImportError(package)
     except ImportError as e:

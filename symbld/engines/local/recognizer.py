@@ -233,7 +233,7 @@ def windowed_model_class() -> type:
     """
     from faster_whisper import WhisperModel
 
-    class WindowedWhisperModel(WhisperModel):  # type: ignore[misc, valid-type]
+    class WindowedWhisperModel(WhisperModel):  # type: ignore[misc]  # faster-whisper ships no types: its class is Any
         window = threading.local()
 
         def encode(self, features: np.ndarray) -> Any:
@@ -473,7 +473,8 @@ class PocketsphinxRecognizer:
             import pocketsphinx
         except ImportError as e:
             raise EngineError(
-                "recognizer 'pocketsphinx' needs the pip package 'pocketsphinx'", {"package": "pocketsphinx"}
+                "recognizer 'pocketsphinx' needs the optional extra: pip install 'symbld[sphinx]'",
+                {"package": "pocketsphinx"},
             ) from e
         kwargs: dict[str, Any] = {"samprate": SAMPLE_RATE, "loglevel": "FATAL"}
         if self.model_dir:

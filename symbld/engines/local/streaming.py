@@ -215,6 +215,7 @@ class _Utterance:
         self.interim_emitted = False  # for the current id
         self.end: int | None = None  # relative end once closed
         self.finalised: set[str] = set()  # ids whose final is out (or decided): no more interims
+        self.queued_at = 0.0  # monotonic time its pending finals were first queued (_enqueue_final, backlog())
 
     def append(self, frame: np.ndarray, prob: float) -> None:
         self.chunks.append(frame)

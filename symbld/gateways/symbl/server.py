@@ -40,6 +40,7 @@ from aiohttp import WSMsgType, web
 
 from symblctl.client import DaemonError, DaemonUnavailable
 from symbld.core import shapes, speakers
+from symbld.gateways import apis
 from symbld.gateways.symbl import audio_in, wire
 from symbld.gateways.symbl.auth import (
     Credentials,
@@ -172,6 +173,7 @@ class SymblServer:
         app.router.add_post("/v1/event/{cid:.+}", self.speaker_event)
         app.router.add_get("/events/{cid:.+}", self.subscribe)  # the resultWebSocketUrl we hand out
         ConversationApi(self.client_factory, self._rest_authorized).add_routes(app)
+        apis.add_routes(app, self.client_factory, self.config, self._rest_authorized)  # OpenAI, ... (gateways/apis.py)
         app.on_shutdown.append(self._shutdown)
         return app
 

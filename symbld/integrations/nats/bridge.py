@@ -17,7 +17,7 @@ import contextlib
 import json
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -156,8 +156,9 @@ class EventBridge:
             if seq <= last:
                 continue  # already on the stream (a catch-up got there first)
             if seq > last + 1:  # overflow, an outage or a restart left a gap: the journal has it
-                missing = await asyncio.to_thread(lambda c=cid, a=last, n=seq - 1 - last: list(
-                    self.journal.read(c, a, n)))
+                def read_gap(c: str = cid, a: int = last, n: int = seq - 1 - last) -> list[dict[str, Any]]:
+                    return list(self.journal.read(c, a, n))
+                missing = await asyncio.to_thread(read_gap)
                 self.stats["fromJournal"] += len(missing)
                 plan += [(cid, e["seq"], event_subject(self.settings.node, cid, e["type"]), _encode(e), e)
                          for e in missing if e["seq"] < seq]
@@ -166,7 +167,8 @@ class EventBridge:
         if plan:
             await self._send(js, plan)
 
-    async def _send(self, js: JetStreamContext, plan: list[tuple[str | None, int, str, bytes, dict[str, Any]]]) -> bool:
+    async def _send(self, js: JetStreamContext,
+                    plan: Sequence[tuple[str | None, int, str, bytes, dict[str, Any]]]) -> bool:
         """Publish in order, then wait for every ack; advance each connection's cursor over its acked prefix."""
         futures: list[asyncio.Future[Any] | BaseException] = []
         stopped: BaseException | None = None

@@ -50,7 +50,6 @@ def dispatch(daemon: Daemon, frames: list[bytes], peer: dict[str, Any], node: st
         req = parse_request(frames)
     except ControlError as e:
         return encode_reply(salvage_id(frames[0]) if frames else "", error=e)
-    req.peer = peer
 
     def run() -> dict[str, Any]:
         cmd = lookup(req.cmd)
