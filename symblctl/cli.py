@@ -236,6 +236,8 @@ def _build_parser() -> argparse.ArgumentParser:
                          "default: the daemon's end_of_turn")
     st.add_argument("--insight-types", help="comma-separated: question,action_item,follow_up (default: all)")
     st.add_argument("--title", help="meeting title")
+    st.add_argument("--language", help="languageCode: BCP-47 (es-ES, fr-FR, ...) or auto (default: the daemon's)")
+    st.add_argument("--translate", action="store_true", help="English text whatever language is spoken")
     st.add_argument("--speaker", help="speaker name")
     diarize = st.add_mutually_exclusive_group()
     diarize.add_argument("--diarize", dest="diarize", action="store_true", default=None,

@@ -143,6 +143,12 @@ class Connection(Shape):
     source: Annotated[dict[str, Any], Meta(description="the source's own description: kind and its figures")] = {}
     insight_types: list[str] = []
     meeting_title: str | None = None
+    language_code: Annotated[str, Meta(description="the languageCode asked for (BCP-47, or auto)")] | None = None
+    language: Annotated[str, Meta(description="the language spoken (BCP-47); in auto the newest message's, "
+                                              "null before it")] | None = None
+    translate: Annotated[bool, Meta(description="messages are translated to English")] = False
+    insight_support: Annotated[dict[str, bool], Meta(description="which insights work on this language's "
+                                                                 "text (docs/languages.md)")] | None = None
     speaker: Speaker | None = None
     diarization: Annotated[dict[str, Any], Meta(description="speaker labels on this connection: minSpeakers, "
                                                             "maxSpeakers, thresholds; null: off")] | None = None
@@ -209,6 +215,9 @@ class Description(Shape):
     symbl_server: Annotated[dict[str, Any], Meta(description="the Symbl-compatible server, when on")] | None = None
     diarization: Annotated[dict[str, Any], Meta(description="speaker labels: {available, model, extra, "
                                                             "reason?}")] | None = None
+    languages: Annotated[dict[str, Any], Meta(description="languageCode default, the languages each engine's "
+                                                          "models serve, which insights work in which "
+                                                          "language (docs/languages.md)")] = {}
 
 
 class Describe(Command):
@@ -246,6 +255,8 @@ class Status(Shape):
     drops: Drops
     cut: Annotated[list[dict[str, Any]], Meta(description="connections a crashed run left open")] = []
     models: Annotated[dict[str, str | None], Meta(description="engine -> the model it decodes with")] = {}
+    languages: Annotated[dict[str, list[dict[str, Any]]],
+                         Meta(description="engine -> its models: model, loaded, the languages it serves")] = {}
     journal: JournalState | None = None
 
 
@@ -272,8 +283,9 @@ class Start(Command):
     insight_types: Annotated[list[InsightType], Meta(description="insight types wanted; omitted: all three, "
                                                                  "[]: none")] | None = None
     config: Annotated[dict[str, Any], Meta(description="Symbl's start_request config: meetingTitle, "
-                                                       "confidenceThreshold, timezoneOffset, languageCode, "
-                                                       "trackers.interimResults, sentiment, redaction")] = {}
+                                                       "confidenceThreshold, timezoneOffset, languageCode "
+                                                       "(BCP-47 or auto), translate, trackers.interimResults, "
+                                                       "sentiment, redaction")] = {}
     speaker: Annotated[Speaker, Meta(description="who is speaking on this connection")] | None = None
     diarization: Annotated[bool | Diarization, Meta(description="label speakers on one mixed channel: true, "
                                                                  "false or {minSpeakers, maxSpeakers}; default: "

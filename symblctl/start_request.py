@@ -23,6 +23,10 @@ def start_request(ns: argparse.Namespace) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if ns.title:
         config["meetingTitle"] = ns.title
+    if getattr(ns, "language", None):
+        config["languageCode"] = ns.language
+    if getattr(ns, "translate", False):
+        config["translate"] = True
     args: dict[str, Any] = {"source": source, "engine": ns.engine, "config": config,
                             "trackers": ns.tracker or None, "customVocabulary": ns.vocab or None}
     if getattr(ns, "end_of_turn", None):

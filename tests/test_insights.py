@@ -250,7 +250,7 @@ def test_due_by_uses_conversation_time_zone(run):
     ("text", "expected"),
     [
         ("by Friday", date(2026, 11, 27)),
-        ("on Wednesday", date(2026, 11, 25)),
+        ("on Wednesday", date(2026, 12, 2)),  # said on a Wednesday: the next one (people say "today")
         ("next Friday", date(2026, 12, 4)),
         ("this Monday", date(2026, 11, 23)),
         ("tomorrow", date(2026, 11, 26)),

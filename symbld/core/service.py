@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from symbld import languages
 from symbld.audio.base import SourceContext, SourceError
 from symbld.audio.push import PushSource
 from symbld.config import section
@@ -124,6 +125,7 @@ class ConnectionService:
         tz = cfg.get("timezoneOffset")
         if tz is not None and (not isinstance(tz, int) or isinstance(tz, bool) or abs(tz) > 14 * 60):
             raise ControlError("bad_request", "config.timezoneOffset must be minutes from UTC (-840..840)")
+        language, translate = _language_options(cfg, self.config)
         trackers_cfg = cfg.get("trackers") or {}
         speaker = args.get("speaker")  # decoded against symblctl.protocol.Speaker: strings or absent
         trackers = self._validate_trackers(args.get("trackers") or [])
@@ -134,7 +136,8 @@ class ConnectionService:
             insight_types=list(insight_types) if insight_types is not None else ["question", "action_item",
                                                                                   "follow_up"],
             confidence_threshold=float(threshold),
-            language_code=cfg.get("languageCode") or "en-US",
+            language_code=language.tag,
+            translate=translate,
             meeting_title=title,
             speaker=speaker,
             trackers=trackers,
@@ -318,7 +321,17 @@ class ConnectionService:
             "limits": {"maxConnections": self.sessions.max_live,
                        "historyPerConnection": self.config["history_per_connection"]},
             "symblServer": self.host.symbl_server_info(),
+            "languages": languages.describe(self.config.get("language") or "en-US", self._model_languages()),
         }
+
+    def _model_languages(self) -> dict[str, list[dict[str, Any]]]:
+        """Engine → its models and the languages each serves (engines that have local models)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name, eng in self.engines.items():
+            models = getattr(eng, "models", None)
+            if callable(models):
+                out[name] = models()
+        return out
 
     def counters(self) -> dict[str, Any]:
         """The daemon's part of ``status``: traffic, cut connections, models, drops, the journal."""
@@ -327,6 +340,7 @@ class ConnectionService:
             "requests": self.host.request_count(),
             "cut": self.host.cut_connections,
             "models": {name: eng.describe().get("model") for name, eng in self.engines.items()},  # which model decodes
+            "languages": self._model_languages(),
             # PUB drops silently at a subscriber's queue limit; clients that refill a gap say so.
             "drops": {"gapRefills": self.bus.refills, "refilledEvents": self.bus.refilled_events,
                       "queuePerSubscriber": self.config["event_queue_per_subscriber"]},
@@ -407,6 +421,21 @@ def _privacy_options(args: dict[str, Any], cfg: dict[str, Any], daemon_config: d
 def _source_kind(spec: Any) -> str:
     """The source type a start request names (mic, file, push, sip, ...), before it is opened."""
     return str(spec.get("type") or "") if isinstance(spec, dict) else ""
+
+
+def _language_options(cfg: dict[str, Any], daemon_config: dict[str, Any]) -> tuple[languages.Language, bool]:
+    """``config.languageCode`` (default: the daemon's ``language`` key) and ``config.translate``."""
+    code = cfg.get("languageCode")
+    try:
+        language = languages.parse(daemon_config.get("language") or "en-US" if code is None else code)
+    except languages.LanguageError as e:
+        supported = ["auto", *languages.WHISPER_LANGUAGES]
+        raise ControlError("bad_request", f"config.{e}", {"argument": "config.languageCode",
+                                                          "supported": supported}) from None
+    translate = cfg.get("translate", False)
+    if not isinstance(translate, bool):
+        raise ControlError("bad_request", "config.translate must be true or false", {"argument": "config.translate"})
+    return language, translate
 
 
 def _first_event_conversation(path: Path) -> str | None:

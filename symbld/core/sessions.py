@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from symbld import languages
 from symbld.audio.base import AudioSource, SourceError
 from symbld.core import recovery
 from symbld.core.bus import EventBus
@@ -55,6 +56,7 @@ class Session:
         self.audio_seconds = 0.0
         self.last_frame_at: float | None = None
         self.backlog: dict[str, Any] = {}  # the engine's last backlog report (engines that give one)
+        self.language: str | None = None  # the newest message's metadata.language
         self.behind = False
         self._stop_timeout = stop_timeout
         self._flow_settings = flow or FlowSettings()
@@ -98,6 +100,8 @@ class Session:
         if self._outgoing.active:  # sentiment + redaction: before anything is journaled or published
             data = self._outgoing.apply(event_type, data)
         self.bus.publish(self.connection_id, self.conversation_id, event_type, data)
+        if event_type == "message_response":
+            self._note_language(data)
         if self._analyzer is not None:
             if event_type == "message_response":
                 self._analyzer.on_messages(data.get("messages", []))
@@ -105,6 +109,14 @@ class Session:
                 self._analyzer.on_transcript(data)
         for revision in revisions:
             self.emit("speaker_revision", revision)
+
+    def _note_language(self, data: dict[str, Any]) -> None:
+        """The language of the newest message: the connection object's ``language`` (in auto, the
+        detected one)."""
+        for m in data.get("messages") or []:
+            lang = (m.get("metadata") or {}).get("language")
+            if isinstance(lang, str):
+                self.language = lang
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -364,6 +376,7 @@ class Session:
             "source": self.source.describe(),
             "insightTypes": list(c.insight_types),
             "meetingTitle": c.meeting_title,
+            **languages.connection_fields(c.language_code, c.translate, self.language),
             "speaker": c.speaker,
             "diarization": c.extra.get("diarization"),
             "createdAt": iso_now(self.created_at),

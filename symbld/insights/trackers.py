@@ -14,14 +14,16 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-from symbld.insights.stems import stem
+from symbld.insights.stems import stemmer_for
 from symbld.insights.text import MAX_CHARS, wordset
+from symbld.insights.topics import stopwords_for
 
 MAX_TRACKERS = 500  # Symbl's limits
 MAX_TERMS = 50
 MAX_TERM_CHARS = 200  # ours: a "term" longer than this is a paste, not a phrase
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['\u2019][A-Za-z]+)?")
+_ANY_WORD = re.compile(r"[^\W_]+")  # another language's words, in any script
 _FILLER = wordset("a an the of to and or for in on at by with is are be")
 FUZZY_RATIO = 85  # rapidfuzz ratio (0-100) for one near-spelled word in a multi-word term
 MAX_GAP = 2  # words allowed between a variant's words ("price increase" ~ "price of the increase")
@@ -93,17 +95,22 @@ class Match:
 
 
 class TrackerMatcher:
-    def __init__(self, trackers: list[dict[str, Any]]) -> None:
+    def __init__(self, trackers: list[dict[str, Any]], language: str = "en") -> None:
+        """``language``: the Whisper code of the text matched (its words and stems)."""
         self.trackers = trackers
+        self.language = language
+        self._word = _WORD if language == "en" else _ANY_WORD
+        stem = self._stem = stemmer_for(language)
+        filler = _FILLER if language == "en" else (stopwords_for(language) or frozenset())
         self._terms: list[_Term] = []
         self._compiled: dict[int, re.Pattern[str]] = {}
         self._by_stem: dict[str, list[int]] = {}
         for t_index, tracker in enumerate(trackers):
             for value in tracker["vocabulary"]:
-                words = _WORD.findall(value)
+                words = self._word.findall(value)
                 pattern = r"\s+".join(re.escape(w) for w in value.split())
                 stems = tuple(stem(w) for w in words)
-                keys = frozenset(s for s, w in zip(stems, words, strict=True) if w.lower() not in _FILLER) or frozenset(
+                keys = frozenset(s for s, w in zip(stems, words, strict=True) if w.lower() not in filler) or frozenset(
                     stems
                 )
                 term = _Term(t_index, value, rf"(?<!\w){pattern}(?!\w)", stems, keys)
@@ -120,8 +127,8 @@ class TrackerMatcher:
         if not self._terms or not text:
             return []
         text = text[:MAX_CHARS]
-        words = _WORD.findall(text)
-        stems = [stem(w) for w in words]
+        words = self._word.findall(text)
+        stems = [self._stem(w) for w in words]
         present = set(stems)
         candidates: set[int] = set()
         for s in present:

@@ -27,6 +27,7 @@ class Line:
     text: str
     sentiment: str | None = None  # positive | neutral | negative, when the connection asked for it
     score: float | None = None
+    language: str | None = None  # BCP-47 (metadata.language, or translatedTo): the page's lang= for it
 
 
 @dataclass
@@ -143,8 +144,12 @@ class _Builder:
                 continue
             found = m.get("sentiment")
             sentiment: dict[str, Any] = found if isinstance(found, dict) else {}
+            found_meta = m.get("metadata")
+            meta: dict[str, Any] = found_meta if isinstance(found_meta, dict) else {}
+            language = meta.get("translatedTo") or meta.get("language")
             line = Line(id=str(m.get("id")), offset=_offset(m), speaker=_name(m.get("from")), text=text,
-                        sentiment=sentiment.get("suggested"), score=(sentiment.get("polarity") or {}).get("score"))
+                        sentiment=sentiment.get("suggested"), score=(sentiment.get("polarity") or {}).get("score"),
+                        language=language if isinstance(language, str) else None)
             self.offsets[line.id] = line.offset
             self.page.lines.append(line)
             if line.speaker and line.speaker not in self.page.speakers:

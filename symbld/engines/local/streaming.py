@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import structlog
 
+from symbld import languages
 from symbld.core import shapes
 from symbld.engines.base import Emit, EngineError, StreamConfig
 from symbld.engines.local.recognizer import HALLUCINATIONS, SAMPLE_RATE, Recognition, Recognizer, Word, _norm
@@ -46,6 +47,9 @@ log = structlog.get_logger(__name__)
 _SPECULATIVE, _FINAL, _INTERIM = -1, 0, 1  # pool priorities: speculative finals start at once
 _PACK_GAP = SAMPLE_RATE // 2  # silence between packed utterances
 END_OF_TURN_MODES = ("auto", "fixed", "semantic")
+# languageCode auto: how much surer (mean log probability per token) a decode in another language
+# must be than one in the conversation's language for an unclear utterance to switch.
+_SWITCH_LOGPROB_MARGIN = 0.2
 
 
 @dataclass
@@ -82,6 +86,9 @@ class StreamSettings:
     turn_threshold: float = 0.5  # P(complete) at or above this ends the turn
     turn_max_silence_ms: int = 1000  # a turn judged incomplete closes after this much silence
     turn_resume_window_s: float = 1.0  # speech this soon after an end_of_turn publishes turn_resumed
+    # languageCode "auto": an utterance leaves the conversation's language only when Whisper gives
+    # another language at least this probability (a short or unclear utterance keeps to it).
+    language_switch_probability: float = 0.7
 
     @classmethod
     def from_config(cls, *configs: dict[str, Any]) -> StreamSettings:
@@ -279,6 +286,13 @@ class LocalStream:
         self.started_at = config.started_at or time.time()
         self.user = shapes.user_of(config.speaker, config.connection_id)
         self.hotwords = [w for w in config.custom_vocabulary if w and w.strip()] or None
+        self.language = languages.parse(config.language_code)
+        self.task = "translate" if config.translate else "transcribe"
+        # auto: the conversation's language so far (the last final's); None until the first final.
+        self._conversation_language: str | None = None
+        if self.language.auto:
+            # A packed window would give several utterances one detected language.
+            settings.pack_finals = False
 
         ms = SAMPLE_RATE // 1000
         self._hangover_frames = max(1, settings.endpoint_silence_ms * ms // FRAME)
@@ -490,7 +504,43 @@ class LocalStream:
     def _decode_final(self, audio: np.ndarray, utt: _Utterance) -> Recognition:
         if not len(audio):
             return Recognition("")
-        return self.recognizer.transcribe(audio, final=True, hotwords=self.hotwords, prompt=self._prompt(utt))
+        return self._transcribe(audio, final=True, prompt=self._prompt(utt))
+
+    def _transcribe(self, audio: np.ndarray, *, final: bool, prompt: str | None) -> Recognition:
+        language = self._language_of(audio, final=final)
+        return self.recognizer.transcribe(audio, final=final, hotwords=self.hotwords, prompt=prompt,
+                                          language=language, task=self.task)
+
+    def _language_of(self, audio: np.ndarray, *, final: bool) -> str:
+        """The Whisper language to decode ``audio`` as: the one asked for, or in ``auto`` the one
+        detected, kept to the conversation's unless another is clearly spoken."""
+        if not self.language.auto:
+            return self.language.whisper
+        current = self._conversation_language
+        if current is not None and not final:
+            return current  # interims follow the conversation; the final decides
+        served = set(self.recognizer.languages)
+        ranked = [(code, p) for code, p in self.recognizer.detect_language(audio) if code in served]
+        if not ranked:
+            return current or "en"
+        best, p = ranked[0]
+        if p >= self.settings.language_switch_probability or best == current or not final:
+            return best
+        return self._likeliest(audio, [code for code, _ in ranked[:3]], current)
+
+    def _likeliest(self, audio: np.ndarray, candidates: list[str], current: str | None) -> str:
+        """An unclear detection (a short utterance, telephone audio: Whisper's language token gave
+        Arabic 0.46 to a Spanish sentence) is settled by decoding it in the likeliest few languages
+        and the conversation's, and keeping the decode the model is surest of (its mean log
+        probability); the conversation's language unless another is clearly surer."""
+        if current is not None and current not in candidates:
+            candidates.append(current)
+        scores = {code: self.recognizer.transcribe(audio, final=False, language=code).avg_logprob
+                  for code in candidates}
+        winner = max(scores, key=lambda code: scores[code])
+        if current is not None and scores[winner] - scores[current] < _SWITCH_LOGPROB_MARGIN:
+            return current
+        return winner
 
     def _enqueue_final(self, utt: _Utterance, job: Callable[[], None]) -> None:
         if utt not in self._final_utts:
@@ -584,7 +634,7 @@ class LocalStream:
                 spans.append((pos, pos + end))
                 pos += end + _PACK_GAP
             prompt = self._prompt(batch[0])
-        rec = self.recognizer.transcribe(np.concatenate(pieces), final=True, hotwords=self.hotwords, prompt=prompt)
+        rec = self._transcribe(np.concatenate(pieces), final=True, prompt=prompt)
         per: list[list[Word]] = [[] for _ in batch]
         for w in rec.words:
             # By its start: Whisper stretches the last word before a silence into it (by its middle
@@ -643,7 +693,7 @@ class LocalStream:
                 return  # its final is already on the way: save the CPU
             audio = utt.audio(0, utt.length)
             offset = utt.start_sample / SAMPLE_RATE
-        rec = self.recognizer.transcribe(audio, final=False, hotwords=self.hotwords, prompt=self._prompt(utt))
+        rec = self._transcribe(audio, final=False, prompt=self._prompt(utt))
         if not rec.text:
             with self._lock:
                 if utt.id == uid:
@@ -717,6 +767,9 @@ class LocalStream:
         if not rec.text:
             return
         self._last_final = rec.text
+        self._conversation_language = rec.language
+        spoken = languages.tag_of(rec.language, self.language)
+        translated_to = "en-US" if self.task == "translate" else None
         messages = []
         sentences = shapes.split_sentences(words) if words else []
         for sentence in sentences:
@@ -730,6 +783,8 @@ class LocalStream:
                     length=sentence[-1].end - sentence[0].start,
                     user=self.user,
                     timezone_offset_minutes=self.config.timezone_offset_minutes,
+                    language=spoken,
+                    translated_to=translated_to,
                 )
             )
         if not sentences:
@@ -742,6 +797,8 @@ class LocalStream:
                     length=length,
                     user=self.user,
                     timezone_offset_minutes=self.config.timezone_offset_minutes,
+                    language=spoken,
+                    translated_to=translated_to,
                 )
             )
         self._emit_locked("message_response", shapes.message_response(messages, self._message_seq))
