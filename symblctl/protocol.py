@@ -182,6 +182,16 @@ class CommandInfo(Shape):
     reply: Annotated[dict[str, str], Meta(description='{"$ref": "#/schemas/<Name>"}')]
 
 
+class EventInfo(Shape):
+    """One event type in ``describe`` (declared in ``symblctl/events.py``)."""
+
+    scope: Annotated[Literal["connection", "daemon"], Meta(description="topic connection.<id>.<type> or "
+                                                                       "daemon.<type>")]
+    publisher: str
+    summary: str
+    data: Annotated[dict[str, str], Meta(description='{"$ref": "#/schemas/<Name>"}')]
+
+
 class Description(Shape):
     version: str
     protocol: int
@@ -190,13 +200,16 @@ class Description(Shape):
     endpoints: Endpoints
     audio_sources: Annotated[dict[str, dict[str, Any]], Meta(description="kind -> {available, reason?, ...}")]
     limits: Limits
-    event_types: list[str]
+    event_types: Annotated[list[str], Meta(description="every event type this daemon publishes "
+                                                       "(symblctl/events.py)")]
     insight_types: list[str]
     commands: list[CommandInfo]
     schemas: Annotated[dict[str, dict[str, Any]], Meta(description="JSON Schema of every request and reply type, "
-                                                                  "by name")]
+                                                                  "and of every event's data, by name")]
     error_codes: Annotated[dict[str, str], Meta(description="code -> meaning")]
     symbl_server: Annotated[dict[str, Any], Meta(description="the Symbl-compatible server, when on")] | None = None
+    events: Annotated[dict[str, EventInfo], Meta(description="event type -> its scope, publisher and data's "
+                                                             "schema")] = {}
 
 
 class Describe(Command):

@@ -34,7 +34,6 @@ class Host(Protocol):
     """What the service needs of the process around it (``symbld.app.Daemon``)."""
 
     started_at: float
-    extra_event_types: set[str]  # event types parts beyond the engine publish (describe lists them)
     cut_connections: list[dict[str, Any]]  # connections a crashed run left open (status reports them)
 
     def shutting_down(self) -> bool: ...

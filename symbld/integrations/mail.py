@@ -45,7 +45,6 @@ Publish = Callable[[str, str, str, dict[str, Any]], None]
 
 ACTION_NAMES = ("sendSummaryEmail",)
 INVOKE_ON = ("stop",)
-EVENT_TYPES = ("action_failed", "action_retrying", "action_completed")
 MAX_RECIPIENTS = 50
 # Deliberately simple: one @, no spaces/controls/angle brackets, a dotted domain (or localhost).
 _ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"\\]{1,64}@([A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*)$")
