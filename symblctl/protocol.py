@@ -368,6 +368,7 @@ class SendAudio(ConnectionRef):
     name = "send_audio"
     payload = True
     reply = Accepted
+    max_payload: ClassVar[int] = 1 << 20  # bytes of one audio frame (32 s at 16 kHz); one byte more: too_large
     sample_rate: Annotated[int, Meta(description="the rate of this audio; must match the connection's")] | None = None
     end: Annotated[bool, Meta(description="no more audio will follow: flush and stop when processed")] = False
 
