@@ -77,6 +77,36 @@ class PstnSource(Shape, tag="pstn", tag_field="type"):
 Source = FileSource | PushSource | MicSource | SipSource | PstnSource
 
 
+# BCP 47-ish: a 2-3 letter language, then subtags (en, en-US, zh-Hant-TW, es-419). What a language means
+# for the engines is theirs to say; this only refuses what cannot be a language tag (5, ["x"], {"a": 1}).
+LanguageCode = Annotated[str, Meta(pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$(?!\n)", max_length=64,
+                                   description="a BCP 47 language tag, e.g. en-US")]
+
+
+class TrackerOptions(Shape):
+    """``config.trackers``: how tracker matches are reported."""
+
+    interim_results: Annotated[bool, Meta(description="tracker_response on interim text too")] = False
+
+
+class StartConfig(Shape):
+    """Symbl's ``start_request.config``. Keys Symbl defines that symbld has no use for (``speechRecognition``,
+    ...) are accepted and ignored, as every unknown field; the ones below are checked."""
+
+    meeting_title: Annotated[str, Meta(max_length=4096, description="the meeting's title (summary mail, "
+                                                                    "page)")] | None = None
+    confidence_threshold: Annotated[float, Meta(ge=0, le=1, description="Symbl's confidenceThreshold")] = 0.5
+    timezone_offset: Annotated[int, Meta(ge=-840, le=840, description="minutes west of UTC, as JavaScript's "
+                                                                      "getTimezoneOffset() (480 = UTC-8)")] \
+        | None = None
+    language_code: LanguageCode | None = None
+    trackers: TrackerOptions | None = None
+    sentiment: Annotated[bool, Meta(description="as the top-level sentiment")] | None = None
+    detect_entities: Annotated[bool, Meta(description="as the top-level detectEntities")] | None = None
+    redaction: Annotated[bool | list[str] | dict[str, Any], Meta(description="as the top-level redaction")] \
+        | None = None
+
+
 class Speaker(Shape):
     """Who is speaking on a connection: their words carry this userId and name."""
 
@@ -272,9 +302,7 @@ class Start(Command):
                                                            "the config")] | None = None
     insight_types: Annotated[list[InsightType], Meta(description="insight types wanted; omitted: all three, "
                                                                  "[]: none")] | None = None
-    config: Annotated[dict[str, Any], Meta(description="Symbl's start_request config: meetingTitle, "
-                                                       "confidenceThreshold, timezoneOffset, languageCode, "
-                                                       "trackers.interimResults, sentiment, redaction")] = {}
+    config: Annotated[StartConfig, Meta(description="Symbl's start_request config")] | None = None
     speaker: Annotated[Speaker, Meta(description="who is speaking on this connection")] | None = None
     trackers: Annotated[list[dict[str, Any]], Meta(description='[{"name": "...", "vocabulary": ["..."]}]: at '
                                                                "most 500, 50 terms each")] = []
