@@ -89,6 +89,20 @@ class TrackerOptions(Shape):
     interim_results: Annotated[bool, Meta(description="tracker_response on interim text too")] = False
 
 
+class Tracker(Shape):
+    """A Symbl tracker: a name and the phrases that count as a mention of it (docs/insights.md)."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=256, pattern=r"\S", description="not blank")]
+    vocabulary: Annotated[list[Annotated[str, Meta(min_length=1, max_length=200, pattern=r"[A-Za-z0-9]",
+                                                   description="a phrase with a letter or digit")]],
+                          Meta(min_length=1, max_length=50, description="at most 50 terms (Symbl's limit)")]
+    id: Annotated[str, Meta(max_length=256, description="kept as given (Symbl's tracker id)")] | None = None
+
+
+# Symbl's limit: 500 trackers per connection.
+Trackers = Annotated[list[Tracker], Meta(max_length=500)]
+
+
 class StartConfig(Shape):
     """Symbl's ``start_request.config``. Keys Symbl defines that symbld has no use for (``speechRecognition``,
     ...) are accepted and ignored, as every unknown field; the ones below are checked."""
@@ -304,8 +318,7 @@ class Start(Command):
                                                                  "[]: none")] | None = None
     config: Annotated[StartConfig, Meta(description="Symbl's start_request config")] | None = None
     speaker: Annotated[Speaker, Meta(description="who is speaking on this connection")] | None = None
-    trackers: Annotated[list[dict[str, Any]], Meta(description='[{"name": "...", "vocabulary": ["..."]}]: at '
-                                                               "most 500, 50 terms each")] = []
+    trackers: Annotated[Trackers, Meta(description="what to track: at most 500, 50 terms each")] = []
     custom_vocabulary: Annotated[list[Annotated[str, Meta(min_length=1, max_length=256)]],
                                  Meta(description="words and names the engine should expect")] = []
     actions: Annotated[list[dict[str, Any]], Meta(description='[{"invokeOn": "stop", "name": "sendSummaryEmail", '

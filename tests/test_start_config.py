@@ -43,3 +43,17 @@ def test_language_tags_and_symbls_other_keys_are_accepted(daemon: DaemonProc, cl
         "trackers": {"interimResults": True}, "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000}})
     assert conn["meetingTitle"] == "Standup"
     client.stop(conn["connectionId"])
+
+
+@pytest.mark.parametrize(("trackers", "path"), [
+    ([{"name": "Pricing", "vocabulary": ["price", 3]}], "$.trackers[0].vocabulary[1]"),
+    ([{"name": "Pricing", "vocabulary": ["..."]}], "$.trackers[0].vocabulary[0]"),
+    ([{"name": " ", "vocabulary": ["price"]}], "$.trackers[0].name"),
+    ([{"name": "Pricing", "vocabulary": []}], "$.trackers[0].vocabulary"),
+    ({"name": "Pricing"}, "$.trackers"),
+])
+def test_a_wrong_tracker_is_bad_request_naming_it(client: Client, trackers: Any, path: str) -> None:
+    with pytest.raises(DaemonError) as e:
+        client.start(source=PUSH, trackers=trackers)
+    assert e.value.code == "bad_request"
+    assert f"at `{path}`" in e.value.message, e.value.message
