@@ -361,6 +361,9 @@ class Event(Shape):
     time: str
     data: dict[str, Any]
     conversation_id: str | None = None
+    request_id: Annotated[str, Meta(description="the id of the control request that caused it, for events "
+                                                "published while that request ran (connection_started of "
+                                                "start, speaker_event)")] | None = None
 
 
 class Events(Shape):

@@ -79,3 +79,32 @@ def test_an_audio_frame_of_1_mib_and_one_byte_is_too_large(push: tuple[Client, s
         client.send_audio(cid, b"\x00" * (MIB + 1))
     assert e.value.code == "too_large"
     assert client.send_audio(cid, b"\x00" * 3200)["accepted"] == 3200  # the connection goes on
+
+
+def _request(req: zmq.Socket, request_id: str, cmd: str, **args: object) -> dict:
+    req.send(json.dumps({"v": 1, "id": request_id, "cmd": cmd, "args": args}).encode())
+    assert req.poll(30_000), "no reply"
+    reply = json.loads(req.recv())
+    assert reply["ok"], reply
+    return reply["result"]
+
+
+def test_events_a_command_causes_carry_its_request_id(daemon: DaemonProc, client: Client) -> None:
+    ctx = zmq.Context()
+    req = ctx.socket(zmq.REQ)
+    req.setsockopt(zmq.LINGER, 0)
+    req.connect(daemon.control)
+    try:
+        start_id, speaker_id = f"start-{uuid.uuid4().hex}", f"speaker-{uuid.uuid4().hex}"
+        cid = _request(req, start_id, "start", source={"type": "push", "sampleRate": 16000})["connectionId"]
+        _request(req, speaker_id, "speaker_event", connectionId=cid, type="started_speaking", user={"name": "Ann"})
+        client.end_audio(cid)
+        events = wait_until("conversation_completed", lambda: (h := client.all_history(cid))
+                            and h[-1]["type"] == "conversation_completed" and h)
+        caused = {e["type"]: e.get("requestId") for e in events}
+        assert caused["connection_started"] == start_id
+        assert caused["speaker_event"] == speaker_id
+        assert caused["conversation_completed"] is None  # the session's own doing, not a request's
+    finally:
+        req.close()
+        ctx.term()

@@ -18,6 +18,7 @@ import queue
 import threading
 from collections import deque
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import IO, Any, Protocol
 
 import msgspec
@@ -49,6 +50,12 @@ def _plain(obj: Any) -> Any:
 
 
 _encode = msgspec.json.Encoder(enc_hook=_plain).encode
+
+# The id of the control request being run on this thread (set by symbld.control.registry). An event
+# published while it runs, on its thread (connection_started of start, speaker_event, ...), was caused by
+# it and carries it as the envelope's "requestId". Threads start with no request: the session thread's
+# events (transcripts, connection_stopped) carry none.
+caused_by: ContextVar[str | None] = ContextVar("caused_by", default=None)
 
 
 class Sink(Protocol):
@@ -106,6 +113,9 @@ class EventBus:
             self._seq[connection_id] = seq
             event = {"v": EVENT_VERSION, "seq": seq, "connectionId": connection_id,
                      "conversationId": conversation_id, "type": event_type, "time": iso_now(), "data": data}
+            request_id = caused_by.get()
+            if request_id:
+                event["requestId"] = request_id
             hist = self._history.get(connection_id)
             if hist is None:
                 hist = self._history[connection_id] = deque(maxlen=self._history_len)
