@@ -103,6 +103,25 @@ class Tracker(Shape):
 Trackers = Annotated[list[Tracker], Meta(max_length=500)]
 
 
+# One address, deliberately simple: no spaces, controls or angle brackets, one @, a dotted domain (or localhost).
+# Spaces around it are trimmed; anything else (a header smuggled in after a newline) is refused.
+EmailAddress = Annotated[str, Meta(pattern=r'^\s*[^@\s<>()\[\],;:"\\]{1,64}@'
+                                           r"[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*\s*$(?!\n)",
+                                   max_length=320, description="an e-mail address")]
+
+
+class SummaryEmailParameters(Shape):
+    emails: Annotated[list[EmailAddress], Meta(min_length=1, max_length=50, description="the recipients")]
+
+
+class Action(Shape):
+    """An action run when the connection ends (Symbl's ``actions``): the summary e-mail (docs/insights.md)."""
+
+    invoke_on: Literal["stop"]
+    name: Literal["sendSummaryEmail"]
+    parameters: SummaryEmailParameters
+
+
 class StartConfig(Shape):
     """Symbl's ``start_request.config``. Keys Symbl defines that symbld has no use for (``speechRecognition``,
     ...) are accepted and ignored, as every unknown field; the ones below are checked."""
@@ -321,8 +340,7 @@ class Start(Command):
     trackers: Annotated[Trackers, Meta(description="what to track: at most 500, 50 terms each")] = []
     custom_vocabulary: Annotated[list[Annotated[str, Meta(min_length=1, max_length=256)]],
                                  Meta(description="words and names the engine should expect")] = []
-    actions: Annotated[list[dict[str, Any]], Meta(description='[{"invokeOn": "stop", "name": "sendSummaryEmail", '
-                                                              '"parameters": {"emails": ["..."]}}]')] = []
+    actions: Annotated[list[Action], Meta(description="run when the connection ends")] = []
     connection_id: ClientConnectionId | None = None
     conversation_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9-]{6,64}$(?!\n)",
                                          description="join this conversation: one connection per speaker, as "
