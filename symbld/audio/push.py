@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from symblctl import protocol
 from symbld.audio.base import SourceError
 from symbld.audio.convert import StreamResampler
 
@@ -21,7 +22,9 @@ class PushSource:
     The queue holds ``max_seconds`` of audio; a client that pushes faster than real time past
     that gets ``busy`` and should retry, so nothing is dropped silently. The session stops reading
     this queue while the engine is behind (symbld.core.flow), so ``busy`` comes before the engine's
-    bound, never after. A single frame larger than the queue is ``too_large``.
+    bound, never after. The queue always holds at least one whole frame of the protocol's largest
+    (1 MiB: more than 30 s at 16 kHz), so any frame the protocol accepts fits an empty queue; a larger
+    one (from a mic pump, say) is ``too_large``.
     """
 
     kind = "push"
@@ -34,7 +37,7 @@ class PushSource:
             raise SourceError("bad_request", f"push sampleRate {sample_rate} is not supported",
                               {"supported": list(SUPPORTED_RATES)})
         self.sample_rate = sample_rate
-        self._capacity = int(max_seconds * sample_rate * 2)
+        self._capacity = max(int(max_seconds * sample_rate * 2), protocol.SendAudio.max_payload)
         self._queued = 0
         self._lock = threading.Lock()
         # Audio, a mark (mark()) or None (the end).

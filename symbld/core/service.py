@@ -37,7 +37,6 @@ class Host(Protocol):
     """What the service needs of the process around it (``symbld.app.Daemon``)."""
 
     started_at: float
-    extra_event_types: set[str]  # event types parts beyond the engine publish (describe lists them)
     cut_connections: list[dict[str, Any]]  # connections a crashed run left open (status reports them)
 
     def shutting_down(self) -> bool: ...
@@ -115,16 +114,11 @@ class ConnectionService:
         return session.as_dict()
 
     def _stream_config(self, args: dict[str, Any]) -> StreamConfig:
+        # ``config`` was decoded against symblctl.protocol.StartConfig: each key present has its type and range.
         cfg = args.get("config") or {}
         threshold = cfg.get("confidenceThreshold", 0.5)
-        if not isinstance(threshold, int | float) or isinstance(threshold, bool) or not 0 <= threshold <= 1:
-            raise ControlError("bad_request", "config.confidenceThreshold must be a number from 0 to 1")
         title = cfg.get("meetingTitle")
-        if title is not None and not isinstance(title, str):
-            raise ControlError("bad_request", "config.meetingTitle must be a string")
         tz = cfg.get("timezoneOffset")
-        if tz is not None and (not isinstance(tz, int) or isinstance(tz, bool) or abs(tz) > 14 * 60):
-            raise ControlError("bad_request", "config.timezoneOffset must be minutes from UTC (-840..840)")
         language, translate = _language_options(cfg, self.config)
         trackers_cfg = cfg.get("trackers") or {}
         speaker = args.get("speaker")  # decoded against symblctl.protocol.Speaker: strings or absent
@@ -141,7 +135,7 @@ class ConnectionService:
             meeting_title=title,
             speaker=speaker,
             trackers=trackers,
-            tracker_interim_results=bool(isinstance(trackers_cfg, dict) and trackers_cfg.get("interimResults")),
+            tracker_interim_results=bool(trackers_cfg.get("interimResults")),
             custom_vocabulary=list(args.get("customVocabulary") or []),
             # Symbl's timezoneOffset is JavaScript's getTimezoneOffset(): minutes *west* of UTC (480 = UTC-8).
             timezone_offset_minutes=None if tz is None else -tz,
@@ -405,16 +399,13 @@ def _privacy_options(args: dict[str, Any], cfg: dict[str, Any], daemon_config: d
     ``config``, as Symbl's SDKs put them), redaction defaulting to the daemon's ``redaction`` key."""
     from symbld.insights.redaction import parse_kinds
 
+    # Both places were decoded against the declarations (symblctl.protocol.Start, StartConfig): booleans.
     sentiment = args.get("sentiment", cfg.get("sentiment", False))
-    if not isinstance(sentiment, bool):
-        raise ControlError("bad_request", "sentiment must be true or false", {"argument": "sentiment"})
     try:
         kinds = parse_kinds(args.get("redaction", cfg.get("redaction", daemon_config.get("redaction"))))
     except ValueError as e:
         raise ControlError("bad_request", str(e), {"argument": "redaction"}) from None
     entities = args.get("detectEntities", cfg.get("detectEntities", False))
-    if not isinstance(entities, bool):
-        raise ControlError("bad_request", "detectEntities must be true or false", {"argument": "detectEntities"})
     return {"sentiment": sentiment, "redaction": sorted(kinds), "detect_entities": entities}
 
 

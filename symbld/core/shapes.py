@@ -61,11 +61,11 @@ def user_of(speaker: dict[str, Any] | None, connection_id: str) -> dict[str, Any
 
 def duration(started_at: float, offset: float, length: float) -> dict[str, Any]:
     """``duration`` object: absolute start/end plus offset/length in seconds from stream start."""
-    return {
+    return {  # float(): engines compute with numpy, and its scalars are not JSON numbers
         "startTime": iso(started_at + offset),
         "endTime": iso(started_at + offset + length),
-        "timeOffset": round(offset, 3),
-        "duration": round(length, 3),
+        "timeOffset": round(float(offset), 3),
+        "duration": round(float(length), 3),
     }
 
 
