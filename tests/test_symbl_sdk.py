@@ -50,7 +50,18 @@ def point_symbl_sdk(base_url: str) -> Any:
     sys.modules["symbl.streaming_api.StreamingApi"].SYMBL_STREAMING_API_FORMAT = (
         ws + "/v1/realtime/insights/{}?source=python_sdk")
     sys.modules["symbl.Connection"].SYMBL_WEBSOCKET_BASE_PATH = ws + "/session/subscribe/"
-    symbl.Telephony.telephony_api_rest.api_client.configuration.host = base_url
+    # Its access token came from whichever server it first asked: ask this one.
+    sys.modules["symbl.AuthenticationToken"].configuration = None
+    # The SDK's module-level objects (Audio, Video, Text, Telephony, callScore's api) each made their REST
+    # client when ``symbl`` was first imported, from whatever default was set then (another module's
+    # server, when several test modules share a worker): point every one of them here.
+    for name, module in list(sys.modules.items()):
+        if name == "symbl" or name.startswith("symbl."):
+            for value in list(vars(module).values()):
+                for api in (value, *getattr(value, "__dict__", {}).values()):
+                    client = getattr(api, "api_client", None)
+                    if client is not None and hasattr(client, "configuration"):
+                        client.configuration.host = base_url
     return symbl
 
 
