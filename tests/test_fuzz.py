@@ -188,11 +188,9 @@ def _raw_cases(rng: random.Random) -> Iterator[tuple[str, list[bytes]]]:
 
 def test_raw_bytes_fuzz_every_request_answered(peer: RawPeer, live: LiveConnection, daemon: DaemonProc) -> None:
     rng = random.Random(9)
-    t0 = time.monotonic()
-    for name, frames in _raw_cases(rng):
+    for name, frames in _raw_cases(rng):  # (a hang meets the test's timeout)
         reply = _check_reply(peer.ask(frames), frames)
         assert reply["ok"] or reply["error"]["code"] != "internal", f"{name}: {reply}"
-        assert time.monotonic() - t0 < 120, "raw fuzzing took too long"
     assert daemon.proc is not None and daemon.proc.poll() is None
 
 
