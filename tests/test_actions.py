@@ -19,13 +19,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import DaemonProc, events_until_complete, free_port, wait_for_events, wait_for_type, wait_while
-from speechgen import pcm16, synth
+from speechgen import SENTENCES, pcm16, synth
 
 import symblctl
 from symbld.integrations.mail import ActionError, ActionRunner, build_summary, validate_actions
 
 ACTION_SENTENCE = "Mark will send the budget report to the finance team by Friday."
-QUESTION_SENTENCE = "Can you send me the quarterly report by Friday?"
+QUESTION_SENTENCE = SENTENCES[0]  # "Can you send me the quarterly report before Friday?"
 TITLE = "Budget sync"
 
 
