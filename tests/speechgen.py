@@ -28,10 +28,10 @@ RATE = 16000
 
 # The meeting sentences from shared/research/asr-engines.md (section 2), as espeak-ng's default voice says
 # them at 160 wpm. Tests assert their words, so every one is heard without error by tiny.en in every variant
-# tests/test_fixture_margin.py decodes; six of the originals were not, and were replaced (2026-12-07) by
+# tests/test_fixture_margin.py decodes; seven of the originals were not, and were replaced (2026-12-07) by
 # sentences with the same roles: "by Friday" (heard "high/on Friday") -> "before Friday" (still a due
 # date), "Does anyone" -> "Do you have any", "to March" (heard "tomorrow") -> "to next month", "review"
-# (heard "remove") -> "read", "this quarter" -> "this year", "postpone the product demo" -> "... launch",
+# (heard "remove") -> "read", "this quarter" -> "this year", "product demo" (heard "them") -> "product launch",
 # "billing" (heard "million") -> "login".
 SENTENCES = [
     "Can you send me the quarterly report before Friday?",
@@ -47,7 +47,7 @@ SENTENCES = [
     "Could you update the project timeline in the shared document?",
     "Our sales numbers grew by ten percent this year.",
     "Let me check with the legal team and follow up by email.",
-    "We agreed to postpone the product demo until next Thursday.",
+    "We agreed to postpone the product launch until next Thursday.",
     "How long will it take to fix the login issue?",
 ]
 
