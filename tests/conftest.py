@@ -81,17 +81,21 @@ class DaemonProc:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env)
         log.close()
-        deadline = time.monotonic() + wait
+        proc = self.proc
         with self.client(timeout=1.0, retries=0) as c:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"symbld exited with {self.proc.returncode}:\n{self.log()}")
+            def answers() -> bool:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"symbld exited with {proc.returncode}:\n{self.log()}")
                 try:
-                    c.ping()
-                    return self
+                    return bool(c.ping())
                 except DaemonError:
-                    time.sleep(0.1)
-        raise RuntimeError(f"symbld did not answer within {wait} s:\n{self.log()}")
+                    return False
+
+            try:
+                wait_until("symbld answers ping", answers, wait)
+            except AssertionError:
+                raise RuntimeError(f"symbld did not answer within {wait} s:\n{self.log()}") from None
+        return self
 
     def client(self, timeout: float = 10.0, retries: int = 1) -> Client:
         return Client(self.control, self.events, timeout=timeout, retries=retries)

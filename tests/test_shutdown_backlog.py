@@ -42,7 +42,7 @@ def test_sigterm_with_backlog_exits_in_time_and_loses_no_word(tmp_path: Path) ->
                         break
                     except DaemonError as e:
                         assert e.code == "busy"
-                        time.sleep(0.05)
+                        time.sleep(0.05)  # back-off before retrying a busy answer (the documented client way)
             said[cid] = " ".join(texts)
     # systemd's deadline is the test's: past UNIT_STOP_SECONDS it would SIGKILL (stop() fails saying so).
     # The daemon's own bound is stop_timeout (STOP_TIMEOUT), far inside it; how long it took: bench.
