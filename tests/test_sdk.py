@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DaemonProc, events_until_complete, udp_port_taken, wait_until
+from conftest import DaemonProc, events_until_complete, free_rtp_port, udp_port_taken, wait_until
 from speechgen import PHONE_KEY_WORDS, PHONE_SENTENCE, SENTENCES, in_order, pcm16, phone_audio, synth, wer
 
 import symblctl
@@ -264,7 +264,7 @@ def speaking_callee(workdir: Path) -> Iterator[str]:
     phone_audio(workdir / "speech.ulaw")
     port = free_udp_port()
     proc = subprocess.Popen(["sipp", "-sf", str(SIPP_SCENARIO), "-i", "127.0.0.1", "-p", str(port),
-                             "-mi", "127.0.0.1", "-m", "1", "-nostdin", "-timeout", "30s",
+                             "-mi", "127.0.0.1", "-mp", str(free_rtp_port()), "-m", "1", "-nostdin", "-timeout", "30s",
                              "-default_behaviors", "all,-abortunexp"],
                             cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
