@@ -68,8 +68,8 @@ PHONE_VOICE = "en-us+f3"
 # (int8/float32, beam 1/5, lead-in +-0.25 s). These two words came through in every one of them.
 PHONE_KEY_WORDS = ("report", "friday")
 # The same for SENTENCES[i] resampled to 8 kHz and back (the daemon's 8 kHz push path): every variant
-# kept these, in this order ("the design team" and "by" did not survive all of them).
-EIGHT_KHZ_WORDS = {0: ("quarterly", "report", "friday"), 1: ("follow", "up", "tomorrow")}
+# kept these, in this order ("report", "the design team" and "by" did not survive all of them).
+EIGHT_KHZ_WORDS = {0: ("quarterly", "friday"), 1: ("follow", "up", "tomorrow")}
 
 
 def in_order(words: tuple[str, ...] | list[str], heard: str) -> bool:
@@ -205,6 +205,7 @@ def normalise(text: str) -> str:
     t = text.lower().replace("%", " percent")
     t = re.sub(r"(?<=\d),(?=\d{3}\b)", "", t)  # 40,000 -> 40000
     t = re.sub(r"\$(\d+)", r"\1 dollars", t)  # $40000 -> 40000 dollars (Whisper writes amounts so)
+    t = re.sub(r"\b([ap])\.\s?m\b\.?", r"\1m", t)  # p.m. and pm alike
     t = re.sub(r"\d+", lambda m: " " + _number(int(m.group())) + " ", t)
     t = t.replace("-", " ")
     t = re.sub(r"[^\w\s']", " ", t)

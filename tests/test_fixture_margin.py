@@ -77,10 +77,10 @@ def _at_8khz(text: str) -> np.ndarray:
     return soxr.resample(narrow, 8000, RATE).astype(np.float32)
 
 
-# tests/test_summary.py's sentences, tests/test_local_engine.py's number sentence, scripts/demo.sh's question.
-SUMMARY_SPOKEN = ["We need to send the quarterly budget report by Friday.", "The budget report needs a review."]
+# tests/test_summary.py's sentences and tests/test_local_engine.py's number sentence.
+SUMMARY_SPOKEN = ["We need to send the quarterly budget report by Friday.", SENTENCES[2]]
+ENTITIES_SPOKEN = ["The new budget is twenty thousand dollars.", "Let's meet tomorrow at three p.m."]  # test_entities
 BUDGET_SENTENCE = "The budget is forty thousand dollars for the self-service portal."
-DEMO_QUESTION = "Can you send me the quarterly report before Friday?"
 
 class Fixture(NamedTuple):
     said: str  # what was spoken
@@ -98,17 +98,19 @@ FIXTURES: dict[str, Fixture] = {
     **{f"sentence-{i:02d}": Fixture(s, _synth16(s)) for i, s in enumerate(SENTENCES)},
     **{f"sentence-{i:02d}-8khz": Fixture(SENTENCES[i], functools.partial(_at_8khz, SENTENCES[i]), words)
        for i, words in EIGHT_KHZ_WORDS.items()},
-    "three-sentences-unpaused": Fixture(" ".join(SENTENCES[10:13]), _synth16(" ".join(SENTENCES[10:13]), pad=0.2)),
+    "three-sentences-unpaused": Fixture(" ".join(SENTENCES[10:13]), _synth16(" ".join(SENTENCES[10:13]))),
     "phone-mu-law": Fixture(PHONE_SENTENCE, functools.partial(_g711, "mu-law"), PHONE_KEY_WORDS),
     "phone-a-law": Fixture(PHONE_SENTENCE, functools.partial(_g711, "a-law"), PHONE_KEY_WORDS),
     "action-item": Fixture(ACTION_SENTENCE, _synth16(ACTION_SENTENCE)),
     "go-forward-slow": Fixture("go forward ten meters", _synth16("go forward ten meters", speed=140)),
     "budget-portal": Fixture(BUDGET_SENTENCE, _synth16(BUDGET_SENTENCE)),
-    **{f"insights-{i}": Fixture(s, _synth16(s)) for i, s in enumerate(INSIGHTS_SPOKEN)},
-    **{f"summary-{i}": Fixture(s, _synth16(s)) for i, s in enumerate(SUMMARY_SPOKEN)},
-    **{f"meeting-{i}": Fixture(s, _synth16(s)) for i, s in enumerate(MEETING)},
-    # scripts/demo.sh's meeting (no lead-in of its own: pad 0 before, 0.8 s after).
-    "demo-question": Fixture(DEMO_QUESTION, _synth16(DEMO_QUESTION, pad=0.0)),
+    # (INSIGHTS_SPOKEN[2], "The weather was nice yesterday.", is asserted to give no insight: no words.)
+    **{f"insights-{i}": Fixture(s, _synth16(s)) for i, s in enumerate(INSIGHTS_SPOKEN[:2])},
+    # test_summary.py asserts only that its summaries mention the budget.
+    **{f"summary-{i}": Fixture(s, _synth16(s), ("budget",)) for i, s in enumerate(SUMMARY_SPOKEN)},
+    **{f"meeting-{i}": Fixture(s, _synth16(s, speed=150)) for i, s in enumerate(MEETING)},  # spoken at 150 wpm
+    **{f"entities-{i}": Fixture(s, _synth16(s, speed=150)) for i, s in enumerate(ENTITIES_SPOKEN)},
+    # (scripts/demo.sh's question, which tests/test_cli_demo.py asserts, is SENTENCES[0] after 0.8 s of silence.)
 }
 
 
