@@ -483,7 +483,7 @@ class SymblServer:
         try:
             await self.loop.run_in_executor(leg.executor, lambda: leg.control.send_audio(leg.daemon_id, pcm, 16000))
             leg.forwarded += len(pcm)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any refusal goes to the client as an error frame
             log.warning("symbl send_audio failed", connection_id=conv.symbl_id, error=str(exc))
             await sock.ws.send_json(wire.error_frame("Audio not accepted", str(getattr(exc, "message", exc))))
 
@@ -503,7 +503,7 @@ class SymblServer:
         try:
             client = self.client_factory()
             stream = client.events(leg.daemon_id, after_seq=0)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - daemon unreachable: the leg ends, logged
             log.warning("symbl event stream failed", connection_id=conv.symbl_id, error=str(exc))
             return
         try:
@@ -814,7 +814,7 @@ class SymblServer:
             try:
                 await self.loop.run_in_executor(
                     leg.executor, lambda a=args, c=leg.control: c.request("speaker_event", **a))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any refusal is returned to the caller as text
                 return str(getattr(exc, "message", exc))
         return None
 
@@ -937,7 +937,7 @@ def serve_symbl(addr: str, port: int, client_factory: Callable[[], Any], config:
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(start())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to the starting thread, which raises it
             ready.set_exception(exc)
             return
         loop.run_forever()
