@@ -222,6 +222,42 @@ def test_transcript_export_applies_revisions() -> None:
     assert export.render(events, "vtt").count("<v Speaker 1>hello") == 2
 
 
+def test_transcript_exports_carry_the_diarized_speakers(daemon, client, two_voices) -> None:
+    """symblctl transcript of a diarized file: each format names the label of whoever said each message
+    (SRT/txt prefixes, md bold, WebVTT voice tags, JSON speaker and speakerId)."""
+    from cli_helpers import symblctl
+
+    cid = client.start(source={"type": "file", "path": str(two_voices), "realtime": False})["connectionId"]
+    said = labelled(events_until_complete(client, cid, timeout=300))
+    assert len({who["id"] for _, who, _ in said}) == 2, said
+    out = {fmt: symblctl(daemon, "transcript", cid, "--format", fmt) for fmt in ("txt", "md", "srt", "vtt", "json")}
+    assert all(r.returncode == 0 for r in out.values()), {f: r.stderr for f, r in out.items()}
+    for _, who, content in said:
+        name = who["name"]
+        assert f"] {name}: {content}" in out["txt"].stdout
+        assert f"**{name}** `" in out["md"].stdout and content in out["md"].stdout
+        assert f"\n{name}: {content}\n" in out["srt"].stdout
+        assert f"<v {name}>{content}" in out["vtt"].stdout
+    js = json.loads(out["json"].stdout)["messages"]
+    assert [(m["speaker"], m["speakerId"], m["text"]) for m in js] == [(w["name"], w["id"], c) for _, w, c in said]
+
+
+def test_exports_escape_names_in_voice_tags_and_revise_assignees() -> None:
+    from symblctl import export
+
+    one, two = {"id": "s1", "name": "Ada <& Co>"}, {"id": "s2", "name": "Speaker 2"}
+    msg = {"duration": {"timeOffset": 1.0, "duration": 1.0}, "payload": {"content": "I will send it, a < b"}}
+    events = [{"type": "message_response", "data": {"messages": [{**msg, "id": "a", "from": two}]}},
+              {"type": "insight_response", "data": {"insights": [{"type": "action_item", "text": "I will send it",
+                                                                  "from": two, "assignee": two}]}},
+              {"type": "speaker_revision", "data": {"messageIds": ["a"], "from": two, "to": one}}]
+    assert "<v Ada &lt;&amp; Co&gt;>I will send it, a &lt; b" in export.render(events, "vtt")
+    js = json.loads(export.render(events, "json"))
+    assert js["insights"] == [{"type": "action_item", "text": "I will send it", "from": one["name"],
+                               "assignee": one["name"]}]
+    assert "(→ **Ada <& Co>**)" in export.render(events, "md")
+
+
 def test_a_known_voice_is_named_and_a_stranger_is_not(fresh_daemon, conversation, tmp_path) -> None:
     from cli_helpers import symblctl
 
