@@ -258,6 +258,25 @@ def test_exports_escape_names_in_voice_tags_and_revise_assignees() -> None:
     assert "(→ **Ada <& Co>**)" in export.render(events, "md")
 
 
+def test_first_person_action_items_are_assigned_to_the_diarized_speaker(client) -> None:
+    """"I will ..." on a connection that declares no speaker: the action item's assignee is the label
+    diarization gave the message (the labeller runs before the insights see a message)."""
+    from feeding import speak
+
+    cid = client.start(source={"type": "push"})["connectionId"]
+    assert client.request("get", connectionId=cid)["diarization"], "diarization is on by default for push"
+    speak(client, cid, ["I will send the budget report to the finance team by Friday."], speed=150)
+    events = speakers.attribute_history(events_until_complete(client, cid, timeout=180))
+    said = labelled(events)
+    assert said and all(who["name"].startswith("Speaker ") for _, who, _ in said), said
+    tasks = [i for e in events if e["type"] == "insight_response" for i in e["data"]["insights"]
+             if i["type"] in ("action_item", "follow_up") and "budget report" in i["text"].lower()]
+    assert tasks, [e["data"] for e in events if e["type"] == "insight_response"]
+    by_message = {m["id"]: m["from"] for e in events if e["type"] == "message_response" for m in e["data"]["messages"]}
+    for task in tasks:
+        assert task["assignee"] == task["from"] == by_message[task["messageReference"]["id"]], task
+
+
 def test_a_known_voice_is_named_and_a_stranger_is_not(fresh_daemon, conversation, tmp_path) -> None:
     from cli_helpers import symblctl
 
