@@ -305,6 +305,58 @@ def test_a_known_voice_is_named_and_a_stranger_is_not(fresh_daemon, conversation
         assert c.voices_list() == {"voices": []}
 
 
+def test_a_speaker_of_a_past_conversation_is_enrolled_and_named_later(fresh_daemon, conversation, two_voices,
+                                                                       tmp_path) -> None:
+    """voices add NAME --conversation ID --speaker LABEL: no audio is kept, so the print is the one the
+    labeller built for that speaker, kept when the connection ended; a later conversation names the
+    same reader (a clip the first one did not hold) and leaves the other person a stranger."""
+    from cli_helpers import symblctl
+
+    wav, turns = conversation
+    with fresh_daemon.client() as c:
+        first = run(c, wav)
+    said = labelled(first)
+    label = {turn_at(turns, t): who["name"] for t, who, _ in said}
+    assert set(label) == {"reader", "amateur"} and label["reader"] != label["amateur"], said
+    conversation_id = first[-1]["conversationId"]
+    kept = fresh_daemon.state_dir / "voices" / "speakers" / f"{first[-1]['connectionId']}.json"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert {s["name"] for s in json.loads(kept.read_text())["speakers"]} == set(label.values())
+
+    added = symblctl(fresh_daemon, "voices", "add", "Ada", "--conversation", conversation_id,
+                     "--speaker", label["reader"].lower(), "--user-id", "ada@example.com", "--json")
+    assert added.returncode == 0, added.stderr
+    enrolled = json.loads(added.stdout)
+    reader_seconds = sum(u.end - u.start for u in turns if u.speaker == "reader")
+    assert enrolled["name"] == "Ada" and 1.0 <= enrolled["speechSeconds"] <= reader_seconds + 1.0, enrolled
+
+    with fresh_daemon.client() as c:
+        later = labelled(run(c, two_voices))
+        reader_says = [who for _, who, text in later if "young man" in text.lower()]  # reader clip 0880
+        amateur_says = [who for _, who, text in later if "testing" in text.lower()]
+        assert reader_says and all(w["name"] == "Ada" and w["userId"] == "ada@example.com" for w in reader_says)
+        assert amateur_says and all(w["name"].startswith("Speaker ") for w in amateur_says), later
+
+        before = voices_file(fresh_daemon).read_bytes()
+        off = run(c, two_voices, diarization=False)[-1]["conversationId"]
+        bad = [({"voice_name": "Bob", "conversation_id": conversation_id}, "speaker"),
+               ({"voice_name": "Bob", "speaker": "Speaker 1"}, "conversationId"),
+               ({"voice_name": "Bob", "path": str(wav), "conversation_id": conversation_id, "speaker": "Speaker 1"},
+                "not both"),
+               ({"voice_name": "Bob", "conversation_id": "no-such-conversation", "speaker": "Speaker 1"},
+                "no conversation"),
+               ({"voice_name": "Bob", "conversation_id": conversation_id, "speaker": "Speaker 9"}, "Speaker 9"),
+               ({"voice_name": "Bob", "conversation_id": off, "speaker": "Speaker 1"}, "no kept speaker prints"),
+               ({"voice_name": "Ada", "conversation_id": conversation_id, "speaker": label["amateur"]}, "already"),
+               ({"voice_name": "", "conversation_id": conversation_id, "speaker": label["amateur"]}, "name")]
+        for args, says in bad:
+            with pytest.raises(DaemonError) as e:
+                c.voices_add(**args)
+            assert e.value.code == "bad_request" and says in e.value.message, (args, e.value.message)
+        assert c.ping()["pong"]
+    assert voices_file(fresh_daemon).read_bytes() == before  # nothing half-written
+
+
 def voices_file(d) -> Path:
     return d.state_dir / "voices" / "voices.json"
 
