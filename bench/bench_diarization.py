@@ -158,16 +158,18 @@ def spans_of(events: list[dict[str, Any]]) -> list[tuple[float, float, str]]:
 
 def der(turns: list[voices.Turn], spans: list[tuple[float, float, str]]) -> dict[str, float]:
     """pyannote.metrics' DER (no collar, overlap scored) and its parts, as fractions of reference speech."""
-    from pyannote.core import Annotation, Segment
+    from pyannote.core import Annotation, Segment, Timeline
     from pyannote.metrics.diarization import DiarizationErrorRate
 
     reference, hypothesis = Annotation(), Annotation()
+    end = max([turns[-1].end + 1.0, *(b for _, b, _ in spans)])  # the whole audio (voices.join's last pause)
+    uem = Timeline([Segment(0.0, end)])
     for u in turns:
         reference[Segment(u.start, u.end)] = u.speaker
     for i, (start, end, label) in enumerate(spans):
         if end > start:
             hypothesis[Segment(start, end), str(i)] = label
-    parts = DiarizationErrorRate(collar=0.0, skip_overlap=False)(reference, hypothesis, detailed=True)
+    parts = DiarizationErrorRate(collar=0.0, skip_overlap=False)(reference, hypothesis, uem=uem, detailed=True)
     total = parts["total"] or 1.0
     return {"der": parts["diarization error rate"], "confusion": parts["confusion"] / total,
             "missed": parts["missed detection"] / total, "falseAlarm": parts["false alarm"] / total}
