@@ -123,7 +123,7 @@ def _speakers(p: Page, colours: dict[str, str]) -> str:
         f'<span class="talk" title="talk time">{_e(clock(t.seconds))}</span>'
         f'<span class="share">{share(p.talk, t)} %</span>'
         f'<span class="bar" style="--w:{max(2, share(p.talk, t))}%"></span></li>' for t in p.talk)
-    return _card("Speakers", f'<ul class="speakers">{rows}</ul>', "speakers", len(p.talk))
+    return _card("Speakers and talk time", f'<ul class="speakers">{rows}</ul>', "speakers", len(p.talk))
 
 
 def _transcript(p: Page, colours: dict[str, str]) -> str:
