@@ -417,3 +417,15 @@ def test_telephony_stop_reply_carries_the_summary(symbl: Any, daemon_endpoints: 
     assert "quarterly" in text and "report" in text, info
     assert all(s["messageRefs"][0]["id"] for s in info[0]["summary"])
 
+
+
+def test_speaker_colours_are_stable_and_distinct() -> None:
+    from symbld.web.render import PALETTE, speaker_colours
+
+    ada = "voice-ada"  # an enrolled voice's id is the same in every conversation
+    one = speaker_colours(["s1", ada, "s2"])
+    assert len(set(one.values())) == 3 and set(one.values()) <= set(PALETTE)
+    assert speaker_colours(["s1", ada, "s2"]) == one  # every render of the page
+    assert speaker_colours(["other", ada])[ada] == speaker_colours([ada])[ada]  # and in another conversation
+    many = speaker_colours([f"s{i}" for i in range(len(PALETTE))])
+    assert sorted(many.values()) == sorted(PALETTE)  # ten speakers, ten colours
