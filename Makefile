@@ -16,6 +16,8 @@ $(VENV)/.installed: pyproject.toml symblctl/pyproject.toml tests/js/package-lock
 	# dependency needs PortAudio headers to build and is only used by its own microphone helper.
 	$(PY) -m pip install -q --no-deps symbl==2.0.6 symbl-rest==1.0.14
 	$(PY) -m pip install -q urllib3 six certifi python-dateutil
+	# The turn model of the extra symbld[turn] (tests/test_end_of_turn.py): only its ONNX file is used, so --no-deps.
+	$(PY) -m pip install -q --no-deps pipecat-ai==1.14.0
 	# The official Symbl JS SDK (pinned by tests/js/package-lock.json), driven by node in tests.
 	npm ci --prefix tests/js --no-audit --no-fund
 	touch $@

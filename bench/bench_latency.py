@@ -1,7 +1,7 @@
 """Speech end -> final latency on the PUB socket of the real daemon, against the floor of the same run.
 
-    python bench/bench_latency.py                 # 1 and 4 live streams (about 2 minutes)
-    python bench/bench_latency.py --streams 1 2 4 6
+    python bench/bench_latency.py                 # 1, 4 and 8 live streams, fixed and semantic end of turn
+    python bench/bench_latency.py --streams 1 2 4 6 --end-of-turn fixed
     python bench/bench_latency.py --model base
 
 What a user sees: a real ``python -m symbld`` (default engine settings) is started; each stream is
@@ -21,6 +21,17 @@ captured it, and a SUB client on the daemon's events socket timestamps every eve
 - **interim lag**: arrival of each interim minus the audio time its text covers (how far behind
   the speech the live text is); **onset -> first interim** per clip.
 - WER of the finals against the transcripts, the daemon's CPU, and the machine's load average.
+- **end of turn** (``--end-of-turn fixed semantic``, each level run once per mode, side by side on the same
+  daemon through ``start``'s ``endOfTurn``): the figures above per mode, and **premature finals**: finals
+  that end inside a clip's speech (more than 0.3 s before its end) whose speaker goes on within 1 s
+  (the clip's next voiced 10 ms frame, by the same energy rule that trims the clips). The clips are
+  read sentences and spoken card lists with their own pauses: no conversational recordings ship in a
+  Debian or PyPI package here. With semantic end of turn, ``end_of_turn`` reasons are counted too.
+  **end_of_turn p50 / p95** (semantic): the arrival of a turn's ``end_of_turn`` event minus the true end of
+  its speech, the end-of-turn decision alone (against the fixed endpoint's "endpoint due"), free of the
+  decode that the final waits for.
+  ``finalize``: the client sends the ``finalize`` command as soon as a clip's speech is sent (a client
+  that knows the turn ended, Deepgram's Finalize): speech end -> final is then transport + decode.
 
 Prints figures and ratios; asserts nothing. On a shared machine every figure includes its load,
 which is printed with them.
@@ -34,6 +45,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +87,14 @@ class Timeline:
     spans: list[tuple[float, float]]
     trimmed: list[np.ndarray]
 
+    def speaks_again(self, k: int, at: float, within: float = 1.0) -> bool:
+        """Whether clip ``k``'s speaker has a voiced 10 ms frame in (``at``, ``at`` + ``within``] (stream s)."""
+        a = self.trimmed[k]
+        frame = RATE // 100
+        energy = np.array([np.mean(a[i : i + frame] ** 2) + 1e-12 for i in range(0, len(a) - frame + 1, frame)])
+        voiced = np.nonzero(10 * np.log10(energy / energy.max()) > -35.0)[0] / 100 + self.spans[k][0]
+        return bool(np.any((voiced > at) & (voiced <= at + within)))
+
 
 def timeline(clips: list[realspeech.Clip]) -> Timeline:
     parts, spans, trimmed, pos = [np.zeros(int(0.5 * RATE), np.float32)], [], [], 0.5
@@ -111,18 +131,22 @@ def floor(model: str, trimmed: list[np.ndarray], whole: list[np.ndarray]) -> tup
     return out, plain
 
 
-def feed(d: DaemonProc, tl: Timeline, delay: float, starts: dict[str, float]) -> None:
+def feed(d: DaemonProc, tl: Timeline, delay: float, starts: dict[str, float], mode: str) -> None:
     time.sleep(delay)
     with d.client(timeout=30) as c:
-        cid = c.start(source={"type": "push"})["connectionId"]
+        cid = c.start(source={"type": "push"}, endOfTurn="fixed" if mode == "finalize" else mode)["connectionId"]
         t0 = time.monotonic()
         starts[cid] = t0
+        ends = [int(e * RATE) * 2 for _, e in tl.spans] if mode == "finalize" else []
         for k, i in enumerate(range(0, len(tl.pcm), CHUNK)):
             due = t0 + (k + 1) * CHUNK_S  # a microphone hands a chunk over once it is captured
             wait = due - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
             c.send_audio(cid, tl.pcm[i : i + CHUNK])
+            if ends and i + CHUNK >= ends[0]:  # the clip's speech is all sent: the client forces its final
+                ends.pop(0)
+                c.finalize(cid)
         c.end_audio(cid)
 
 
@@ -133,6 +157,8 @@ def clip_of(d: dict, spans: list[tuple[float, float]]) -> int:
 
 def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[str]) -> dict[str, Any]:
     lat, lag, first, wers, texts, due = [], [], [], [], [], []
+    premature, finals, reasons, cut_clips = 0, 0, Counter(), Counter()
+    turn_closed: list[float] = []  # end_of_turn arrival - true end of speech (semantic end of turn)
     settings = StreamSettings()
     for cid, t0 in starts.items():
         hyps: list[list[str]] = [[] for _ in tl.spans]
@@ -140,12 +166,23 @@ def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[st
         last_final: dict[int, tuple[float, float]] = {}  # clip -> (arrival, audio end of that final)
         for when, body in got.events.get(cid, []):
             e = body.get("data") or {}
+            if body.get("type") == "end_of_turn":
+                reasons[e.get("reason")] += 1
+                at = float(e.get("timeOffset", 0.0))  # the turn's last speech, in stream seconds
+                k = min(range(len(tl.spans)), key=lambda j: abs(tl.spans[j][1] - at))
+                if e.get("reason") in ("model", "silence") and abs(tl.spans[k][1] - at) < 0.5:
+                    turn_closed.append(when - (t0 + tl.spans[k][1]))
             if body.get("type") != "transcript_response" or not e.get("punctuated", {}).get("transcript"):
                 continue
             k = clip_of(e, tl.spans)
             if e["isFinal"]:
                 hyps[k].append(e["punctuated"]["transcript"])
-                last_final[k] = (when, e["duration"]["timeOffset"] + e["duration"]["duration"])
+                end = e["duration"]["timeOffset"] + e["duration"]["duration"]
+                last_final[k] = (when, end)
+                finals += 1
+                if end < tl.spans[k][1] - 0.3 and tl.speaks_again(k, end - settings.postroll_ms / 1000):
+                    premature += 1
+                    cut_clips[k] += 1
             else:
                 covered = e["duration"]["timeOffset"] + e["duration"]["duration"]
                 lag.append(when - (t0 + min(covered, tl.spans[k][1])))
@@ -162,16 +199,17 @@ def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[st
     return {"texts": texts, "p50": pct(lat, 50), "p95": pct(lat, 95), "max": max(lat, default=float("nan")),
             "n": len(lat),
             "due50": pct(due, 50), "lag50": pct(lag, 50), "lag95": pct(lag, 95), "first50": pct(first, 50),
-            "wer": float(np.mean(wers))}
+            "wer": float(np.mean(wers)), "premature": premature, "finals": finals, "reasons": dict(reasons),
+            "cut_clips": cut_clips, "turn50": pct(turn_closed, 50), "turn95": pct(turn_closed, 95)}
 
 
-def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str]) -> dict[str, Any]:
+def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str], mode: str) -> dict[str, Any]:
     proc = psutil.Process(d.proc.pid)  # type: ignore[union-attr]
     sub = Subscriber(d.events)
     time.sleep(0.5)  # the SUB connects before the first event
     starts: dict[str, float] = {}
     c0, w0 = proc.cpu_times(), time.monotonic()
-    threads = [threading.Thread(target=feed, args=(d, tl, STAGGER_S * k, starts)) for k in range(n)]
+    threads = [threading.Thread(target=feed, args=(d, tl, STAGGER_S * k, starts, mode)) for k in range(n)]
     for t in threads:
         t.start()
     for t in threads:
@@ -188,7 +226,11 @@ def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str]) -> dict[str,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--streams", type=int, nargs="*", default=[1, 4])
+    ap.add_argument("--streams", type=int, nargs="*", default=[1, 4, 8])
+    ap.add_argument("--end-of-turn", nargs="*", default=["fixed", "semantic"],
+                    choices=["fixed", "semantic", "finalize"],
+                    help="end-of-turn modes, each level run once per mode (semantic needs symbld[turn]; "
+                         "finalize: the fixed endpoint, and the client sends finalize as each clip's speech ends)")
     ap.add_argument("--model", default="tiny.en")
     args = ap.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -205,29 +247,44 @@ def main() -> None:
     print(f"floor (endpoint {StreamSettings().endpoint_silence_ms} ms + idle decode of the utterance alone): "
           f"p50 {pct(fl, 50):.3f} s, p95 {pct(fl, 95):.3f} s  [load {load()}]\n")
     with tempfile.TemporaryDirectory(prefix="symbld-bench-latency-") as tmp:
-        config = f'[engine.local]\nmodel = "{args.model}"\n'
+        config = f'max_connections = {max(16, max(args.streams))}\n[engine.local]\nmodel = "{args.model}"\n'
         d = DaemonProc(Path(tmp), config=config).start()
         try:
-            print("| live streams | speech end -> final p50 | p95 | max | p50 / floor p50 | endpoint due p50 "
-                  "| interim lag p50 / p95 | onset -> first interim p50 | WER | daemon CPU (cores) | load average |")
-            print("|---|---|---|---|---|---|---|---|---|---|---|")
+            print("| live streams | end of turn | speech end -> final p50 | p95 | max | p50 / floor p50 "
+                  "| endpoint due p50 | interim lag p50 / p95 | onset -> first interim p50 | WER "
+                  "| premature finals | end_of_turn reasons | end_of_turn p50 / p95 | daemon CPU (cores) "
+                  "| CPU per stream | load average |")
+            print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
             texts: list[list[str]] = []
+            runs: list[tuple[int, str]] = []
+            cuts: dict[tuple[int, str], Counter[int]] = {}
             for n in args.streams:
-                r = run_level(d, n, tl, refs)
-                print(f"| {n} | {r['p50']:.3f} s | {r['p95']:.3f} s | {r['max']:.3f} s | "
-                      f"{r['p50'] / pct(fl, 50):.2f}x | {r['due50']:.3f} s | {r['lag50']:.3f} / {r['lag95']:.3f} s | "
-                      f"{r['first50']:.3f} s | {r['wer']:.1%} | {r['cpu']:.2f} | {load()} |", flush=True)
-                texts.append(r["texts"][0])
+                for mode in args.end_of_turn:
+                    r = run_level(d, n, tl, refs, mode)
+                    reasons = ", ".join(f"{k} {v}" for k, v in sorted(r["reasons"].items())) or "-"
+                    print(f"| {n} | {mode} | {r['p50']:.3f} s | {r['p95']:.3f} s | {r['max']:.3f} s | "
+                          f"{r['p50'] / pct(fl, 50):.2f}x | {r['due50']:.3f} s | {r['lag50']:.3f} / "
+                          f"{r['lag95']:.3f} s | {r['first50']:.3f} s | {r['wer']:.1%} | "
+                          f"{r['premature']} of {r['finals']} | {reasons} | {r['turn50']:.3f} / {r['turn95']:.3f} s | "
+                          f"{r['cpu']:.2f} | {r['cpu'] / n:.3f} | "
+                          f"{load()} |", flush=True)
+                    texts.append(r["texts"][0])
+                    runs.append((n, mode))
+                    cuts[(n, mode)] = r["cut_clips"]
+            print("\npremature finals by clip:")
+            for (n, mode), by_clip in cuts.items():
+                print(f"  {n} stream(s), {mode}: " + (", ".join(f"{clips[k].name} ({refs[k]!r}) {v}"
+                                                             for k, v in sorted(by_clip.items())) or "none"))
             print("\nclips where the daemon's finals (first stream of each run) and the plain model differ in "
                   "word errors:")
             for k, ref in enumerate(refs):
-                runs = [t[k] for t in texts]
-                errs = [round(wer([ref], [t]) * len(ref.split())) for t in runs]
+                said = [t[k] for t in texts]
+                errs = [round(wer([ref], [t]) * len(ref.split())) for t in said]
                 base = round(wer([ref], [plain[k]]) * len(ref.split()))
                 if any(e != base for e in errs):
                     print(f"  {clips[k].name}: said {ref!r}\n    plain ({base} errors) {plain[k]!r}")
-                    for n, t, e in zip(args.streams, runs, errs, strict=True):
-                        print(f"    daemon, {n} stream(s) ({e} errors) {t!r}")
+                    for (n, mode), t, e in zip(runs, said, errs, strict=True):
+                        print(f"    daemon, {n} stream(s), {mode} ({e} errors) {t!r}")
         finally:
             d.stop()
 

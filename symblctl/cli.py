@@ -231,8 +231,13 @@ def _build_parser() -> argparse.ArgumentParser:
     st.add_argument("--fast", action="store_true", help="read the file as fast as possible, not in real time")
     st.add_argument("--dtmf", help="digits to send after the call is answered (with --sip/--pstn)")
     st.add_argument("--engine", help="engine (default: the daemon's)")
+    st.add_argument("--end-of-turn", choices=("fixed", "semantic", "auto"),
+                    help="the local engine's end of turn: fixed silence, or the turn model (symbld[turn]); "
+                         "default: the daemon's end_of_turn")
     st.add_argument("--insight-types", help="comma-separated: question,action_item,follow_up (default: all)")
     st.add_argument("--title", help="meeting title")
+    st.add_argument("--language", help="languageCode: BCP-47 (es-ES, fr-FR, ...) or auto (default: the daemon's)")
+    st.add_argument("--translate", action="store_true", help="English text whatever language is spoken")
     st.add_argument("--speaker", help="speaker name")
     diarize = st.add_mutually_exclusive_group()
     diarize.add_argument("--diarize", dest="diarize", action="store_true", default=None,
@@ -529,6 +534,12 @@ def _print_state(result: dict[str, Any]) -> None:
     print(result["state"])
 
 
+def _print_finalized(result: dict[str, Any]) -> None:
+    closed = result.get("utteranceClosed")
+    print("final follows" if closed else "nothing to finalize (silence since the last final)" if closed is False
+          else "queued behind the audio not yet read; finalized when it is")
+
+
 class Presentation(NamedTuple):
     """How a declared command looks on the command line, where the declaration's own text is not enough."""
 
@@ -548,6 +559,10 @@ PRESENTATION = {
     "get": Presentation("one connection's object", "ID is a connectionId or a conversationId.",
                         "  symblctl get 7909733735465972"),
     "shutdown": Presentation("stop every connection and the daemon", printer=lambda r: None),
+    "finalize": Presentation("make what a connection heard so far final, without ending it",
+                             "ID is a connectionId or a conversationId. The final (transcript_response isFinal "
+                             "and message_response) follows on the events socket; audio sent afterwards opens a "
+                             "new utterance.", "  symblctl finalize 7909733735465972", printer=_print_finalized),
     "pause": Presentation("pause a microphone connection (silence is sent meanwhile)", printer=_print_state),
     "resume": Presentation("resume a paused or muted microphone connection", printer=_print_state),
 }

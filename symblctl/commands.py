@@ -22,6 +22,7 @@ SUMMARIES: dict[str, str] = {
     'delete_connection': 'forget an ended connection: its journal file is removed from disk, its history from memory',
     'describe': 'what this daemon can do: version, engines, event types, endpoints, audio sources, commands',
     'devices': 'audio input devices the daemon can capture from (PortAudio re-scanned on each call)',
+    'finalize': 'make what was heard so far final now, without ending the connection',
     'find_conversation': 'the connections (live, or in the journal) that carry a conversationId, oldest first',
     'get': "one connection's object (also for connections of an earlier daemon run, from the journal)",
     'history': 'events of a connection after a given seq, oldest first (memory, then the journal)',
@@ -50,6 +51,7 @@ CLI_DECLARED: tuple[str, ...] = (
     'conversation_members',
     'delete_connection',
     'describe',
+    'finalize',
     'find_conversation',
     'get',
     'nats',
@@ -68,6 +70,7 @@ WITH_FIELDS: frozenset[str] = frozenset({
     'conversation_members',
     'conversations',
     'delete_connection',
+    'finalize',
     'find_conversation',
     'get',
     'history',
@@ -87,6 +90,7 @@ WITH_FIELDS: frozenset[str] = frozenset({
 # Seconds a slow command may take before the client gives up on it.
 SLOW_TIMEOUTS: dict[str, float] = {
     'conversations': 60.0,
+    'finalize': 15.0,
     'shutdown': 30.0,
     'start': 60.0,
     'stop': 120.0,
@@ -146,6 +150,12 @@ class DeclaredCommands:
     def devices(self) -> dict[str, Any]:
         """Audio input devices the daemon can capture from (PortAudio re-scanned on each call)."""
         return self.request('devices')
+
+    def finalize(self, connection_id: str) -> dict[str, Any]:
+        """Make what was heard so far final now, without ending the connection."""
+        from symblctl import protocol
+
+        return self.call(protocol.Finalize(connection_id=connection_id))
 
     def find_conversation(self, conversation_id: str) -> dict[str, Any]:
         """The connections (live, or in the journal) that carry a conversationId, oldest first."""

@@ -18,7 +18,7 @@ from symblctl.start_request import start_request
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNAVAILABLE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 _ROUTED = ("describe", "devices", "shutdown")  # need --node
-_BY_CONNECTION = ("get", "pause", "resume", "mute")
+_BY_CONNECTION = ("get", "pause", "resume", "mute", "finalize")
 
 
 def add_arguments(parser: argparse.ArgumentParser, subparsers: dict[str, argparse.ArgumentParser]) -> None:

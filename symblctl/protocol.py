@@ -78,6 +78,75 @@ class PstnSource(Shape, tag="pstn", tag_field="type"):
 Source = FileSource | PushSource | MicSource | SipSource | PstnSource
 
 
+# BCP 47-ish: a 2-3 letter language, then subtags (en, en-US, zh-Hant-TW, es-419). What a language means
+# for the engines is theirs to say; this only refuses what cannot be a language tag (5, ["x"], {"a": 1}).
+# Typed here; which tags are supported is the daemon's (symbld.languages.parse: bad_request naming them).
+LanguageCode = Annotated[str, Meta(min_length=1, max_length=64,
+                                   description="a BCP 47 language tag (en-US, es-ES, ...) or auto (docs/languages.md)")]
+
+
+class TrackerOptions(Shape):
+    """``config.trackers``: how tracker matches are reported."""
+
+    interim_results: Annotated[bool, Meta(description="tracker_response on interim text too")] = False
+
+
+class Tracker(Shape):
+    """A Symbl tracker: a name and the phrases that count as a mention of it (docs/insights.md)."""
+
+    name: Annotated[str, Meta(min_length=1, max_length=256, pattern=r"\S", description="not blank")]
+    vocabulary: Annotated[list[Annotated[str, Meta(min_length=1, max_length=200, pattern=r"[A-Za-z0-9]",
+                                                   description="a phrase with a letter or digit")]],
+                          Meta(min_length=1, max_length=50, description="at most 50 terms (Symbl's limit)")]
+    id: Annotated[str, Meta(max_length=256, description="kept as given (Symbl's tracker id)")] | None = None
+
+
+# Symbl's limit: 500 trackers per connection.
+Trackers = Annotated[list[Tracker], Meta(max_length=500)]
+
+
+# One address, deliberately simple: no spaces, controls or angle brackets, one @, a dotted domain (or localhost).
+# Spaces around it are trimmed; anything else (a header smuggled in after a newline) is refused.
+EmailAddress = Annotated[str, Meta(pattern=r'^\s*[^@\s<>()\[\],;:"\\]{1,64}@'
+                                           r"[A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*\s*$(?!\n)",
+                                   max_length=320, description="an e-mail address")]
+
+
+class SummaryEmailParameters(Shape):
+    emails: Annotated[list[EmailAddress], Meta(min_length=1, max_length=50, description="the recipients")]
+
+
+class Action(Shape):
+    """An action run when the connection ends (Symbl's ``actions``): the summary e-mail (docs/insights.md)."""
+
+    invoke_on: Literal["stop"]
+    name: Literal["sendSummaryEmail"]
+    parameters: SummaryEmailParameters
+
+
+class StartConfig(Shape):
+    """Symbl's ``start_request.config``. Keys Symbl defines that symbld has no use for (``speechRecognition``,
+    ...) are accepted and ignored, as every unknown field; the ones below are checked."""
+
+    meeting_title: Annotated[str, Meta(max_length=4096, description="the meeting's title (summary mail, "
+                                                                    "page)")] | None = None
+    confidence_threshold: Annotated[float, Meta(ge=0, le=1, description="Symbl's confidenceThreshold")] = 0.5
+    timezone_offset: Annotated[int, Meta(ge=-840, le=840, description="minutes west of UTC, as JavaScript's "
+                                                                      "getTimezoneOffset() (480 = UTC-8)")] \
+        | None = None
+    language_code: LanguageCode | None = None
+    translate: Annotated[bool, Meta(description="English text (Whisper's translate task); docs/languages.md")] \
+        | None = None
+    enable_speaker_diarization: Annotated[bool, Meta(description="Symbl's name for start's diarization")] | None = None
+    diarization_speaker_count: Annotated[int, Meta(ge=1, le=32, description="Symbl's name: exactly this many "
+                                                                            "speakers")] | None = None
+    trackers: TrackerOptions | None = None
+    sentiment: Annotated[bool, Meta(description="as the top-level sentiment")] | None = None
+    detect_entities: Annotated[bool, Meta(description="as the top-level detectEntities")] | None = None
+    redaction: Annotated[bool | list[str] | dict[str, Any], Meta(description="as the top-level redaction")] \
+        | None = None
+
+
 class Speaker(Shape):
     """Who is speaking on a connection: their words carry this userId and name."""
 
@@ -143,6 +212,12 @@ class Connection(Shape):
     source: Annotated[dict[str, Any], Meta(description="the source's own description: kind and its figures")] = {}
     insight_types: list[str] = []
     meeting_title: str | None = None
+    language_code: Annotated[str, Meta(description="the languageCode asked for (BCP-47, or auto)")] | None = None
+    language: Annotated[str, Meta(description="the language spoken (BCP-47); in auto the newest message's, "
+                                              "null before it")] | None = None
+    translate: Annotated[bool, Meta(description="messages are translated to English")] = False
+    insight_support: Annotated[dict[str, bool], Meta(description="which insights work on this language's "
+                                                                 "text (docs/languages.md)")] | None = None
     speaker: Speaker | None = None
     diarization: Annotated[dict[str, Any], Meta(description="speaker labels on this connection: minSpeakers, "
                                                             "maxSpeakers, thresholds; null: off")] | None = None
@@ -192,6 +267,16 @@ class CommandInfo(Shape):
     reply: Annotated[dict[str, str], Meta(description='{"$ref": "#/schemas/<Name>"}')]
 
 
+class EventInfo(Shape):
+    """One event type in ``describe`` (declared in ``symblctl/events.py``)."""
+
+    scope: Annotated[Literal["connection", "daemon"], Meta(description="topic connection.<id>.<type> or "
+                                                                       "daemon.<type>")]
+    publisher: str
+    summary: str
+    data: Annotated[dict[str, str], Meta(description='{"$ref": "#/schemas/<Name>"}')]
+
+
 class Description(Shape):
     version: str
     protocol: int
@@ -200,15 +285,21 @@ class Description(Shape):
     endpoints: Endpoints
     audio_sources: Annotated[dict[str, dict[str, Any]], Meta(description="kind -> {available, reason?, ...}")]
     limits: Limits
-    event_types: list[str]
+    event_types: Annotated[list[str], Meta(description="every event type this daemon publishes "
+                                                       "(symblctl/events.py)")]
     insight_types: list[str]
     commands: list[CommandInfo]
     schemas: Annotated[dict[str, dict[str, Any]], Meta(description="JSON Schema of every request and reply type, "
-                                                                  "by name")]
+                                                                  "and of every event's data, by name")]
     error_codes: Annotated[dict[str, str], Meta(description="code -> meaning")]
     symbl_server: Annotated[dict[str, Any], Meta(description="the Symbl-compatible server, when on")] | None = None
     diarization: Annotated[dict[str, Any], Meta(description="speaker labels: {available, model, extra, "
                                                             "reason?}")] | None = None
+    languages: Annotated[dict[str, Any], Meta(description="languageCode default, the languages each engine's "
+                                                          "models serve, which insights work in which "
+                                                          "language (docs/languages.md)")] = {}
+    events: Annotated[dict[str, EventInfo], Meta(description="event type -> its scope, publisher and data's "
+                                                             "schema")] = {}
 
 
 class Describe(Command):
@@ -246,6 +337,8 @@ class Status(Shape):
     drops: Drops
     cut: Annotated[list[dict[str, Any]], Meta(description="connections a crashed run left open")] = []
     models: Annotated[dict[str, str | None], Meta(description="engine -> the model it decodes with")] = {}
+    languages: Annotated[dict[str, list[dict[str, Any]]],
+                         Meta(description="engine -> its models: model, loaded, the languages it serves")] = {}
     journal: JournalState | None = None
 
 
@@ -271,20 +364,16 @@ class Start(Command):
                                                            "the config")] | None = None
     insight_types: Annotated[list[InsightType], Meta(description="insight types wanted; omitted: all three, "
                                                                  "[]: none")] | None = None
-    config: Annotated[dict[str, Any], Meta(description="Symbl's start_request config: meetingTitle, "
-                                                       "confidenceThreshold, timezoneOffset, languageCode, "
-                                                       "trackers.interimResults, sentiment, redaction")] = {}
+    config: Annotated[StartConfig, Meta(description="Symbl's start_request config")] | None = None
     speaker: Annotated[Speaker, Meta(description="who is speaking on this connection")] | None = None
     diarization: Annotated[bool | Diarization, Meta(description="label speakers on one mixed channel: true, "
                                                                  "false or {minSpeakers, maxSpeakers}; default: "
                                                                  "on for mic/file/push without a speaker when "
                                                                  "the [diarize] extra is installed")] | None = None
-    trackers: Annotated[list[dict[str, Any]], Meta(description='[{"name": "...", "vocabulary": ["..."]}]: at '
-                                                               "most 500, 50 terms each")] = []
+    trackers: Annotated[Trackers, Meta(description="what to track: at most 500, 50 terms each")] = []
     custom_vocabulary: Annotated[list[Annotated[str, Meta(min_length=1, max_length=256)]],
                                  Meta(description="words and names the engine should expect")] = []
-    actions: Annotated[list[dict[str, Any]], Meta(description='[{"invokeOn": "stop", "name": "sendSummaryEmail", '
-                                                              '"parameters": {"emails": ["..."]}}]')] = []
+    actions: Annotated[list[Action], Meta(description="run when the connection ends")] = []
     connection_id: ClientConnectionId | None = None
     conversation_id: Annotated[str, Meta(pattern=r"^[A-Za-z0-9-]{6,64}$(?!\n)",
                                          description="join this conversation: one connection per speaker, as "
@@ -294,6 +383,10 @@ class Start(Command):
     redaction: Annotated[bool | list[str] | dict[str, Any],
                          Meta(description="mask personal data: true, or kinds [email, card, phone, "
                                           "spoken_digits]")] | None = None
+    end_of_turn: Annotated[Literal["auto", "fixed", "semantic"], Meta(description=(
+        "the local engine's end of turn: fixed (endpoint_silence_ms of silence), semantic (the turn model at a "
+        "short pause; needs the extra symbld[turn]), auto (semantic when installed); omitted: the config's"))] \
+        | None = None
 
 
 class Stop(ConnectionRef):
@@ -304,6 +397,29 @@ class Stop(ConnectionRef):
     mutating = True
     reply = Connection
     timeout = 120.0
+
+
+class Finalized(Shape):
+    connection_id: str
+    utterance_closed: Annotated[bool, Meta(description=(
+        "true: an utterance was open; its final transcript_response and message_response follow on the events "
+        "socket. false: nothing was open (silence since the last final), no event follows. Absent: the audio "
+        "pushed before the request was not read within 10 s (the engine is behind); it is finalized when read"))] \
+        | None = None
+
+
+class Finalize(ConnectionRef):
+    """Make what was heard so far final now, without ending the connection.
+
+    Deepgram's Finalize, AssemblyAI's ForceEndpoint: the open utterance gets its final at once instead of
+    after the endpoint's silence. Pushed audio sent before the request is included; audio sent after it opens
+    a new utterance."""
+
+    name = "finalize"
+    slow = True  # waits (at most 10 s) for the pushed audio before it to be read
+    mutating = True
+    reply = Finalized
+    timeout = 15.0
 
 
 class Get(ConnectionRef):
@@ -323,6 +439,9 @@ class Event(Shape):
     time: str
     data: dict[str, Any]
     conversation_id: str | None = None
+    request_id: Annotated[str, Meta(description="the id of the control request that caused it, for events "
+                                                "published while that request ran (connection_started of "
+                                                "start, speaker_event)")] | None = None
 
 
 class Events(Shape):
@@ -371,6 +490,7 @@ class SendAudio(ConnectionRef):
     name = "send_audio"
     payload = True
     reply = Accepted
+    max_payload: ClassVar[int] = 1 << 20  # bytes of one audio frame (32 s at 16 kHz); one byte more: too_large
     sample_rate: Annotated[int, Meta(description="the rate of this audio; must match the connection's")] | None = None
     end: Annotated[bool, Meta(description="no more audio will follow: flush and stop when processed")] = False
 

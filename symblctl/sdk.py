@@ -220,6 +220,12 @@ class Connection:
         except KeyboardInterrupt:
             self.stop()
 
+    def finalize(self) -> dict[str, Any]:
+        """Make what was heard so far final now, without ending the connection (the Symbl SDK has no such
+        call; Deepgram's Finalize): the final and its ``message_response`` reach the callbacks at once
+        instead of after the endpoint's silence. Returns the daemon's reply (``utteranceClosed``)."""
+        return self._request("finalize", connectionId=self.connectionId)
+
     def stop(self) -> Connection:
         """Stop: the daemon flushes every final result (and hangs up a call). Returns this
         connection, updated (``conversationId``, ``state``). Stopping twice is harmless."""

@@ -23,8 +23,14 @@ def start_request(ns: argparse.Namespace) -> dict[str, Any]:
     config: dict[str, Any] = {}
     if ns.title:
         config["meetingTitle"] = ns.title
+    if getattr(ns, "language", None):
+        config["languageCode"] = ns.language
+    if getattr(ns, "translate", False):
+        config["translate"] = True
     args: dict[str, Any] = {"source": source, "engine": ns.engine, "config": config,
                             "trackers": ns.tracker or None, "customVocabulary": ns.vocab or None}
+    if getattr(ns, "end_of_turn", None):
+        args["endOfTurn"] = ns.end_of_turn
     if ns.insight_types is not None:
         args["insightTypes"] = [t.strip() for t in ns.insight_types.split(",") if t.strip()]
     if ns.speaker:

@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 import zmq
 
+from symblctl import events
 from symblctl.keys import SecurityError
 from symbld import __version__
 from symbld.config import load, render_config, section
@@ -97,8 +98,6 @@ class Daemon:
         self.notifier = Notifier.from_env()
         self.runtime_dir = Path(config["runtime_dir"])
         self.state_dir = Path(config["state_dir"])
-        self.extra_event_types: set[str] = {"engine_backlog", "audio_spooled", "entity_response", "summary_response",
-                                             "speaker_event"}
         self.actions: Any = None
         self.cut_connections: list[dict[str, Any]] = []
         self.spooled: dict[str, dict[str, Any]] = {}  # connections the last run spooled (symbld.core.shutdown)
@@ -150,7 +149,8 @@ class Daemon:
                 with curve_socket(self.curve, self.config["events"]):
                     publisher = Publisher(self.ctx, self.config["events"], self.config["event_queue_per_subscriber"])
                     self.bus = EventBus(publisher, self.journal,
-                                        history_per_connection=self.config["history_per_connection"])
+                                        history_per_connection=self.config["history_per_connection"],
+                                        check=os.environ.get("SYMBLD_CHECK_EVENTS") == "1")
                 self.service = ConnectionService(
                     self.config, state_dir=self.state_dir, engines=self.engines, sessions=self.sessions,
                     sources=self.sources, bus=self.bus, journal=self.journal, conversations=self.conversations,
@@ -161,19 +161,20 @@ class Daemon:
                 raise StartupError(f"cannot bind {self.config['control']} / {self.config['events']}: {e}") from None
         finally:
             os.umask(old_umask)
-        from symbld.integrations.mail import EVENT_TYPES as ACTION_EVENT_TYPES
         from symbld.integrations.mail import ActionRunner
 
         self.actions = ActionRunner(section(self.config, "smtp"), self.state_dir, self._publish_action)
         self.service.actions = self.actions
-        self.extra_event_types.update(ACTION_EVENT_TYPES)
         load_all()
         self._recover_cut_connections()
 
     def load_engines(self) -> None:
         from symbld.engines.local import LocalEngine
 
-        local = LocalEngine(section(self.config, "engine", "local"))
+        try:
+            local = LocalEngine(section(self.config, "engine", "local"))
+        except EngineError as e:  # a setting the engine refuses (end_of_turn): one line, not a traceback
+            raise StartupError(f"[engine.local] {e.message}") from None
         self.engines["local"] = local
         # failover = "local" in [engine.symbl] continues a connection offline when the endpoint stays down.
         self.engines["symbl"] = SymblEngine(section(self.config, "engine", "symbl"), fallback=local)
@@ -205,7 +206,8 @@ class Daemon:
                 **info, "state": "failed", "reason": "daemon_restarted",
                 "error": {"code": "internal", "message": "the daemon stopped while this connection was live; "
                           "everything published before is in its journal", "details": {}}})
-            self.bus.publish(cid, conv, "conversation_completed", {"conversationId": conv, "connectionId": cid})
+            self.bus.publish(cid, conv, "conversation_completed",
+                             events.ConversationCompleted(conversation_id=conv, connection_id=cid))
             self.bus.close_connection(cid)
             self.cut_connections.append(info)
         if self.cut_connections:
@@ -372,7 +374,7 @@ class Daemon:
         poller = self.control.poller()
         self._update_status()
         self.notifier.ready(self._last_status)
-        self.bus.publish_daemon("ready", {"pid": os.getpid(), "version": __version__})
+        self.bus.publish_daemon("ready", events.DaemonReady(pid=os.getpid(), version=__version__))
         shutdown.resume_spooled(self, self.spooled)  # audio the last run could not decode in time
         if self.config.get("config_missing"):
             log.warning("config_file_missing_using_defaults", path=self.config.get("config_path"))
@@ -407,7 +409,7 @@ class Daemon:
     def shutdown(self) -> int:
         log.info("symbld_stopping", reason=self._shutdown_reason, live=len(self.sessions.live()))
         self.notifier.stopping()
-        self.bus.publish_daemon("stopping", {"reason": self._shutdown_reason})
+        self.bus.publish_daemon("stopping", events.DaemonStopping(reason=self._shutdown_reason))
         stoppers = []
         for s in self.sessions.live():
             t = threading.Thread(target=_stop_quietly, args=(s,), daemon=True)

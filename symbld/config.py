@@ -31,6 +31,8 @@ DEFAULTS: dict[str, Any] = {
     "control": None,  # default: ipc://<runtime_dir>/control
     "events": None,  # default: ipc://<runtime_dir>/events
     "default_engine": "local",  # [engine.<name>] tables configure each engine
+    # A start without config.languageCode: a BCP-47 tag (en-US, es-ES, ...) or "auto" (docs/languages.md).
+    "language": "en-US",
     "max_connections": 16,
     "history_per_connection": 5000,
     # Events queued per subscriber before PUB drops for that subscriber only (it refills by seq).
@@ -85,6 +87,8 @@ ENUMS: dict[str, tuple[Any, ...]] = {
     "log_level": ("auto", "debug", "info", "warning", "error"),
     "log_format": ("auto", "console", "json"),
     "engine.local.recognizer": ("whisper", "pocketsphinx"),
+    "engine.local.end_of_turn": ("auto", "fixed", "semantic"),  # semantic needs the extra symbld[turn]
+    "engine.local.multilingual_load": ("first_use", "start"),
     "engine.symbl.failover": ("", "local"),
 }
 
@@ -108,6 +112,7 @@ ENV_KEYS = {
     "SYMBLD_CONTROL": "control",
     "SYMBLD_EVENTS": "events",
     "SYMBLD_ENGINE": "default_engine",
+    "SYMBLD_LANGUAGE": "language",
     "SYMBLD_LOG_LEVEL": "log_level",
     "SYMBLD_LOG_FORMAT": "log_format",
     "SYMBLD_SERVE_SYMBL": "serve_symbl",
@@ -224,6 +229,12 @@ def resolve(cfg: dict[str, Any]) -> dict[str, Any]:
             cfg[key] = int(cfg[key])
         except (TypeError, ValueError):
             raise ConfigError(f"{key} must be an integer, got {cfg[key]!r}") from None
+    from symbld.languages import LanguageError, parse
+
+    try:
+        cfg["language"] = parse(cfg.get("language") or "en-US").tag
+    except LanguageError as e:
+        raise ConfigError(f"language: {e}") from None
     if cfg["control"] == cfg["events"]:
         raise ConfigError("control and events endpoints must differ")
     for key in ("control", "events"):

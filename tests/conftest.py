@@ -17,6 +17,10 @@ sys.path.insert(0, str(Path(__file__).parent))  # tests/speechgen.py, tests/virt
 
 from symblctl.client import Client, DaemonError
 
+# Every daemon a test starts (they inherit this environment) checks each event it publishes against its
+# declaration in symblctl/events.py: an undeclared type or a wrong field fails in its producer.
+os.environ.setdefault("SYMBLD_CHECK_EVENTS", "1")
+
 
 class DaemonProc:
     """A running symbld: its process, directories, endpoints and log."""

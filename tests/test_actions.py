@@ -143,14 +143,18 @@ def test_validate_actions_accepts_and_normalises() -> None:
 
 
 @pytest.mark.parametrize(("actions", "says"), [
-    ("sendSummaryEmail", "must be a list"),
-    ([{"invokeOn": "stop", "name": "sendSMS", "parameters": {"emails": ["a@b.c"]}}], "unknown action name"),
-    ([{"invokeOn": "start", "name": "sendSummaryEmail", "parameters": {"emails": ["a@b.c"]}}], "invokeOn"),
-    ([{"name": "sendSummaryEmail", "parameters": {"emails": ["a@b.c"]}}], "invokeOn"),
-    ([{"invokeOn": "stop", "name": "sendSummaryEmail"}], "parameters"),
-    ([{"invokeOn": "stop", "name": "sendSummaryEmail", "parameters": {"emails": []}}], "non-empty"),
-    (mail_action("not-an-address"), "bad email address"),
-    (mail_action("a@b.c\r\nBcc: x@evil.example"), "bad email address"),
+    ("sendSummaryEmail", r"Expected `array`, got `str`$"),
+    ([{"invokeOn": "stop", "name": "sendSMS", "parameters": {"emails": ["a@b.c"]}}],
+     r"Invalid enum value 'sendSMS' - at `\$\[0\]\.name`"),
+    ([{"invokeOn": "start", "name": "sendSummaryEmail", "parameters": {"emails": ["a@b.c"]}}],
+     r"at `\$\[0\]\.invokeOn`"),
+    ([{"name": "sendSummaryEmail", "parameters": {"emails": ["a@b.c"]}}], r"missing required field `invokeOn`"),
+    ([{"invokeOn": "stop", "name": "sendSummaryEmail"}], r"missing required field `parameters`"),
+    ([{"invokeOn": "stop", "name": "sendSummaryEmail", "parameters": {"emails": []}}],
+     r"length >= 1 - at `\$\[0\]\.parameters\.emails`"),
+    (mail_action("not-an-address"), r"matching regex .* - at `\$\[0\]\.parameters\.emails\[0\]`"),
+    (mail_action("a@b.c\r\nBcc: x@evil.example"), r"at `\$\[0\]\.parameters\.emails\[0\]`"),
+    (mail_action(*[f"u{i}@example.com" for i in range(51)]), r"length <= 50"),
 ])
 def test_validate_actions_refuses_clearly(actions: object, says: str) -> None:
     with pytest.raises(ActionError, match=says):
@@ -321,7 +325,8 @@ def test_daemon_sends_the_summary_on_stop(tmp_path: Path) -> None:
         with d.client() as c:
             with pytest.raises(symblctl.DaemonError) as refused:
                 c.start(source={"type": "push"}, actions=mail_action("not-an-address"))
-            assert refused.value.code == "bad_request" and "email address" in refused.value.message
+            assert refused.value.code == "bad_request"
+            assert "at `$.actions[0].parameters.emails[0]`" in refused.value.message
         api = symblctl.StreamingApi(control=d.control, events=d.events)
         conn = api.start_connection(config={"meetingTitle": TITLE}, actions=mail_action("ann@example.com"))
         seen: list[dict[str, Any]] = []

@@ -74,7 +74,8 @@ def test_flood_is_held_back_and_every_word_becomes_a_final(daemon: DaemonProc) -
           f"flow {stopped['flow']}")
     assert busy > 0, "a flood several times real time was never told busy"
     assert stopped["flow"]["holds"] > 0
-    assert peaks["pushQueued"] <= PUSH_QUEUE_S * 32000
+    # The push queue: 30 s, or one whole protocol frame (1 MiB: 32.8 s at 16 kHz) where that is more.
+    assert peaks["pushQueued"] <= max(PUSH_QUEUE_S * 32000, 1 << 20)
     # The bound: max_engine_backlog_s, plus the utterance that closed last (it joins the queue whole,
     # at most max_utterance_s = 15 s), plus the frame fed before the check.
     assert peaks["queued"] <= MAX_BACKLOG_S + 15.0 + CHUNK / 32000, "the engine took audio beyond its bound"
@@ -84,16 +85,6 @@ def test_flood_is_held_back_and_every_word_becomes_a_final(daemon: DaemonProc) -
     reference_words = len(" ".join([said[0], *said, *said]).split())
     assert len(heard.split()) >= 0.9 * reference_words, heard
     assert rss - base_rss < 200, f"RSS grew {rss - base_rss:.0f} MB in a flood of {audio_s:.0f} s"
-
-
-def test_frame_larger_than_the_queue_is_too_large(daemon: DaemonProc) -> None:
-    with daemon.client() as c:
-        cid = c.start(source={"type": "push"})["connectionId"]
-        with pytest.raises(DaemonError) as e:
-            c.send_audio(cid, b"\0" * (1 << 20))  # within the 1 MiB frame limit, larger than 30 s at 16 kHz
-        assert e.value.code == "too_large"
-        c.send_audio(cid, b"\0" * 32000)
-        c.stop(cid)
 
 
 def test_malformed_values_are_bad_request(daemon: DaemonProc, tmp_path: Path) -> None:

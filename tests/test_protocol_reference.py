@@ -239,6 +239,8 @@ def test_real_replies_conform_to_their_declared_types(fresh_daemon: DaemonProc) 
         page = conforms("history", c.request("history", connectionId=cid, limit=2))
         assert page.more is True and [e.seq for e in page.events] == [1, 2]
         assert conforms("get", c.request("get", connectionId=cid)).state == "live"
+        # The sentence's final is out (its trailing silence closed it): nothing is open to finalize.
+        assert conforms("finalize", c.request("finalize", connectionId=cid)).utterance_closed is False
         sub = conforms("subscribe", c.request("subscribe", connectionId=cid, token="ref"))
         assert [x.connection_id for x in sub.connections] == [cid]
         live_status = conforms("status", c.request("status"))

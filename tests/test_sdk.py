@@ -202,7 +202,7 @@ def test_bad_arguments_fail_at_start(api: symblctl.StreamingApi) -> None:
     with pytest.raises(DaemonError) as bad_mail:
         api.start_connection(actions=[{"invokeOn": "stop", "name": "sendSummaryEmail",
                                        "parameters": {"emails": ["nope"]}}])
-    assert "email address" in bad_mail.value.message
+    assert "at `$.actions[0].parameters.emails[0]`" in bad_mail.value.message
     with pytest.raises(TypeError):
         api.start_connection(config="en-US")  # type: ignore[arg-type]
     with pytest.raises(DaemonError) as bad_insight:

@@ -267,7 +267,7 @@ def test_speakers_on_their_own_connections_share_one_page(client: Client) -> Non
     text = visible_text(page).lower()
     assert "quarterly report" in text and "contract" in text, text  # Jane's words and Bob's
     said = {(who, words.lower()) for who, words in
-            re.findall(r'<span class="who"[^>]*>([^<]*)</span><span class="said">([^<]*)</span>', page)}
+            re.findall(r'<span class="who"[^>]*>([^<]*)</span><span class="said"[^>]*>([^<]*)</span>', page)}
     assert any(who == "Jane" and "quarterly" in words for who, words in said), said
     assert any(who == "Bob" and "contract" in words for who, words in said), said
     assert 'data-state="live"' in page  # Jane ended; Bob is still talking

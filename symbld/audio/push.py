@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
+from symblctl import protocol
 from symbld.audio.base import SourceError
 from symbld.audio.convert import StreamResampler
 
@@ -21,7 +22,9 @@ class PushSource:
     The queue holds ``max_seconds`` of audio; a client that pushes faster than real time past
     that gets ``busy`` and should retry, so nothing is dropped silently. The session stops reading
     this queue while the engine is behind (symbld.core.flow), so ``busy`` comes before the engine's
-    bound, never after. A single frame larger than the queue is ``too_large``.
+    bound, never after. The queue always holds at least one whole frame of the protocol's largest
+    (1 MiB: more than 30 s at 16 kHz), so any frame the protocol accepts fits an empty queue; a larger
+    one (from a mic pump, say) is ``too_large``.
     """
 
     kind = "push"
@@ -34,10 +37,11 @@ class PushSource:
             raise SourceError("bad_request", f"push sampleRate {sample_rate} is not supported",
                               {"supported": list(SUPPORTED_RATES)})
         self.sample_rate = sample_rate
-        self._capacity = int(max_seconds * sample_rate * 2)
+        self._capacity = max(int(max_seconds * sample_rate * 2), protocol.SendAudio.max_payload)
         self._queued = 0
         self._lock = threading.Lock()
-        self._q: queue.SimpleQueue[tuple[bytes, int] | None] = queue.SimpleQueue()
+        # Audio, a mark (mark()) or None (the end).
+        self._q: queue.SimpleQueue[tuple[bytes, int] | Callable[[], None] | None] = queue.SimpleQueue()
         self._ended = False
         self._resamplers: dict[int, StreamResampler] = {sample_rate: StreamResampler(sample_rate)}
         self.bytes_received = 0
@@ -72,9 +76,19 @@ class PushSource:
             self._ended = True
             self._q.put(None)
 
+    def mark(self, action: Callable[[], None]) -> None:
+        """Run ``action`` on the reading (session) thread once the audio pushed before it was read and fed
+        (``finalize``: the final must include every byte sent before the command)."""
+        if self._ended:
+            raise SourceError("invalid_state", "the connection no longer accepts audio")
+        self._q.put(action)
+
     def frames(self) -> Iterator[bytes]:
         while True:
             item = self._q.get()
+            if callable(item):  # the consumer fed every frame yielded so far before asking for the next
+                item()
+                continue
             if item is None:
                 for pending in self._resamplers.values():
                     tail = pending.process(np.zeros(0, np.int16), last=True)

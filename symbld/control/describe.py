@@ -1,4 +1,5 @@
-"""The command catalog ``describe`` publishes: each command's flags and its request and reply as JSON Schema."""
+"""What ``describe`` publishes of the declarations: each command's flags and its request and reply, and each
+event type's scope and ``data``, as JSON Schema."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from symblctl import protocol
+from symblctl import events, protocol
 
 REF = "#/schemas/{name}"  # JSON pointer into describe's result
 
@@ -35,6 +36,25 @@ def command_catalog() -> tuple[list[dict[str, Any]], dict[str, Any]]:
             "reply": refs[2 * i + 1],
         })
     return commands, schemas
+
+
+@functools.cache
+def event_catalog() -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """(events, schemas): each declared event type (``symblctl.events``) with its scope, who publishes it, the
+    first line of its doc and its ``data``'s schema, and every type those name, by name."""
+    decls = list(events.EVENTS.values())
+    refs, schemas = msgspec.json.schema_components(decls, ref_template=REF)
+    catalog = {}
+    for (name, decl), ref in zip(events.EVENTS.items(), refs, strict=True):
+        catalog[name] = {"scope": decl.scope, "publisher": decl.publisher,  # type: ignore[attr-defined]
+                         "summary": _first_sentence(decl.__doc__ or ""), "data": ref}
+    return catalog, schemas
+
+
+def _first_sentence(doc: str) -> str:
+    paragraph = " ".join(inspect.cleandoc(doc).split("\n\n", 1)[0].split())
+    head, dot, _ = paragraph.partition(". ")
+    return head + dot.strip()
 
 
 def _args_summary(schema: dict[str, Any]) -> dict[str, Any]:

@@ -20,12 +20,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from symblctl import protocol
 from symbld.core.errors import ControlError
 
 PROTOCOL_VERSION = 1
 
 MAX_REQUEST_BYTES = 1 << 20  # one JSON frame; larger ones are refused with ``too_large``
-MAX_AUDIO_BYTES = 1 << 20  # one send_audio frame (32 s of 16 kHz audio)
+MAX_AUDIO_BYTES = protocol.SendAudio.max_payload  # one send_audio frame (32 s of 16 kHz audio)
 MAX_JSON_DEPTH = 32
 
 @dataclass

@@ -18,6 +18,7 @@ import msgspec
 
 from symblctl import protocol
 from symbld.control.envelope import Request
+from symbld.core.bus import caused_by
 from symbld.core.errors import ControlError
 
 if TYPE_CHECKING:
@@ -71,7 +72,11 @@ class Command:
         cid = getattr(args, "connection_id", None)
         if self.declaration.names_connection and isinstance(cid, str):  # a conversationId names its connection
             args = msgspec.structs.replace(args, connection_id=service.resolve_connection_id(cid))
-        return self.handler(service, args, req)
+        token = caused_by.set(req.id or None)  # the events it publishes on this thread carry req.id
+        try:
+            return self.handler(service, args, req)
+        finally:
+            caused_by.reset(token)
 
 
 COMMANDS: dict[str, Command] = {}

@@ -14,15 +14,18 @@ and the bus retries every second, in order, until the journal is complete again
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 from collections import deque
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import IO, Any, Protocol
 
+import msgspec
 import structlog
+from msgspec import Struct
 
+from symblctl import events
 from symbld.core.ids import EVENT_VERSION, connection_topic, daemon_topic, iso_now
 from symbld.core.journal import Journal, is_durable
 from symbld.core.journal_backlog import JournalBacklog
@@ -31,6 +34,28 @@ log = structlog.get_logger(__name__)
 
 _STOP = object()
 _EVERY_EVENT = 1_000_000  # all_events' bound: far beyond any conversation's events
+
+
+def _plain(obj: Any) -> Any:
+    """A number the JSON encoder does not know (a numpy scalar from an engine) as the Python number it is.
+    Only the unchecked daemon gets here: with ``check`` such a value is an ``EventShapeError`` in its producer."""
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    item = getattr(obj, "item", None)
+    if item is not None:
+        return item()
+    raise NotImplementedError(f"cannot encode {type(obj).__name__} in an event")
+
+
+_encode = msgspec.json.Encoder(enc_hook=_plain).encode
+
+# The id of the control request being run on this thread (set by symbld.control.registry). An event
+# published while it runs, on its thread (connection_started of start, speaker_event, ...), was caused by
+# it and carries it as the envelope's "requestId". Threads start with no request: the session thread's
+# events (transcripts, connection_stopped) carry none.
+caused_by: ContextVar[str | None] = ContextVar("caused_by", default=None)
 
 
 class Sink(Protocol):
@@ -42,9 +67,16 @@ class Sink(Protocol):
 
 
 class EventBus:
-    def __init__(self, sink: Sink, journal: Journal | None, history_per_connection: int = 5000) -> None:
+    """``check``: every event's ``data`` is checked against its declaration (``symblctl.events``) and one
+    that does not fit raises ``EventShapeError`` in its producer (tests run so: ``SYMBLD_CHECK_EVENTS=1``).
+    Without it only the type is checked: an undeclared one is logged once and still published (never lost)."""
+
+    def __init__(self, sink: Sink, journal: Journal | None, history_per_connection: int = 5000,
+                 check: bool = False) -> None:
         self.sink = sink
         self.journal = journal
+        self.check = check
+        self._undeclared: set[str] = set()
         self._history_len = history_per_connection
         self._lock = threading.Lock()
         self._seq: dict[str, int] = {}
@@ -60,31 +92,49 @@ class EventBus:
         self._thread.start()
 
     # -- producers (any thread) -------------------------------------------------------------
+    def _checked(self, event_type: str, data: Struct | dict[str, Any]) -> dict[str, Any]:
+        """``data`` as its JSON object, checked against the declaration of ``event_type`` (see the class)."""
+        if isinstance(data, Struct):
+            if events.EVENTS.get(event_type) is not type(data):
+                raise events.EventShapeError(f"{type(data).__name__} is not the declaration of {event_type!r}")
+            return events.data_of(data)
+        if self.check:
+            events.check(event_type, data)
+        elif event_type not in events.EVENTS and event_type not in self._undeclared:
+            self._undeclared.add(event_type)
+            log.error("event_undeclared", event_type=event_type, hint="declare it in symblctl/events.py")
+        return data
+
     def publish(self, connection_id: str, conversation_id: str, event_type: str,
-                data: dict[str, Any]) -> dict[str, Any]:
+                data: Struct | dict[str, Any]) -> dict[str, Any]:
+        data = self._checked(event_type, data)
         with self._lock:
             seq = self._seq.get(connection_id, 0) + 1
             self._seq[connection_id] = seq
             event = {"v": EVENT_VERSION, "seq": seq, "connectionId": connection_id,
                      "conversationId": conversation_id, "type": event_type, "time": iso_now(), "data": data}
+            request_id = caused_by.get()
+            if request_id:
+                event["requestId"] = request_id
             hist = self._history.get(connection_id)
             if hist is None:
                 hist = self._history[connection_id] = deque(maxlen=self._history_len)
             hist.append(event)
-            body = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+            body = _encode(event)
             self._queue.put((connection_id, connection_topic(connection_id, event_type), body, is_durable(event)))
         return event
 
-    def publish_daemon(self, event_type: str, data: dict[str, Any]) -> None:
+    def publish_daemon(self, event_type: str, data: Struct | dict[str, Any]) -> None:
+        data = self._checked(event_type, data)
         with self._lock:
             seq = self._seq.get("", 0) + 1
             self._seq[""] = seq
             event = {"v": EVENT_VERSION, "seq": seq, "type": event_type, "time": iso_now(), "data": data}
-            self._queue.put((None, daemon_topic(event_type), json.dumps(event).encode(), False))
+            self._queue.put((None, daemon_topic(event_type), _encode(event), False))
 
     def publish_raw(self, topic: bytes, body: dict[str, Any]) -> None:
         """A message outside any connection's sequence (subscription sync markers)."""
-        self._queue.put((None, topic, json.dumps(body).encode(), False))
+        self._queue.put((None, topic, _encode(body), False))
 
     def seed(self, connection_id: str, last_seq: int) -> None:
         """Continue a connection's numbering after a restart (its journal already has 1..last_seq)."""

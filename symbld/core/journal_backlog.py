@@ -16,13 +16,14 @@ from typing import IO, Any
 
 import structlog
 
+from symblctl import events
 from symbld.core.journal import Journal
 
 log = structlog.get_logger(__name__)
 
 
 class JournalBacklog:
-    def __init__(self, journal: Journal, announce: Callable[[str, dict[str, Any]], None]) -> None:
+    def __init__(self, journal: Journal, announce: Callable[[str, events.EventData], None]) -> None:
         self.journal = journal
         self._announce = announce
         self._waiting: OrderedDict[str, deque[bytes]] = OrderedDict()
@@ -62,7 +63,7 @@ class JournalBacklog:
             self.since = time.time()
             self.episodes += 1
             log.error("journal_degraded", error=self.error)
-            self._announce("journal_degraded", {"error": self.error, "pendingEvents": self.pending})
+            self._announce("journal_degraded", events.JournalDegraded(error=self.error, pending_events=self.pending))
 
     def retry(self) -> None:
         synced: set[IO[bytes]] = set()
@@ -87,7 +88,7 @@ class JournalBacklog:
         if self.degraded and not self.pending:
             self.degraded = False
             log.warning("journal_recovered", written_late=self.retried)
-            self._announce("journal_recovered", {"writtenLate": self.retried})
+            self._announce("journal_recovered", events.JournalRecovered(written_late=self.retried))
 
     def sync(self, files: set[IO[bytes]]) -> None:
         try:

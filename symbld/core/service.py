@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+from symbld import languages
 from symbld.audio.base import SourceContext, SourceError
 from symbld.audio.push import PushSource
 from symbld.config import section
@@ -38,7 +39,6 @@ class Host(Protocol):
     """What the service needs of the process around it (``symbld.app.Daemon``)."""
 
     started_at: float
-    extra_event_types: set[str]  # event types parts beyond the engine publish (describe lists them)
     cut_connections: list[dict[str, Any]]  # connections a crashed run left open (status reports them)
 
     def shutting_down(self) -> bool: ...
@@ -118,16 +118,12 @@ class ConnectionService:
         return session.as_dict()
 
     def _stream_config(self, args: dict[str, Any]) -> StreamConfig:
+        # ``config`` was decoded against symblctl.protocol.StartConfig: each key present has its type and range.
         cfg = args.get("config") or {}
         threshold = cfg.get("confidenceThreshold", 0.5)
-        if not isinstance(threshold, int | float) or isinstance(threshold, bool) or not 0 <= threshold <= 1:
-            raise ControlError("bad_request", "config.confidenceThreshold must be a number from 0 to 1")
         title = cfg.get("meetingTitle")
-        if title is not None and not isinstance(title, str):
-            raise ControlError("bad_request", "config.meetingTitle must be a string")
         tz = cfg.get("timezoneOffset")
-        if tz is not None and (not isinstance(tz, int) or isinstance(tz, bool) or abs(tz) > 14 * 60):
-            raise ControlError("bad_request", "config.timezoneOffset must be minutes from UTC (-840..840)")
+        language, translate = _language_options(cfg, self.config)
         trackers_cfg = cfg.get("trackers") or {}
         speaker = args.get("speaker")  # decoded against symblctl.protocol.Speaker: strings or absent
         trackers = self._validate_trackers(args.get("trackers") or [])
@@ -138,17 +134,20 @@ class ConnectionService:
             insight_types=list(insight_types) if insight_types is not None else ["question", "action_item",
                                                                                   "follow_up"],
             confidence_threshold=float(threshold),
-            language_code=cfg.get("languageCode") or "en-US",
+            language_code=language.tag,
+            translate=translate,
             meeting_title=title,
             speaker=speaker,
             trackers=trackers,
-            tracker_interim_results=bool(isinstance(trackers_cfg, dict) and trackers_cfg.get("interimResults")),
+            tracker_interim_results=bool(trackers_cfg.get("interimResults")),
             custom_vocabulary=list(args.get("customVocabulary") or []),
             # Symbl's timezoneOffset is JavaScript's getTimezoneOffset(): minutes *west* of UTC (480 = UTC-8).
             timezone_offset_minutes=None if tz is None else -tz,
             started_at=time.time(),
             extra={"actions": self._validate_actions(args.get("actions")),
-                   **_privacy_options(args, cfg, self.config)},
+                   **_privacy_options(args, cfg, self.config),
+                   # the local engine reads its StreamSettings fields from extra: a per-connection override
+                   **({"end_of_turn": args["endOfTurn"]} if args.get("endOfTurn") else {})},
         )
 
     def _validate_trackers(self, trackers: list[Any]) -> list[dict[str, Any]]:
@@ -320,7 +319,17 @@ class ConnectionService:
             "limits": {"maxConnections": self.sessions.max_live,
                        "historyPerConnection": self.config["history_per_connection"]},
             "symblServer": self.host.symbl_server_info(),
+            "languages": languages.describe(self.config.get("language") or "en-US", self._model_languages()),
         }
+
+    def _model_languages(self) -> dict[str, list[dict[str, Any]]]:
+        """Engine → its models and the languages each serves (engines that have local models)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name, eng in self.engines.items():
+            models = getattr(eng, "models", None)
+            if callable(models):
+                out[name] = models()
+        return out
 
     def counters(self) -> dict[str, Any]:
         """The daemon's part of ``status``: traffic, cut connections, models, drops, the journal."""
@@ -329,6 +338,7 @@ class ConnectionService:
             "requests": self.host.request_count(),
             "cut": self.host.cut_connections,
             "models": {name: eng.describe().get("model") for name, eng in self.engines.items()},  # which model decodes
+            "languages": self._model_languages(),
             # PUB drops silently at a subscriber's queue limit; clients that refill a gap say so.
             "drops": {"gapRefills": self.bus.refills, "refilledEvents": self.bus.refilled_events,
                       "queuePerSubscriber": self.config["event_queue_per_subscriber"]},
@@ -369,6 +379,11 @@ class ConnectionService:
                                {"connectionId": connection_id})
         return self.sessions.get(connection_id).stop()
 
+    def finalize(self, connection_id: str) -> dict[str, Any]:
+        """What the connection's engine heard so far becomes final; the connection goes on."""
+        closed = self.sessions.get(connection_id).finalize()
+        return {"connectionId": connection_id, **({} if closed is None else {"utteranceClosed": closed})}
+
     def history(self, connection_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
         return self.bus.history(connection_id, after_seq, limit)
 
@@ -388,22 +403,34 @@ def _privacy_options(args: dict[str, Any], cfg: dict[str, Any], daemon_config: d
     ``config``, as Symbl's SDKs put them), redaction defaulting to the daemon's ``redaction`` key."""
     from symbld.insights.redaction import parse_kinds
 
+    # Both places were decoded against the declarations (symblctl.protocol.Start, StartConfig): booleans.
     sentiment = args.get("sentiment", cfg.get("sentiment", False))
-    if not isinstance(sentiment, bool):
-        raise ControlError("bad_request", "sentiment must be true or false", {"argument": "sentiment"})
     try:
         kinds = parse_kinds(args.get("redaction", cfg.get("redaction", daemon_config.get("redaction"))))
     except ValueError as e:
         raise ControlError("bad_request", str(e), {"argument": "redaction"}) from None
     entities = args.get("detectEntities", cfg.get("detectEntities", False))
-    if not isinstance(entities, bool):
-        raise ControlError("bad_request", "detectEntities must be true or false", {"argument": "detectEntities"})
     return {"sentiment": sentiment, "redaction": sorted(kinds), "detect_entities": entities}
 
 
 def _source_kind(spec: Any) -> str:
     """The source type a start request names (mic, file, push, sip, ...), before it is opened."""
     return str(spec.get("type") or "") if isinstance(spec, dict) else ""
+
+
+def _language_options(cfg: dict[str, Any], daemon_config: dict[str, Any]) -> tuple[languages.Language, bool]:
+    """``config.languageCode`` (default: the daemon's ``language`` key) and ``config.translate``."""
+    code = cfg.get("languageCode")
+    try:
+        language = languages.parse(daemon_config.get("language") or "en-US" if code is None else code)
+    except languages.LanguageError as e:
+        supported = ["auto", *languages.WHISPER_LANGUAGES]
+        raise ControlError("bad_request", f"config.{e}", {"argument": "config.languageCode",
+                                                          "supported": supported}) from None
+    translate = cfg.get("translate", False)
+    if not isinstance(translate, bool):
+        raise ControlError("bad_request", "config.translate must be true or false", {"argument": "config.translate"})
+    return language, translate
 
 
 def _first_event_conversation(path: Path) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from symbld import languages
 from symbld.audio.base import AudioSource, SourceError
 from symbld.core import recovery
 from symbld.core.bus import EventBus
@@ -55,6 +56,7 @@ class Session:
         self.audio_seconds = 0.0
         self.last_frame_at: float | None = None
         self.backlog: dict[str, Any] = {}  # the engine's last backlog report (engines that give one)
+        self.language: str | None = None  # the newest message's metadata.language
         self.behind = False
         self._stop_timeout = stop_timeout
         self._flow_settings = flow or FlowSettings()
@@ -98,6 +100,8 @@ class Session:
         if self._outgoing.active:  # sentiment + redaction: before anything is journaled or published
             data = self._outgoing.apply(event_type, data)
         self.bus.publish(self.connection_id, self.conversation_id, event_type, data)
+        if event_type == "message_response":
+            self._note_language(data)
         if self._analyzer is not None:
             if event_type == "message_response":
                 self._analyzer.on_messages(data.get("messages", []))
@@ -105,6 +109,14 @@ class Session:
                 self._analyzer.on_transcript(data)
         for revision in revisions:
             self.emit("speaker_revision", revision)
+
+    def _note_language(self, data: dict[str, Any]) -> None:
+        """The language of the newest message: the connection object's ``language`` (in auto, the
+        detected one)."""
+        for m in data.get("messages") or []:
+            lang = (m.get("metadata") or {}).get("language")
+            if isinstance(lang, str):
+                self.language = lang
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -308,6 +320,37 @@ class Session:
                                "it is still stopping", {"connectionId": self.connection_id})
         return self.as_dict()
 
+    def finalize(self, wait: float = 10.0) -> bool | None:
+        """Make what the engine heard so far final, the connection going on (the ``finalize`` command).
+
+        Pushed audio is finalized in order: after every byte sent before the request was fed (a mark in
+        the push queue, run on the session thread). True: an utterance was open and its final follows;
+        False: nothing was open; None: the queued audio was not read within ``wait`` (the engine is
+        behind), and the finalize happens when it is.
+        """
+        if self.state != LIVE or self._stream is None:
+            raise ControlError("invalid_state", f"connection {self.connection_id} is {self.state}",
+                               {"connectionId": self.connection_id, "state": self.state})
+        close_now = getattr(self._stream, "finalize", None)
+        if close_now is None:
+            raise ControlError("bad_request", f"the {self.engine_name} engine cannot finalize before the end of "
+                               "the audio; stop the connection instead", {"engine": self.engine_name})
+        mark = getattr(self.source, "mark", None)
+        if mark is None:  # a live capture: the engine is fed as it arrives
+            return bool(close_now())
+        done = threading.Event()
+        result: list[bool] = []
+
+        def run() -> None:
+            result.append(bool(close_now()))
+            done.set()
+
+        try:
+            mark(run)
+        except SourceError as e:
+            raise ControlError.from_error(e, "invalid_state") from None
+        return result[0] if done.wait(wait) else None
+
     def _counts_copy(self) -> dict[str, int]:
         with self._counts_lock:
             return dict(self.counts)
@@ -344,6 +387,7 @@ class Session:
             "source": self.source.describe(),
             "insightTypes": list(c.insight_types),
             "meetingTitle": c.meeting_title,
+            **languages.connection_fields(c.language_code, c.translate, self.language),
             "speaker": c.speaker,
             "diarization": c.extra.get("diarization"),
             "createdAt": iso_now(self.created_at),

@@ -61,11 +61,11 @@ def user_of(speaker: dict[str, Any] | None, connection_id: str) -> dict[str, Any
 
 def duration(started_at: float, offset: float, length: float) -> dict[str, Any]:
     """``duration`` object: absolute start/end plus offset/length in seconds from stream start."""
-    return {
+    return {  # float(): engines compute with numpy, and its scalars are not JSON numbers
         "startTime": iso(started_at + offset),
         "endTime": iso(started_at + offset + length),
-        "timeOffset": round(offset, 3),
-        "duration": round(length, 3),
+        "timeOffset": round(float(offset), 3),
+        "duration": round(float(length), 3),
     }
 
 
@@ -103,8 +103,11 @@ def message(
     user: dict[str, Any] | None = None,
     timezone_offset_minutes: int | None = None,
     message_id: str | None = None,
+    language: str | None = None,
+    translated_to: str | None = None,
 ) -> dict[str, Any]:
-    """One entry of ``message_response.messages``."""
+    """One entry of ``message_response.messages``; ``language`` is the spoken language (BCP-47),
+    ``translated_to`` the language of ``text`` when it was translated (docs/languages.md)."""
     mid = message_id or new_id()
     words_json = json.dumps(
         [{"word": w.word, "startTime": iso(started_at + w.start), "endTime": iso(started_at + w.end)} for w in words],
@@ -121,6 +124,8 @@ def message(
             "originalContent": text,
             "words": words_json,
             "originalMessageId": mid,
+            **({"language": language} if language else {}),
+            **({"translatedTo": translated_to} if translated_to else {}),
         },
         "dismissed": False,
         "duration": duration(started_at, offset, length),
@@ -138,7 +143,7 @@ def split_sentences(words: Sequence[TimedWord]) -> list[list[TimedWord]]:
     current: list[TimedWord] = []
     for w in words:
         current.append(w)
-        if w.word.endswith((".", "?", "!")):
+        if w.word.endswith((".", "?", "!", "。", "？", "！", "؟", "।")):
             sentences.append(current)
             current = []
     if current:

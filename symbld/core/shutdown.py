@@ -17,6 +17,7 @@ from typing import Any
 
 import structlog
 
+from symblctl import events
 from symblctl.units import UNIT_STOP_SECONDS
 from symbld.config import STOP_SPOOL_MARGIN
 from symbld.core import recovery
@@ -82,7 +83,8 @@ def resume_spooled(daemon: Any, notes: dict[str, dict[str, Any]]) -> None:
                 "flow": {"audioSecondsDropped": round(seconds, 3)},
                 "error": {"code": "internal", "message": f"the spooled audio could not be decoded: {e}",
                           "details": {"spool": note.get("_path")}}})
-            daemon.bus.publish(cid, conv, "conversation_completed", {"conversationId": conv, "connectionId": cid})
+            daemon.bus.publish(cid, conv, "conversation_completed",
+                               events.ConversationCompleted(conversation_id=conv, connection_id=cid))
             daemon.bus.close_connection(cid)
             # Set aside, never retried; its audio goes at the next start (the loss is in the journal).
             for name in (Path(note["_path"]).name, f"{cid}.recovering.json"):

@@ -45,7 +45,8 @@ class StreamConfig:
     conversation_id: str
     insight_types: list[str] = field(default_factory=lambda: ["question", "action_item", "follow_up"])
     confidence_threshold: float = 0.5
-    language_code: str = "en-US"
+    language_code: str = "en-US"  # BCP-47 as asked (symbld.languages.parse checked it), or "auto"
+    translate: bool = False  # English text whatever was spoken (Whisper's translate task)
     meeting_title: str | None = None
     speaker: dict[str, Any] | None = None  # {"userId": ..., "name": ...}
     trackers: list[dict[str, Any]] = field(default_factory=list)

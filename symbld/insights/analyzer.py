@@ -22,6 +22,7 @@ from typing import Any
 
 import structlog
 
+from symbld import languages
 from symbld.engines.base import StreamConfig
 from symbld.insights.dates import zone
 from symbld.insights.entities import Entity, entity_payload, find_entities
@@ -51,7 +52,10 @@ class Analyzer:
         self.config = config
         self._emit = emit
         trackers = validate_trackers(config.trackers or None)  # raises TrackerError
-        self._trackers = TrackerMatcher(trackers)
+        # The text's language: the one asked for (English when translated); in auto the first
+        # message's, and the tracker words and topics follow it when it changes.
+        self._language = languages.text_language(config.language_code, config.translate)
+        self._trackers = TrackerMatcher(trackers, self._language)
         self._ctx = Context(
             conversation_id=config.conversation_id,
             types=insight_types(config.insight_types),
@@ -61,7 +65,8 @@ class Analyzer:
         )
         if config.speaker and config.speaker.get("name"):
             self._remember(dict(config.speaker))
-        self._topics = TopicModel(config.conversation_id)
+        self._topic_models: dict[str, TopicModel] = {}
+        self._topics = self._topic_model(self._language)
         self._last_topics: list[tuple[str, float]] = []
         self._seq = {"insight_response": 0, "topic_response": 0, "tracker_response": 0, "entity_response": 0}
         self._entities = bool(config.extra.get("detect_entities"))
@@ -165,6 +170,7 @@ class Analyzer:
                 continue
             if isinstance(message.get("from"), dict):
                 self._remember(message["from"])
+            self._follow_language(languages.message_language(message))
             day = message_day(message, self.config.started_at or time.time(), self._ctx.tz)
             found = insights_for_message(message, self._ctx, day)
             insights.extend(found)
@@ -182,6 +188,19 @@ class Analyzer:
         if entity_hits:
             self._send("entity_response", entity_payload(entity_hits))
         self._maybe_send_topics()
+
+    def _topic_model(self, language: str) -> TopicModel:
+        model = self._topic_models.get(language)
+        if model is None:
+            model = self._topic_models[language] = TopicModel(self.config.conversation_id, language)
+        return model
+
+    def _follow_language(self, language: str) -> None:
+        """A message in another language than the last one (auto): its words, stems and stop words."""
+        if language != self._language:
+            self._language = language
+            self._trackers = TrackerMatcher(self._trackers.trackers, language)
+            self._topics = self._topic_model(language)
 
     def _analyse_transcript(self, data: dict[str, Any]) -> None:
         if data.get("isFinal"):

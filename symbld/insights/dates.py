@@ -6,7 +6,8 @@ the phrases meetings use are few, and ``dateparser`` (the library option) parses
 string, not "find the dates inside this sentence with their offsets".
 
 Conventions (documented in docs/insights.md):
-- a bare weekday ("Friday", "by Friday", "on Friday") is its next occurrence, today included;
+- a bare weekday ("Friday", "by Friday", "on Friday") is its next occurrence after today (said on a
+  Friday, "on Friday" is the Friday a week later: people say "today" for today);
 - "next Friday" is the Friday of next week (Monday-based weeks), "this Friday" the one of this week;
 - "next week" is next Monday; "this week", "later this week", "end of the week" this Friday;
 - "end of the month/quarter/year" is its last day; "next month" the first of next month;
@@ -121,7 +122,9 @@ def _weekday(m: re.Match[str], today: date) -> date | None:
     if which == "last":
         back = (today.weekday() - target) % 7 or 7
         return today - timedelta(days=back)
-    return today + timedelta(days=(target - today.weekday()) % 7)
+    # A bare weekday said on that very day ("I'll prepare the slides on Monday", on a Monday) is
+    # the next one: people say "today" for today.
+    return today + timedelta(days=(target - today.weekday()) % 7 or 7)
 
 
 def _end_of_period(m: re.Match[str], today: date) -> date | None:

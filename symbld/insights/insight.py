@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import Any
 
+from symbld import languages
 from symbld.insights.classify import Classification, classify
 from symbld.insights.dates import DateMention, due_by, find_dates
+from symbld.insights.multilingual import question_confidence
 from symbld.insights.text import Sentence, english_ratio, split_sentences, wordset
 
 INSIGHT_TYPES = ("question", "action_item", "follow_up")
@@ -109,6 +111,9 @@ def insights_for_message(message: dict[str, Any], ctx: Context, today: date) -> 
     sender = message.get("from")
     speaker: dict[str, Any] = sender if isinstance(sender, dict) else {}
     message_id = message.get("id")
+    language = languages.message_language(message)
+    if language != "en":
+        return _questions_in(content, language, ctx, message_id, speaker)
     out = []
     for sentence in split_sentences(content):
         c = classify(sentence)
@@ -147,6 +152,34 @@ def insights_for_message(message: dict[str, Any], ctx: Context, today: date) -> 
                 "entities": None,
             })
             out.append(insight)
+    return out
+
+
+def _questions_in(content: str, language: str, ctx: Context, message_id: Any,
+                  speaker: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Another language's insights: questions only (symbld.insights.multilingual says why)."""
+    if "question" not in ctx.types:
+        return []
+    out = []
+    for sentence in split_sentences(content):
+        conf = question_confidence(sentence.text, language)
+        if conf < ctx.threshold or conf == 0:
+            continue
+        content_words = [w for w in sentence.text.split() if len(w) > 3]
+        out.append({
+            "id": str(uuid.uuid4()),
+            "type": "question",
+            "confidence": round(conf, 4),
+            "messageReference": {"id": message_id},
+            "hints": [{"key": "informationScore", "value": f"{min(1.0, len(content_words) / 6):.3f}"},
+                      {"key": "confidenceScore", "value": f"{conf:.3f}"}],
+            "tags": [],
+            "dismissed": False,
+            "payload": {"content": sentence.text, "contentType": "text/plain"},
+            "text": sentence.text,
+            "from": dict(speaker or {}),
+            "entities": None,
+        })
     return out
 
 

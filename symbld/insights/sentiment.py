@@ -12,6 +12,8 @@ from typing import Any
 
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+from symbld.languages import SENTIMENT_LANGUAGES, message_language
+
 POSITIVE_AT = 0.05
 NEGATIVE_AT = -0.05
 
@@ -44,9 +46,10 @@ def sentiment_of_many(texts: list[str]) -> dict[str, Any]:
 
 
 def add_to_messages(data: dict[str, Any]) -> None:
-    """Put ``sentiment`` on every message of a ``message_response`` (in place)."""
+    """Put ``sentiment`` on every English message of a ``message_response`` (in place): VADER's
+    lexicon is English, and on other languages it gives noise, so those messages get none."""
     for message in data.get("messages") or []:
-        if isinstance(message, dict):
+        if isinstance(message, dict) and message_language(message) in SENTIMENT_LANGUAGES:
             payload = message.get("payload")
             text = payload.get("content") if isinstance(payload, dict) else None
             if isinstance(text, str):

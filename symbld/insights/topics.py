@@ -16,8 +16,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from symbld.insights.stems import stem
+from symbld.insights.stems import stemmer_for
 from symbld.insights.text import MAX_CHARS, wordset
+from symbld.languages import STEMMED_LANGUAGES
 
 MAX_TOPICS = 10  # per topic_response
 MAX_PHRASES = 5000  # tracked per conversation; the weakest are pruned beyond this
@@ -56,6 +57,19 @@ STOPWORDS = wordset("""a about above after again against all almost also althoug
     interesting quick quickly easy hard""")
 _FRAGMENT = re.compile(r"[.,;:!?()\[\]\"“”\n\t-]+")
 _WORD = re.compile(r"[A-Za-z][A-Za-z']*")
+_LETTERS = re.compile(r"[^\W\d_]+")  # another language's words: any script, split at apostrophes ("l'ouverture")
+
+
+def stopwords_for(language: str) -> frozenset[str] | None:
+    """A language's stop words: ours for English, the ``stop-words`` package's for the others that
+    have a Snowball stemmer too (symbld.languages.STEMMED_LANGUAGES); None where there is no list."""
+    if language == "en":
+        return STOPWORDS
+    if language not in STEMMED_LANGUAGES:
+        return None
+    from stop_words import get_stop_words  # data only: imported when a conversation is in that language
+
+    return frozenset(w.lower() for w in get_stop_words("nb" if language == "no" else language))
 
 
 @dataclass
@@ -66,15 +80,16 @@ class _Phrase:
     refs: list[str] = field(default_factory=list)
 
 
-def candidates(text: str) -> list[tuple[str, ...]]:
+def candidates(text: str, stopwords: frozenset[str] = STOPWORDS, word: re.Pattern[str] = _WORD,
+               ) -> list[tuple[str, ...]]:
     """Runs of content words (lower-cased surface words), at most 3 long (the last 3 kept:
     English phrases end in their head noun)."""
     out = []
     for fragment in _FRAGMENT.split(text[:MAX_CHARS]):
         run: list[str] = []
-        for raw in [*_WORD.findall(fragment), ""]:
+        for raw in [*word.findall(fragment), ""]:
             w = raw.lower().replace("\u2019", "'")
-            if w and w not in STOPWORDS and len(w) >= 3 and "'" not in w:
+            if w and w not in stopwords and len(w) >= 3 and "'" not in w:
                 run.append(w)
                 continue
             if run:
@@ -86,14 +101,21 @@ def candidates(text: str) -> list[tuple[str, ...]]:
 class TopicModel:
     """Accumulates phrases message by message; ``top()`` gives the current topics."""
 
-    def __init__(self, conversation_id: str) -> None:
+    def __init__(self, conversation_id: str, language: str = "en") -> None:
+        """``language``: the Whisper code of the text; one without a stop-word list gets no topics
+        (its every word would be one)."""
+        self._stopwords = stopwords_for(language)
+        self._word = _WORD if language == "en" else _LETTERS
+        self._stem = stemmer_for(language)
         self._namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"symbld:topics:{conversation_id}")
         self._phrases: dict[tuple[str, ...], _Phrase] = {}
         self._word_freq: Counter[str] = Counter()
 
     def add(self, message_id: str | None, text: str) -> None:
-        for run in candidates(text):
-            self._word_freq.update(stem(w) for w in run)
+        if self._stopwords is None:
+            return
+        for run in candidates(text, self._stopwords, self._word):
+            self._word_freq.update(self._stem(w) for w in run)
             # every 1-3 word piece of a run counts, so "marketing budget" recurs inside
             # "marketing budget approved"
             for n in range(1, len(run) + 1):
@@ -104,7 +126,7 @@ class TopicModel:
             self._phrases = {p.key: p for p in keep}
 
     def _count(self, message_id: str | None, words: tuple[str, ...]) -> None:
-        key = tuple(stem(w) for w in words)
+        key = tuple(self._stem(w) for w in words)
         phrase = self._phrases.get(key)
         if phrase is None:
             phrase = self._phrases[key] = _Phrase(key)

@@ -12,16 +12,16 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
 from rapidfuzz import fuzz
 
-from symbld.insights.stems import stem
+from symblctl import protocol
+from symbld.insights.stems import stemmer_for
 from symbld.insights.text import MAX_CHARS, wordset
-
-MAX_TRACKERS = 500  # Symbl's limits
-MAX_TERMS = 50
-MAX_TERM_CHARS = 200  # ours: a "term" longer than this is a paste, not a phrase
+from symbld.insights.topics import stopwords_for
 
 _WORD = re.compile(r"[A-Za-z0-9]+(?:['\u2019][A-Za-z]+)?")
+_ANY_WORD = re.compile(r"[^\W_]+")  # another language's words, in any script
 _FILLER = wordset("a an the of to and or for in on at by with is are be")
 FUZZY_RATIO = 85  # rapidfuzz ratio (0-100) for one near-spelled word in a multi-word term
 MAX_GAP = 2  # words allowed between a variant's words ("price increase" ~ "price of the increase")
@@ -36,42 +36,23 @@ class TrackerError(ValueError):
 
 
 def validate_trackers(trackers: object) -> list[dict[str, Any]]:
-    """Check and normalise ``[{"name": str, "vocabulary": [str, ...]}, ...]``.
+    """Check and normalise ``[{"name": str, "vocabulary": [str, ...]}, ...]`` against the declaration
+    (``symblctl.protocol.Tracker``: Symbl's limits, no blank names, terms with a letter or digit).
 
-    ``None`` means no trackers. Returns new dicts with names and terms stripped (an ``id``
-    string is kept). Raises TrackerError naming the first bad entry.
+    ``None`` means no trackers. Returns new dicts with names and terms stripped (an ``id`` string is kept).
+    Raises TrackerError naming the first bad entry by its path (``$[0].vocabulary[1]``).
     """
     if trackers is None:
         return []
-    if not isinstance(trackers, list):
-        raise TrackerError("trackers must be a list of {name, vocabulary} objects")
-    if len(trackers) > MAX_TRACKERS:
-        raise TrackerError(f"too many trackers: {len(trackers)} (at most {MAX_TRACKERS})")
+    try:
+        declared = msgspec.convert(trackers, protocol.Trackers, strict=True)
+    except msgspec.ValidationError as e:
+        raise TrackerError(str(e)) from None
     out = []
-    for i, tracker in enumerate(trackers):
-        where = f"trackers[{i}]"
-        if not isinstance(tracker, dict):
-            raise TrackerError(f"{where} must be an object with name and vocabulary")
-        name = tracker.get("name")
-        if not isinstance(name, str) or not name.strip():
-            raise TrackerError(f"{where}.name must be a non-empty string")
-        vocabulary = tracker.get("vocabulary")
-        if not isinstance(vocabulary, list) or not vocabulary:
-            raise TrackerError(f"{where}.vocabulary must be a non-empty list of strings")
-        if len(vocabulary) > MAX_TERMS:
-            raise TrackerError(f"{where}.vocabulary has {len(vocabulary)} terms (at most {MAX_TERMS})")
-        terms = []
-        for j, term in enumerate(vocabulary):
-            if not isinstance(term, str) or not term.strip():
-                raise TrackerError(f"{where}.vocabulary[{j}] must be a non-empty string")
-            if len(term) > MAX_TERM_CHARS:
-                raise TrackerError(f"{where}.vocabulary[{j}] is longer than {MAX_TERM_CHARS} characters")
-            if not _WORD.search(term):
-                raise TrackerError(f"{where}.vocabulary[{j}] has no letters or digits")
-            terms.append(" ".join(term.split()))
-        entry = {"name": name.strip(), "vocabulary": terms}
-        if isinstance(tracker.get("id"), str):
-            entry["id"] = tracker["id"]
+    for tracker in declared:
+        entry = {"name": tracker.name.strip(), "vocabulary": [" ".join(term.split()) for term in tracker.vocabulary]}
+        if tracker.id is not None:
+            entry["id"] = tracker.id
         out.append(entry)
     return out
 
@@ -93,17 +74,22 @@ class Match:
 
 
 class TrackerMatcher:
-    def __init__(self, trackers: list[dict[str, Any]]) -> None:
+    def __init__(self, trackers: list[dict[str, Any]], language: str = "en") -> None:
+        """``language``: the Whisper code of the text matched (its words and stems)."""
         self.trackers = trackers
+        self.language = language
+        self._word = _WORD if language == "en" else _ANY_WORD
+        stem = self._stem = stemmer_for(language)
+        filler = _FILLER if language == "en" else (stopwords_for(language) or frozenset())
         self._terms: list[_Term] = []
         self._compiled: dict[int, re.Pattern[str]] = {}
         self._by_stem: dict[str, list[int]] = {}
         for t_index, tracker in enumerate(trackers):
             for value in tracker["vocabulary"]:
-                words = _WORD.findall(value)
+                words = self._word.findall(value)
                 pattern = r"\s+".join(re.escape(w) for w in value.split())
                 stems = tuple(stem(w) for w in words)
-                keys = frozenset(s for s, w in zip(stems, words, strict=True) if w.lower() not in _FILLER) or frozenset(
+                keys = frozenset(s for s, w in zip(stems, words, strict=True) if w.lower() not in filler) or frozenset(
                     stems
                 )
                 term = _Term(t_index, value, rf"(?<!\w){pattern}(?!\w)", stems, keys)
@@ -120,8 +106,8 @@ class TrackerMatcher:
         if not self._terms or not text:
             return []
         text = text[:MAX_CHARS]
-        words = _WORD.findall(text)
-        stems = [stem(w) for w in words]
+        words = self._word.findall(text)
+        stems = [self._stem(w) for w in words]
         present = set(stems)
         candidates: set[int] = set()
         for s in present:

@@ -39,8 +39,10 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import structlog
 
+from symblctl import protocol
 from symbld.core.speakers import attribute_history
 from symbld.insights.talk_time import share, talk_times
 
@@ -48,12 +50,6 @@ log = structlog.get_logger(__name__)
 
 Publish = Callable[[str, str, str, dict[str, Any]], None]
 
-ACTION_NAMES = ("sendSummaryEmail",)
-INVOKE_ON = ("stop",)
-EVENT_TYPES = ("action_failed", "action_retrying", "action_completed")
-MAX_RECIPIENTS = 50
-# Deliberately simple: one @, no spaces/controls/angle brackets, a dotted domain (or localhost).
-_ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"\\]{1,64}@([A-Za-z0-9-]{1,63}(\.[A-Za-z0-9-]{1,63})*)$")
 
 
 class ActionError(ValueError):
@@ -66,40 +62,24 @@ class ActionError(ValueError):
 
 # -- validation ---------------------------------------------------------------------------------
 def validate_actions(actions: object) -> list[dict[str, Any]]:
-    """Check and normalise ``actions``; raise ActionError naming the first problem.
+    """Check ``actions`` against the declaration (``symblctl.protocol.Action``) and normalise the addresses
+    (trimmed, each once, case-insensitively); raise ActionError naming the first problem by its path.
 
     ``None`` and ``{}`` (what the Symbl SDK sends when given no actions) mean no actions.
     """
     if actions is None or actions == {}:
         return []
-    if not isinstance(actions, list):
-        raise ActionError(f"actions must be a list of objects, not {type(actions).__name__}")
+    try:
+        declared = msgspec.convert(actions, list[protocol.Action], strict=True)
+    except msgspec.ValidationError as e:
+        raise ActionError(f"actions: {e}") from None
     out: list[dict[str, Any]] = []
-    for i, action in enumerate(actions):
-        where = f"actions[{i}]"
-        if not isinstance(action, dict):
-            raise ActionError(f"{where} must be an object")
-        name = action.get("name")
-        if name not in ACTION_NAMES:
-            raise ActionError(f"{where}: unknown action name {name!r}; known: {list(ACTION_NAMES)}")
-        invoke_on = action.get("invokeOn")
-        if invoke_on not in INVOKE_ON:
-            raise ActionError(f"{where}: invokeOn must be one of {list(INVOKE_ON)}, not {invoke_on!r}")
-        params = action.get("parameters")
-        if not isinstance(params, dict):
-            raise ActionError(f'{where}: {name} needs "parameters": {{"emails": ["..."]}}')
-        emails = params.get("emails")
-        if not isinstance(emails, list) or not emails:
-            raise ActionError(f"{where}: parameters.emails must be a non-empty list of addresses")
-        if len(emails) > MAX_RECIPIENTS:
-            raise ActionError(f"{where}: at most {MAX_RECIPIENTS} addresses")
+    for action in declared:
         clean: list[str] = []
-        for address in emails:
-            if not isinstance(address, str) or not _ADDRESS.match(address.strip()):
-                raise ActionError(f"{where}: bad email address {address!r}")
+        for address in action.parameters.emails:
             if address.strip().lower() not in (a.lower() for a in clean):
                 clean.append(address.strip())
-        out.append({"invokeOn": invoke_on, "name": name, "parameters": {**params, "emails": clean}})
+        out.append({"invokeOn": action.invoke_on, "name": action.name, "parameters": {"emails": clean}})
     return out
 
 

@@ -62,7 +62,13 @@ def _badge(sentiment: str | None) -> str:
 def _line(line: Line, colours: dict[str, str]) -> str:
     return (f'<li class="line" id="m-{_e(line.id)}"><span class="at">{_e(clock(line.offset))}</span>'
             + _who(line.speaker, line.speaker_key, colours) +
-            f'<span class="said">{_e(line.text)}</span>{_badge(line.sentiment)}</li>')
+            f'<span class="said"{_lang(line.language)}>{_e(line.text)}</span>{_badge(line.sentiment)}</li>')
+
+
+def _lang(language: str | None) -> str:
+    """A line's language for the browser (fonts, hyphenation, screen readers); ``dir="auto"`` sets
+    right to left for Arabic, Hebrew, Persian or Urdu text from its own letters."""
+    return f' lang="{_e(language)}" dir="auto"' if language else ""
 
 
 def _item(item: Item) -> str:

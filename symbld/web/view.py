@@ -29,6 +29,7 @@ class Line:
     sentiment: str | None = None  # positive | neutral | negative, when the connection asked for it
     score: float | None = None
     speaker_key: str = ""  # from.id (else the name): what the speaker's colour is tied to
+    language: str | None = None  # BCP-47 (metadata.language, or translatedTo): the page's lang= for it
 
 
 @dataclass
@@ -149,9 +150,12 @@ class _Builder:
             found = m.get("sentiment")
             sentiment: dict[str, Any] = found if isinstance(found, dict) else {}
             key, _ = speaker_key(m.get("from"))
+            found_meta = m.get("metadata")
+            meta: dict[str, Any] = found_meta if isinstance(found_meta, dict) else {}
+            language = meta.get("translatedTo") or meta.get("language")
             line = Line(id=str(m.get("id")), offset=_offset(m), speaker=_name(m.get("from")), text=text,
                         sentiment=sentiment.get("suggested"), score=(sentiment.get("polarity") or {}).get("score"),
-                        speaker_key=key)
+                        language=language if isinstance(language, str) else None, speaker_key=key)
             self.messages.append(m)
             self.offsets[line.id] = line.offset
             self.page.lines.append(line)

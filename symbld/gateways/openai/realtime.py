@@ -37,6 +37,7 @@ from aiohttp import WSMsgType, web
 from symblctl.client import Client, DaemonError
 from symbld.audio.convert import StreamResampler
 from symbld.gateways import finalize, recording
+from symbld.gateways.event_pump import pump_events
 from symbld.gateways.symbl import audio_in
 
 log = structlog.get_logger(__name__)
@@ -282,7 +283,10 @@ class _Session:
         except DaemonError as e:
             raise RealtimeError(f"Cannot start transcription: {e.message}", e.code) from None
         self.cid = str(conn["connectionId"])
-        threading.Thread(target=self._pump, daemon=True, name=f"openai-rt-{self.cid[:8]}").start()
+        threading.Thread(target=pump_events, args=(self.owner.client_factory, self.cid, self.loop, self.events,
+                                                   self.pump_stop),
+                         kwargs={"api": "openai", "types": ["transcript_response", "connection_failed"]},
+                         daemon=True, name=f"openai-rt-{self.cid[:8]}").start()
         task = asyncio.ensure_future(self._handle_events())
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
@@ -320,29 +324,6 @@ class _Session:
                     raise RealtimeError(f"Audio not accepted: {e.message}", e.code, "audio") from None
                 await asyncio.sleep(wait)  # the engine is behind: its push queue drains at decode speed
                 wait = min(wait * 2, recording.BUSY_BACKOFF[1])
-
-    def _pump(self) -> None:
-        try:
-            client = self.owner.client_factory()
-            stream = client.events(self.cid, types=["transcript_response", "connection_failed"], after_seq=0)
-        except Exception as exc:
-            log.warning("openai realtime event stream failed", connection_id=self.cid, error=str(exc))
-            return
-        try:
-            while not self.pump_stop.is_set():
-                event = stream.get(0.5)
-                if event is None:
-                    if stream.completed:
-                        break
-                    continue
-                if self.loop.is_closed():
-                    break
-                self.loop.call_soon_threadsafe(self.events.put_nowait, event)
-        finally:
-            with contextlib.suppress(Exception):
-                stream.close()
-            with contextlib.suppress(Exception):
-                client.close()
 
     async def _on_event(self, event: dict[str, Any]) -> None:
         data = event.get("data") or {}

@@ -12,23 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from symbld.audio import g711
 from symbld.audio.convert import StreamResampler
 
 ENCODINGS = ("LINEAR16", "MULAW")
 MIN_RATE, MAX_RATE = 8000, 48000
-
-
-def _mulaw_table() -> np.ndarray:
-    """G.711 mu-law byte → int16 sample (the standard expansion)."""
-    u = ~np.arange(256, dtype=np.int32) & 0xFF
-    sign = u & 0x80
-    exponent = (u >> 4) & 0x07
-    mantissa = u & 0x0F
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    return np.where(sign != 0, -magnitude, magnitude).astype(np.int16)
-
-
-MULAW_TO_PCM = _mulaw_table()
 
 
 def check_speech(speech: dict[str, Any], current: tuple[str, int] = ("LINEAR16", 16000)) -> str | None:
@@ -71,7 +59,7 @@ class ClientAudio:
     def decode(self, data: bytes) -> bytes:
         """A client chunk → 16 kHz mono LINEAR16 (may be empty while the resampler fills)."""
         if self.encoding == "MULAW":
-            samples = MULAW_TO_PCM[np.frombuffer(data, dtype=np.uint8)]
+            samples = g711.ulaw_to_pcm(data)
         else:
             pcm = self.carry + data
             cut = len(pcm) - len(pcm) % 2

@@ -12,7 +12,6 @@ Secrets never reach a log line: log calls here carry the appId at most.
 
 from __future__ import annotations
 
-import base64
 import configparser
 import hashlib
 import hmac
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jwt
 import structlog
 
 log = structlog.get_logger(__name__)
@@ -35,6 +35,7 @@ log = structlog.get_logger(__name__)
 ENV_APP_ID = "SYMBL_APP_ID"
 ENV_APP_SECRET = "SYMBL_APP_SECRET"
 SYSTEMD_SECRET_NAME = "symbl-app-secret"  # LoadCredential=symbl-app-secret:... in the unit
+AUDIENCE = "https://api.symbl.ai/"  # the aud of the tokens the Symbl server issues (as Symbl's own)
 
 
 class CredentialsError(Exception):
@@ -210,16 +211,8 @@ def _error_message(raw: bytes, fallback: Any) -> str:
 # ---------------------------------------------------------------- server side
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64url(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 class TokenIssuer:
-    """Checks app credentials and mints/validates HS256 JWTs with ``iat`` and ``exp``.
+    """Checks app credentials and mints/validates HS256 JWTs with ``iat`` and ``exp`` (PyJWT).
 
     Like Symbl's service, asking again while a token is still valid returns the same token with
     its remaining lifetime (during the first half of its lifetime; then a fresh one).
@@ -228,7 +221,8 @@ class TokenIssuer:
     def __init__(self, credentials: Credentials, *, ttl: float = 86400, secret: bytes | None = None) -> None:
         self._credentials = credentials
         self._ttl = ttl
-        self._secret = secret or secrets.token_bytes(32)
+        # A configured secret of any length becomes a 32-byte key (HS256's recommended minimum, RFC 7518 3.2).
+        self._secret = hashlib.sha256(secret).digest() if secret else secrets.token_bytes(32)
         self._lock = threading.Lock()
         self._cached: tuple[str, float] | None = None  # (token, exp)
 
@@ -250,7 +244,7 @@ class TokenIssuer:
             claims = {
                 "iss": "symbld",
                 "sub": self._credentials.app_id,
-                "aud": "https://api.symbl.ai/",
+                "aud": AUDIENCE,
                 "iat": int(now),
                 "exp": int(exp),
                 "azp": self._credentials.app_id,
@@ -262,27 +256,21 @@ class TokenIssuer:
             return token, int(self._ttl)
 
     def _sign(self, claims: dict[str, Any]) -> str:
-        header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
-        payload = _b64url(json.dumps(claims, separators=(",", ":")).encode())
-        signing_input = f"{header}.{payload}".encode()
-        sig = hmac.new(self._secret, signing_input, hashlib.sha256).digest()
-        return f"{header}.{payload}.{_b64url(sig)}"
+        return jwt.encode(claims, self._secret, algorithm="HS256")
 
     def validate(self, token: str | None) -> bool:
         """True for a token this issuer signed that has not expired."""
-        if not token or token.count(".") != 2:
+        if not token:
             return False
-        header, payload, sig = token.split(".")
-        expected = hmac.new(self._secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
-        try:
-            if not hmac.compare_digest(_unb64url(sig), expected):
-                return False
-            claims = json.loads(_unb64url(payload))
-        except (ValueError, TypeError):
+        try:  # signature, exp (required) and our audience; only HS256, never the token's own choice
+            jwt.decode(token, self._secret, algorithms=["HS256"], audience=AUDIENCE,
+                       options={"require": ["exp", "iat"]})
+        except jwt.InvalidTokenError:
             return False
-        return isinstance(claims, dict) and float(claims.get("exp", 0)) > time.time()
+        return True
 
 
 def decode_claims(token: str) -> dict[str, Any]:
     """The (unverified) payload of a JWT, as JS clients read ``exp``."""
-    return json.loads(_unb64url(token.split(".")[1]))
+    claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    return claims

@@ -1,0 +1,225 @@
+"""Languages: the engine against the plain multilingual model on real speech in es, fr, it and ru.
+
+    python bench/bench_languages.py           # WER per language, language ID in auto, memory
+    python bench/bench_languages.py --live    # + the four languages streamed live at once
+
+The audio is tests/prompts.py's evaluation set: 8 telephone prompts per language read by people
+(Debian's asterisk-core-sounds-{es,fr,it,ru}, their published texts; nothing synthesised). In one
+process:
+
+1. memory: RSS before and after loading tiny.en (the English model) and Whisper base (the
+   multilingual one), both loaded at once as the daemon holds them;
+2. per language, with the language given: the plain model (faster-whisper, Whisper base, beam 5,
+   T=0) decoding each whole clip, against the engine fed the same clips as one stream (1.5 s gaps)
+   as fast as it takes them, and with ``--live`` in real time (the four languages side by side);
+   WER on accent-folded, punctuation-free words (the published texts drop some accents), the
+   difference in points, and CPU seconds per audio second;
+3. languageCode ``auto``: each clip in a stream of its own (no conversation language to keep to),
+   the engine's reported language against the clip's, beside the plain model's ``detect_language``
+   (Whisper's language token alone, on the whole clip);
+4. English: tiny.en through the engine with languageCode en-US, against the plain tiny.en, on the
+   LibriVox sentences of tests/realspeech.py (unchanged by this feature: the same model and calls).
+
+Prints figures and differences; asserts nothing. On a shared machine all figures include its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+import jiwer
+import numpy as np
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import prompts  # noqa: E402
+import realspeech  # noqa: E402
+from speechgen import wer as english_wer  # noqa: E402
+
+from symbld import languages  # noqa: E402
+from symbld.engines.base import StreamConfig  # noqa: E402
+from symbld.engines.local import LocalEngine  # noqa: E402
+
+RATE = prompts.RATE
+GAP_S = 1.5
+CHUNK = 640  # 20 ms
+
+
+def wer(refs: list[str], hyps: list[str]) -> float:
+    return float(jiwer.wer([prompts.normalise(r) for r in refs], [prompts.normalise(h) for h in hyps]))
+
+
+def rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def cpu_s() -> float:
+    t = psutil.Process().cpu_times()
+    return t.user + t.system
+
+
+def plain(model: object, audio: np.ndarray, language: str) -> str:
+    segs, _ = model.transcribe(  # type: ignore[attr-defined]
+        audio, language=language, beam_size=5, temperature=0.0, condition_on_previous_text=False, vad_filter=False
+    )
+    return " ".join(s.text.strip() for s in segs)
+
+
+def layout(clips: list[np.ndarray]) -> tuple[bytes, list[tuple[float, float]]]:
+    gap = np.zeros(int(GAP_S * RATE), np.float32)
+    parts, spans, pos = [], [], 0.0
+    for a in clips:
+        spans.append((pos + GAP_S, pos + GAP_S + len(a) / RATE))
+        parts += [gap, a]
+        pos += GAP_S + len(a) / RATE
+    parts.append(gap)
+    return prompts.pcm16(np.concatenate(parts)), spans
+
+
+def run_stream(engine: LocalEngine, name: str, pcm: bytes, code: str, realtime: bool = False) -> list[dict]:
+    messages: list[dict] = []
+    stream = engine.open(StreamConfig(connection_id=name, conversation_id=name, language_code=code),
+                         lambda t, d: messages.extend(d["messages"]) if t == "message_response" else None)
+    t0 = time.monotonic()
+    for i in range(0, len(pcm), CHUNK if realtime else len(pcm)):
+        stream.feed(pcm[i : i + (CHUNK if realtime else len(pcm))])
+        if realtime:
+            delay = t0 + (i + CHUNK) / 2 / RATE - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+    stream.finish()
+    stream.close()
+    return messages
+
+
+def per_clip(messages: list[dict], spans: list[tuple[float, float]]) -> list[str]:
+    out: list[list[str]] = [[] for _ in spans]
+    for m in messages:
+        mid = m["duration"]["timeOffset"] + m["duration"]["duration"] / 2
+        k = min(range(len(spans)), key=lambda j: abs((spans[j][0] + spans[j][1]) / 2 - mid))
+        out[k].append(m["payload"]["content"])
+    return [" ".join(x) for x in out]
+
+
+def accuracy(engine: LocalEngine, base: object, sets: dict[str, list[prompts.Clip]], live: bool) -> None:
+    print("\n## WER with the language given (languageCode es-ES, fr-FR, it-IT, ru-RU)\n")
+    cols = "| language | clips | audio s | plain WER | engine WER (fast) | points |"
+    cols += " engine WER (live) | points |" if live else ""
+    print(cols + " plain CPU s/audio s | engine CPU s/audio s |")
+    print("|---" * (cols.count("|") + 1) + "|")
+    live_results: dict[str, list[dict]] = {}
+    layouts = {lang: layout([c.load() for c in clips]) for lang, clips in sets.items()}
+    if live:
+        threads = [threading.Thread(target=lambda lang=lang: live_results.__setitem__(
+            lang, run_stream(engine, f"live-{lang}", layouts[lang][0], prompts.TAGS[lang], realtime=True)))
+            for lang in sets]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    for lang, clips in sets.items():
+        refs = [c.text for c in clips]
+        audio_s = sum(len(c.load()) for c in clips) / RATE
+        c0 = cpu_s()
+        plain_h = [plain(base, c.load(), lang) for c in clips]
+        plain_cpu = (cpu_s() - c0) / audio_s
+        pcm, spans = layouts[lang]
+        c0 = cpu_s()
+        fast_h = per_clip(run_stream(engine, f"fast-{lang}", pcm, prompts.TAGS[lang]), spans)
+        fast_cpu = (cpu_s() - c0) / audio_s
+        p, f = wer(refs, plain_h), wer(refs, fast_h)
+        row = f"| {lang} | {len(clips)} | {audio_s:.1f} | {p:.1%} | {f:.1%} | {100 * (f - p):+.1f} |"
+        if live:
+            lv = wer(refs, per_clip(live_results[lang], spans))
+            row += f" {lv:.1%} | {100 * (lv - p):+.1f} |"
+        print(row + f" {plain_cpu:.3f} | {fast_cpu:.3f} |")
+        if os.environ.get("BENCH_VERBOSE"):
+            for r, h in zip(refs, fast_h, strict=True):
+                print(f"    {r!r} -> {h!r}")
+
+
+def language_id(engine: LocalEngine, base: object, sets: dict[str, list[prompts.Clip]]) -> None:
+    print("\n## languageCode auto: the language reported, each clip in a stream of its own\n")
+    print("| language | clips | engine right | plain detect_language right | engine WER (auto) "
+          "| engine CPU s/audio s (auto) |")
+    print("|---|---|---|---|---|---|")
+    total = right_total = 0
+    for lang, clips in sets.items():
+        engine_right = plain_right = 0
+        hyps = []
+        cpu = 0.0
+        for n, c in enumerate(clips):
+            audio = c.load()
+            pcm, _ = layout([audio])
+            c0 = cpu_s()
+            msgs = run_stream(engine, f"auto-{lang}-{n}", pcm, "auto")
+            cpu += cpu_s() - c0
+            reported = {languages.primary(m["metadata"].get("language")) for m in msgs}
+            engine_right += reported == {lang}
+            hyps.append(" ".join(m["payload"]["content"] for m in msgs))
+            detected, _p, _all = base.detect_language(audio)  # type: ignore[attr-defined]
+            plain_right += detected == lang
+        total += len(clips)
+        right_total += engine_right
+        audio_s = sum(len(c.load()) for c in clips) / RATE
+        print(f"| {lang} | {len(clips)} | {engine_right} | {plain_right} | {wer([c.text for c in clips], hyps):.1%} "
+              f"| {cpu / audio_s:.3f} |")
+    print(f"\nauto reported the right language for {right_total} of {total} clips")
+
+
+def english(engine: LocalEngine) -> None:
+    if not realspeech.available():
+        print("\n(English: pocketsphinx-testdata not installed)")
+        return
+    clips = realspeech.clips()[:10]
+    refs = [c.text for c in clips]
+    model = engine.recognizer._model  # type: ignore[attr-defined]
+    plain_h = [plain(model, c.audio, "en") for c in clips]
+    pcm, spans = layout([c.audio for c in clips])
+    eng_h = per_clip(run_stream(engine, "en", pcm, "en-US"), spans)
+    p, e = english_wer(refs, plain_h), english_wer(refs, eng_h)
+    print(f"\n## English (tiny.en, languageCode en-US, {len(clips)} LibriVox sentences)\n")
+    print(f"plain tiny.en WER {p:.1%}, engine WER {e:.1%} ({100 * (e - p):+.1f} points)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--live", action="store_true", help="also stream the four languages live, side by side")
+    ap.add_argument("--parts", default="wer,auto,english", help="which parts to run (default: all three)")
+    ns = ap.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sets = {lang: prompts.eval_set(lang) for lang in prompts.VOICES if prompts.available(lang)}
+    if not sets:
+        sys.exit("install Debian's asterisk-core-sounds-{es,fr,it,ru}-wav and -{es,fr,it,ru} (scripts/install-deps.sh)")
+    r0 = rss_mb()
+    engine = LocalEngine({"num_workers": 2, "multilingual_load": "start"})
+    engine.recognizer.load()
+    r1 = rss_mb()
+    engine.load()  # + Whisper base (multilingual_load = "start")
+    r2 = rss_mb()
+    print("# bench_languages\n")
+    print(f"RSS: {r0:.0f} MB before, +{r1 - r0:.0f} MB tiny.en, "
+          f"+{r2 - r1:.0f} MB Whisper base and the VAD, {r2:.0f} MB with both models loaded")
+    base = engine._multilingual._model  # type: ignore[union-attr]
+    try:
+        parts = set(ns.parts.split(","))
+        if "wer" in parts:
+            accuracy(engine, base, sets, ns.live)
+        if "auto" in parts:
+            language_id(engine, base, sets)
+        if "english" in parts:
+            english(engine)
+        print(f"\nRSS at the end: {rss_mb():.0f} MB")
+    finally:
+        engine.close()
+
+
+if __name__ == "__main__":
+    main()
