@@ -354,7 +354,9 @@ def test_a_speaker_of_a_past_conversation_is_enrolled_and_named_later(fresh_daem
                 c.voices_add(**args)
             assert e.value.code == "bad_request" and says in e.value.message, (args, e.value.message)
         assert c.ping()["pong"]
-    assert voices_file(fresh_daemon).read_bytes() == before  # nothing half-written
+        assert voices_file(fresh_daemon).read_bytes() == before  # nothing half-written
+        c.request("delete_connection", connectionId=first[-1]["connectionId"])
+        assert not kept.exists()  # deleting a conversation deletes its speakers' prints too
 
 
 def voices_file(d) -> Path:

@@ -3,12 +3,12 @@ later (``voices_add`` with ``conversationId`` and ``speaker``; docs/diarization.
 
 No audio of a conversation is kept, so enrolment from a past one cannot take a new print: what it
 can use is the print the labeller already had. When a diarized connection ends, each speaker's
-centroid (the duration-weighted sum of the prints that built it, the same vector the clustering
-and the known-voice matcher compare) is written to ``<state_dir>/voices/speakers/<connectionId>.json``
+centroid (the duration-weighted sum of the prints that built it, the same vector the clustering and
+the known-voice matcher compare) is written to ``<state_dir>/voices/speakers/<connectionId>.json``
 (mode 0600, replaced atomically, the newest ``MAX_KEPT`` connections kept). These files are not
-events: they are never published nor journaled, so subscribers never see a voice print. Deleting
-the directory forgets them. A connection that is still running, or whose daemon was killed before
-it ended, has none.
+events: they are never published nor journaled, so subscribers never see a voice print.
+``delete_connection`` deletes a connection's with its journal; deleting the directory forgets all. A
+connection that is still running, or whose daemon was killed before it ended, has none.
 """
 
 from __future__ import annotations
@@ -47,6 +47,12 @@ def save(state_dir: Path, connection_id: str, conversation_id: str, speakers: li
     kept = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime)
     for old in kept[: max(0, len(kept) - MAX_KEPT)]:
         old.unlink(missing_ok=True)
+
+
+def forget(state_dir: Path, connection_id: str) -> None:
+    """Delete a connection's kept prints (``delete_connection`` deletes them with its journal)."""
+    if connection_id and "/" not in connection_id and not connection_id.startswith("."):
+        (prints_dir(state_dir) / f"{connection_id}.json").unlink(missing_ok=True)
 
 
 def load(state_dir: Path, connection_id: str) -> list[dict[str, Any]] | None:
