@@ -45,7 +45,8 @@ def run(client: Client, ns: argparse.Namespace) -> int:
     missing = [n for n in needs if getattr(ns, n) is None]
     if missing:
         names = " and ".join("NAME" if m == "voice_name" else "FILE" for m in missing)
-        print(f"symblctl voices {ns.action}: give {names}", file=sys.stderr)
+        hint = " (or --conversation ID --speaker LABEL)" if missing == ["file"] else ""
+        print(f"symblctl voices {ns.action}: give {names}{hint}", file=sys.stderr)
         return 2
     if ns.action == "add":
         result = client.voices_add(ns.voice_name, os.path.abspath(ns.file) if ns.file else None, ns.user_id,
