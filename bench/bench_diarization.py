@@ -20,13 +20,17 @@ apart than in one room; the clustering thresholds were chosen on prints of these
 (docs/diarization.md), so these figures are not from an unseen set.
 
 The stream runs through the local engine (tiny.en, VAD) and the same ``Labeller`` a session uses
-(symbld/diarization/labeller.py), with its ``speaker_revision`` events applied as the
-Conversation API applies them. Figures: words (from the messages' word times) and messages
-attributed to the right speaker under the best one-to-one mapping of labels to people; the
-speaker count found; the diarization's CPU time per second of audio (one stream), against the
-engine's own CPU for the same stream. Baseline in the same run: every word given one label
-(what symbld said before: ``from: {}``, i.e. one undivided stream). Known voices: the 4-person set
-again with two of its people enrolled from clips it does not hold: their words named right, and
+(symbld/diarization/labeller.py), with its ``speaker_revision`` events applied as the Conversation
+API applies them. Figures: words (from the messages' word times) and messages attributed to the
+right speaker under the best one-to-one mapping of labels to people; the speaker count found; DER
+(diarization error rate, pyannote.metrics, no collar, overlap scored) with its parts, the reference
+being each joined clip as one turn of its person and the hypothesis each message's span under its
+label (so silence inside a clip the recogniser left out counts as missed speech: the confusion part
+is what diarization itself gets wrong); the diarization's CPU time per second of audio (one stream),
+against the engine's own CPU for the same stream. Baseline in the same run: every word given one
+label (what symbld said before: ``from: {}``, i.e. one undivided stream), for words and for DER. DER
+needs ``pyannote.metrics`` (the ``bench`` extra: pure Python, no torch). Known voices: the 4-person
+set again with two of its people enrolled from clips it does not hold: their words named right, and
 the two strangers' words given an enrolled name (must be none). Asserts nothing.
 """
 
@@ -143,6 +147,34 @@ def words_of(events: list[dict[str, Any]]) -> list[tuple[float, str, str]]:
     return out
 
 
+def spans_of(events: list[dict[str, Any]]) -> list[tuple[float, float, str]]:
+    """(start, end, label id) of every message, revisions applied."""
+    history = [{"type": "connection_started", "connectionId": "x", "data": {}}, *events]
+    return [(m["duration"]["timeOffset"], m["duration"]["timeOffset"] + m["duration"]["duration"],
+             (m.get("from") or {}).get("id", ""))
+            for e in speakers.attribute_history(history) if e["type"] == "message_response"
+            for m in e["data"]["messages"]]
+
+
+def der(turns: list[voices.Turn], spans: list[tuple[float, float, str]]) -> dict[str, float]:
+    """pyannote.metrics' DER (no collar, overlap scored) and its parts, as fractions of reference speech."""
+    from pyannote.core import Annotation, Segment, Timeline
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    reference, hypothesis = Annotation(), Annotation()
+    end = max([turns[-1].end + 1.0, *(b for _, b, _ in spans)])  # the whole audio (voices.join's last pause)
+    uem = Timeline([Segment(0.0, end)])
+    for u in turns:
+        reference[Segment(u.start, u.end)] = u.speaker
+    for i, (start, end, label) in enumerate(spans):
+        if end > start:
+            hypothesis[Segment(start, end), str(i)] = label
+    parts = DiarizationErrorRate(collar=0.0, skip_overlap=False)(reference, hypothesis, uem=uem, detailed=True)
+    total = parts["total"] or 1.0
+    return {"der": parts["diarization error rate"], "confusion": parts["confusion"] / total,
+            "missed": parts["missed detection"] / total, "falseAlarm": parts["false alarm"] / total}
+
+
 def _secs(iso: str) -> float:
     from datetime import datetime
 
@@ -178,7 +210,10 @@ def score(events: list[dict[str, Any]], turns: list[voices.Turn]) -> dict[str, A
     msg_right = sum(1 for label, people in by_message.values()
                     if mapping.get(label) == max(set(people), key=people.count))
     baseline, _ = best_mapping([("one", r) for _, r in pairs])
-    return {"words": len(pairs), "right": right, "baseline": baseline, "messages": len(by_message),
+    spans = spans_of(events)
+    rates = der(turns, spans)
+    rates["baseline"] = der(turns, [(a, b, "one") for a, b, _ in spans])["der"]
+    return {"der": rates, "words": len(pairs), "right": right, "baseline": baseline, "messages": len(by_message),
             "messagesRight": msg_right, "found": len({h for h, _ in pairs}), "people": len({r for _, r in pairs}),
             "revisions": sum(1 for e in events if e["type"] == speakers.REVISION)}
 
@@ -201,6 +236,10 @@ def run_set(engine: LocalEngine, name: str, parts: list[tuple[str, np.ndarray]],
           f"revisions {s['revisions']}")
     print(f"{'':18} {'':4}  diarization CPU {run.cpu:.2f} s = {run.cpu / seconds:.3f} core-s per audio s  "
           f"(whole stream CPU {cpu:.2f} s, diarization share x{run.cpu / max(cpu, 1e-9):.2f}; wall {wall:.1f} s)")
+    r = s["der"]
+    print(f"{'':18} {'':4}  DER {100 * r['der']:.1f} % (confusion {100 * r['confusion']:.1f} %, missed "
+          f"{100 * r['missed']:.1f} %, false alarm {100 * r['falseAlarm']:.1f} %; one-label baseline "
+          f"{100 * r['baseline']:.1f} %, x{r['der'] / max(r['baseline'], 1e-9):.2f})")
     d = sorted(run.delays)
     print(f"{'':18} {'':4}  added to each final: p50 {1000 * float(np.percentile(d, 50)):.0f} ms  "
           f"p95 {1000 * float(np.percentile(d, 95)):.0f} ms  ({len(d)} finals)")

@@ -41,7 +41,7 @@ SUMMARIES: dict[str, str] = {
     'summary': "symbl's summary of a connection so far: sentences said, each with its message reference",
     'summary_page': 'the summary page of a conversation (transcript, insights, summary; live while it runs)',
     'voices_add':
-        'enrol a known voice from a recording of that person alone: diarized speakers who match it get its name',
+        "enrol a known voice from a recording of them alone or a past conversation's speaker; matches get its name",
     'voices_list': 'the enrolled voices',
     'voices_remove': 'forget an enrolled voice (its print is deleted)',
 }
@@ -257,11 +257,24 @@ class DeclaredCommands:
 
         return self.call(protocol.SummaryPage(connection_id=connection_id))
 
-    def voices_add(self, voice_name: str, path: str, user_id: str | None = None) -> dict[str, Any]:
-        """Enrol a known voice from a recording of that person alone: diarized speakers who match it get its name."""
+    def voices_add(
+        self,
+        voice_name: str,
+        path: str | None = None,
+        user_id: str | None = None,
+        conversation_id: str | None = None,
+        speaker: str | None = None,
+    ) -> dict[str, Any]:
+        """Enrol a known voice from a recording of them alone or a past conversation's speaker; matches get its name."""
         from symblctl import protocol
 
-        return self.call(protocol.VoicesAdd(voice_name=voice_name, path=path, user_id=user_id))
+        return self.call(protocol.VoicesAdd(
+            voice_name=voice_name,
+            path=path,
+            user_id=user_id,
+            conversation_id=conversation_id,
+            speaker=speaker,
+        ))
 
     def voices_list(self) -> dict[str, Any]:
         """The enrolled voices."""

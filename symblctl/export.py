@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,8 @@ class Cue:
     end: float
     speaker: str | None
     text: str
+    speaker_id: str | None = None  # from.id: a diarization label or an enrolled voice (the same person, the same id)
+    user_id: str | None = None
 
 
 @dataclass
@@ -74,7 +76,22 @@ def _cue(message: dict[str, Any], audio_start: str | None, revised: dict[str, di
     who = message.get("from") or {}
     who = (revised or {}).get(str(who.get("id")), who)
     return Cue(round(max(0.0, float(start)), 3), round(max(0.0, float(start) + float(length)), 3),
-               who.get("name") or who.get("userId") or None, (message.get("payload") or {}).get("content", ""))
+               who.get("name") or who.get("userId") or None, (message.get("payload") or {}).get("content", ""),
+               speaker_id=who.get("id") or None, user_id=who.get("userId") or None)
+
+
+def _revised_insight(insight: dict[str, Any], revised: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The insight with its ``from`` and ``assignee`` as revised (a merged label: the person it turned out to be)."""
+    out = dict(insight)
+    for key in ("from", "assignee"):
+        who = out.get(key)
+        if isinstance(who, dict) and str(who.get("id")) in revised:
+            out[key] = revised[str(who.get("id"))]
+    return out
+
+
+def _name(who: Any) -> str | None:
+    return (who.get("name") or who.get("userId") or None) if isinstance(who, dict) else None
 
 
 def collect(events: Iterable[dict[str, Any]]) -> Conversation:
@@ -92,7 +109,7 @@ def collect(events: Iterable[dict[str, Any]]) -> Conversation:
         elif kind == "message_response":
             conv.cues.extend(_cue(m, conv.started_at, revised) for m in data.get("messages", []))  # type: ignore[union-attr]
         elif kind == "insight_response":
-            conv.insights.extend(data.get("insights", []))  # type: ignore[union-attr]
+            conv.insights.extend(_revised_insight(i, revised) for i in data.get("insights", []))  # type: ignore[union-attr]
         elif kind == "topic_response":
             conv.topics = [t.get("phrases", "") for t in data.get("topics", [])]
         elif kind in ("connection_stopped", "connection_failed"):
@@ -136,10 +153,15 @@ def _md(c: Conversation) -> str:
     if c.error:
         out += [f"> connection failed: {c.error}", ""]
     if c.insights:
-        out += ["## Insights", ""] + [f"- {i.get('type', '?')}: {_insight_text(i)}" for i in c.insights] + [""]
+        out += ["## Insights", ""] + [_md_insight(i) for i in c.insights] + [""]
     if c.topics:
         out += ["## Topics", "", ", ".join(c.topics), ""]
     return "\n".join(out)
+
+
+def _md_insight(i: dict[str, Any]) -> str:
+    assignee = _name(i.get("assignee"))
+    return f"- {i.get('type', '?')}: {_insight_text(i)}" + (f" (→ **{assignee}**)" if assignee else "")
 
 
 def _srt(c: Conversation) -> str:
@@ -150,10 +172,16 @@ def _srt(c: Conversation) -> str:
     return "\n".join(blocks)
 
 
+def _vtt_text(text: str) -> str:
+    """WebVTT cue text: '&', '<' and '>' are markup there, so they are escaped (a name too)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _vtt(c: Conversation) -> str:
     blocks = ["WEBVTT\n"]
     for q in c.cues or []:
-        text = f"<v {q.speaker}>{q.text}" if q.speaker else q.text
+        said = _vtt_text(q.text)
+        text = f"<v {_vtt_text(q.speaker)}>{said}" if q.speaker else said
         blocks.append(f"{clock(q.start)} --> {clock(q.end)}\n{text}\n")
     return "\n".join(blocks)
 
@@ -162,8 +190,10 @@ def _json(c: Conversation) -> str:
     body = {
         "connectionId": c.connection_id, "conversationId": c.conversation_id, "title": c.title,
         "startedAt": c.started_at, "state": c.state, "error": c.error,
-        "messages": [asdict(q) for q in c.cues or []],
-        "insights": [{"type": i.get("type"), "text": _insight_text(i)} for i in c.insights or []],
+        "messages": [{"start": q.start, "end": q.end, "speaker": q.speaker, "speakerId": q.speaker_id,
+                      "userId": q.user_id, "text": q.text} for q in c.cues or []],
+        "insights": [{"type": i.get("type"), "text": _insight_text(i), "from": _name(i.get("from")),
+                      "assignee": _name(i.get("assignee"))} for i in c.insights or []],
         "topics": c.topics or [],
     }
     return json.dumps(body, ensure_ascii=False, indent=2) + "\n"

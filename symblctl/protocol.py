@@ -756,7 +756,7 @@ class Voices(Shape):
 
 
 class VoicesAdd(Command):
-    """Enrol a known voice from a recording of that person alone: diarized speakers who match it get its name."""
+    """Enrol a known voice from a recording of them alone or a past conversation's speaker; matches get its name."""
 
     name = "voices_add"
     slow = True
@@ -765,9 +765,13 @@ class VoicesAdd(Command):
     timeout = 60.0
     voice_name: Annotated[str, Meta(min_length=1, max_length=200,
                                     description="the name messages will show (from.name)")] = msgspec.field(name="name")
-    path: Annotated[str, Meta(min_length=1, max_length=4096,
-                              description="absolute path of an audio file with at least 1 s of their speech")]
+    path: Annotated[str, Meta(min_length=1, max_length=4096, description=(
+        "absolute path of an audio file with at least 1 s of their speech"))] | None = None
     user_id: Annotated[str, Meta(max_length=256, description="from.userId (default: the name)")] | None = None
+    conversation_id: Annotated[str, Meta(min_length=1, max_length=128, description=(
+        "instead of path: a past diarized conversation (or connection) id whose speaker to enrol"))] | None = None
+    speaker: Annotated[str, Meta(min_length=1, max_length=200, description=(
+        "with conversationId: that speaker's label as published, its name ('Speaker 2') or id"))] | None = None
 
 
 class VoicesList(Command):

@@ -10,18 +10,22 @@ import asyncio
 import email
 import email.policy
 import json
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import voices
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from conftest import DaemonProc, events_until_complete, free_port, wait_for_events, wait_for_type, wait_while
 from speechgen import SENTENCES, pcm16, synth
+from test_diarization import amateur, labelled, reader, turn_at
 
 import symblctl
+from symbld.core.speakers import attribute_history
 from symbld.integrations.mail import ActionError, ActionRunner, build_summary, validate_actions
 
 ACTION_SENTENCE = "Mark will send the budget report to the finance team by Friday."
@@ -337,6 +341,55 @@ def test_daemon_sends_the_summary_on_stop(tmp_path: Path) -> None:
     finally:
         d.stop()
         server.stop()
+
+
+@pytest.mark.speech
+@pytest.mark.skipif(not voices.available(), reason="pocketsphinx-testdata and codec2-examples (install-deps.sh)")
+def test_summary_email_of_a_diarized_conversation_says_who_said_what(tmp_path: Path) -> None:
+    """Two real people on one file (tests/voices.py), diarized by the daemon: the e-mail lists both
+    labels as participants, each one's talk time, every transcript line under the label of the person
+    who said it, and links to the conversation's summary page."""
+    audio, turns = voices.join([("reader", reader("0870")), ("amateur", amateur(0.0)),
+                                ("reader", reader("0920")), ("amateur", amateur(6.5))])
+    wav = voices.write_wav(tmp_path / "two.wav", audio)
+    box, port = Inbox(), free_port()
+    server = smtp_server(box, port)
+    d = DaemonProc(tmp_path / "d", config=(
+        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsender = "symbld@example.org"\n'
+        "retry_initial = 0.3\nretry_max = 1.0\ntimeout = 5.0\n"))
+    try:
+        d.start()
+        with d.client() as c:
+            cid = c.start(source={"type": "file", "path": str(wav), "realtime": False},
+                          actions=mail_action("ann@example.com"))["connectionId"]
+            events = attribute_history(wait_for_events(  # action events may follow conversation_completed
+                c, cid, lambda ev: any(e["type"] == "conversation_completed" for e in ev), 300, "the end"))
+            url = c.request("summary_page", connectionId=cid)["url"]
+        mail = box.wait_for(1, timeout=60)[0][2]
+    finally:
+        d.stop()
+        server.stop()
+    said = labelled(events)
+    person = {who["id"]: turn_at(turns, t) for t, who, _ in said}
+    assert sorted(person.values()) == ["amateur", "reader"], said  # two labels, one per person
+    name = {who["id"]: who["name"] for _, who, _ in said}
+    order = [name[label] for label in dict.fromkeys(who["id"] for _, who, _ in said)]
+    text = mail.get_body(("plain",)).get_content()
+    assert f"Participants: {', '.join(order)}" in text, text
+    assert f"Summary page: {url}" in text
+    assert f'<a href="{url.replace("&", "&amp;")}">' in mail.get_body(("html",)).get_content()
+    for label, who in name.items():
+        seconds = sum(m["duration"]["duration"] for e in events if e["type"] == "message_response"
+                      for m in e["data"]["messages"] if m["from"]["id"] == label)
+        found = re.search(rf"- {re.escape(who)}: (\d+):(\d\d) talk time \(\d+ %\), (\d+) messages?", text)
+        assert found, (who, text)
+        assert int(found[1]) * 60 + int(found[2]) == int(seconds)
+        assert int(found[3]) == sum(1 for _, w, _ in said if w["id"] == label)
+    lines = re.findall(r"^  \[\d\d:\d\d\] ([^:]+): (.*)$", text, flags=re.M)
+    assert len(lines) == len(said), (lines, said)
+    by_person = {person[label]: name[label] for label in person}
+    for words, who in (("dashwood", "reader"), ("testing", "amateur")):  # decoded with margin on these clips
+        assert any(words in line.lower() and shown == by_person[who] for shown, line in lines), (words, lines)
 
 
 def test_daemon_retries_across_a_restart(tmp_path: Path) -> None:

@@ -222,6 +222,61 @@ def test_transcript_export_applies_revisions() -> None:
     assert export.render(events, "vtt").count("<v Speaker 1>hello") == 2
 
 
+def test_transcript_exports_carry_the_diarized_speakers(daemon, client, two_voices) -> None:
+    """symblctl transcript of a diarized file: each format names the label of whoever said each message
+    (SRT/txt prefixes, md bold, WebVTT voice tags, JSON speaker and speakerId)."""
+    from cli_helpers import symblctl
+
+    cid = client.start(source={"type": "file", "path": str(two_voices), "realtime": False})["connectionId"]
+    said = labelled(events_until_complete(client, cid, timeout=300))
+    assert len({who["id"] for _, who, _ in said}) == 2, said
+    out = {fmt: symblctl(daemon, "transcript", cid, "--format", fmt) for fmt in ("txt", "md", "srt", "vtt", "json")}
+    assert all(r.returncode == 0 for r in out.values()), {f: r.stderr for f, r in out.items()}
+    for _, who, content in said:
+        name = who["name"]
+        assert f"] {name}: {content}" in out["txt"].stdout
+        assert f"**{name}** `" in out["md"].stdout and content in out["md"].stdout
+        assert f"\n{name}: {content}\n" in out["srt"].stdout
+        assert f"<v {name}>{content}" in out["vtt"].stdout
+    js = json.loads(out["json"].stdout)["messages"]
+    assert [(m["speaker"], m["speakerId"], m["text"]) for m in js] == [(w["name"], w["id"], c) for _, w, c in said]
+
+
+def test_exports_escape_names_in_voice_tags_and_revise_assignees() -> None:
+    from symblctl import export
+
+    one, two = {"id": "s1", "name": "Ada <& Co>"}, {"id": "s2", "name": "Speaker 2"}
+    msg = {"duration": {"timeOffset": 1.0, "duration": 1.0}, "payload": {"content": "I will send it, a < b"}}
+    events = [{"type": "message_response", "data": {"messages": [{**msg, "id": "a", "from": two}]}},
+              {"type": "insight_response", "data": {"insights": [{"type": "action_item", "text": "I will send it",
+                                                                  "from": two, "assignee": two}]}},
+              {"type": "speaker_revision", "data": {"messageIds": ["a"], "from": two, "to": one}}]
+    assert "<v Ada &lt;&amp; Co&gt;>I will send it, a &lt; b" in export.render(events, "vtt")
+    js = json.loads(export.render(events, "json"))
+    assert js["insights"] == [{"type": "action_item", "text": "I will send it", "from": one["name"],
+                               "assignee": one["name"]}]
+    assert "(→ **Ada <& Co>**)" in export.render(events, "md")
+
+
+def test_first_person_action_items_are_assigned_to_the_diarized_speaker(client) -> None:
+    """"I will ..." on a connection that declares no speaker: the action item's assignee is the label
+    diarization gave the message (the labeller runs before the insights see a message)."""
+    from feeding import speak
+
+    cid = client.start(source={"type": "push"})["connectionId"]
+    assert client.request("get", connectionId=cid)["diarization"], "diarization is on by default for push"
+    speak(client, cid, ["I will send the budget report to the finance team by Friday."], speed=150)
+    events = speakers.attribute_history(events_until_complete(client, cid, timeout=180))
+    said = labelled(events)
+    assert said and all(who["name"].startswith("Speaker ") for _, who, _ in said), said
+    tasks = [i for e in events if e["type"] == "insight_response" for i in e["data"]["insights"]
+             if i["type"] in ("action_item", "follow_up") and "budget report" in i["text"].lower()]
+    assert tasks, [e["data"] for e in events if e["type"] == "insight_response"]
+    by_message = {m["id"]: m["from"] for e in events if e["type"] == "message_response" for m in e["data"]["messages"]}
+    for task in tasks:
+        assert task["assignee"] == task["from"] == by_message[task["messageReference"]["id"]], task
+
+
 def test_a_known_voice_is_named_and_a_stranger_is_not(fresh_daemon, conversation, tmp_path) -> None:
     from cli_helpers import symblctl
 
@@ -248,6 +303,60 @@ def test_a_known_voice_is_named_and_a_stranger_is_not(fresh_daemon, conversation
     assert removed.returncode == 0, removed.stderr
     with fresh_daemon.client() as c:
         assert c.voices_list() == {"voices": []}
+
+
+def test_a_speaker_of_a_past_conversation_is_enrolled_and_named_later(fresh_daemon, conversation, two_voices,
+                                                                       tmp_path) -> None:
+    """voices add NAME --conversation ID --speaker LABEL: no audio is kept, so the print is the one the
+    labeller built for that speaker, kept when the connection ended; a later conversation names the
+    same reader (a clip the first one did not hold) and leaves the other person a stranger."""
+    from cli_helpers import symblctl
+
+    wav, turns = conversation
+    with fresh_daemon.client() as c:
+        first = run(c, wav)
+    said = labelled(first)
+    label = {turn_at(turns, t): who["name"] for t, who, _ in said}
+    assert set(label) == {"reader", "amateur"} and label["reader"] != label["amateur"], said
+    conversation_id = first[-1]["conversationId"]
+    kept = fresh_daemon.state_dir / "voices" / "speakers" / f"{first[-1]['connectionId']}.json"
+    assert kept.stat().st_mode & 0o777 == 0o600
+    assert {s["name"] for s in json.loads(kept.read_text())["speakers"]} == set(label.values())
+
+    added = symblctl(fresh_daemon, "voices", "add", "Ada", "--conversation", conversation_id,
+                     "--speaker", label["reader"].lower(), "--user-id", "ada@example.com", "--json")
+    assert added.returncode == 0, added.stderr
+    enrolled = json.loads(added.stdout)
+    reader_seconds = sum(u.end - u.start for u in turns if u.speaker == "reader")
+    assert enrolled["name"] == "Ada" and 1.0 <= enrolled["speechSeconds"] <= reader_seconds + 1.0, enrolled
+
+    with fresh_daemon.client() as c:
+        later = labelled(run(c, two_voices))
+        reader_says = [who for _, who, text in later if "young man" in text.lower()]  # reader clip 0880
+        amateur_says = [who for _, who, text in later if "testing" in text.lower()]
+        assert reader_says and all(w["name"] == "Ada" and w["userId"] == "ada@example.com" for w in reader_says)
+        assert amateur_says and all(w["name"].startswith("Speaker ") for w in amateur_says), later
+
+        before = voices_file(fresh_daemon).read_bytes()
+        off = run(c, two_voices, diarization=False)[-1]["conversationId"]
+        bad = [({"voice_name": "Bob", "conversation_id": conversation_id}, "speaker"),
+               ({"voice_name": "Bob", "speaker": "Speaker 1"}, "conversationId"),
+               ({"voice_name": "Bob", "path": str(wav), "conversation_id": conversation_id, "speaker": "Speaker 1"},
+                "not both"),
+               ({"voice_name": "Bob", "conversation_id": "no-such-conversation", "speaker": "Speaker 1"},
+                "no conversation"),
+               ({"voice_name": "Bob", "conversation_id": conversation_id, "speaker": "Speaker 9"}, "Speaker 9"),
+               ({"voice_name": "Bob", "conversation_id": off, "speaker": "Speaker 1"}, "no kept speaker prints"),
+               ({"voice_name": "Ada", "conversation_id": conversation_id, "speaker": label["amateur"]}, "already"),
+               ({"voice_name": "", "conversation_id": conversation_id, "speaker": label["amateur"]}, "name")]
+        for args, says in bad:
+            with pytest.raises(DaemonError) as e:
+                c.voices_add(**args)
+            assert e.value.code == "bad_request" and says in e.value.message, (args, e.value.message)
+        assert c.ping()["pong"]
+        assert voices_file(fresh_daemon).read_bytes() == before  # nothing half-written
+        c.request("delete_connection", connectionId=first[-1]["connectionId"])
+        assert not kept.exists()  # deleting a conversation deletes its speakers' prints too
 
 
 def voices_file(d) -> Path:

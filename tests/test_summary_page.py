@@ -22,15 +22,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import voices
 from chromium import Browser, dump_dom
 from conftest import DaemonProc, events_until_complete, messages, wait_for_events, wait_until
 from feeding import speak
 from speechgen import PHONE_KEY_WORDS, in_order
+from test_diarization import amateur, labelled, reader, turn_at
 from test_redaction_daemon import RAW, SPOKEN
 from test_telephony import sipp, speech  # noqa: F401 - the sipp callee fixtures
 
 from symblctl.client import Client, DaemonError
+from symbld.core import speakers
 from symbld.web.links import SECRET_FILE, PageLinks
+from symbld.web.render import clock
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -124,7 +128,8 @@ def test_the_page_of_a_redacted_conversation_shows_only_masked_text(client: Clie
     events = events_until_complete(client, cid, timeout=180)
     status, page = fetch(events[-1]["data"]["summaryUrl"])
     assert status == 200
-    shown = visible_text(page[page.index('class="cols"'):page.index("<footer")])  # ids and dates aside
+    cols = page[page.index('class="cols"'):page.index("<footer")]  # ids and dates aside, and talk times:
+    shown = visible_text(re.sub(r'<section class="card speakers">.*?</section>', "", cols))  # numbers, not words
     assert "[PHONE]" in shown and "phone number" in shown.lower(), shown
     assert not [raw.pattern for raw in RAW if raw.search(shown)], shown
 
@@ -203,6 +208,47 @@ def test_chromium_page_updates_live_while_the_connection_runs(daemon: DaemonProc
         assert "john" in b.evaluate("document.querySelector('.follow-up').innerText").lower()
 
 
+@pytest.mark.speech
+@pytest.mark.skipif(not voices.available(), reason="pocketsphinx-testdata and codec2-examples (install-deps.sh)")
+def test_chromium_shows_who_said_what_with_talk_times(client: Client, tmp_path: Path) -> None:
+    """One file, two real people (a LibriVox reader, a radio amateur; tests/voices.py), diarized by the
+    daemon: the page names both labels, gives each the talk time of its messages and a colour of its
+    own, and shows each line under the label of the person who said it."""
+    audio, turns = voices.join([("reader", reader("0870")), ("amateur", amateur(0.0)),
+                                ("reader", reader("0920")), ("amateur", amateur(6.5))])
+    wav = voices.write_wav(tmp_path / "two.wav", audio)
+    cid = client.start(source={"type": "file", "path": str(wav), "realtime": False})["connectionId"]
+    events = speakers.attribute_history(events_until_complete(client, cid, timeout=300))
+    said = labelled(events)
+    person = {who["id"]: turn_at(turns, t) for t, who, _ in said}
+    assert sorted(person.values()) == ["amateur", "reader"], said  # two labels, one per person
+    name = {who["id"]: who["name"] for _, who, _ in said}
+    talk = {label: sum(m["duration"]["duration"] for e in events if e["type"] == "message_response"
+                       for m in e["data"]["messages"] if m["from"]["id"] == label) for label in person}
+    for label, seconds in talk.items():  # the messages' audio lies within that person's turns
+        spoken = sum(u.end - u.start for u in turns if u.speaker == person[label])
+        assert 0.5 * spoken < seconds <= spoken + 1.0, (person[label], seconds, spoken)
+
+    with Browser(tmp_path) as b:
+        b.open(page_url(client, cid))
+        rows = b.evaluate("JSON.stringify([...document.querySelectorAll('.speakers li')].map(li => ["
+                          "li.querySelector('.name').innerText, li.querySelector('.talk').innerText, "
+                          "li.querySelector('.share').innerText, getComputedStyle(li.querySelector('.name')).color]))")
+        lines = b.evaluate("JSON.stringify([...document.querySelectorAll('.transcript .line')].map(li => ["
+                           "li.querySelector('.who').innerText, li.querySelector('.said').innerText, "
+                           "getComputedStyle(li.querySelector('.who')).color]))")
+    rows, lines = json.loads(rows), json.loads(lines)
+    order = list(dict.fromkeys(who["id"] for _, who, _ in said))  # in the order they were first heard
+    assert [(n, t) for n, t, _, _ in rows] == [(name[label], clock(talk[label])) for label in order], rows
+    assert sum(int(s.rstrip(" %")) for _, _, s, _ in rows) in (99, 100, 101)
+    colour = {n: c for n, _, _, c in rows}
+    assert len(set(colour.values())) == 2, rows  # a colour per speaker
+    assert lines and all(colour[who] == c for who, _, c in lines), (lines, rows)  # each line in its speaker's
+    by_person = {person[label]: name[label] for label in person}
+    for words, who in (("dashwood", "reader"), ("testing", "amateur")):  # decoded with margin on these clips
+        assert any(words in text.lower() and shown == by_person[who] for shown, text, _ in lines), (words, lines)
+
+
 def test_speakers_on_their_own_connections_share_one_page(client: Client) -> None:
     """Two speakers of one conversation, each on their own connection (what the Symbl server makes of
     a socket per speaker): one page, either link, both people's words under their names, live until
@@ -222,7 +268,7 @@ def test_speakers_on_their_own_connections_share_one_page(client: Client) -> Non
     text = visible_text(page).lower()
     assert "quarterly report" in text and "contract" in text, text  # Jane's words and Bob's
     said = {(who, words.lower()) for who, words in
-            re.findall(r'<span class="who">([^<]*)</span><span class="said"[^>]*>([^<]*)</span>', page)}
+            re.findall(r'<span class="who"[^>]*>([^<]*)</span><span class="said"[^>]*>([^<]*)</span>', page)}
     assert any(who == "Jane" and "quarterly" in words for who, words in said), said
     assert any(who == "Bob" and "contract" in words for who, words in said), said
     assert 'data-state="live"' in page  # Jane ended; Bob is still talking
@@ -372,3 +418,15 @@ def test_telephony_stop_reply_carries_the_summary(symbl: Any, daemon_endpoints: 
     assert in_order(PHONE_KEY_WORDS, text), info  # the words of the call G.711 keeps with margin
     assert all(s["messageRefs"][0]["id"] for s in info[0]["summary"])
 
+
+
+def test_speaker_colours_are_stable_and_distinct() -> None:
+    from symbld.web.render import PALETTE, speaker_colours
+
+    ada = "voice-ada"  # an enrolled voice's id is the same in every conversation
+    one = speaker_colours(["s1", ada, "s2"])
+    assert len(set(one.values())) == 3 and set(one.values()) <= set(PALETTE)
+    assert speaker_colours(["s1", ada, "s2"]) == one  # every render of the page
+    assert speaker_colours(["other", ada])[ada] == speaker_colours([ada])[ada]  # and in another conversation
+    many = speaker_colours([f"s{i}" for i in range(len(PALETTE))])
+    assert sorted(many.values()) == sorted(PALETTE)  # ten speakers, ten colours

@@ -8,6 +8,7 @@ socket and no thread of its own beyond the microphone pumps of attached micropho
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import threading
 import time
@@ -28,6 +29,7 @@ from symbld.core.journal import Journal
 from symbld.core.sessions import Session, SessionRegistry
 from symbld.core.sources import SourceFactory
 from symbld.diarization import options as diarization_options
+from symbld.diarization import speaker_prints
 from symbld.diarization import voices as diarization_voices
 from symbld.engines.base import Engine, RemoteEngine, StreamConfig, Subscription
 from symbld.insights import Analyzer, TrackerError, validate_trackers
@@ -95,6 +97,8 @@ class ConnectionService:
             raise
         if stream_config.extra["diarization"]:  # the enrolled voices it may name speakers after
             stream_config.extra["voices"] = diarization_voices.load(self.state_dir)
+            stream_config.extra["keep_speaker_prints"] = functools.partial(
+                speaker_prints.save, self.state_dir, stream_config.connection_id, stream_config.conversation_id)
         session = Session(config=stream_config, source=source, engine=engine, engine_name=engine_name,
                           bus=self.bus, analyzer_factory=self.analyzer_factory(engine),
                           stop_timeout=float(self.config["stop_timeout"]), on_ended=self.session_ended,

@@ -192,6 +192,7 @@ class Session:
             self.log.error("finals_dropped", **left)
         if self._tee is not None:
             self._tee.close()
+        self._keep_speaker_prints()
         if self._analyzer is not None:
             try:
                 self._analyzer.flush()
@@ -213,6 +214,16 @@ class Session:
         self.log.info("session_ended", state=final_state, reason=reason, audio_s=round(self.audio_seconds, 2))
         if self._on_ended is not None:
             self._on_ended(self)
+
+    def _keep_speaker_prints(self) -> None:
+        """Its speakers' prints, for enrolling one of them by name later (diarization/speaker_prints.py)."""
+        keep = self.config.extra.get("keep_speaker_prints")
+        if self._labeller is None or keep is None:
+            return
+        try:
+            keep(self._labeller.speaker_prints())
+        except Exception:  # a full disk costs later enrolment, never the end of the connection
+            self.log.exception("speaker_prints_not_kept")
 
     def backlog_now(self) -> dict[str, Any]:
         probe = getattr(self._stream, "backlog", None)

@@ -94,6 +94,7 @@ class Labeller:
         self._alias: dict[int, int] = {}  # merged number → the number it became
         self._messages: OrderedDict[str, int] = OrderedDict()  # message id → speaker number (bounded)
         self._utterance: int | None = None  # the speaker of the last final transcript
+        self._talk: dict[int, float] = {}  # speaker number → seconds of its messages (prints overlap: not those)
         self._prefetch_lock = threading.Lock()
         self.cpu_seconds = 0.0  # spent taking prints, on whichever thread
         self._prefetched: OrderedDict[tuple[int, int], Future[np.ndarray | None]] = OrderedDict()
@@ -142,6 +143,7 @@ class Labeller:
             if number is None:
                 out.append(m)
                 continue
+            self._talk[number] = self._talk.get(number, 0.0) + float(d.get("duration") or 0.0)
             if m.get("id"):
                 self._messages[m["id"]] = number
                 while len(self._messages) > KEEP_MESSAGES:
@@ -175,6 +177,23 @@ class Labeller:
             self._named.pop(number, None)
         else:
             self._named[number] = named
+
+    def speaker_prints(self) -> list[dict[str, Any]]:
+        """Each speaker's centroid and how it was published (its "Speaker N" label and id, any label
+        merged into it, the enrolled voice it was named after): what ``voices_add`` can enrol from
+        once the connection has ended (diarization/speaker_prints.py)."""
+        out = []
+        for s in self.clusters.speakers:
+            if s.count == 0:
+                continue
+            shown, label = self.user_of(s.number), user(self.connection_id, s.number)
+            gone = [n for n in self._alias if self._current(n) == s.number]
+            merged = [user(self.connection_id, n) for n in gone]
+            labels = [label["id"], label["name"], *(x for m in merged for x in (m["id"], m["name"]))]
+            seconds = sum(self._talk.get(n, 0.0) for n in (s.number, *gone))
+            out.append({"id": shown["id"], "name": shown["name"], "labels": labels,
+                        "print": [round(float(x), 6) for x in s.centroid()], "speechSeconds": round(seconds, 2)})
+        return out
 
     def user_of(self, number: int) -> dict[str, Any]:
         return dict(self._named.get(number) or user(self.connection_id, number))

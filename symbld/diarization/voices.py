@@ -100,6 +100,7 @@ def speech_of(path: str) -> np.ndarray:
 
 
 def add(state_dir: Path, name: str, user_id: str | None, path: str) -> dict[str, Any]:
+    """Enrol ``name`` from a recording of that person alone."""
     from symbld.diarization import embedder  # the [diarize] extra
 
     name = check_name(name)
@@ -107,6 +108,22 @@ def add(state_dir: Path, name: str, user_id: str | None, path: str) -> dict[str,
     vec = embedder.embed(speech)
     if vec is None:
         raise ControlError("bad_request", f"{path}: no voice print could be taken", {"argument": "path"})
+    return add_print(state_dir, name, user_id, vec, len(speech) / 16000)
+
+
+def add_kept(state_dir: Path, name: str, user_id: str | None, kept: dict[str, Any]) -> dict[str, Any]:
+    """Enrol ``name`` from a past speaker's kept print (diarization/speaker_prints.py)."""
+    name = check_name(name)
+    seconds = float(kept.get("speechSeconds") or 0.0)
+    vec = np.asarray(kept.get("print") or [], dtype=np.float32)
+    if seconds < MIN_SPEECH_SECONDS or vec.ndim != 1 or not vec.size or not np.isfinite(vec).all():
+        raise ControlError("bad_request", f"speaker {kept.get('name')!r} has {seconds:.1f} s of speech; a voice "
+                           f"needs at least {MIN_SPEECH_SECONDS:.0f} s", {"argument": "speaker",
+                                                                          "speechSeconds": seconds})
+    return add_print(state_dir, name, user_id, vec / max(float(np.linalg.norm(vec)), 1e-9), seconds)
+
+
+def add_print(state_dir: Path, name: str, user_id: str | None, vec: np.ndarray, seconds: float) -> dict[str, Any]:
     with _lock:
         book = load(state_dir)
         if name in book:
@@ -115,7 +132,7 @@ def add(state_dir: Path, name: str, user_id: str | None, path: str) -> dict[str,
         if len(book) >= MAX_VOICES:
             raise ControlError("limit_exceeded", f"at most {MAX_VOICES} voices", {"limit": MAX_VOICES})
         book[name] = {"userId": user_id or name, "print": [round(float(x), 6) for x in vec],
-                      "speechSeconds": round(len(speech) / 16000, 2),
+                      "speechSeconds": round(seconds, 2),
                       "addedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         _save(state_dir, book)
     return summary(name, book[name])

@@ -5,12 +5,14 @@
     runner.on_connection_ended(connection, events, actions)  # at stop: returns at once
     runner.close()                                           # at shutdown
 
-For each address the runner renders a summary email (title, participants, duration,
-transcript, questions, action items with assignee and due date, follow-ups, topics; text and
-HTML) and writes it to ``<state_dir>/outbox/<id>.json`` (fsync'ed) *before* any attempt to
-send, so a summary survives an SMTP outage and a daemon restart: a new ActionRunner re-sends
-what is pending. A background thread sends with exponential backoff and reports each step on
-the connection as ``action_failed`` / ``action_retrying`` / ``action_completed`` events.
+For each address the runner renders a summary email (title, participants, duration, a link to
+the conversation's summary page, who said what (each speaker's talk time and share), the
+transcript under its speakers' names, questions, action items with assignee and due date,
+follow-ups, topics; text and HTML; diarization's speaker revisions applied) and writes it to
+``<state_dir>/outbox/<id>.json`` (fsync'ed) *before* any attempt to send, so a summary survives
+an SMTP outage and a daemon restart: a new ActionRunner re-sends what is pending. A background
+thread sends with exponential backoff and reports each step on the connection as
+``action_failed`` / ``action_retrying`` / ``action_completed`` events.
 A recipient the server refuses permanently (5xx) is moved to ``outbox/failed/``.
 
 Secrets (the SMTP password) and the summary's text are never logged.
@@ -41,6 +43,8 @@ import msgspec
 import structlog
 
 from symblctl import protocol
+from symbld.core.speakers import attribute_history
+from symbld.insights.talk_time import share, talk_times
 
 log = structlog.get_logger(__name__)
 
@@ -117,8 +121,21 @@ def _due(insight: dict[str, Any]) -> str:
     return value[:10] if re.match(r"^\d{4}-\d{2}-\d{2}", value) else value
 
 
+def _page_url(connection: dict[str, Any], events: list[dict[str, Any]]) -> str | None:
+    """The summary page's link: ``conversation_completed``'s ``summaryUrl``, else the page server's."""
+    for event in reversed(events):
+        url = (event.get("data") or {}).get("summaryUrl") if event.get("type") == "conversation_completed" else None
+        if isinstance(url, str) and url:
+            return url
+    from symbld.web.links import summary_url  # no page server (port 0, or none in this process): None
+
+    return summary_url(str(connection.get("conversationId") or ""))
+
+
 def build_summary(connection: dict[str, Any], events: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """The facts of one conversation, from its connection object and its published events."""
+    """The facts of one conversation, from its connection object and its published events (speaker
+    revisions applied, as the Conversation API and the summary page read them)."""
+    events = attribute_history(events)
     messages: list[dict[str, Any]] = []
     insights: dict[str, list[dict[str, Any]]] = {"question": [], "action_item": [], "follow_up": []}
     topics: dict[str, float] = {}
@@ -146,6 +163,7 @@ def build_summary(connection: dict[str, Any], events: Iterable[dict[str, Any]]) 
         name = _person(who)
         if name and name not in participants:
             participants.append(name)
+    talks = talk_times(messages)
     title = connection.get("meetingTitle") or f"Conversation {connection.get('conversationId', '')}".strip()
     return {
         "title": " ".join(str(title).split()),  # one line: it goes into the Subject header
@@ -157,6 +175,9 @@ def build_summary(connection: dict[str, Any], events: Iterable[dict[str, Any]]) 
         "duration": _duration(max(float(connection.get("durationSeconds") or 0),
                                   float(connection.get("audioSeconds") or 0))),
         "participants": participants,
+        "summaryUrl": _page_url(connection, events),
+        "speakers": [{"name": t.name, "talkTime": _clock(t.seconds), "share": share(talks, t), "messages": t.messages}
+                     for t in talks],
         "transcript": [{"at": _clock((m.get("duration") or {}).get("timeOffset")), "speaker": _person(m.get("from")),
                         "text": _content(m)} for m in messages if _content(m)],
         "questions": [{"text": _content(i)} for i in insights["question"]],
@@ -176,11 +197,23 @@ def _task_line(item: dict[str, Any]) -> str:
     return text + (f" ({'; '.join(extra)})" if extra else "")
 
 
+def _talk(speaker: dict[str, Any]) -> str:
+    n = speaker["messages"]
+    return f"{speaker['talkTime']} talk time ({speaker['share']} %), {n} message{'s' if n != 1 else ''}"
+
+
+def _speaker_line(speaker: dict[str, Any]) -> str:
+    return f"{speaker['name']}: {_talk(speaker)}"
+
+
 def render_text(s: dict[str, Any]) -> str:
     lines = [s["title"], "=" * len(s["title"]), "",
              f"Date: {s['startedAt'] or '-'}", f"Duration: {s['duration']}",
              f"Participants: {', '.join(s['participants']) or 'unknown'}",
-             f"Conversation: {s['conversationId']}", ""]
+             f"Conversation: {s['conversationId']}"]
+    if s.get("summaryUrl"):
+        lines.append(f"Summary page: {s['summaryUrl']}")
+    lines.append("")
 
     def section(name: str, items: list[str]) -> None:
         lines.append(f"{name} ({len(items)})")
@@ -188,6 +221,7 @@ def render_text(s: dict[str, Any]) -> str:
         lines.append("")
 
     section("Summary", s.get("summary", []))
+    section("Who said what", [_speaker_line(x) for x in s.get("speakers", [])])
     section("Action items", [_task_line(a) for a in s["actionItems"]])
     section("Questions", [q["text"] for q in s["questions"]])
     section("Follow-ups", [_task_line(f) for f in s["followUps"]])
@@ -224,8 +258,12 @@ def render_html(s: dict[str, Any]) -> str:
         f"<h1>{e(s['title'])}</h1>"
         f"<p>Date: {e(s['startedAt'] or '-')}<br>Duration: {e(s['duration'])}<br>"
         f"Participants: {e(', '.join(s['participants']) or 'unknown')}<br>"
-        f"Conversation: {e(str(s['conversationId']))}</p>"
+        f"Conversation: {e(str(s['conversationId']))}"
+        + (f'<br><a href="{e(s["summaryUrl"])}">Open the summary page</a>' if s.get("summaryUrl") else "")
+        + "</p>"
         + section("Summary", [e(x) for x in s.get("summary", [])])
+        + section("Who said what", [f"<b>{e(x['name'])}</b>: {e(_talk(x))}"
+                                    for x in s.get("speakers", [])])
         + section("Action items", [task(a) for a in s["actionItems"]])
         + section("Questions", [e(q["text"]) for q in s["questions"]])
         + section("Follow-ups", [task(f) for f in s["followUps"]])

@@ -6,10 +6,12 @@ each update (server-sent events) and ``page.js`` swaps it in, so the page is ren
 
 from __future__ import annotations
 
+import hashlib
 import html
 from importlib import resources
 from string import Template
 
+from symbld.insights.talk_time import share
 from symbld.web.view import Item, Line, Page
 
 _KINDS = (("action_item", "Action items"), ("follow_up", "Follow-ups"), ("question", "Questions"))
@@ -26,13 +28,40 @@ def clock(seconds: float | None) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+# Speaker colours: distinct hues, each readable as text on white (contrast 4.5:1 or more).
+PALETTE = ("#1864ab", "#c2255c", "#2b8a3e", "#d9480f", "#6741d9", "#0b7285", "#c92a2a", "#5c940d", "#9c36b5",
+           "#495057")
+
+
+def speaker_colours(keys: list[str]) -> dict[str, str]:
+    """A colour per speaker key, stable: a key's colour comes from its hash (so an enrolled voice, whose
+    id is the same in every conversation, keeps its colour), moved on to the next free one only when a
+    speaker heard earlier in the conversation has it."""
+    out: dict[str, str] = {}
+    for key in keys:
+        if key in out:
+            continue
+        first = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % len(PALETTE)
+        taken = set(out.values())
+        free = [PALETTE[(first + i) % len(PALETTE)] for i in range(len(PALETTE))
+                if PALETTE[(first + i) % len(PALETTE)] not in taken]
+        out[key] = free[0] if free else PALETTE[first]
+    return out
+
+
+def _who(name: str, key: str, colours: dict[str, str]) -> str:
+    colour = colours.get(key)
+    style = f' style="color:{colour}"' if colour else ""
+    return f'<span class="who"{style}>{_e(name or "Speaker")}</span>'
+
+
 def _badge(sentiment: str | None) -> str:
     return f'<span class="sent sent-{_e(sentiment)}">{_e(sentiment)}</span>' if sentiment else ""
 
 
-def _line(line: Line) -> str:
+def _line(line: Line, colours: dict[str, str]) -> str:
     return (f'<li class="line" id="m-{_e(line.id)}"><span class="at">{_e(clock(line.offset))}</span>'
-            f'<span class="who">{_e(line.speaker or "Speaker")}</span>'
+            + _who(line.speaker, line.speaker_key, colours) +
             f'<span class="said"{_lang(line.language)}>{_e(line.text)}</span>{_badge(line.sentiment)}</li>')
 
 
@@ -86,11 +115,28 @@ def _summary(p: Page) -> str:
     return _card("Summary", "<ul>" + "".join(f"<li>{_e(s)}</li>" for s in p.summary) + "</ul>" + note, "summary")
 
 
-def _transcript(p: Page) -> str:
-    body = "".join(_line(line) for line in p.lines)
+def _colours(p: Page) -> dict[str, str]:
+    return speaker_colours([t.key for t in p.talk] + [p.interim_key] * bool(p.interim_key))
+
+
+def _speakers(p: Page, colours: dict[str, str]) -> str:
+    """Who said how much: each speaker's colour, name, talk time and share of it."""
+    if not p.talk:
+        return ""
+    rows = "".join(
+        f'<li class="speaker" data-speaker="{_e(t.key)}" style="--c:{colours[t.key]}">'
+        f'<span class="swatch"></span><span class="name">{_e(t.name)}</span>'
+        f'<span class="talk" title="talk time">{_e(clock(t.seconds))}</span>'
+        f'<span class="share">{share(p.talk, t)} %</span>'
+        f'<span class="bar" style="--w:{max(2, share(p.talk, t))}%"></span></li>' for t in p.talk)
+    return _card("Speakers and talk time", f'<ul class="speakers">{rows}</ul>', "speakers", len(p.talk))
+
+
+def _transcript(p: Page, colours: dict[str, str]) -> str:
+    body = "".join(_line(line, colours) for line in p.lines)
     if p.interim:
-        body += (f'<li class="line interim"><span class="at"></span><span class="who">'
-                 f'{_e(p.interim_speaker or "Speaker")}</span><span class="said">{_e(p.interim)}</span></li>')
+        body += (f'<li class="line interim"><span class="at"></span>{_who(p.interim_speaker, p.interim_key, colours)}'
+                 f'<span class="said">{_e(p.interim)}</span></li>')
     return _card("Transcript", f'<ol class="lines">{body}</ol>' if body else _empty("Nothing said yet."),
                  "transcript", len(p.lines))
 
@@ -123,7 +169,9 @@ def _connections(p: Page) -> str:
 
 
 def main_html(p: Page) -> str:
-    return (_header(p) + '<div class="cols"><div class="col-main">' + _summary(p) + _transcript(p)
+    colours = _colours(p)
+    return (_header(p) + '<div class="cols"><div class="col-main">' + _summary(p) + _speakers(p, colours)
+            + _transcript(p, colours)
             + '</div><aside class="col-side">' + _side(p) + "</aside></div>"
             + f'<footer>conversation {_e(p.conversation_id)} · {_connections(p)} · '
             f'{"updating live" if not p.ended else "complete"}</footer>')

@@ -13,6 +13,7 @@ from typing import Any
 
 from symbld.insights.sentiment import suggested
 from symbld.insights.summary import summary_of_events
+from symbld.insights.talk_time import Talk, speaker_key, talk_times
 
 _ENDED = ("connection_stopped", "connection_failed", "conversation_completed")
 
@@ -27,6 +28,7 @@ class Line:
     text: str
     sentiment: str | None = None  # positive | neutral | negative, when the connection asked for it
     score: float | None = None
+    speaker_key: str = ""  # from.id (else the name): what the speaker's colour is tied to
     language: str | None = None  # BCP-47 (metadata.language, or translatedTo): the page's lang= for it
 
 
@@ -69,9 +71,11 @@ class Page:
     connections: int = 1
     audio_seconds: float = 0.0
     speakers: list[str] = field(default_factory=list)
+    talk: list[Talk] = field(default_factory=list)  # talk time per speaker, in order of first words
     lines: list[Line] = field(default_factory=list)
     interim: str = ""
     interim_speaker: str = ""
+    interim_key: str = ""
     items: list[Item] = field(default_factory=list)
     topics: list[Topic] = field(default_factory=list)
     trackers: list[Tracker] = field(default_factory=list)
@@ -106,6 +110,7 @@ class _Builder:
         self.seqs: dict[str, int] = {}  # connectionId -> its last seq
         self.completed = 0  # connections whose conversation_completed came
         self.states: dict[str, str] = {}  # connectionId -> its last state
+        self.messages: list[dict[str, Any]] = []
 
     def add(self, event: dict[str, Any]) -> None:
         etype, data = event.get("type", ""), event.get("data") or {}
@@ -133,7 +138,7 @@ class _Builder:
         punctuated = data.get("punctuated") or {}
         text = punctuated.get("transcript") or (data.get("payload") or {}).get("content") or ""
         self.page.interim = "" if data.get("isFinal") else str(text)
-        self.page.interim_speaker = _name(data.get("user"))
+        self.page.interim_key, self.page.interim_speaker = speaker_key(data.get("user"))
 
     def _message_response(self, data: dict[str, Any]) -> None:
         for m in data.get("messages") or []:
@@ -144,12 +149,14 @@ class _Builder:
                 continue
             found = m.get("sentiment")
             sentiment: dict[str, Any] = found if isinstance(found, dict) else {}
+            key, _ = speaker_key(m.get("from"))
             found_meta = m.get("metadata")
             meta: dict[str, Any] = found_meta if isinstance(found_meta, dict) else {}
             language = meta.get("translatedTo") or meta.get("language")
             line = Line(id=str(m.get("id")), offset=_offset(m), speaker=_name(m.get("from")), text=text,
                         sentiment=sentiment.get("suggested"), score=(sentiment.get("polarity") or {}).get("score"),
-                        language=language if isinstance(language, str) else None)
+                        language=language if isinstance(language, str) else None, speaker_key=key)
+            self.messages.append(m)
             self.offsets[line.id] = line.offset
             self.page.lines.append(line)
             if line.speaker and line.speaker not in self.page.speakers:
@@ -212,6 +219,7 @@ def build(connection_id: str, conversation_id: str, events: list[dict[str, Any]]
     if "live" in b.states.values():
         page.state = "live"  # one speaker still talking: the conversation is live
     page.topics = sorted(b.topics.values(), key=lambda t: -t.score)
+    page.talk = talk_times(b.messages)
     page.trackers = list(b.trackers.values())
     page.entities = list(b.entities)
     # A connection's summary_response summarises that connection; several are summarised together.

@@ -10,6 +10,7 @@ from symbld.control.registry import handles
 from symbld.control.service import Service
 from symbld.core.conversations import listing, parse_since
 from symbld.core.errors import ControlError
+from symbld.diarization import speaker_prints
 from symbld.insights.summary import summary_of_events
 from symbld.web import links
 
@@ -58,6 +59,7 @@ def delete_connection(svc: Service, args: protocol.DeleteConnection, req: Reques
         # The bus thread owns the journal's open files; an ended connection's is closed or
         # about to be, and unlinking an open file is safe on POSIX.
         svc.journal.path(cid).unlink(missing_ok=True)
+    speaker_prints.forget(svc.state_dir, cid)  # its speakers' voice prints go with it
     return {"connectionId": cid, "deleted": True}
 
 

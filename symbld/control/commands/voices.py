@@ -10,7 +10,7 @@ from symbld.control.envelope import Request
 from symbld.control.registry import handles
 from symbld.control.service import Service
 from symbld.core.errors import ControlError
-from symbld.diarization import voices
+from symbld.diarization import speaker_prints, voices
 
 
 def _need_extra() -> None:
@@ -25,10 +25,30 @@ def voices_add(svc: Service, args: protocol.VoicesAdd, req: Request) -> dict[str
     """→ {"v": 1, "id": "1", "cmd": "voices_add", "args": {"name": "Ada", "path": "/home/ada/hello.wav"}}
     ← {"v": 1, "id": "1", "ok": true, "result": {"name": "Ada", "userId": "Ada", "speechSeconds": 6.4,
        "addedAt": "2026-12-07T13:40:00Z"}}
-    A file with under 1 s of speech, a name already enrolled, an empty or over-long name: bad_request.
+    → {"v": 1, "id": "2", "cmd": "voices_add", "args": {"name": "Ada", "conversationId": "6186995463583031",
+       "speaker": "Speaker 2"}}   (the print kept when that diarized conversation ended; no audio is kept)
+    A file with under 1 s of speech, a name already enrolled, an empty or over-long name, path together with
+    conversationId, an unknown conversation or speaker, a conversation with no kept prints: bad_request.
     """
     _need_extra()
-    return voices.add(svc.state_dir, args.voice_name, args.user_id, args.path)
+    if args.path is not None and (args.conversation_id is not None or args.speaker is not None):
+        raise ControlError("bad_request", "give either path or conversationId and speaker, not both",
+                           {"argument": "path"})
+    if args.path is not None:
+        return voices.add(svc.state_dir, args.voice_name, args.user_id, args.path)
+    if args.conversation_id is None or args.speaker is None:
+        missing = "speaker" if args.conversation_id is not None else "conversationId" if args.speaker else "path"
+        raise ControlError("bad_request", f"{missing} is missing: give path (a recording), or conversationId "
+                           "and speaker (a speaker of a past conversation)", {"argument": missing})
+    voices.check_name(args.voice_name)  # a bad name is refused before anything is looked up
+    cid = svc.resolve_connection_id(args.conversation_id)
+    if not svc.known(cid):
+        raise ControlError("bad_request", f"no conversation {args.conversation_id!r}", {"argument": "conversationId"})
+    first = svc.history(cid, 0, 1)
+    conversation = str(first[0].get("conversationId") or args.conversation_id) if first else args.conversation_id
+    legs = [cid, *(c for c in svc.conversation_connections(conversation) if c != cid)]
+    kept = speaker_prints.find(svc.state_dir, args.conversation_id, legs, args.speaker)
+    return voices.add_kept(svc.state_dir, args.voice_name, args.user_id, kept)
 
 
 @handles(protocol.VoicesList)
