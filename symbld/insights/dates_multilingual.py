@@ -20,7 +20,11 @@ import re
 from datetime import date, datetime
 from typing import Any
 
+import structlog
+
 from symbld.insights.dates import DateMention
+
+log = structlog.get_logger(__name__)
 
 LANGUAGES = frozenset({"es", "fr", "de", "it", "pt"})
 
@@ -31,23 +35,17 @@ _SPOILERS = {"es": re.compile(r"\bpasado\s+$", re.IGNORECASE)}
 _LETTERS = re.compile(r"[^\W\d_]+")
 
 _search: Any = None
+_missing_said = False
 
 
 def _search_dates() -> Any:
+    """dateparser's search, imported on first use (0.4 s; 1 ms a sentence afterwards)."""
     global _search
     if _search is None:
-        from dateparser.search import search_dates  # the [base] extra; imported on first use (slow import)
+        from dateparser.search import search_dates  # the [base] extra
 
         _search = search_dates
     return _search
-
-
-def available() -> bool:
-    try:
-        _search_dates()
-    except ImportError:
-        return False
-    return True
 
 
 def _kept(found: str, before: str, language: str) -> bool:
@@ -66,6 +64,10 @@ def find_dates(text: str, today: date, language: str) -> list[DateMention]:
     try:
         search = _search_dates()
     except ImportError:
+        global _missing_said
+        if not _missing_said:  # an older [base] install: say once why tasks have no dueBy
+            _missing_said = True
+            log.warning("dates in es/fr/de/it/pt need dateparser: pip install 'symbld[base]'")
         return []
     base = datetime(today.year, today.month, today.day)
     settings = {"RELATIVE_BASE": base, "PREFER_DATES_FROM": "future", "RETURN_AS_TIMEZONE_AWARE": False}
