@@ -49,8 +49,10 @@ _TAG = re.compile(r"^([A-Za-z]{2,3})((?:-(?:[A-Za-z]{4}|[A-Za-z]{2}|[0-9]{3}|[A-
 QUESTION_LANGUAGES = frozenset({"en", "es", "fr", "de", "it", "pt"})
 STEMMED_LANGUAGES = frozenset({"en", "es", "fr", "de", "it", "pt", "nl", "ru", "sv", "da", "no", "fi"})
 SENTIMENT_LANGUAGES = frozenset({"en"})  # VADER's lexicon is English
-# Action items and follow-ups are English phrase rules.
-ACTION_LANGUAGES = frozenset({"en"})
+# Action items and follow-ups: the English rules, and symbld.insights.multilingual's (first-person
+# future, requests, contact later) in these; dates in them with dateparser (the [base] extra).
+ACTION_LANGUAGES = frozenset({"en", "es", "fr", "de", "it", "pt"})
+DATE_LANGUAGES = frozenset({"en", "es", "fr", "de", "it", "pt"})
 
 
 class LanguageError(ValueError):
@@ -135,6 +137,7 @@ def insight_support(whisper_code: str) -> dict[str, bool]:
         "questions": whisper_code in QUESTION_LANGUAGES,
         "actionItems": whisper_code in ACTION_LANGUAGES,
         "followUps": whisper_code in ACTION_LANGUAGES,
+        "dates": whisper_code in DATE_LANGUAGES,  # the dueBy of action items and follow-ups
         "trackers": True,  # exact and fuzzy phrase matching works in any script; stems where Snowball has them
         "topics": whisper_code in STEMMED_LANGUAGES,
         "sentiment": whisper_code in SENTIMENT_LANGUAGES,
@@ -165,7 +168,7 @@ def describe(default: str, models: dict[str, list[dict[str, object]]]) -> dict[s
         "translate": "en",
         "models": models,
         "insightSupport": {code: insight_support(code) for code in insight_languages},
-        "englishOnly": ["sentiment", "action_item", "follow_up"],
+        "englishOnly": ["sentiment"],
     }
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import UTC, date
 from pathlib import Path
 
 import prompts
@@ -19,7 +20,9 @@ from symblctl.cli import build_parser
 from symblctl.client import Client, DaemonError
 from symblctl.start_request import start_request
 from symbld import languages
-from symbld.insights.multilingual import question_confidence
+from symbld.insights import dates_multilingual
+from symbld.insights.insight import Context, insights_for_message
+from symbld.insights.multilingual import question_confidence, task
 
 needs_prompts = pytest.mark.skipif(not (prompts.available("es") and prompts.available("fr")),
                                    reason="scripts/install-deps.sh installs Debian's asterisk-core-sounds-es/fr")
@@ -71,6 +74,98 @@ def test_questions_in_other_languages(text: str, language: str) -> None:
 ])
 def test_statements_tags_and_unsupported_languages_are_no_questions(text: str, language: str) -> None:
     assert question_confidence(text, language) == 0.0
+
+
+MONDAY = date(2026, 12, 7)
+
+
+@pytest.mark.parametrize(("text", "language", "day"), [
+    ("Voy a enviar el informe el lunes.", "es", date(2026, 12, 14)),  # said on a Monday: the next one
+    ("Te lo mando mañana.", "es", date(2026, 12, 8)), ("Lo vemos el 15 de enero.", "es", date(2027, 1, 15)),
+    ("Je vais envoyer le rapport lundi.", "fr", date(2026, 12, 14)),
+    ("On le fait après-demain.", "fr", date(2026, 12, 9)),
+    ("Ich werde den Bericht am Montag schicken.", "de", date(2026, 12, 14)),
+    ("Das machen wir nächste Woche.", "de", date(2026, 12, 14)),
+    ("Lo mando domani.", "it", date(2026, 12, 8)), ("Vou enviar na sexta-feira.", "pt", date(2026, 12, 11)),
+])
+def test_dates_in_other_languages_resolve_as_people_mean_them(text: str, language: str, day: date) -> None:
+    found = dates_multilingual.find_dates(text, MONDAY, language)
+    assert [m.day for m in found] == [day], found
+    assert text[found[0].begin:].startswith(found[0].text)
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("Je vais envoyer le rapport.", "fr"),  # dateparser alone reads "Je" as jeudi
+    ("Lo hago pasado mañana.", "es"),  # dateparser alone reads "mañana": better no date than a wrong one
+    ("Voy a enviar dos correos.", "es"), ("Где ты был вчера?", "ru"),  # no date; a language without rules
+])
+def test_non_dates_and_unread_phrases_give_no_date(text: str, language: str) -> None:
+    assert dates_multilingual.find_dates(text, MONDAY, language) == []
+
+
+@pytest.mark.parametrize(("text", "language", "kind", "on"), [
+    ("Voy a enviar el informe el lunes.", "es", "action_item", "self"),
+    ("Enviaré el presupuesto el viernes.", "es", "action_item", "self"),
+    ("¿Puedes enviarme el contrato mañana?", "es", "action_item", "you"),
+    ("Por favor ingrese la clave de entrada.", "es", "action_item", "you"),
+    ("Te llamo mañana.", "es", "follow_up", "self"),
+    ("Je vais envoyer le rapport lundi.", "fr", "action_item", "self"),
+    ("Pouvez-vous m'envoyer le contrat ?", "fr", "action_item", "you"),
+    ("Je vous rappelle demain.", "fr", "follow_up", "self"),
+    ("Ich werde den Bericht am Montag schicken.", "de", "action_item", "self"),
+    ("Kannst du mir die Folien schicken?", "de", "action_item", "you"),
+    ("Ich melde mich morgen.", "de", "follow_up", "self"),
+    ("Invierò il rapporto lunedì.", "it", "action_item", "self"),
+    ("Puoi mandarmi il contratto?", "it", "action_item", "you"),
+    ("Ti faccio sapere domani.", "it", "follow_up", "self"),
+    ("Vou enviar o relatório na sexta-feira.", "pt", "action_item", "self"),
+    ("Você pode me enviar o contrato?", "pt", "action_item", "you"),
+    ("Eu te ligo amanhã.", "pt", "follow_up", "self"),
+])
+def test_commitments_in_other_languages(text: str, language: str, kind: str, on: str) -> None:
+    found = task(text, language)
+    assert found is not None and (found.kind, found.on) == (kind, on), found
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("Voy a ver qué pasa.", "es"), ("El proyecto va a ser difícil.", "es"), ("Je vais voir.", "fr"),
+    ("Il fait beau aujourd'hui.", "fr"), ("Ich werde sehen.", "de"), ("Das Wetter ist gut.", "de"),
+    ("Sarò in ufficio.", "it"), ("Vou ser sincero.", "pt"), ("Я отправлю отчёт завтра.", "ru"),
+])
+def test_thinking_aloud_statements_and_languages_without_rules_are_no_commitments(text: str, language: str) -> None:
+    assert task(text, language) is None
+
+
+def _insights(text: str, tag: str, types: tuple[str, ...] = ("question", "action_item", "follow_up")) -> list[dict]:
+    ctx = Context("conv", frozenset(types), 0.5, UTC, {})
+    message = {"id": "m1", "payload": {"content": text}, "metadata": {"language": tag},
+               "from": {"id": "ana@example.com", "name": "Ana"}}
+    return insights_for_message(message, ctx, MONDAY)
+
+
+def test_a_spanish_commitment_is_an_action_item_due_when_meant() -> None:
+    [item] = _insights("Voy a enviar el informe el lunes.", "es-MX")
+    assert item["type"] == "action_item" and item["assignee"]["name"] == "Ana"  # the speaker's own
+    assert item["dueBy"]["value"].startswith("2026-12-14")  # said on a Monday: the next Monday
+    assert [t["text"] for t in item["tags"] if t["type"] == "date"] == ["lunes"]
+    asked = _insights("¿Puedes enviarme el contrato mañana?", "es-ES")
+    assert sorted(i["type"] for i in asked) == ["action_item", "question"]
+    request = next(i for i in asked if i["type"] == "action_item")
+    assert "assignee" not in request and request["dueBy"]["value"].startswith("2026-12-08")
+
+
+def test_a_follow_up_is_one_insight_of_the_type_wanted() -> None:
+    assert [i["type"] for i in _insights("Je vous rappelle demain.", "fr-FR")] == ["follow_up"]
+    [item] = _insights("Je vous rappelle demain.", "fr-FR", ("question", "action_item"))
+    assert item["type"] == "action_item" and item["dueBy"]["value"].startswith("2026-12-08")
+    assert _insights("Je vous rappelle demain.", "fr-FR", ("question",)) == []
+
+
+def test_the_connection_says_what_works_in_each_language() -> None:
+    for code in ("es", "fr", "de", "it", "pt"):
+        support = languages.insight_support(code)
+        assert support["actionItems"] and support["followUps"] and support["dates"] and not support["sentiment"]
+    assert not languages.insight_support("ru")["actionItems"] and not languages.insight_support("ru")["dates"]
 
 
 def test_topics_and_trackers_use_the_languages_stems_and_stop_words() -> None:
@@ -202,6 +297,23 @@ def test_a_spanish_question_is_transcribed_in_spanish_and_becomes_a_question(lcl
     assert models["tiny.en"]["languages"] == ["en"] and models["base"]["loaded"]
     assert "es" in models["base"]["languages"] and "ru" in models["base"]["languages"]
     assert lclient.describe()["languages"]["insightSupport"]["es"]["questions"]
+
+
+@pytest.mark.speech
+@needs_prompts
+def test_a_spanish_request_becomes_an_action_item(lclient: Client) -> None:
+    # A real request to the caller (no prompt of the set says a date inside a commitment, and a
+    # spliced "mañana" is not decoded with margin: dates are tested on text above).
+    clip = prompts.clip("es", "conf-getpin")  # "Por favor ingrese la clave de entrada para la conferencia."
+    conn, events = _run(lclient, clip.path, languageCode="es-MX")
+    said = prompts.normalise(" ".join(m["payload"]["content"] for m in _messages(events)))
+    assert {"favor", "ingrese", "clave", "conferencia"} <= set(said.split()), said
+    items = [i for e in events if e["type"] == "insight_response" for i in e["data"]["insights"]
+             if i["type"] == "action_item"]
+    assert len(items) == 1 and "clave" in items[0]["payload"]["content"].lower(), items
+    assert "assignee" not in items[0] and "dueBy" not in items[0]  # asked of the listener; no date said
+    support = conn["insightSupport"]
+    assert support["actionItems"] and support["followUps"] and support["dates"] and not support["sentiment"]
 
 
 @pytest.mark.speech

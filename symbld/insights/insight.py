@@ -16,9 +16,10 @@ from datetime import date, datetime, tzinfo
 from typing import Any
 
 from symbld import languages
+from symbld.insights import dates_multilingual
 from symbld.insights.classify import Classification, classify
 from symbld.insights.dates import DateMention, due_by, find_dates
-from symbld.insights.multilingual import question_confidence
+from symbld.insights.multilingual import question_confidence, task
 from symbld.insights.text import Sentence, english_ratio, split_sentences, wordset
 
 INSIGHT_TYPES = ("question", "action_item", "follow_up")
@@ -113,7 +114,7 @@ def insights_for_message(message: dict[str, Any], ctx: Context, today: date) -> 
     message_id = message.get("id")
     language = languages.message_language(message)
     if language != "en":
-        return _questions_in(content, language, ctx, message_id, speaker)
+        return _other_language_insights(content, language, ctx, message_id, speaker, today)
     out = []
     for sentence in split_sentences(content):
         c = classify(sentence)
@@ -155,32 +156,53 @@ def insights_for_message(message: dict[str, Any], ctx: Context, today: date) -> 
     return out
 
 
-def _questions_in(content: str, language: str, ctx: Context, message_id: Any,
-                  speaker: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """Another language's insights: questions only (symbld.insights.multilingual says why)."""
-    if "question" not in ctx.types:
-        return []
+def _other_language_insights(content: str, language: str, ctx: Context, message_id: Any,
+                             speaker: dict[str, Any], today: date) -> list[dict[str, Any]]:
+    """Another language's insights: questions, and the commitments symbld.insights.multilingual
+    reads (first-person future, requests, contact later), due on the dates dateparser finds."""
     out = []
     for sentence in split_sentences(content):
+        wanted: list[tuple[str, float, str | None]] = []
         conf = question_confidence(sentence.text, language)
-        if conf < ctx.threshold or conf == 0:
+        if "question" in ctx.types and conf and conf >= ctx.threshold:
+            wanted.append(("question", conf, None))
+        commitment = task(sentence.text, language)
+        if commitment and commitment.confidence >= ctx.threshold:
+            # As in English: a follow-up is an action item when follow_up is not wanted, never both.
+            kind = commitment.kind if commitment.kind in ctx.types else "action_item"
+            if kind in ctx.types:
+                wanted.append((kind, commitment.confidence, commitment.on))
+        if not wanted:
             continue
-        content_words = [w for w in sentence.text.split() if len(w) > 3]
-        out.append({
-            "id": str(uuid.uuid4()),
-            "type": "question",
-            "confidence": round(conf, 4),
-            "messageReference": {"id": message_id},
-            "hints": [{"key": "informationScore", "value": f"{min(1.0, len(content_words) / 6):.3f}"},
-                      {"key": "confidenceScore", "value": f"{conf:.3f}"}],
-            "tags": [],
-            "dismissed": False,
-            "payload": {"content": sentence.text, "contentType": "text/plain"},
-            "text": sentence.text,
-            "from": dict(speaker or {}),
-            "entities": None,
-        })
+        is_task = any(on is not None for _kind, _conf, on in wanted)
+        dates = dates_multilingual.find_dates(sentence.text, today, language) if is_task else []
+        for kind, confidence, on in wanted:
+            out.append(_other_language_insight(sentence.text, kind, confidence, on, dates, ctx, message_id, speaker))
     return out
+
+
+def _other_language_insight(text: str, kind: str, conf: float, on: str | None, dates: list[DateMention],
+                            ctx: Context, message_id: Any, speaker: dict[str, Any]) -> dict[str, Any]:
+    content_words = [w for w in text.split() if len(w) > 3]
+    hints = [{"key": "informationScore", "value": f"{min(1.0, len(content_words) / 6):.3f}"},
+             {"key": "confidenceScore", "value": f"{conf:.3f}"}]
+    insight: dict[str, Any] = {"id": str(uuid.uuid4()), "type": kind, "confidence": round(conf, 4),
+                               "messageReference": {"id": message_id}, "hints": hints}
+    tags: list[dict[str, Any]] = []
+    if on is not None:  # a task: the speaker's own is assigned to them; the dates make its dueBy
+        if on == "self" and speaker:
+            insight["assignee"] = dict(speaker)
+        if kind == "follow_up":
+            hints.append({"key": "addressedTo", "value": json.dumps(["second_person" if on == "you"
+                                                                      else "first_person_singular"])})
+        due = due_by(dates, ctx.tz)
+        if due:
+            insight["dueBy"] = due
+        tags = [{"type": "date", "text": d.text, "beginOffset": d.begin,
+                 "value": {"value": {"datetime": d.day.isoformat()}}} for d in dates]
+    insight.update({"tags": tags, "dismissed": False, "payload": {"content": text, "contentType": "text/plain"},
+                    "text": text, "from": dict(speaker), "entities": None})
+    return insight
 
 
 def message_day(message: dict[str, Any], fallback: float, tz: tzinfo) -> date:
