@@ -425,7 +425,7 @@ class ConversationApi:
 
         def remove() -> list[str]:
             with self.client_factory() as client:
-                found = client.request("find_conversation", conversationId=cid)["connections"]
+                found: list[str] = client.request("find_conversation", conversationId=cid)["connections"]
                 for connection in found:
                     client.request("delete_connection", connectionId=connection)
                 if found:

@@ -191,7 +191,8 @@ class TelephonyClient:
         )
         try:
             with urllib.request.urlopen(req, timeout=self._timeout) as resp:
-                return json.loads(resp.read() or b"{}")
+                reply: dict[str, Any] = json.loads(resp.read() or b"{}")
+                return reply
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:

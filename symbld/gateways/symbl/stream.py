@@ -17,7 +17,7 @@ import json
 import random
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 import websocket
@@ -30,6 +30,12 @@ log = structlog.get_logger(__name__)
 
 MAX_CHUNK = 8192  # Symbl's documented maximum binary frame
 BYTES_PER_SECOND = 32000  # 16 kHz mono s16le
+
+
+class _Closable(Protocol):
+    """The part of ``websocket.WebSocket`` the sender closes with (websocket-client leaves it unannotated)."""
+
+    def shutdown(self) -> None: ...
 
 
 class _Retry(Exception):
@@ -392,8 +398,9 @@ class SymblStream:
                         self._buffered += len(chunk)
                     self._connected = False
                 if ws is not None:
+                    closable: _Closable = ws
                     try:
-                        ws.shutdown()  # make the reader notice at once
+                        closable.shutdown()  # make the reader notice at once
                     except Exception:
                         log.debug("symbl shutdown failed", exc_info=True)
 
