@@ -32,7 +32,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 test: setup lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)  # two workers (tests isolated: docs/testing.md)
 
 bench: setup
 	$(PY) bench/run.py

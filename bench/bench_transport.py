@@ -81,7 +81,7 @@ def bench_control(tmp: Path, n: int) -> list[tuple[str, float, float]]:
             try:
                 c.ping()
                 break
-            except Exception:
+            except Exception:  # noqa: BLE001 - the daemon is not up yet: retry until ping answers
                 time.sleep(0.1)
         req = ctx.socket(zmq.REQ)
         req.connect(f"ipc://{tmp}/run/control")

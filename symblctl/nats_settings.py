@@ -118,7 +118,7 @@ async def connect(s: NatsSettings, name: str, **callbacks: Any) -> NATS:
         opts["tls"] = tls
     try:
         nc = await nats.connect(**opts)
-    except Exception as e:  # nats-py raises its own errors, ssl and OS errors alike here
+    except Exception as e:  # noqa: BLE001 - nats-py raises its own errors, ssl and OS errors alike here
         why = failures[-1] if failures else _explain(e)
         raise NatsSetupError(f"cannot connect to NATS at {', '.join(_redact(u) for u in s.servers)}: {why}") from None
     if tls is not None and not (nc._server_info or {}).get("tls_required"):

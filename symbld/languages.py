@@ -86,9 +86,9 @@ def parse(value: object) -> Language:
     if not isinstance(value, str):
         raise LanguageError(f"languageCode must be a string (a BCP-47 tag such as es-ES, or auto), "
                             f"not {type(value).__name__}; supported languages: {supported_text()}")
-    if value.strip().lower() == AUTO:
+    if value.lower() == AUTO:
         return Language(AUTO, AUTO)
-    m = _TAG.match(value.strip())
+    m = _TAG.fullmatch(value)  # the whole value: no spaces or a newline around a tag
     if not m:
         raise LanguageError(f"languageCode {value!r} is not a BCP-47 tag (such as es-ES); "
                             f"supported languages: {supported_text()}")

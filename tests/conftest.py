@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +23,35 @@ from symblctl.client import Client, DaemonError
 # Every daemon a test starts (they inherit this environment) checks each event it publishes against its
 # declaration in symblctl/events.py: an undeclared type or a wrong field fails in its producer.
 os.environ.setdefault("SYMBLD_CHECK_EVENTS", "1")
+
+# Variables that would point a daemon or a client started by a test at the user's own daemon, config
+# or keys rather than the test's.
+_OUTSIDE_ENV = ("SYMBLD_CONFIG", "SYMBLD_CONTROL", "SYMBLD_EVENTS", "SYMBLD_RUNTIME_DIR", "SYMBLD_KEYS_DIR",
+                "SYMBLD_NATS", "SYMBLD_NATS_CREDS", "SYMBLD_NATS_TOKEN", "SYMBLD_NATS_CA", "SYMBLD_CLIENT_KEY",
+                "SYMBLD_SERVER_KEY", "SYMBLD_TOKEN_SECRET", "SYMBL_APP_ID", "SYMBL_APP_SECRET", "CREDENTIALS_DIRECTORY")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each test process (an xdist worker, or the one process) gets XDG config/state/data homes of its
+    own, and none of the user's symbld variables: tests never read or write ~/.config/symbld, and
+    workers never share a default config, key or journal. Set before any test copies os.environ."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    home = Path(tempfile.mkdtemp(prefix=f"symbld-tests-{worker}-"))
+    config.stash[_HOME] = home
+    for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_STATE_HOME", "state"), ("XDG_DATA_HOME", "data")):
+        (home / sub).mkdir()
+        os.environ[var] = str(home / sub)
+    for var in _OUTSIDE_ENV:
+        os.environ.pop(var, None)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = config.stash.get(_HOME, None)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+_HOME = pytest.StashKey[Path]()
 
 
 class DaemonProc:
@@ -53,17 +85,21 @@ class DaemonProc:
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
         self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT, env=self.env)
         log.close()
-        deadline = time.monotonic() + wait
+        proc = self.proc
         with self.client(timeout=1.0, retries=0) as c:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"symbld exited with {self.proc.returncode}:\n{self.log()}")
+            def answers() -> bool:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"symbld exited with {proc.returncode}:\n{self.log()}")
                 try:
-                    c.ping()
-                    return self
+                    return bool(c.ping())
                 except DaemonError:
-                    time.sleep(0.1)
-        raise RuntimeError(f"symbld did not answer within {wait} s:\n{self.log()}")
+                    return False
+
+            try:
+                wait_until("symbld answers ping", answers, wait)
+            except AssertionError:
+                raise RuntimeError(f"symbld did not answer within {wait} s:\n{self.log()}") from None
+        return self
 
     def client(self, timeout: float = 10.0, retries: int = 1) -> Client:
         return Client(self.control, self.events, timeout=timeout, retries=retries)
@@ -125,19 +161,69 @@ def messages(events: list[dict]) -> list[str]:
     return [m["payload"]["content"] for e in events if e["type"] == "message_response" for m in e["data"]["messages"]]
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0, every: float = 0.1) -> Any:
+def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0, every: float = 0.1,
+               not_yet: tuple[type[Exception], ...] = (FileNotFoundError, ConnectionRefusedError)) -> Any:
     """Poll ``check()`` until it returns something true, and return that; fail naming ``what`` after ``timeout``.
 
     The one way the tests wait: on a condition, never a fixed sleep (the machines are shared and slow at times).
+    A check that raises one of ``not_yet`` (a file not written yet, a port not listening yet) counts as not
+    yet true, so a check may read what only the condition brings into being.
     """
     deadline = time.monotonic() + timeout
     while True:
-        value = check()
-        if value:
+        try:
+            value = check()
+        except not_yet as e:
+            value = e
+        if value and not isinstance(value, BaseException):
             return value
         if time.monotonic() >= deadline:
             raise AssertionError(f"{what}: not within {timeout} s (last value {value!r})")
         time.sleep(every)
+
+
+def wait_while(what: str, check: Callable[[], Any], seconds: float, every: float = 0.05) -> None:
+    """Assert ``check()`` stays false for ``seconds`` (something that must NOT happen, e.g. no second email).
+
+    The one bounded watch: it fails as soon as the condition turns true, rather than sleeping and looking once.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        assert not value, f"{what}: happened ({value!r})"
+        time.sleep(every)
+
+
+def free_rtp_port() -> int:
+    """An even UDP port whose odd neighbour is free too (RTP and RTCP), for a peer told its media port."""
+    for _ in range(100):
+        port = free_port(socket.SOCK_DGRAM) & ~1
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(socket.AF_INET,
+                                                                                  socket.SOCK_DGRAM) as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free even/odd UDP port pair")
+
+
+def udp_port_taken(port: int) -> bool:
+    """Something is bound to UDP ``port`` on loopback (a SIP peer that is listening)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+        return False
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    """A port nothing listens on now (TCP unless told), for a peer that must be told its port up front."""
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def wait_for_events(client: Client, connection_id: str, done: Callable[[list[dict]], bool],

@@ -1,7 +1,7 @@
 """Known speech for tests: espeak-ng sentences as 16 kHz mono s16le WAV, plus WER scoring.
 
     from tests.speechgen import synth, pcm16, wer, SENTENCES
-    wav = synth("Can you send me the quarterly report by Friday?")   # cached Path
+    wav = synth("Can you send me the quarterly report before Friday?")   # cached Path
     pcm = pcm16(wav)                                                  # raw s16le bytes
     assert wer(SENTENCES[0], hypothesis) <= 0.15
 
@@ -26,23 +26,29 @@ import numpy as np
 
 RATE = 16000
 
-# The meeting sentences from shared/research/asr-engines.md (section 2).
+# The meeting sentences from shared/research/asr-engines.md (section 2), as espeak-ng's default voice says
+# them at 160 wpm. Tests assert their words, so every one is heard without error by tiny.en in every variant
+# tests/test_fixture_margin.py decodes; seven of the originals were not, and were replaced (2026-12-07) by
+# sentences with the same roles: "by Friday" (heard "high/on Friday") -> "before Friday" (still a due
+# date), "Does anyone" -> "Do you have any", "to March" (heard "tomorrow") -> "to next month", "review"
+# (heard "remove") -> "read", "this quarter" -> "this year", "product demo" (heard "them") -> "product launch",
+# "billing" (heard "million") -> "login".
 SENTENCES = [
-    "Can you send me the quarterly report by Friday?",
+    "Can you send me the quarterly report before Friday?",
     "I will follow up with the design team tomorrow.",
     "Let us schedule a meeting next week to discuss the budget.",
     "What is the status of the marketing campaign?",
     "We need to hire two more engineers before the end of the month.",
     "Please share the slides with everyone after the call.",
-    "Does anyone have questions about the new pricing model?",
-    "I think we should move the launch date to March.",
-    "John will review the contract and get back to us on Monday.",
+    "Do you have any questions about the new pricing model?",
+    "I think we should move the launch date to next month.",
+    "John will read the contract and get back to us on Monday.",
     "The customer reported a problem with the login page.",
     "Could you update the project timeline in the shared document?",
-    "Our sales numbers grew by ten percent this quarter.",
+    "Our sales numbers grew by ten percent this year.",
     "Let me check with the legal team and follow up by email.",
-    "We agreed to postpone the product demo until next Thursday.",
-    "How long will it take to fix the billing issue?",
+    "We agreed to postpone the product launch until next Thursday.",
+    "How long will it take to fix the login issue?",
 ]
 
 
@@ -54,8 +60,22 @@ SENTENCES = [
 # In the f3 variant the plain model and every window (16, 30 s) and lead-in (0-1 s) tried made at
 # most one error (measured 2026-12-02). Other sentences fare differently (f3 is worse on
 # SENTENCES[2]), so this voice goes with this sentence only.
-PHONE_SENTENCE = SENTENCES[0]
+PHONE_SENTENCE = "Can you send me the quarterly report by Friday?"
 PHONE_VOICE = "en-us+f3"
+# What a test may assert was heard of PHONE_SENTENCE through G.711: the telephone band (300-3400 Hz)
+# takes the /s/ of "send" (its energy is above 4 kHz), so tiny.en hears "end", and "quarterly" came
+# out as "accordingly" or "importantly" in some of the variants tests/test_fixture_margin.py decodes
+# (int8/float32, beam 1/5, lead-in +-0.25 s). These two words came through in every one of them.
+PHONE_KEY_WORDS = ("report", "friday")
+# The same for SENTENCES[i] resampled to 8 kHz and back (the daemon's 8 kHz push path): every variant
+# kept these, in this order ("report", "the design team" and "by" did not survive all of them).
+EIGHT_KHZ_WORDS = {0: ("quarterly", "friday"), 1: ("follow", "up", "tomorrow")}
+
+
+def in_order(words: tuple[str, ...] | list[str], heard: str) -> bool:
+    """``words`` all occur in ``heard`` (normalised), in this order (other words may come between)."""
+    rest = iter(normalise(heard).split())
+    return all(any(w == h for h in rest) for w in words)
 
 
 def phone_audio(dest: Path, encoding: str = "mu-law", text: str = PHONE_SENTENCE, voice: str = PHONE_VOICE) -> Path:
@@ -174,12 +194,18 @@ def _number(n: int) -> str:
         return _TENS[n // 10] + ("" if n % 10 == 0 else " " + _ONES[n % 10])
     if n < 1000:
         return _ONES[n // 100] + " hundred" + ("" if n % 100 == 0 else " " + _number(n % 100))
+    if n < 1_000_000:
+        return _number(n // 1000) + " thousand" + ("" if n % 1000 == 0 else " " + _number(n % 1000))
     return str(n)
 
 
 def normalise(text: str) -> str:
-    """Lower case, digits to words, "10%" to "ten percent", contractions expanded, punctuation dropped."""
+    """Lower case, digits to words ("$40,000" to "forty thousand dollars", "10%" to "ten percent"),
+    contractions expanded, punctuation dropped."""
     t = text.lower().replace("%", " percent")
+    t = re.sub(r"(?<=\d),(?=\d{3}\b)", "", t)  # 40,000 -> 40000
+    t = re.sub(r"\$(\d+)", r"\1 dollars", t)  # $40000 -> 40000 dollars (Whisper writes amounts so)
+    t = re.sub(r"\b([ap])\.\s?m\b\.?", r"\1m", t)  # p.m. and pm alike
     t = re.sub(r"\d+", lambda m: " " + _number(int(m.group())) + " ", t)
     t = t.replace("-", " ")
     t = re.sub(r"[^\w\s']", " ", t)

@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -232,11 +231,10 @@ def test_killed_daemon_with_a_stale_socket_fails_at_once(tmp_path: Path, speech_
     d.kill()  # SIGKILL: the socket files stay
     assert (d.run_dir / "control").exists()
     for args in (("start", str(speech_flac), "--timeout", "3"), ("stop", "x" * 32, "--timeout", "3")):
-        t0 = time.monotonic()
-        r = symblctl(d, *args)
+        # A deadline for the old hang (180 s for start, 360 s for stop), not a speed figure.
+        r = symblctl(d, *args, timeout=60)
         assert r.returncode == 3, r.stderr
         assert "stale socket file" in r.stderr and "start it: `symbld &`" in r.stderr
-        assert time.monotonic() - t0 < 30  # was 180 s (start) and 360 s (stop)
 
 
 def test_wedged_daemon_is_detected_within_the_timeout(tmp_path: Path) -> None:
@@ -246,12 +244,10 @@ def test_wedged_daemon_is_detected_within_the_timeout(tmp_path: Path) -> None:
         push = json.loads(symblctl(d, "start", "--push", "--json").stdout)
         stall.touch()  # the control loop stops answering (the process is alive, its socket is there)
         for args in (("status",), ("stop", push["connectionId"])):
-            t0 = time.monotonic()
-            r = symblctl(d, *args, "--timeout", "2")
-            took = time.monotonic() - t0
+            # --timeout bounds the wait: a deadline well under the old 60-120 s, not a speed figure.
+            r = symblctl(d, *args, "--timeout", "2", timeout=50)
             assert r.returncode == 3, r.stderr
             assert "is not answering" in r.stderr and "restart it" in r.stderr, r.stderr
-            assert took < 20, took  # bounded by --timeout (plus process start), not 60-120 s
     finally:
         stall.unlink(missing_ok=True)
         d.kill()

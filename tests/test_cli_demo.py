@@ -9,12 +9,12 @@ import select
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cli_helpers import cli_env
+from conftest import wait_until
 from speechgen import SENTENCES, synth
 from virtmic import VirtMic, missing_tools
 
@@ -28,14 +28,19 @@ def demo(env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def read_until(proc: subprocess.Popen[bytes], pattern: str, seen: bytearray, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
     assert proc.stdout is not None
-    while not re.search(pattern, seen.decode(errors="replace")):
-        assert time.monotonic() < deadline, seen.decode(errors="replace")
+
+    def seen_pattern() -> bool:
         if select.select([proc.stdout], [], [], 0.2)[0]:
-            chunk = os.read(proc.stdout.fileno(), 65536)
+            chunk = os.read(proc.stdout.fileno(), 65536)  # type: ignore[union-attr]
             assert chunk or proc.poll() is None, seen.decode(errors="replace")
             seen.extend(chunk)
+        return bool(re.search(pattern, seen.decode(errors="replace")))
+
+    try:
+        wait_until(f"{pattern!r} printed", seen_pattern, timeout, every=0)
+    except AssertionError as e:
+        raise AssertionError(f"{e}:\n{seen.decode(errors='replace')}") from None
     return seen.decode(errors="replace")
 
 

@@ -9,12 +9,11 @@ import pty
 import re
 import select
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from cli_helpers import cli_env, symblctl
-from conftest import DaemonProc
+from conftest import DaemonProc, wait_until
 from speechgen import SENTENCES, synth
 
 
@@ -31,11 +30,17 @@ class Terminal:
         self.status: int | None = None
 
     def read_until(self, pattern: str, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while not re.search(pattern, self.text()):
-            assert time.monotonic() < deadline, f"{pattern!r} not seen:\n{self.text()}"
+        def seen() -> bool:
+            if re.search(pattern, self.text()):
+                return True
             if not self._read(0.2):
                 assert self.returncode() is None, f"exited before {pattern!r}:\n{self.text()}"
+            return False
+
+        try:
+            wait_until(f"{pattern!r} on the terminal", seen, timeout, every=0)
+        except AssertionError as e:
+            raise AssertionError(f"{e}:\n{self.text()}") from None
         return self.text()
 
     def _read(self, timeout: float) -> bool:
@@ -59,10 +64,16 @@ class Terminal:
         return self.status
 
     def wait(self, timeout: float = 60) -> int:
-        deadline = time.monotonic() + timeout
-        while self.returncode() is None:
-            assert time.monotonic() < deadline, self.text()
-            self._read(0.1)
+        def exited() -> bool:
+            if self.returncode() is not None:
+                return True
+            self._read(0.1)  # keep draining the terminal meanwhile
+            return False
+
+        try:
+            wait_until("the program exits", exited, timeout, every=0)
+        except AssertionError as e:
+            raise AssertionError(f"{e}:\n{self.text()}") from None
         while self._read(0.1):
             pass
         return self.status  # type: ignore[return-value]

@@ -7,10 +7,10 @@ import pty
 import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from conftest import wait_until
 
 from symblctl.client import Client, DaemonError
 
@@ -44,16 +44,16 @@ def run_in_terminal(tmp_path: Path, *args: str, env: dict[str, str] | None = Non
             timeout = 0.2
 
     try:
-        deadline = time.monotonic() + 60
         with Client(f"ipc://{run}/control", f"ipc://{run}/events", timeout=1.0, retries=0) as c:
-            while True:
+            def answers() -> bool:
                 assert proc.poll() is None, out.decode(errors="replace")
                 try:
-                    c.ping()
-                    break
+                    return bool(c.ping())
                 except DaemonError:
                     drain(0.1)
-                    assert time.monotonic() < deadline, out.decode(errors="replace")
+                    return False
+
+            wait_until("the daemon answers ping", answers, 60, every=0)
         proc.terminate()
         proc.wait(30)
         drain(0.5)

@@ -109,10 +109,9 @@ def test_wrong_key_refused(server: ServerHandle) -> None:
         sdk(server.port, "wrong-key").listen.v1.media.transcribe_file(request=synth(SENTENCES[0]).read_bytes(),
                                                                       model="nova-3")
     assert info.value.status_code == 401 and info.value.body["err_code"] == "INVALID_AUTH"
-    with pytest.raises(Exception) as live, \
+    with pytest.raises(Exception, match="401"), \
             sdk(server.port, "wrong-key").listen.v1.connect(model="nova-3", encoding="linear16", sample_rate=16000):
         pass
-    assert "401" in str(live.value)
 
 
 def _post(port: int, body: bytes, ctype: str, query: str = "", key: str = KEY) -> tuple[int, dict[str, Any]]:

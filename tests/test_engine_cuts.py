@@ -27,7 +27,9 @@ from test_local_engine import engine  # noqa: F401  (the module-scoped engine fi
 from symbld.engines.base import StreamConfig
 from symbld.engines.local import LocalEngine
 
-pytestmark = [pytest.mark.speech, pytest.mark.timeout(600)]
+# One worker runs the cpu-heavy group, one test after another: decodes long real speech twice (plain and
+# engine).
+pytestmark = [pytest.mark.speech, pytest.mark.timeout(600), pytest.mark.xdist_group("cpu-heavy")]
 
 CHUNK = 640
 RATE = realspeech.RATE

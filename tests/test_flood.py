@@ -14,6 +14,9 @@ from speechgen import SENTENCES, pcm16, silence, synth, wer
 
 from symblctl.client import Client, DaemonError
 
+# One worker runs the cpu-heavy group, one test after another: floods the engine at full CPU and bounds its backlog.
+pytestmark = pytest.mark.xdist_group("cpu-heavy")
+
 MAX_BACKLOG_S = 4.0
 PUSH_QUEUE_S = 30.0  # PushSource's queue
 CHUNK = 16000  # 0.5 s frames, as fast as the daemon takes them

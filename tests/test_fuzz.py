@@ -95,7 +95,7 @@ class LiveConnection:
                     delay = t0 + (i + chunk) / 32000 - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
-        except BaseException as e:  # reported by finish()
+        except Exception as e:  # noqa: BLE001 - the feeder thread's failure, re-raised by finish()
             self.errors.append(e)
 
     def finish(self) -> list[dict]:
@@ -188,11 +188,9 @@ def _raw_cases(rng: random.Random) -> Iterator[tuple[str, list[bytes]]]:
 
 def test_raw_bytes_fuzz_every_request_answered(peer: RawPeer, live: LiveConnection, daemon: DaemonProc) -> None:
     rng = random.Random(9)
-    t0 = time.monotonic()
-    for name, frames in _raw_cases(rng):
+    for name, frames in _raw_cases(rng):  # (a hang meets the test's timeout)
         reply = _check_reply(peer.ask(frames), frames)
         assert reply["ok"] or reply["error"]["code"] != "internal", f"{name}: {reply}"
-        assert time.monotonic() - t0 < 120, "raw fuzzing took too long"
     assert daemon.proc is not None and daemon.proc.poll() is None
 
 
@@ -220,7 +218,7 @@ def test_many_peers_garbage_at_once(daemon: DaemonProc) -> None:
                     _check_reply(p.ask(frames), frames)
             finally:
                 p.close()
-        except BaseException as e:
+        except Exception as e:  # noqa: BLE001 - a hammer thread's failure, reported after join
             errors.append(e)
 
     threads = [threading.Thread(target=hammer, args=(s,)) for s in range(8)]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 import uuid
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -425,9 +424,7 @@ def test_bad_input_never_crashes_nor_invents(run):
         {"payload": {"content": 42}},
         "not a dict", None, message("lorem ipsum dolor sit amet consectetur adipiscing elit sed do"),
     ]
-    t0 = time.monotonic()
-    out = run([junk, [message("Please send the contract to legal.", mid="ok")]])
-    assert time.monotonic() - t0 < 5.0
+    out = run([junk, [message("Please send the contract to legal.", mid="ok")]])  # its speed: bench_insights
     insights = out.insights()
     assert [(i["type"], i["messageReference"]["id"]) for i in insights] == [("action_item", "ok")]
 

@@ -11,7 +11,7 @@ from speechgen import pcm16, synth
 from symblctl.client import Client, DaemonError
 
 SPOKEN = [
-    "Can you send me the quarterly report by Friday?",
+    "Can you send me the quarterly report before Friday?",
     "Let's schedule a call next week to discuss the budget.",
     "The weather was nice yesterday.",
 ]
@@ -42,7 +42,7 @@ def test_spoken_insights_reference_their_messages_with_due_dates(daemon: DaemonP
     assert question, insights
     action = [i for i in by_type.get("action_item", []) if "report" in i["payload"]["content"].lower()]
     assert action and action[0].get("dueBy"), action
-    # "by Friday", said on the conversation's day, resolves to the coming Friday (UTC, timezoneOffset 0).
+    # "before Friday", said on the conversation's day, resolves to the coming Friday (UTC, timezoneOffset 0).
     due = dt.date.fromisoformat(action[0]["dueBy"]["value"][:10])
     assert due.weekday() == 4 and 0 <= (due - dt.datetime.now(dt.UTC).date()).days <= 7
     follow = [i for i in by_type.get("follow_up", []) if "call" in i["payload"]["content"].lower()]

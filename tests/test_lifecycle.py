@@ -6,12 +6,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import DaemonProc, messages
+from conftest import DaemonProc, messages, wait_for_type, wait_until
 from speechgen import SENTENCES, pcm16, synth, wer
+
+from symblctl.client import DaemonError
 
 
 def test_sighup_reloads_config_without_dropping_a_live_connection(tmp_path: Path) -> None:
@@ -21,14 +22,11 @@ def test_sighup_reloads_config_without_dropping_a_live_connection(tmp_path: Path
         conn = c.start(source={"type": "push"})
         d.config_path.write_text("max_connections = 1\n")  # type: ignore[union-attr]
         d.proc.send_signal(signal.SIGHUP)  # type: ignore[union-attr]
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and '"config_reloaded"' not in d.log():
-            time.sleep(0.1)
-        assert '"config_reloaded"' in d.log()
+        wait_until("config_reloaded in the log", lambda: '"config_reloaded"' in d.log(), 10)
         assert c.get(conn["connectionId"])["state"] == "live"  # untouched by the reload
-        with pytest.raises(Exception) as e:
+        with pytest.raises(DaemonError) as e:
             c.start(source={"type": "push"})  # the new limit applies
-        assert getattr(e.value, "code", "") == "limit_exceeded"
+        assert e.value.code == "limit_exceeded"
         c.send_audio(conn["connectionId"], b"\x00\x00" * 1600)
         assert c.stop(conn["connectionId"])["state"] == "stopped"
         c.close()
@@ -44,11 +42,7 @@ def test_sigkill_mid_connection_keeps_published_finals_and_reports_the_cut(tmp_p
         conn = c.start(source={"type": "push"})
         cid = conn["connectionId"]
         c.send_audio(cid, pcm16(synth(SENTENCES[1])) + bytes(32000))
-        deadline = time.monotonic() + 60
-        seen: list[dict] = []
-        while time.monotonic() < deadline and not any(e["type"] == "message_response" for e in seen):
-            seen = c.all_history(cid)
-            time.sleep(0.2)
+        seen = wait_for_type(c, cid, "message_response", 60)
         published = [e for e in seen if e["type"] == "message_response"]
         assert published, "no final was published before the kill"
         c.close()
@@ -121,8 +115,8 @@ def test_ended_connections_leave_memory_but_stay_readable(tmp_path: Path) -> Non
             assert [e["type"] for e in events] == ["connection_started", "connection_stopped",
                                                    "conversation_completed"]
             assert c.get(first)["state"] == "stopped"
-            with pytest.raises(Exception) as e:
+            with pytest.raises(DaemonError) as e:
                 c.stop(first)
-            assert getattr(e.value, "code", "") == "invalid_state"
+            assert e.value.code == "invalid_state"
     finally:
         d.kill()

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import pytest
+from conftest import wait_while
 from speechgen import SENTENCES, pcm16, silence, synth, wer, white_noise
 
 from symbld.engines.base import EngineError, StreamConfig
@@ -203,7 +204,7 @@ def test_long_speech_is_cut_without_repeating_words(engine):
     extra = {"endpoint_silence_ms": 1500, "max_utterance_s": 5.0}
     stream = engine.open(config("long", extra=extra), rec)
     refs = SENTENCES[10:13]
-    feed(stream, pcm16(synth(" ".join(refs), pad=0.2)) + silence(2.0))
+    feed(stream, pcm16(synth(" ".join(refs))) + silence(2.0))  # as test_fixture_margin.py checks it
     stream.finish()
     stream.close()
     finals = rec.finals()
@@ -218,15 +219,13 @@ def test_close_without_finish_does_not_hang(engine):
     rec = Recorder()
     stream = engine.open(config("abort"), rec)
     feed(stream, pcm16(synth(SENTENCES[13])))
-    t0 = time.monotonic()
-    stream.close()
-    stream.close()
+    closer = threading.Thread(target=lambda: (stream.close(), stream.close()), daemon=True)
+    closer.start()
+    closer.join(30)  # a deadline for a hang, not a speed figure
+    assert not closer.is_alive(), "close() waits for the decode it abandons"
     stream.feed(silence(0.1))  # ignored after close
-    assert time.monotonic() - t0 < 1.0
-    time.sleep(1.0)
     n = len(rec.events)
-    time.sleep(0.5)
-    assert len(rec.events) == n
+    wait_while("an event after close", lambda: len(rec.events) > n, 1.5)  # the abandoned decode says nothing
 
 
 def test_describe(engine):
@@ -251,7 +250,6 @@ def test_missing_model_directory_is_an_engine_error(tmp_path):
 
 
 def test_pocketsphinx_recognizer_produces_timed_words():
-    pytest.importorskip("pocketsphinx")
     eng = LocalEngine({"recognizer": "pocketsphinx", "num_workers": 1, "interims": False})
     try:
         rec = Recorder()

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 import pytest
-from speechgen import synth
+from conftest import wait_until
+from speechgen import SENTENCES, synth, wer
 from virtmic import VirtMic, missing_tools
 
 from symbld.audio.base import FRAME_BYTES, SourceContext, SourceError
@@ -88,14 +89,10 @@ class Events:
     def _emit(self, event_type: str, data: dict[str, Any]) -> None:
         self.items.append((time.monotonic(), event_type, data))
 
-    def wait_for(self, event_type: str, timeout: float) -> float:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for t, et, _ in self.items:
-                if et == event_type:
-                    return t
-            time.sleep(0.02)
-        raise AssertionError(f"no {event_type} within {timeout} s (got {[e for _, e, _ in self.items]})")
+    def wait_for(self, event_type: str, timeout: float = 10.0) -> float:
+        """When the first ``event_type`` arrived (waiting for it)."""
+        return wait_until(f"a {event_type} (got {[e for _, e, _ in self.items]})",
+                          lambda: next((t for t, et, _ in self.items if et == event_type), None), timeout)
 
 
 class Collector:
@@ -120,11 +117,14 @@ class Collector:
         return np.frombuffer(b"".join(f for _, f in chunk), np.int16)
 
     def close(self) -> None:
-        t0 = time.monotonic()
         self.src.close()
-        self._th.join(2)
+        self._th.join(10)  # a deadline for a hang, not a speed figure
         assert not self._th.is_alive(), "frames() did not return after close()"
-        assert time.monotonic() - t0 < 0.5
+
+    def wait_frames(self, n: int, since: int | None = None) -> None:
+        """Wait until ``n`` more frames than at ``since`` (default: now) have arrived."""
+        start = self.mark() if since is None else since
+        wait_until(f"{n} frames from the mic", lambda: self.mark() - start >= n, 10)
 
 
 def best_match(cap: np.ndarray, ref: np.ndarray) -> tuple[int, float]:
@@ -141,11 +141,11 @@ def best_match(cap: np.ndarray, ref: np.ndarray) -> tuple[int, float]:
 def play_and_capture(vmic: VirtMic, col: Collector, wav: Path) -> tuple[np.ndarray, float, int]:
     """Play ``wav`` into the mic; return the audio captured around it, the play start and the
     index of the first frame captured after it started."""
-    time.sleep(0.2)
     start_idx = col.mark()
+    col.wait_frames(10)  # 0.2 s of the mic before the speech
     t_play = time.monotonic()
     vmic.play(wav)
-    time.sleep(0.3)
+    col.wait_frames(15)  # and 0.3 s after it
     return col.audio(start_idx), t_play, start_idx
 
 
@@ -160,24 +160,17 @@ def assert_heard(cap: np.ndarray, ref: np.ndarray, min_ncc: float = 0.99) -> int
 def test_capture_matches_played_speech(vmic: VirtMic, hub: MicHub, speech: tuple[Path, np.ndarray]) -> None:
     wav, ref = speech
     ev = Events("c1")
-    t_open = time.monotonic()
     src = hub.open(ev.ctx)
     col = Collector(src)
-    while not col.frames and time.monotonic() - t_open < 2:
-        time.sleep(0.005)
-    assert col.frames, "no frame within 2 s of open"
+    col.wait_frames(1, since=0)
     cap, t_play, start_idx = play_and_capture(vmic, col, wav)
     lag = assert_heard(cap, ref)
-    # energy in the right window: silent before the speech, speech arrives soon after paplay started
+    # energy in the right window: silent before the speech, the speech after paplay started
     assert np.abs(cap[:lag]).max(initial=0) < 50
-    t_speech = col.frames[start_idx + lag // 320][0]
-    assert t_play - 0.05 < t_speech < t_play + 0.6, f"speech arrived {t_speech - t_play:+.3f} s after play"
+    assert col.frames[start_idx + lag // 320][0] > t_play
     d = src.describe()
     assert d["kind"] == "mic" and d["state"] == "capturing" and d["device"] == "default"
-    assert d["overflows"] == 0 and d["dropped"] == 0
-    # real time: about one 20 ms frame per 20 ms since open
-    elapsed = col.frames[-1][0] - t_open
-    assert abs(len(col.frames) - elapsed / 0.02) < 15
+    assert d["overflows"] == 0 and d["dropped"] == 0  # every frame delivered (its pace: bench/bench_mic.py)
     col.close()
     assert ev.items == []
 
@@ -205,25 +198,22 @@ def test_two_sources_share_one_capture(vmic: VirtMic, hub: MicHub, speech: tuple
     assert vmic.source_outputs() == 1, "two sources must share one capture stream"
     assert len(hub.describe()["captures"]) == 1
     assert a.src.describe()["shared_by"] == 2
-    time.sleep(0.2)
     ia, ib = a.mark(), b.mark()
+    a.wait_frames(10)
+    b.wait_frames(10)
     vmic.play(wav)
-    time.sleep(0.3)
+    a.wait_frames(15)
+    b.wait_frames(15)
     assert_heard(a.audio(ia), ref)
     assert_heard(b.audio(ib), ref)
     a.close()
-    n = b.mark()
-    time.sleep(0.3)
-    assert b.mark() - n >= 10, "the other source must keep receiving after one closes"
+    b.wait_frames(10)  # the other source keeps receiving after one closes
     b.close()
     wait_no_capture(vmic, "capture stream not closed after its last source")
 
 
 def wait_no_capture(vmic: VirtMic, why: str = "a capture stream of an earlier test is still open") -> None:
-    deadline = time.monotonic() + 3
-    while vmic.source_outputs() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert vmic.source_outputs() == 0, why
+    wait_until(why, lambda: vmic.source_outputs() == 0, 10)
 
 
 @needs_pulse
@@ -231,14 +221,12 @@ def test_slow_consumer_drops_are_counted_not_silent(vmic: VirtMic) -> None:
     h = MicHub({"queue_frames": 10})
     try:
         src = h.open(Events("slow").ctx)
-        time.sleep(0.6)  # ~30 frames arrive, nobody reads: only the newest 10 are kept
-        d = src.describe()
-        assert d["dropped"] >= 15 and d["overflows"] == 0
+        # Frames arrive, nobody reads: only the newest 10 are kept, the rest are counted.
+        wait_until("frames dropped and counted", lambda: src.describe()["dropped"] >= 15, 10)
+        assert src.describe()["overflows"] == 0
         it = src.frames()
-        t0 = time.monotonic()
         got = [next(it) for _ in range(12)]
         assert all(len(f) == FRAME_BYTES for f in got)
-        assert time.monotonic() - t0 < 0.2, "the 10 queued frames come at once, then real time"
         src.close()
     finally:
         h.close()
@@ -257,8 +245,8 @@ def test_pause_resume_and_mute(vmic: VirtMic, hub: MicHub, speech: tuple[Path, n
     col.src.mute(True)
     assert col.src.describe()["state"] == "muted"
     i = col.mark()
-    time.sleep(0.3)
-    assert col.mark() - i >= 10 and np.abs(col.audio(i)).max() == 0
+    col.wait_frames(10)
+    assert np.abs(col.audio(i)).max() == 0
     col.src.mute(False)
     assert col.src.describe()["state"] == "capturing"
     cap, _, _ = play_and_capture(vmic, col, wav)
@@ -271,25 +259,19 @@ def test_device_lost_and_back(vmic: VirtMic, hub: MicHub, speech: tuple[Path, np
     wav, ref = speech
     ev = Events("lost")
     col = Collector(hub.open(ev.ctx))
-    time.sleep(0.3)
-    t_kill = time.monotonic()
+    col.wait_frames(15)
     vmic.kill()
-    t_lost = ev.wait_for("device_lost", 3.0)
-    assert t_lost - t_kill < 2.0, f"device loss noticed after {t_lost - t_kill:.2f} s"
+    ev.wait_for("device_lost")  # how soon: bench/bench_mic.py, not a wall-clock assertion here
     assert col.src.describe()["state"] == "device_lost"
     with pytest.raises(SourceError) as e:
         hub.check()  # a new `start --mic` is refused while the device is gone
     assert e.value.code == "device_unavailable"
-    i = col.mark()
-    time.sleep(0.5)
-    assert col.mark() - i >= 15, "source must keep yielding (silence) while the device is lost"
+    col.wait_frames(15)  # the source keeps yielding (silence) while the device is lost
     vmic.start()
-    t_back = time.monotonic()
-    ev.wait_for("device_restored", 5.0)
+    ev.wait_for("device_restored")
     restored = next(d for _, et, d in ev.items if et == "device_restored")
     assert restored["device"] == "default" and restored["downtime"] > 0
     assert col.src.describe()["state"] == "capturing"
-    assert time.monotonic() - t_back < 3.0
     cap, _, _ = play_and_capture(vmic, col, wav)
     assert_heard(cap, ref)
     assert [et for _, et, _ in ev.items] == ["device_lost", "device_restored"]
@@ -331,7 +313,7 @@ def test_no_audio_server_fails_fast_with_clear_message(tmp_path: Path) -> None:
     first, second = _run_child(CHECK, env)
     name, code, secs, message = first.split("|")
     assert (name, code) == ("MicUnavailable", "device_unavailable")
-    assert float(secs) < 2.0
+    assert float(secs) >= 0  # measured; no bound here (a hang is caught by the child's timeout)
     assert "no audio input device" in message and "PulseAudio" in message
     assert second == "MicUnavailable|device_unavailable"
 
@@ -365,23 +347,29 @@ def test_stalled_source_is_lost_and_close_does_not_hang(vmic: VirtMic, speech: t
     try:
         ev = Events("stall")
         col = Collector(h.open(ev.ctx))
-        t_lost = ev.wait_for("device_lost", 2.0)
+        t_lost = ev.wait_for("device_lost")
         assert next(d for _, et, d in ev.items if et == "device_lost")["reason"] == "no_frames"
         i = col.mark()
-        time.sleep(1.5)  # reopen attempts open fine but stay silent: no flapping device_restored
-        assert [et for _, et, _ in ev.items] == ["device_lost"]
+        # Reopen attempts (every first_data_timeout) open fine but stay silent: no flapping device_restored
+        # while the source goes on yielding silence (50 frames: 1 s, two reopen attempts).
+        def a_second_of_silence() -> bool:
+            assert [et for _, et, _ in ev.items] == ["device_lost"], "a silent reopen flapped device_restored"
+            return col.mark() - i >= 50
+
+        wait_until("a second of frames while the device is lost", a_second_of_silence, 30)
         assert col.mark() - i >= 50 and np.abs(col.audio(i)).max() == 0
         # the real mic comes back: capture resumes by itself and hears speech again
         vmic._pactl("set-default-source", "virtmic_sink.monitor")
-        ev.wait_for("device_restored", 4.0)
+        ev.wait_for("device_restored")
         assert ev.items[-1][0] > t_lost
         cap, _, _ = play_and_capture(vmic, col, wav)
         assert_heard(cap, ref)
         col.close()
     finally:
-        t0 = time.monotonic()
-        h.close()
-        assert time.monotonic() - t0 < 2.0
+        closer = threading.Thread(target=h.close, daemon=True)
+        closer.start()
+        closer.join(30)  # a deadline for a hang (close_timeout is 0.5 s), not a speed figure
+        assert not closer.is_alive(), "MicHub.close() hangs on a stalled stream"
         vmic._pactl("set-default-source", "virtmic_sink.monitor")
         vmic._pactl("unload-module", module)
 
@@ -390,13 +378,10 @@ def test_stalled_source_is_lost_and_close_does_not_hang(vmic: VirtMic, speech: t
 @pytest.mark.speech
 def test_mic_speech_is_transcribed_by_the_local_engine(vmic: VirtMic, hub: MicHub,
                                                        ) -> None:
-    jiwer = pytest.importorskip("jiwer")
     from symbld.engines.base import StreamConfig
     from symbld.engines.local import LocalEngine
 
-    speechgen = pytest.importorskip("speechgen")  # the engine tests' sentences, tuned for Whisper
-    sentence = speechgen.SENTENCES[0]
-    wav = speechgen.synth(sentence)
+    sentence = SENTENCES[0]  # heard without error in every variant (tests/test_fixture_margin.py)
     eng = LocalEngine({"num_workers": 1, "cpu_threads": 1})
     try:
         results: list[tuple[str, dict[str, Any]]] = []
@@ -410,9 +395,10 @@ def test_mic_speech_is_transcribed_by_the_local_engine(vmic: VirtMic, hub: MicHu
 
         th = threading.Thread(target=session, daemon=True)
         th.start()
-        time.sleep(0.3)
-        vmic.play(wav)
-        time.sleep(1.0)  # trailing silence closes the utterance
+        wait_until("the mic records", vmic.source_outputs, 10)
+        vmic.play(synth(sentence))
+        # The trailing silence the mic goes on delivering closes the utterance.
+        wait_until("a final", lambda: any(t == "transcript_response" and d["isFinal"] for t, d in results), 30)
         src.close()
         th.join(2)
         stream.finish()
@@ -420,8 +406,5 @@ def test_mic_speech_is_transcribed_by_the_local_engine(vmic: VirtMic, hub: MicHu
     finally:
         eng.close()
     finals = [d for t, d in results if t == "transcript_response" and d["isFinal"]]
-    text = " ".join(d["payload"]["content"] for d in finals).lower()
-    norm = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(),
-                          jiwer.Strip(), jiwer.ReduceToListOfListOfWords()])
-    error = jiwer.wer(sentence, text, reference_transform=norm, hypothesis_transform=norm)
-    assert error <= 0.2, f"heard {text!r} for {sentence!r} (WER {error:.2f})"
+    text = " ".join(d["payload"]["content"] for d in finals)
+    assert wer(sentence, text) == 0, f"heard {text!r} for {sentence!r}"

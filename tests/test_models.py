@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import realspeech
-from speechgen import wer
+from speechgen import normalise, wer
 
 from symbld.engines.base import EngineError, StreamConfig
 from symbld.engines.local import LocalEngine, models
@@ -33,7 +33,13 @@ def test_base_is_assembled_once_checked_and_recognises_real_speech(tmp_path, mon
         stream.feed(realspeech.pcm16(np.concatenate([x for c in clips for x in (gap, c.audio)] + [gap])))
         stream.finish()
         stream.close()
-        assert wer(" ".join(c.text for c in clips), " ".join(finals)) <= 0.1, finals
+        # Real speech, so not a fixture with margin: the engine with base must hear it as well as the
+        # plain base model does (its accuracy itself is bench/'s figure), within two words.
+        refs = " ".join(c.text for c in clips)
+        plain = " ".join(s.text.strip() for c in clips for s in eng.recognizer._model.transcribe(
+            c.audio, language="en", beam_size=5, temperature=0.0, condition_on_previous_text=False)[0])
+        words = len(normalise(refs).split())
+        assert round(wer(refs, " ".join(finals)) * words) <= round(wer(refs, plain) * words) + 2, (plain, finals)
     finally:
         eng.close()
     # The second load reuses the checked file instead of joining the halves again.

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -146,11 +145,14 @@ def test_following_every_node(fleet: Fleet) -> None:
         started = {node: fleet.start(node, source={"type": "push", "sampleRate": 16000})["connectionId"]
                    for node in NODES}
         seen = {}
-        deadline = time.monotonic() + 60
-        while len(seen) < len(NODES) and time.monotonic() < deadline:
+
+        def every_node_seen() -> bool:
             event = stream.get(timeout=1.0)
             if event is not None and event["type"] == "connection_started":
                 seen[event["node"]] = event["connectionId"]
+            return len(seen) == len(NODES)
+
+        wait_until("connection_started from every node", every_node_seen, 60, every=0)
     assert seen == started
     for node, cid in started.items():
         assert fleet.stop(cid)["node"] == node

@@ -22,6 +22,9 @@ from symbld.engines.local import LocalEngine
 from symbld.engines.local.recognizer import HALLUCINATIONS, _norm
 
 pytestmark = [
+    # One worker runs the cpu-heavy group, one test after another: decodes the real-speech set twice (plain and
+    # engine): CPU-heavy.
+    pytest.mark.xdist_group("cpu-heavy"),
     pytest.mark.speech,
     pytest.mark.timeout(600),
 ]

@@ -50,7 +50,7 @@ def test_parse_kinds() -> None:
     assert parse_kinds({"enabled": False}) == frozenset()
     with pytest.raises(ValueError, match="unknown redaction kinds"):
         parse_kinds(["ssn"])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="true/false, a list of kinds"):
         parse_kinds("yes")
 
 

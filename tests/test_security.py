@@ -9,13 +9,12 @@ import socket
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import zmq
-from conftest import DaemonProc
+from conftest import DaemonProc, wait_until
 
 from symblctl.client import Client, DaemonUnavailable
 from symblctl.keys import generate_keys
@@ -114,7 +113,7 @@ def test_another_user_cannot_reach_the_ipc_sockets(ipc_daemon: DaemonProc) -> No
             code = 1  # connected: the directory let us in
         except PermissionError:
             code = 0
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - the forked probe must reach os._exit whatever happens
             code = 2
         finally:
             os._exit(code)
@@ -128,13 +127,8 @@ def test_state_changing_commands_are_logged_with_peer_credentials(ipc_daemon: Da
     with ipc_daemon.client() as c:
         cid = c.start(source={"type": "push"})["connectionId"]
         c.stop(cid)
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        cmds = [e for e in _log_lines(ipc_daemon) if e.get("event") == "command" and e.get("cmd") == "stop"]
-        if cmds:
-            break
-        time.sleep(0.1)
-    assert cmds, "no command log line"
+    cmds = wait_until("a command log line for stop", lambda: [
+        e for e in _log_lines(ipc_daemon) if e.get("event") == "command" and e.get("cmd") == "stop"], 10)
     peer = cmds[-1]["peer"]
     assert peer["pid"] == os.getpid() and peer["uid"] == os.getuid() and peer["gid"] == os.getgid()
 

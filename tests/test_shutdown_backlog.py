@@ -15,6 +15,10 @@ from speechgen import SENTENCES, pcm16, silence, synth, wer
 from symblctl.client import DaemonError
 from symbld.config import UNIT_STOP_SECONDS
 
+# One worker runs the cpu-heavy group, one test after another: a backlog must drain within the stop timeout:
+# CPU-bound.
+pytestmark = pytest.mark.xdist_group("cpu-heavy")
+
 # Short, and more audio than decoding can finish in it: 3 connections of 5 sentences each (about 55 s
 # of speech) fed far ahead of real time take the engine 1.5-3 s of decoding after the last chunk is
 # accepted (fast feed runs at about 0.06 of real time on 2 workers); with 2 s and 4 sentences each,
@@ -38,13 +42,11 @@ def test_sigterm_with_backlog_exits_in_time_and_loses_no_word(tmp_path: Path) ->
                         break
                     except DaemonError as e:
                         assert e.code == "busy"
-                        time.sleep(0.05)
+                        time.sleep(0.05)  # back-off before retrying a busy answer (the documented client way)
             said[cid] = " ".join(texts)
-    t0 = time.monotonic()
-    assert d.stop(signal.SIGTERM, timeout=UNIT_STOP_SECONDS + 30) == 0
-    took = time.monotonic() - t0
-    print(f"\nSIGTERM with {len(said)} connections behind: exited in {took:.1f} s")
-    assert took < UNIT_STOP_SECONDS, f"exit took {took:.1f} s; systemd would SIGKILL at {UNIT_STOP_SECONDS} s"
+    # systemd's deadline is the test's: past UNIT_STOP_SECONDS it would SIGKILL (stop() fails saying so).
+    # The daemon's own bound is stop_timeout (STOP_TIMEOUT), far inside it; how long it took: bench.
+    assert d.stop(signal.SIGTERM, timeout=UNIT_STOP_SECONDS) == 0
     assert "session_spooled" in d.log()
     d.start()
     with d.client(timeout=30) as c:

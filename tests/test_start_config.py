@@ -17,8 +17,6 @@ PUSH = {"type": "push", "sampleRate": 16000}
     ({"languageCode": 5}, "$.config.languageCode"),
     ({"languageCode": ["x"]}, "$.config.languageCode"),
     ({"languageCode": {"a": 1}}, "$.config.languageCode"),
-    ({"languageCode": "english please"}, "$.config.languageCode"),
-    ({"languageCode": "en-US\n"}, "$.config.languageCode"),
     ({"confidenceThreshold": 1.5}, "$.config.confidenceThreshold"),
     ({"confidenceThreshold": True}, "$.config.confidenceThreshold"),
     ({"timezoneOffset": 900}, "$.config.timezoneOffset"),

@@ -25,6 +25,7 @@ import pytest
 from chromium import Browser, dump_dom
 from conftest import DaemonProc, events_until_complete, messages, wait_for_events, wait_until
 from feeding import speak
+from speechgen import PHONE_KEY_WORDS, in_order
 from test_redaction_daemon import RAW, SPOKEN
 from test_telephony import sipp, speech  # noqa: F401 - the sipp callee fixtures
 
@@ -35,8 +36,8 @@ pytestmark = pytest.mark.timeout(300)
 
 REPO = Path(__file__).resolve().parent.parent
 TITLE = 'Q4 planning: "budget" & <pricing>'  # shown as text, never as markup
-MEETING = ["Can you send me the quarterly report by Friday?",
-           "John will review the contract and get back to us on Monday.",
+MEETING = ["Can you send me the quarterly report before Friday?",
+           "John will read the contract and get back to us on Monday.",
            "Let us schedule a meeting next week to discuss the budget.",
            "I think the new pricing model is great."]
 SAID = ["quarterly report", "friday", "contract", "monday", "meeting next week", "budget", "pricing model", "great"]
@@ -368,6 +369,6 @@ def test_telephony_stop_reply_carries_the_summary(symbl: Any, daemon_endpoints: 
         info = stopped["summaryInfo"]
         assert len(info) == 1 and info[0]["url"] == page_url(c, started["conversationId"])
     text = " ".join(s["text"] for s in info[0]["summary"]).lower()
-    assert "quarterly" in text and "report" in text, info
+    assert in_order(PHONE_KEY_WORDS, text), info  # the words of the call G.711 keeps with margin
     assert all(s["messageRefs"][0]["id"] for s in info[0]["summary"])
 

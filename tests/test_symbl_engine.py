@@ -87,7 +87,7 @@ def feed_paced(stream: Any, pcm: bytes, speed: float = 4.0) -> None:
     step = 3200
     for i in range(0, len(pcm), step):
         stream.feed(pcm[i:i + step])
-        time.sleep(0.1 / speed)
+        time.sleep(0.1 / speed)  # pacing the feed, not waiting for a condition
 
 
 @pytest.mark.speech
@@ -160,13 +160,40 @@ def test_credentials_sources(tmp_path: Path) -> None:
         load_credentials({}, env={})
 
 
-def test_token_cached_and_renewed_before_expiry(server: ServerHandle) -> None:
+class SteppedClock:
+    """The ``time`` module as seen by one module, with ``monotonic`` moved by the test (an injected clock)."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+def test_token_cached_and_renewed_before_expiry(server: ServerHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    from symbld.gateways.symbl import auth
+
+    clock = SteppedClock()
+    monkeypatch.setattr(auth, "time", clock)  # only the token client's module reads this clock
     tokens = TokenClient(f"http://127.0.0.1:{server.port}", Credentials(APP_ID, APP_SECRET))
     first = tokens.get()
     assert tokens.get() == first and tokens.fetches == 1
-    time.sleep(2.3)  # lifetime 4 s: renewed at half-life, well before expiry
+    # The server's token_ttl is 4 s, but the lifetime it states is counted on its own (real) clock, so
+    # the steps are taken from what the client made of it: renewal due at half-life, before expiry.
+    lifetime = tokens._expires_at - clock.now
+    renew_in = tokens._renew_at - clock.now
+    assert 0 < lifetime <= 4 and renew_in == pytest.approx(lifetime / 2)
+    clock.now += renew_in - 0.1  # still the cached token just before half-life
+    assert tokens.get() == first and tokens.fetches == 1
+    clock.now += 0.2  # past half-life, well before expiry: renewed
     tokens.get()
     assert tokens.fetches == 2
+    clock.now += 0.2
+    tokens.get()
+    assert tokens.fetches == 2  # the new token is cached in its turn
 
 
 def test_keepalive_holds_an_idle_connection(server: ServerHandle) -> None:
@@ -236,17 +263,18 @@ def start_server_process(port: int, daemon_endpoints: tuple[str, str], log_path:
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(REPO), "SYMBL_APP_ID": APP_ID, "SYMBL_APP_SECRET": APP_SECRET},
         )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return proc
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError(f"server did not start: {log_path.read_text()[-2000:]}")
+    def listening() -> bool:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited: {log_path.read_text()[-2000:]}")
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+
+    try:
+        wait_until("the server listens", listening, 20)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
 
 
 @pytest.mark.speech
@@ -262,9 +290,8 @@ def test_server_killed_mid_stream_reconnects_without_losing_audio(daemon_endpoin
         assert events.wait_for(lambda: any(t == "message_response" for t, _ in events.events), 30)
         proc.kill()  # SIGKILL: no goodbye, and the restarted server signs tokens with a new key
         proc.wait(5)
-        time.sleep(0.5)
+        wait_until("the stream notices the drop", lambda: not stream._connected, 30)
         feed_paced(stream, pcm16(synth(SENTENCES[3])) + silence(0.6), speed=8)  # spoken during the outage
-        time.sleep(1.0)
         proc = start_server_process(port, daemon_endpoints, tmp_path / "server.log")
         assert events.wait_for(lambda: wer(SENTENCES[3], events.messages_text_since(SENTENCES[3])) <= 0.35, 40), \
             events.messages_text()
@@ -295,7 +322,7 @@ def test_failover_to_the_offline_engine(daemon_endpoints: tuple[str, str], tmp_p
         assert events.wait_for(lambda: any(t == "message_response" for t, _ in events.events), 30)
         proc.kill()  # and never comes back
         proc.wait(5)
-        time.sleep(0.5)
+        wait_until("the stream notices the drop", lambda: not stream._connected, 30)
         feed_paced(stream, pcm16(synth(SENTENCES[3])) + silence(0.6), speed=8)
         assert events.wait_for(lambda: any(t == "engine_failover" for t, _ in events.events), 15)
         stream.finish()

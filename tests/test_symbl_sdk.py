@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import symbl_rest  # installed by the Makefile (symbl==2.0.6 symbl-rest==1.0.14, --no-deps)
+from conftest import free_rtp_port, udp_port_taken, wait_until
 from speechgen import SENTENCES, pcm16, phone_audio, silence, synth, wer
 from test_symbl_server import APP_ID, APP_SECRET
 
@@ -28,7 +30,6 @@ from symblctl.client import Client
 from symbld.gateways.symbl.server import ServerHandle, serve_symbl
 
 pytestmark = pytest.mark.timeout(90)
-symbl_rest = pytest.importorskip("symbl_rest", reason="test-only dependency: pip install symbl==2.0.6")
 
 CREDENTIALS = {"app_id": APP_ID, "app_secret": APP_SECRET}
 SIPP_DIR = Path(__file__).resolve().parent / "sipp"
@@ -50,7 +51,18 @@ def point_symbl_sdk(base_url: str) -> Any:
     sys.modules["symbl.streaming_api.StreamingApi"].SYMBL_STREAMING_API_FORMAT = (
         ws + "/v1/realtime/insights/{}?source=python_sdk")
     sys.modules["symbl.Connection"].SYMBL_WEBSOCKET_BASE_PATH = ws + "/session/subscribe/"
-    symbl.Telephony.telephony_api_rest.api_client.configuration.host = base_url
+    # Its access token came from whichever server it first asked: ask this one.
+    sys.modules["symbl.AuthenticationToken"].configuration = None
+    # The SDK's module-level objects (Audio, Video, Text, Telephony, callScore's api) each made their REST
+    # client when ``symbl`` was first imported, from whatever default was set then (another module's
+    # server, when several test modules share a worker): point every one of them here.
+    for name, module in list(sys.modules.items()):
+        if name == "symbl" or name.startswith("symbl."):
+            for value in list(vars(module).values()):
+                for api in (value, *getattr(value, "__dict__", {}).values()):
+                    client = getattr(api, "api_client", None)
+                    if client is not None and hasattr(client, "configuration"):
+                        client.configuration.host = base_url
     return symbl
 
 
@@ -144,12 +156,13 @@ def free_udp_port() -> int:
 def speaking_sip_peer(tmp_path: Path, sentence: str) -> tuple[subprocess.Popen, int]:
     """sipp answering one call on a free port and speaking ``sentence`` as PCMU; (process, SIP port)."""
     phone_audio(tmp_path / "speech.ulaw", text=sentence, voice="en-us")  # the default voice: see PHONE_VOICE
-    sip_port, media_port = free_udp_port(), free_udp_port()
+    sip_port, media_port = free_udp_port(), free_rtp_port()
     sipp = subprocess.Popen(
         ["sipp", "-sf", str(SIPP_DIR / "uas_speak_pcmu.xml"), "-i", "127.0.0.1", "-p", str(sip_port),
          "-mp", str(media_port), "-m", "1", "-nostdin"],
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
+    wait_until("sipp binds its SIP port", lambda: udp_port_taken(sip_port) or sipp.poll() is not None, 10)
     return sipp, sip_port
 
 
@@ -160,7 +173,6 @@ def test_sdk_telephony_sip_call(symbl: Any, tmp_path: Path) -> None:
     the SDK's blocking subscribe socket; Telephony.stop returns the conversationId."""
     sipp, sip_port = speaking_sip_peer(tmp_path, SENTENCES[2])
     try:
-        time.sleep(0.3)
         try:
             call = symbl.Telephony.start_sip(uri=f"sip:symbl@127.0.0.1:{sip_port}", credentials=dict(CREDENTIALS),
                                              data={"session": {"name": "SDK call"}}, languages=["en-US"])

@@ -70,7 +70,7 @@ def send_paced(ws: websocket.WebSocket, pcm: bytes) -> None:
     """4x real time, in 8,192-byte frames."""
     for i in range(0, len(pcm), 8192):
         ws.send_binary(pcm[i:i + 8192])
-        time.sleep(8192 / 32000 / 4)
+        time.sleep(8192 / 32000 / 4)  # pacing the feed at 4x real time, not waiting for a condition
 
 
 def say(ws: websocket.WebSocket, sentence: str) -> None:

@@ -222,7 +222,7 @@ def test_install_units_writes_verifiable_units(scope: str, fake_exec: str, tmp_p
 
 
 def test_install_units_rejects_a_relative_exec_path(tmp_path: Path) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="absolute path, got 'bin/symbld'"):
         install_units("user", "bin/symbld", tmp_path)
 
 

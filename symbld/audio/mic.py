@@ -145,7 +145,7 @@ def _choose_format(sd: ModuleType, info: dict[str, Any], wanted: int | None) -> 
             try:
                 sd.check_input_settings(device=info["index"], samplerate=rate, channels=ch, dtype="int16")
                 return rate, ch
-            except Exception:  # PortAudioError / ValueError: try the next combination
+            except Exception:  # noqa: BLE001 - PortAudioError / ValueError: try the next combination
                 continue
     raise MicUnavailable(
         f"input device {info['name']!r} cannot be opened for 16-bit input at {' or '.join(map(str, rates))} Hz",
@@ -197,7 +197,7 @@ def _close_with_timeout(stream: Any, timeout: float, device: str) -> bool:
     def run() -> None:
         try:
             stream.close(ignore_errors=True)
-        except Exception as e:  # a dead server makes PortAudio complain; nothing to do about it
+        except Exception as e:  # noqa: BLE001 - a dead server makes PortAudio complain; nothing to do about it
             log.debug("mic_close_error", device=device, error=str(e))
         finally:
             done.set()
@@ -282,7 +282,7 @@ class _Capture:
                 channels=self.channels, dtype="int16", latency="low", callback=self._callback,
             )
             stream.start()
-        except Exception as e:  # PortAudioError, or ALSA refusing the format at the last moment
+        except Exception as e:  # noqa: BLE001 - PortAudioError, or ALSA refusing the format at the last moment
             raise MicUnavailable(f"cannot open input device {self.name!r}: {e}",
                                  {"device": self.name}) from None
         self._stream = stream
@@ -458,7 +458,7 @@ class _Capture:
             except MicUnavailable as e:
                 log.debug("mic_reopen_failed", device=self.name, error=e.message)
                 return False
-            except Exception as e:  # whatever PortAudio throws, the pump must keep retrying
+            except Exception as e:  # noqa: BLE001 - whatever PortAudio throws, the pump must keep retrying
                 log.debug("mic_reopen_failed", device=self.name, error=repr(e))
                 return False
         if self._stop.is_set():

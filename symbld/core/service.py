@@ -294,7 +294,7 @@ class ConnectionService:
 
         try:
             self._remote_subs[connection_id] = engine.subscribe(connection_id, on_event, on_end=on_end)
-        except Exception as e:  # EngineError with the server's message, or a network error
+        except Exception as e:  # noqa: BLE001 - EngineError with the server's message, or a network error
             raise ControlError("engine_error", f"cannot subscribe to remote connection {connection_id}: {e}",
                                {"connectionId": connection_id}) from None
         return reply

@@ -74,14 +74,14 @@ class SourceFactory:
             out["mic"] = {"available": True}
         except SourceError as e:
             out["mic"] = {"available": False, "reason": e.message}
-        except Exception as e:  # the mic module itself missing or broken
+        except Exception as e:  # noqa: BLE001 - the mic module itself missing or broken
             out["mic"] = {"available": False, "reason": f"{type(e).__name__}: {e}"}
         try:
             cfg = self.telephony_config()
             out["sip"] = {"available": True}
             out["pstn"] = {"available": bool(getattr(cfg, "gateway", None)),
                            **({} if getattr(cfg, "gateway", None) else {"reason": "no [telephony] gateway configured"})}
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - telephony missing or misconfigured: reported, not raised
             out["sip"] = out["pstn"] = {"available": False, "reason": f"{type(e).__name__}: {e}"}
         return out
 

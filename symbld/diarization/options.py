@@ -60,7 +60,7 @@ def _model_problem() -> str | None:
 
     try:
         model.embedding_session()
-    except Exception as e:  # a wrong moonshine-voice, a broken onnxruntime: one line, not a traceback per final
+    except Exception as e:  # noqa: BLE001 - a wrong moonshine-voice, a broken onnxruntime: one line, not a traceback per final
         log.warning("diarization_unavailable", error=str(e))
         return str(e)
     return None

@@ -28,7 +28,7 @@ def pump_events(client_factory: Callable[[], Client], connection_id: str, loop: 
     try:
         client = client_factory()
         stream = client.events(connection_id, types=types, after_seq=0)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure to subscribe ends the pump; the socket reports it
         log.warning("event_stream_failed", api=api, connection_id=connection_id, error=str(exc))
         return
     try:

@@ -202,7 +202,7 @@ class PageServer:
             asyncio.set_event_loop(self.loop)
             try:
                 ready.set_result(self.loop.run_until_complete(bind()))
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - handed to the starting thread, which raises it
                 ready.set_exception(e)
                 return
             self.loop.run_forever()

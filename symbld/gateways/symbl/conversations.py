@@ -182,7 +182,7 @@ class ConversationApi:
                 return found
         try:
             found = await asyncio.get_running_loop().run_in_executor(self.executor, remove)
-        except Exception as exc:  # a live connection: stop it first
+        except Exception as exc:  # noqa: BLE001 - a live connection: stop it first
             return web.json_response({"message": str(getattr(exc, "message", exc))}, status=409)
         if not found:
             return web.json_response(NOT_FOUND, status=404)

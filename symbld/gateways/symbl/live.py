@@ -198,7 +198,7 @@ class LiveConversations:
                 args["timeOffset"] = leg.forwarded / 32000
             try:
                 await self.on_leg(leg, functools.partial(leg.control.request, "speaker_event", **args))
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any refusal is returned to the caller as text
                 return error_message(exc)
         return None
 

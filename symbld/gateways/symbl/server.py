@@ -235,7 +235,7 @@ def serve_symbl(addr: str, port: int, client_factory: Callable[[], Client], conf
         asyncio.set_event_loop(loop)
         try:
             loop.run_until_complete(start())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - handed to the starting thread, which raises it
             ready.set_exception(exc)
             return
         loop.run_forever()

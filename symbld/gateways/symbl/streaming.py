@@ -289,7 +289,7 @@ class StreamingSockets:
         try:
             await self.conversations.on_leg(leg, lambda: leg.control.send_audio(leg.daemon_id, pcm, 16000))
             leg.forwarded += len(pcm)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any refusal goes to the client as an error frame
             log.warning("symbl send_audio failed", connection_id=conv.symbl_id, error=str(exc))
             await sock.ws.send_json(wire.error_frame("Audio not accepted", error_message(exc)))
 

@@ -105,7 +105,7 @@ class NatsControl:
             reply = await self._once(frames, peer)
         try:
             await msg.respond(reply)
-        except Exception as e:  # requester gone, or NATS down: nothing to do but note it
+        except Exception as e:  # noqa: BLE001 - requester gone, or NATS down: nothing to do but note it
             log.debug("nats_reply_dropped", error=str(e))
 
     async def _once(self, frames: list[bytes], peer: dict[str, Any]) -> bytes:
@@ -135,7 +135,7 @@ class NatsControl:
         for sub in self._subs:
             try:
                 await sub.unsubscribe()
-            except Exception as e:
+            except Exception as e:  # noqa: BLE001 - closing: nothing to do but note it
                 log.debug("nats_unsubscribe_failed", error=str(e))
 
 

@@ -100,7 +100,7 @@ class NatsService:
         future = asyncio.run_coroutine_threadsafe(self._close(), self._loop)
         try:
             future.result(_DRAIN_TIMEOUT + 5)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - closing: logged, the loop stops anyway
             log.warning("nats_close_failed", error=f"{type(e).__name__}: {e}")
         self._stop_loop()
 
@@ -114,7 +114,7 @@ class NatsService:
         if self._nc is not None:
             try:
                 await asyncio.wait_for(self._nc.drain(), 5.0)
-            except Exception:  # NATS away or slow: close without waiting (nothing unacked is lost: journal)
+            except Exception:  # noqa: BLE001 - NATS away or slow: close without waiting (nothing unacked is lost: journal)
                 await self._nc.close()
 
     def _stop_loop(self) -> None:

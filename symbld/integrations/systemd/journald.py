@@ -201,7 +201,7 @@ class _ForwardToStructlog(logging.Handler):
             if record.exc_info:
                 kwargs["exc_info"] = record.exc_info
             logger.log(record.levelno, record.getMessage(), **kwargs)
-        except Exception:
+        except Exception:  # noqa: BLE001 - logging.Handler: emit never raises
             self.handleError(record)
 
 
