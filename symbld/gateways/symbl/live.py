@@ -53,7 +53,7 @@ class LiveConversations:
     def __init__(self, client_factory: Callable[[], Client], config: dict[str, Any]) -> None:
         self.client_factory = client_factory
         self.config = config
-        self.live: dict[str, Conversation] = {}
+        self.by_id: dict[str, Conversation] = {}  # the live ones, by Symbl connection id
         # Ended calls stay answerable: Symbl's docs tell clients to call stop even after the far
         # end hung up, to get the conversationId. Bounded, oldest forgotten first.
         self.ended_calls: collections.OrderedDict[str, Conversation] = collections.OrderedDict()
@@ -81,7 +81,7 @@ class LiveConversations:
             start_args=args,
             no_connection_timeout=float(self.config["no_connection_timeout"]),
         )
-        self.live[symbl_id] = conv
+        self.by_id[symbl_id] = conv
         log.info("symbl conversation started", connection_id=symbl_id, daemon_connection=opened.leg.daemon_id,
                  kind=kind)
         return conv
@@ -267,8 +267,8 @@ class LiveConversations:
 
     def _forget(self, conv: Conversation) -> None:
         """An ended conversation is no longer live; an ended call stays answerable to ``stop``."""
-        if self.live.get(conv.symbl_id) is conv:
-            del self.live[conv.symbl_id]
+        if self.by_id.get(conv.symbl_id) is conv:
+            del self.by_id[conv.symbl_id]
         if conv.kind == "telephony":
             self.ended_calls[conv.symbl_id] = conv
             while len(self.ended_calls) > ENDED_CALLS_KEPT:
@@ -294,7 +294,7 @@ class LiveConversations:
         Daemon connections are stopped only with ``stop_on_close`` (the standalone runner): inside
         the daemon, its own shutdown stops them, and asking it here could only wait on it.
         """
-        for conv in list(self.live.values()):
+        for conv in list(self.by_id.values()):
             if self.config.get("stop_on_close"):
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(self.stop(conv), 10)

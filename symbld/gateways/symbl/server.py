@@ -47,6 +47,7 @@ from symbld.gateways.symbl.auth import (
 from symbld.gateways.symbl.conversations import ConversationApi
 from symbld.gateways.symbl.live import LiveConversations
 from symbld.gateways.symbl.replies import json_error
+from symbld.gateways.symbl.state import Conversation
 from symbld.gateways.symbl.streaming import StreamingSockets
 from symbld.gateways.symbl.telephony import TelephonyEndpoints
 
@@ -83,28 +84,33 @@ class SymblServer:
             secret=secret.encode() if isinstance(secret, str) else secret,
         )
         self.client_factory = client_factory
-        self.conversations = LiveConversations(client_factory, self.config)
+        self.live = LiveConversations(client_factory, self.config)
+
+    @property
+    def conversations(self) -> dict[str, Conversation]:
+        """The live conversations by Symbl connection id."""
+        return self.live.by_id
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
-        return self.conversations.loop
+        return self.live.loop
 
     @loop.setter
     def loop(self, loop: asyncio.AbstractEventLoop | None) -> None:
-        self.conversations.loop = loop
+        self.live.loop = loop
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1 << 20)
         app.router.add_post("/oauth2/token:generate", self.token)
-        StreamingSockets(self.conversations, self.config, self._token_of).add_routes(app)
-        TelephonyEndpoints(self.conversations, self.config, self._rest_authorized).add_routes(app)
+        StreamingSockets(self.live, self.config, self._token_of).add_routes(app)
+        TelephonyEndpoints(self.live, self.config, self._rest_authorized).add_routes(app)
         ConversationApi(self.client_factory, self._rest_authorized).add_routes(app)
         apis.add_routes(app, self.client_factory, self.config, self._rest_authorized)  # OpenAI, ... (gateways/apis.py)
         app.on_shutdown.append(self._shutdown)
         return app
 
     async def _shutdown(self, app: web.Application) -> None:
-        await self.conversations.shutdown()
+        await self.live.shutdown()
 
     # ------------------------------------------------------------ auth
 

@@ -187,7 +187,7 @@ class StreamingSockets:
         """The conversation a start_request opens or joins, its system frames sent; None when it could not."""
         config = wire.object_field(start, "config")
         sock.audio.set_format(*audio_in.speech_format(wire.object_field(config, "speechRecognition")))
-        conv = self.conversations.live.get(sock.cid)
+        conv = self.conversations.by_id.get(sock.cid)
         leg: Leg | None
         if conv is None or conv.ended or conv.stopping:
             conv = await self._open(sock.ws, sock.cid, config, start)
@@ -300,7 +300,7 @@ class StreamingSockets:
         token, proto = self.token_of(request)
         if token is None:
             return json_error(401, UNAUTHORIZED, "Unauthorized")
-        conv = self.conversations.live.get(cid)
+        conv = self.conversations.by_id.get(cid)
         if conv is None or conv.ended:
             return json_error(404, "Connection not found", f"no live connection with id {cid}")
         style = "telephony" if request.path.startswith("/session/") else "streaming"

@@ -114,7 +114,7 @@ class TelephonyEndpoints:
         cid = body.get("connectionId")
         if not isinstance(cid, str):
             return json_error(400, "Invalid request", "connectionId is required for stop")
-        conv = self.conversations.live.get(cid) or self.conversations.ended_calls.get(cid)
+        conv = self.conversations.by_id.get(cid) or self.conversations.ended_calls.get(cid)
         if conv is None or conv.kind != "telephony":
             return json_error(404, "Connection not found", f"no call with connectionId {cid}")
         if not conv.ended:
@@ -126,7 +126,7 @@ class TelephonyEndpoints:
     async def speaker_event(self, request: web.Request) -> web.Response:
         if not self.authorized(request):
             return json_error(401, UNAUTHORIZED, "Unauthorized")
-        conv = self.conversations.live.get(request.match_info["cid"])
+        conv = self.conversations.by_id.get(request.match_info["cid"])
         if conv is None or conv.ended:
             return json_error(404, "Connection not found", "no live connection with that id")
         try:
