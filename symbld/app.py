@@ -225,8 +225,8 @@ class Daemon:
         addr = self.config.get("serve_symbl")
         if not addr:
             return
-        from symblctl.client import Client
         from symbld.gateways.apis import API_TABLES
+        from symbld.gateways.clients import DaemonClients
         from symbld.gateways.symbl.server import serve_symbl
 
         host, _, port = str(addr).rpartition(":")
@@ -236,7 +236,7 @@ class Daemon:
                           **section(self.config, "symbl_server"),
                           "apis": {name: section(self.config, name) for name in API_TABLES}}
             self.symbl_server = serve_symbl(host or "127.0.0.1", int(port),
-                                            lambda: Client(self.config["control"], self.config["events"]),
+                                            DaemonClients(self.config["control"], self.config["events"]),
                                             server_cfg)
         except (OSError, ValueError) as e:
             raise StartupError(f"cannot serve the Symbl API on {addr}: {e}") from None

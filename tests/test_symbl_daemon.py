@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import socket
 import urllib.request
+from pathlib import Path
 
 import pytest
 from conftest import DaemonProc, events_until_complete
 from speechgen import SENTENCES, synth, wer
+from test_symbl_server import APP_ID, APP_SECRET, connect, recv_json, start_request, subtype, token
 
 from symblctl.client import DaemonError
 
@@ -66,4 +68,43 @@ app_secret = "local-secret-0123456789"
                 c.start(source={"type": "push"}, engine="nonesuch")
             assert e.value.code == "bad_request"
     finally:
+        d.kill()
+
+
+def _zeromq_io_threads(pid: int) -> int:
+    """libzmq's I/O threads in a process: one per ZeroMQ context that has made a socket."""
+    names = [(task / "comm").read_text().strip() for task in Path(f"/proc/{pid}/task").iterdir()]
+    return sum(name.startswith("ZMQbg/IO") for name in names)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads through /proc (Linux)")
+def test_symbl_sockets_share_one_zeromq_context(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Every speaker socket's daemon clients (its leg's control client, its event pump) use the gateways'
+    one ZeroMQ context: more sockets, no more ZeroMQ threads (a context of their own cost two threads each)."""
+    port = _free_port()
+    config = f"""
+serve_symbl = "127.0.0.1:{port}"
+[symbl_server]
+app_id = "{APP_ID}"
+app_secret = "{APP_SECRET}"
+first_frame_delay = 0
+"""
+    d = DaemonProc(tmp_path / "d", config=config).start()
+    sockets = []
+    try:
+        assert d.proc is not None
+        tok = token(port)
+        for i in range(3):
+            ws = connect(port, f"/v1/streaming/ctx-share-{i:04d}", tok)
+            sockets.append(ws)
+            ws.send(start_request())
+            while subtype(frame := recv_json(ws)) != "recognition_started":
+                assert frame.get("type") != "error", frame
+        with d.client() as c:
+            assert len(c.status()["connections"]) >= 3  # the three legs are live daemon connections
+        # The daemon's own context and the gateways' one: nothing per socket.
+        assert _zeromq_io_threads(d.proc.pid) <= 2
+    finally:
+        for ws in sockets:
+            ws.close()
         d.kill()

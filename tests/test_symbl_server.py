@@ -356,3 +356,11 @@ def test_telephony_endpoint(server: ServerHandle) -> None:
     assert status == 200, stopped  # also after the call ended by itself
     assert stopped["conversationId"] == body["conversationId"]
     assert [i["summary"] for i in stopped["summaryInfo"]] == [[]]  # nothing said; its page: test_summary_page
+
+
+def test_gateway_modules_stay_small() -> None:
+    """gateways/symbl is kept in parts with one job each (issue 23): no module over 400 lines."""
+    sizes = {p.name: len(p.read_text(encoding="utf-8").splitlines())
+             for p in (REPO / "symbld" / "gateways" / "symbl").glob("*.py")}
+    assert "server.py" in sizes
+    assert {name: n for name, n in sizes.items() if n > 400} == {}

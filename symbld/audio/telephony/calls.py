@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 import structlog
 
 from symbld.audio.base import SourceContext, SourceError
+from symbld.audio.telephony.call_state import CallState
 from symbld.audio.telephony.rtp import (
     CODEC_NAMES,
     DECODE_TABLES,
@@ -215,15 +216,8 @@ class TelephonySource:
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
-        self._state = "idle"
-        self._sip_code: int | None = None
-        self._reason = ""
-        self._codec: str | None = None
+        self._call = CallState()  # written by the call's worker thread only
         self._jitter = JitterBuffer(cfg.jitter_ms)
-        self._sender: RtpSender | None = None
-        self._ignored_rtp = 0
-        self._sip: SipCall | None = None  # the call's signalling, once dialling
-        self._times: dict[str, float] = {}  # invite, answered, first_frame (monotonic)
 
     # ---------------------------------------------------------------- call slots
 
@@ -266,8 +260,7 @@ class TelephonySource:
                 continue
             if item is None:
                 break
-            if "first_frame" not in self._times:
-                self._times["first_frame"] = time.monotonic()
+            self._call.first_frame(time.monotonic())
             yield item
         if self._error is not None and not self._closing.is_set():
             raise self._error
@@ -292,29 +285,17 @@ class TelephonySource:
         return self._done.wait(timeout)
 
     def describe(self) -> dict[str, Any]:
-        j, s = self._jitter, self._sender
-        out: dict[str, Any] = {
+        j = self._jitter
+        return {
             "kind": self.kind,
             "type": self._spec_kind,  # "sip" or "pstn"
             "uri": str(self._target.uri),
-            "state": self._state,
-            "sipCode": self._sip_code,
-            "reason": self._reason,
-            "codec": self._codec,
             "packets": j.received,
             "lost": j.lost,
             "reordered": j.reordered,
             "late": j.late + j.duplicates,
-            "rtpSent": s.sent if s else 0,
-            "dtmfSent": s.dtmf_sent if s else "",
-            "sipRetransmits": self._sip.retransmits if self._sip else 0,
+            **self._call.describe(),
         }
-        t = self._times
-        if "invite" in t and "answered" in t:
-            out["setupMs"] = round((t["answered"] - t["invite"]) * 1000, 1)
-        if "invite" in t and "first_frame" in t:
-            out["firstAudioMs"] = round((t["first_frame"] - t["invite"]) * 1000, 1)
-        return out
 
     # ---------------------------------------------------------------- the call loop (worker thread)
 
@@ -373,8 +354,7 @@ class TelephonySource:
                     with contextlib.suppress(OSError):
                         s.close()
             self._release_slot()
-            if self._state not in ("failed",):
-                self._state = "ended"
+            self._call.loop_done()
             self._put(None, force=True)
             self._done.set()
 
@@ -390,12 +370,12 @@ class TelephonySource:
                 log.warning("telephony_queue_full_dropping_frame")
 
     def _on_rtp(self, data: bytes, addr: tuple[str, int], media: MediaDescription | None, now: float) -> bool:
-        if media is None or self._state != "talking":
-            self._ignored_rtp += 1  # early media / before the answer: not transcribed
+        if media is None or self._call.phase != "talking":
+            self._call.ignored_rtp += 1  # early media / before the answer: not transcribed
             return False
         allowed = addr[0] == media.address or addr[0] == self._target.peer[0] or "*" in self._cfg.media_hosts
         if not allowed:
-            self._ignored_rtp += 1
+            self._call.ignored_rtp += 1
             return False
         pkt = parse_rtp(data)
         if pkt is None or pkt.payload_type not in DECODE_TABLES:
@@ -404,11 +384,10 @@ class TelephonySource:
         return True
 
     def _finish_call(self, failure: tuple[int, str] | None, ended: dict[str, Any] | None) -> None:
-        hung_up_by_far_end = bool(ended and ended.get("by") == "remote" and self._times.get("answered"))
+        hung_up_by_far_end = bool(ended and ended.get("by") == "remote" and self._call.times.get("answered"))
         if failure is not None and not hung_up_by_far_end:
             code, reason = failure
-            self._state = "failed"
-            self._sip_code, self._reason = code, reason
+            self._call.failed(code, reason)
             self._emit("call_failed", {"sipCode": code, "reason": reason})
             if not self._closing.is_set():
                 message = f"call to {self._target.uri} failed: SIP {code} {reason}"
@@ -417,11 +396,8 @@ class TelephonySource:
             return
         if ended is None:  # gave up waiting for the far end to confirm our BYE/CANCEL
             ended = {"by": "local", "code": None, "reason": "no reply to hang-up"}
-        self._state = "ended"
-        if ended.get("code") is not None:
-            self._sip_code = ended["code"]
-        self._reason = ended.get("reason") or ""
-        self._emit("call_ended", {"sipCode": ended.get("code"), "reason": self._reason, "by": ended["by"]})
+        self._call.ended(ended.get("code"), ended.get("reason") or "")
+        self._emit("call_ended", {"sipCode": ended.get("code"), "reason": self._call.reason, "by": ended["by"]})
         log.info("call_ended", by=ended["by"], sip_code=ended.get("code"), packets=self._jitter.received,
                  lost=self._jitter.lost, reordered=self._jitter.reordered)
 
@@ -455,7 +431,8 @@ class _CallRun:
         self.call = SipCall(sip_sock, src._target.peer, src._target.uri, local_sdp=self.local_sdp,
                             on_event=self.on_sip, username=cfg.username, password=cfg.password,
                             user_agent=cfg.user_agent, t1=cfg.sip_t1)
-        src._sip = self.call
+        self.state = src._call  # the call's state: this loop is its only writer
+        self.state.sip = self.call
 
     def local_sdp(self) -> str:
         self.sdp_version += 1
@@ -463,8 +440,7 @@ class _CallRun:
 
     def run(self) -> None:
         src = self.src
-        src._times["invite"] = self.t_invite
-        src._state = "dialling"
+        self.state.dialling(self.t_invite)
         src._emit("call_dialling", {"uri": str(src._target.uri)})
         self.call.invite(self.t_invite)
         log.info("call_dialling", uri=str(src._target.uri), local=self.local)
@@ -489,13 +465,13 @@ class _CallRun:
         why = None
         if src._closing.is_set():
             why = "closed"
-        elif src._state in ("dialling", "ringing") and now - self.t_invite >= limits.answer_timeout:
+        elif self.state.unanswered() and now - self.t_invite >= limits.answer_timeout:
             self.failure = (408, f"No answer within {limits.answer_timeout:g} s")
             why = "no answer"
-        elif src._state == "talking":
+        elif self.state.phase == "talking":
             m = self.media
             held = m is not None and m.direction in ("recvonly", "inactive")  # the far end sends nothing
-            if now - src._times["answered"] >= limits.max_duration:
+            if now - self.state.times["answered"] >= limits.max_duration:
                 why = "max_duration"
             elif limits.rtp_timeout and not held and now - self.last_rtp >= limits.rtp_timeout:
                 why = "rtp_timeout"
@@ -517,7 +493,7 @@ class _CallRun:
         return False
 
     def _send_media(self, now: float) -> None:
-        src, sender = self.src, self.src._sender
+        src, sender = self.src, self.state.sender
         if sender is None or self.call.state != "talking":
             return
         sender.tick(now)
@@ -537,12 +513,12 @@ class _CallRun:
             due.append(sip_due)
         if self.hangup_at is not None:
             due.append(self.hangup_at + self.limits.hangup_timeout)
-        elif self.src._state in ("dialling", "ringing"):
+        elif self.state.unanswered():
             due.append(self.t_invite + self.limits.answer_timeout)
         if self.call.state == "talking":
             due.append(now + 0.02)  # jitter buffer play-out and the limits, every packet time
-            if self.src._sender is not None:
-                due.append(self.src._sender.next_due())
+            if self.state.sender is not None:
+                due.append(self.state.sender.next_due())
         return max(0.0, min(due) - now)
 
     def _receive(self, timeout: float) -> None:
@@ -581,12 +557,10 @@ class _CallRun:
             self.ended = data
 
     def _on_progress(self, data: dict[str, Any]) -> None:
-        src = self.src
-        if src._state in ("idle", "dialling"):
-            src._state = "ringing"
+        self.state.ringing()
         if data["code"] not in self.ringing_codes:
             self.ringing_codes.add(data["code"])
-            src._emit("call_ringing", {"sipCode": data["code"], "reason": data["reason"]})
+            self.src._emit("call_ringing", {"sipCode": data["code"], "reason": data["reason"]})
 
     def _media_ok(self, m: MediaDescription) -> bool:
         return self.any_media or m.on_hold or m.address in self.media_allowed or _same_ip(m.address,
@@ -595,7 +569,7 @@ class _CallRun:
     def _on_answered(self, data: dict[str, Any], now: float) -> None:
         src = self.src
         m = parse_sdp(data["sdp"])
-        src._sip_code, src._reason = data["code"], data["reason"]
+        self.state.answer_received(data["code"], data["reason"])
         if src._closing.is_set():
             return  # answered while our CANCEL was in flight: SipCall sends BYE
         if m is None or m.payload_type not in DECODE_TABLES:
@@ -606,22 +580,21 @@ class _CallRun:
             self.failure = (488, f"media address {m.address} not allowed (telephony.media_hosts)")
             self._hang_up(now, "media address not allowed")
             return
-        src._times["answered"] = now
         self.last_rtp = now
         self.media = m
-        src._state = "talking"
-        src._codec = CODEC_NAMES[m.payload_type]
-        src._sender = RtpSender(self.rtp_sock, m.payload_type, m.dtmf_payload_type)
-        src._sender.set_destination(None if m.on_hold else (m.address, m.port))
+        sender = RtpSender(self.rtp_sock, m.payload_type, m.dtmf_payload_type)
+        codec = CODEC_NAMES[m.payload_type]
+        self.state.talking(codec, sender, now)
+        sender.set_destination(None if m.on_hold else (m.address, m.port))
         if src._dtmf:
-            src._sender.queue_dtmf(src._dtmf)
-        src._emit("call_answered", {"sipCode": data["code"], "reason": data["reason"], "codec": src._codec})
-        log.info("call_answered", uri=str(src._target.uri), codec=src._codec,
+            sender.queue_dtmf(src._dtmf)
+        src._emit("call_answered", {"sipCode": data["code"], "reason": data["reason"], "codec": codec})
+        log.info("call_answered", uri=str(src._target.uri), codec=codec,
                  setup_ms=round((now - self.t_invite) * 1000, 1))
 
     def _on_reinvite(self, data: dict[str, Any], now: float) -> None:
         m = parse_sdp(data["sdp"])
-        sender = self.src._sender
+        sender = self.state.sender
         if m is None or sender is None:
             return
         if not self._media_ok(m):

@@ -23,6 +23,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,7 @@ def _parse_credentials_file(text: str) -> tuple[str | None, str | None]:
     return parser.get("credentials", "app_id", fallback=None), parser.get("credentials", "app_secret", fallback=None)
 
 
-def load_credentials(config: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Credentials:
+def load_credentials(config: dict[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Credentials:
     """App credentials, first found wins per field.
 
     Order: config ``app_id``/``app_secret``; env ``SYMBL_APP_ID``/``SYMBL_APP_SECRET``; config
@@ -98,15 +99,15 @@ def load_credentials(config: dict[str, Any] | None = None, env: dict[str, str] |
     ``$CREDENTIALS_DIRECTORY/symbl-app-secret`` (systemd credentials; holds the secret only).
     """
     config = config or {}
-    env = os.environ if env is None else env
-    app_id = config.get("app_id") or env.get(ENV_APP_ID)
-    app_secret = config.get("app_secret") or env.get(ENV_APP_SECRET)
+    environ: Mapping[str, str] = os.environ if env is None else env
+    app_id = config.get("app_id") or environ.get(ENV_APP_ID)
+    app_secret = config.get("app_secret") or environ.get(ENV_APP_SECRET)
     if (not app_id or not app_secret) and config.get("credentials_file"):
         file_id, file_secret = _parse_credentials_file(_read_private_file(Path(config["credentials_file"])))
         app_id = app_id or file_id
         app_secret = app_secret or file_secret
-    if not app_secret and env.get("CREDENTIALS_DIRECTORY"):
-        path = Path(env["CREDENTIALS_DIRECTORY"]) / SYSTEMD_SECRET_NAME
+    if not app_secret and environ.get("CREDENTIALS_DIRECTORY"):
+        path = Path(environ["CREDENTIALS_DIRECTORY"]) / SYSTEMD_SECRET_NAME
         if path.exists():
             # systemd already made this private to the service; no mode check needed there.
             app_secret = path.read_text(encoding="utf-8").strip()

@@ -26,7 +26,8 @@ import websocket
 from symbld.engines.base import Emit, Engine, EngineError, StreamConfig
 from symbld.gateways.symbl import wire
 from symbld.gateways.symbl.auth import CredentialsError, TokenClient, load_credentials
-from symbld.gateways.symbl.stream import SymblStream, _Retry, connect_websocket, start_request, websocket_url
+from symbld.gateways.symbl.cloud_socket import Retry, connect_websocket, start_request, websocket_url
+from symbld.gateways.symbl.stream import SymblStream
 
 __all__ = ["DEFAULTS", "SymblEngine", "SymblStream", "SymblSubscriber", "TelephonyClient", "start_request"]
 
@@ -128,7 +129,7 @@ class SymblSubscriber:
     def start(self) -> None:
         try:
             self._ws = connect_websocket(self.url, self._tokens, self._timeout)
-        except _Retry as exc:
+        except Retry as exc:
             raise EngineError(f"cannot subscribe to {self.connection_id}: {exc}") from exc
         self._thread = threading.Thread(target=self._run, name=f"symbl-sub-{self.connection_id[:8]}", daemon=True)
         self._thread.start()
@@ -191,7 +192,8 @@ class TelephonyClient:
         )
         try:
             with urllib.request.urlopen(req, timeout=self._timeout) as resp:
-                return json.loads(resp.read() or b"{}")
+                reply: dict[str, Any] = json.loads(resp.read() or b"{}")
+                return reply
         except urllib.error.HTTPError as exc:
             raw = exc.read()
             try:

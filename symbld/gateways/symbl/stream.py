@@ -24,88 +24,13 @@ import websocket
 
 from symbld.engines.base import Emit, Engine, EngineError, EngineStream, StreamConfig
 from symbld.gateways.symbl import wire
-from symbld.gateways.symbl.auth import AuthError, TokenClient
+from symbld.gateways.symbl.auth import TokenClient
+from symbld.gateways.symbl.cloud_socket import Closable, Retry, connect_websocket, start_request, websocket_url
 
 log = structlog.get_logger(__name__)
 
 MAX_CHUNK = 8192  # Symbl's documented maximum binary frame
 BYTES_PER_SECOND = 32000  # 16 kHz mono s16le
-
-
-class _Retry(Exception):
-    """A connection failure worth retrying (network error, 5xx, unclean close)."""
-
-
-def start_request(cfg: StreamConfig) -> dict[str, Any]:
-    """Our StreamConfig → Symbl's ``start_request`` (real JSON, Symbl's field names)."""
-    config: dict[str, Any] = {
-        "confidenceThreshold": cfg.confidence_threshold,
-        "languageCode": cfg.language_code,
-        "speechRecognition": {"encoding": "LINEAR16", "sampleRateHertz": 16000},
-    }
-    if cfg.meeting_title:
-        config["meetingTitle"] = cfg.meeting_title
-    if cfg.timezone_offset_minutes is not None:
-        config["timezoneOffset"] = -cfg.timezone_offset_minutes  # ours is minutes east; Symbl's, west
-    if cfg.tracker_interim_results:
-        config["trackers"] = {"interimResults": True}
-    req: dict[str, Any] = {"type": "start_request", "insightTypes": list(cfg.insight_types), "config": config}
-    if cfg.speaker:
-        req["speaker"] = cfg.speaker
-    if cfg.trackers:
-        req["trackers"] = cfg.trackers
-    if cfg.custom_vocabulary:
-        req["customVocabulary"] = cfg.custom_vocabulary
-    return req
-
-
-def websocket_url(base_url: str, path: str) -> str:
-    base = base_url.rstrip("/")
-    if base.startswith("https://"):
-        base = "wss://" + base[len("https://"):]
-    elif base.startswith("http://"):
-        base = "ws://" + base[len("http://"):]
-    return base + path
-
-
-def connect_websocket(url: str, tokens: TokenClient, timeout: float) -> websocket.WebSocket:
-    """Open a WebSocket with ``x-api-key``; a refused token is renewed once before giving up.
-
-    Raises EngineError (fatal: bad credentials, bad request) or _Retry (worth trying again).
-    """
-    for attempt in (1, 2):
-        try:
-            token = tokens.get()
-        except AuthError as exc:
-            if exc.fatal:
-                raise EngineError(exc.message, {"status": exc.status}, code="engine_error") from exc
-            raise _Retry(exc.message) from exc
-        try:
-            ws = websocket.create_connection(url, header=[f"x-api-key: {token}"], timeout=timeout,
-                                             enable_multithread=True)
-            ws.settimeout(None)
-            return ws
-        except websocket.WebSocketBadStatusException as exc:
-            status = exc.status_code
-            body = exc.resp_body.decode("utf-8", "replace") if isinstance(exc.resp_body, bytes) else ""
-            message = _message_of(body) or f"HTTP {status}"
-            if status in (401, 403) and attempt == 1:
-                tokens.invalidate()  # e.g. the server restarted with a new signing key
-                continue
-            if status in (400, 401, 403, 404):
-                raise EngineError(f"Symbl endpoint refused the stream: {message}", {"status": status}) from exc
-            raise _Retry(f"HTTP {status}: {message}") from exc
-        except (OSError, websocket.WebSocketException) as exc:
-            raise _Retry(str(exc) or type(exc).__name__) from exc
-    raise EngineError("Symbl endpoint refused the token")
-
-
-def _message_of(body: str) -> str:
-    try:
-        obj = json.loads(body)
-        return str(obj.get("message") or "")
-    except ValueError:
-        return body[:200]
 
 
 class SymblStream:
@@ -146,7 +71,7 @@ class SymblStream:
         try:
             ws = connect_websocket(self._url, self._tokens, float(self._opt["connect_timeout"]))
             self._begin(ws)
-        except _Retry as exc:
+        except Retry as exc:
             if self._fallback_engine is not None:
                 self._fail_over(f"Symbl endpoint unreachable at {self._opt['base_url']}: {exc}")
                 return
@@ -215,7 +140,7 @@ class SymblStream:
             while True:
                 opcode, data = ws.recv_data()
                 if opcode != websocket.ABNF.OPCODE_TEXT:
-                    raise _Retry("server closed before conversation_created")
+                    raise Retry("server closed before conversation_created")
                 mapped = self._mapper.map_text(data.decode("utf-8", "replace"))
                 if mapped.error:
                     ws.close()
@@ -225,7 +150,7 @@ class SymblStream:
                     self.remote_conversation_id = mapped.conversation_id
                     break
         except (OSError, websocket.WebSocketException) as exc:
-            raise _Retry(f"no conversation_created: {exc}") from exc
+            raise Retry(f"no conversation_created: {exc}") from exc
         finally:
             ws.settimeout(None)
         with self._cond:
@@ -301,7 +226,7 @@ class SymblStream:
             except EngineError as exc:
                 self._fail(exc)
                 return
-            except _Retry as exc:
+            except Retry as exc:
                 if self._fallback_engine is not None and time.monotonic() - lost_at >= float(
                         self._opt["failover_after"]):
                     self._fail_over(f"Symbl endpoint unreachable for {self._opt['failover_after']} s: {exc}")
@@ -392,8 +317,9 @@ class SymblStream:
                         self._buffered += len(chunk)
                     self._connected = False
                 if ws is not None:
+                    closable: Closable = ws
                     try:
-                        ws.shutdown()  # make the reader notice at once
+                        closable.shutdown()  # make the reader notice at once
                     except Exception:
                         log.debug("symbl shutdown failed", exc_info=True)
 

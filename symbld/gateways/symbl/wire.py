@@ -30,6 +30,13 @@ PING = "__PING__"
 PONG = "__PONG__"
 DEFAULT_CONFIDENCE = 0.9  # our engine does not score whole transcripts; Symbl clients expect a number
 
+
+def object_field(obj: dict[str, Any], key: str) -> dict[str, Any]:
+    """``obj[key]`` when it is a JSON object, else an empty one (clients send ``{}``, ``null`` or nothing alike)."""
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 # ---------------------------------------------------------------- server → client frames
 
 
@@ -242,7 +249,7 @@ class FrameMapper:
 
     def _map_wrapped(self, msg: dict[str, Any]) -> Mapped:
         subtype = msg.get("type")
-        data = msg.get("data") if isinstance(msg.get("data"), dict) else {}
+        data = object_field(msg, "data")
         if subtype == "recognition_result":
             return Mapped(events=[("transcript_response", self._transcript(msg))])
         if subtype == "error":
