@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -250,3 +251,16 @@ def events_until_complete(client: Client, connection_id: str, timeout: float = 6
     """All events of a connection until conversation_completed."""
     return wait_for_events(client, connection_id, lambda ev: bool(ev) and ev[-1]["type"] == "conversation_completed",
                            timeout, "conversation_completed")
+
+
+@contextlib.contextmanager
+def serving_symbl(endpoints: tuple[str, str], config: dict[str, Any]) -> Iterator[Any]:
+    """The Symbl-compatible server (and the APIs on its listener) on a free port, in front of a test's daemon."""
+    from symbld.gateways.symbl.server import serve_symbl
+
+    control, events = endpoints
+    handle = serve_symbl("127.0.0.1", 0, lambda: Client(control, events), config)
+    try:
+        yield handle
+    finally:
+        handle.close()

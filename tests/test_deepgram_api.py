@@ -16,11 +16,12 @@ from typing import Any
 
 import deepgram  # the test extra (deepgram-sdk)
 import pytest
+from conftest import serving_symbl
 from deepgram.core.events import EventType
 from speechgen import SENTENCES, normalise, pcm16, silence, synth, wer
 
 from symblctl.client import Client
-from symbld.gateways.symbl.server import ServerHandle, serve_symbl
+from symbld.gateways.symbl.server import ServerHandle
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.speech]
 KEY = "dg-local-test-0123456789"
@@ -28,13 +29,9 @@ KEY = "dg-local-test-0123456789"
 
 @pytest.fixture(scope="module")
 def server(daemon_endpoints: tuple[str, str]) -> Iterator[ServerHandle]:
-    control, events = daemon_endpoints
-    handle = serve_symbl("127.0.0.1", 0, lambda: Client(control, events),
-                         {"apis": {"deepgram_api": {"api_keys": [KEY], "max_body_bytes": 4 * 1024 * 1024}}})
-    try:
+    config = {"apis": {"deepgram_api": {"api_keys": [KEY], "max_body_bytes": 4 * 1024 * 1024}}}
+    with serving_symbl(daemon_endpoints, config) as handle:
         yield handle
-    finally:
-        handle.close()
 
 
 def sdk(port: int, key: str = KEY) -> Any:

@@ -17,23 +17,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import serving_symbl
 from speechgen import SENTENCES, pcm16, silence, synth, wer
 from test_symbl_sdk import CREDENTIALS, point_symbl_sdk
 
 from symblctl.client import Client
-from symbld.gateways.symbl.server import ServerHandle, serve_symbl
+from symbld.gateways.symbl.server import ServerHandle
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.speech]
 
 
 @pytest.fixture(scope="module")
 def server(daemon_endpoints: tuple[str, str]) -> Iterator[ServerHandle]:
-    control, events = daemon_endpoints
-    handle = serve_symbl("127.0.0.1", 0, lambda: Client(control, events), dict(CREDENTIALS))
-    try:
+    with serving_symbl(daemon_endpoints, dict(CREDENTIALS)) as handle:
         yield handle
-    finally:
-        handle.close()
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 import symbl_rest  # installed by the Makefile (symbl==2.0.6 symbl-rest==1.0.14, --no-deps)
-from conftest import free_rtp_port, udp_port_taken, wait_until
+from conftest import free_rtp_port, serving_symbl, udp_port_taken, wait_until
 from speechgen import SENTENCES, pcm16, phone_audio, silence, synth, wer
 from test_symbl_server import APP_ID, APP_SECRET
 
 from symblctl.client import Client
-from symbld.gateways.symbl.server import ServerHandle, serve_symbl
+from symbld.gateways.symbl.server import ServerHandle
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -68,12 +68,8 @@ def point_symbl_sdk(base_url: str) -> Any:
 
 @pytest.fixture(scope="module")
 def server(daemon_endpoints: tuple[str, str]) -> Iterator[ServerHandle]:
-    control, events = daemon_endpoints
-    handle = serve_symbl("127.0.0.1", 0, lambda: Client(control, events), dict(CREDENTIALS))
-    try:
+    with serving_symbl(daemon_endpoints, dict(CREDENTIALS)) as handle:
         yield handle
-    finally:
-        handle.close()
 
 
 @pytest.fixture(scope="module")
