@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from cli_helpers import cli_env, symblctl
-from conftest import DaemonProc, events_until_complete
+from conftest import DaemonProc, events_until_complete, wait_until
 from speechgen import SENTENCES, synth, wer
 
 from symbld import __version__
@@ -243,6 +243,8 @@ def test_wedged_daemon_is_detected_within_the_timeout(tmp_path: Path) -> None:
     try:
         push = json.loads(symblctl(d, "start", "--push", "--json").stdout)
         stall.touch()  # the control loop stops answering (the process is alive, its socket is there)
+        # ... once its housekeeping has seen the file: a loaded machine may answer a request or two first.
+        wait_until("the control loop stalls", lambda: symblctl(d, "ping", "--timeout", "1", timeout=50).returncode == 3)
         for args in (("status",), ("stop", push["connectionId"])):
             # --timeout bounds the wait: a deadline well under the old 60-120 s, not a speed figure.
             r = symblctl(d, *args, "--timeout", "2", timeout=50)
