@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import re
 import shutil
 import signal
 import socket
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/speechgen.py, tests/virtmic.py
 
@@ -30,6 +33,31 @@ os.environ.setdefault("SYMBLD_CHECK_EVENTS", "1")
 _OUTSIDE_ENV = ("SYMBLD_CONFIG", "SYMBLD_CONTROL", "SYMBLD_EVENTS", "SYMBLD_RUNTIME_DIR", "SYMBLD_KEYS_DIR",
                 "SYMBLD_NATS", "SYMBLD_NATS_CREDS", "SYMBLD_NATS_TOKEN", "SYMBLD_NATS_CA", "SYMBLD_CLIENT_KEY",
                 "SYMBLD_SERVER_KEY", "SYMBLD_TOKEN_SECRET", "SYMBL_APP_ID", "SYMBL_APP_SECRET", "CREDENTIALS_DIRECTORY")
+
+
+# How tests are spread over xdist workers. A test module goes to one worker whole (its module fixtures, a
+# daemon or a venv, are built once), and modules marked with the same module-level xdist_group share that one
+# worker, one after another: "cpu-heavy" measurements never run beside each other, "install" adds extras to
+# one venv in order. This is xdist's loadgroup done here, because pytest-xdist 3.8's own does not group under
+# pytest 9 (it renames items through a private attribute pytest no longer reads: tests of one group were
+# seen on both workers).
+_GROUP_MARK = re.compile(r"pytest\.mark\.xdist_group\(\"([^\"]+)\"\)")
+
+
+@functools.cache
+def _scope_of_module(module: str) -> str:
+    path = Path(__file__).resolve().parents[1] / module  # node ids are relative to the repository root
+    found = _GROUP_MARK.search(path.read_text()) if path.is_file() else None
+    return f"group:{found.group(1)}" if found else module
+
+
+class _ModuleGroupScheduling(LoadScopeScheduling):
+    def _split_scope(self, nodeid: str) -> str:
+        return _scope_of_module(nodeid.split("::", 1)[0])
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling:
+    return _ModuleGroupScheduling(config, log)
 
 
 def pytest_configure(config: pytest.Config) -> None:
