@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
+from msgspec import inspect as mi
 
 from symblctl import protocol
-
-if TYPE_CHECKING:
-    from msgspec import inspect as mi
 
 # Declared commands with a written-out subcommand in symblctl.cli (own options, live output, or one
 # subcommand for a group): the declaration -> the subcommand that sends it.
@@ -40,13 +38,9 @@ def summary_of(decl: type[protocol.Command]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser, decl: type[protocol.Command]) -> None:
-    if not decl.__struct_fields__:
-        return  # msgspec.inspect (typing_extensions, the JSON Schema code) is loaded only for options
-    from msgspec import inspect as mi
-
-    info = mi.type_info(decl)
-    assert isinstance(info, mi.StructType)  # a declaration is a Struct
-    for field in info.fields:
+    struct = mi.type_info(decl)
+    assert isinstance(struct, mi.StructType)  # a declaration is a Struct
+    for field in struct.fields:
         if field.name in POSITIONAL:
             dest, metavar, text = POSITIONAL[field.name]
             parser.add_argument(dest, metavar=metavar, help=text, nargs=None if field.required else "?")
@@ -69,8 +63,6 @@ def request_from(decl: type[protocol.Command], ns: argparse.Namespace) -> protoc
 
 def _unwrap(t: mi.Type) -> tuple[mi.Type, str]:
     """An optional or annotated type as its one real type and its description (``int | None`` → int)."""
-    from msgspec import inspect as mi
-
     description = ""
     while True:
         if isinstance(t, mi.Metadata):
@@ -85,8 +77,6 @@ def _unwrap(t: mi.Type) -> tuple[mi.Type, str]:
 
 
 def _option(t: mi.Type) -> dict[str, Any]:
-    from msgspec import inspect as mi
-
     if isinstance(t, mi.BoolType):
         return {"action": argparse.BooleanOptionalAction}
     if isinstance(t, mi.IntType):
@@ -103,8 +93,6 @@ def _option(t: mi.Type) -> dict[str, Any]:
 
 
 def _help(t: mi.Type, text: str, field: mi.Field) -> str:
-    from msgspec import inspect as mi
-
     if field.default not in (msgspec.NODEFAULT, None) and not isinstance(t, mi.BoolType):
         text = f"{text} (default {field.default})".strip()
     return text

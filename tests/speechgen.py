@@ -143,6 +143,16 @@ def pcm16(path: Path | str) -> bytes:
         return w.readframes(w.getnframes())
 
 
+def wav_file(path: Path, pcm: bytes, rate: int = RATE, channels: int = 1) -> Path:
+    """Write s16le frames as a WAV file, as an application would upload or open it (the inverse of pcm16)."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(pcm)
+    return path
+
+
 def silence(seconds: float) -> bytes:
     return bytes(2 * int(RATE * seconds))
 

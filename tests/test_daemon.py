@@ -8,14 +8,13 @@ import signal
 import subprocess
 import sys
 import threading
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zmq
 from conftest import DaemonProc, events_until_complete, messages
-from speechgen import EIGHT_KHZ_WORDS, SENTENCES, in_order, pcm16, synth, wer
+from speechgen import EIGHT_KHZ_WORDS, SENTENCES, in_order, pcm16, synth, wav_file, wer
 
 from symblctl.client import Client, DaemonError, DaemonUnavailable
 
@@ -48,13 +47,7 @@ def _file_of(sentences: list[str], tmp: Path, rate: int = 16000, channels: int =
 
         mono = (soxr.resample(mono.astype(np.float32) / 32768, 16000, rate) * 32767).astype(np.int16)
     data = np.repeat(mono[:, None], channels, axis=1)
-    path = tmp / f"speech-{rate}-{channels}.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(channels)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(data.astype("<i2").tobytes())
-    return path
+    return wav_file(tmp / f"speech-{rate}-{channels}.wav", data.astype("<i2").tobytes(), rate, channels)
 
 
 # -- the protocol ---------------------------------------------------------------------------------

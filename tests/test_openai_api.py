@@ -16,7 +16,7 @@ from typing import Any
 import openai  # the test extra
 import pytest
 from conftest import serving_symbl
-from speechgen import SENTENCES, normalise, pcm16, silence, synth, wer
+from speechgen import SENTENCES, normalise, pcm16, silence, synth, wav_file, wer
 
 from symblctl.client import Client
 from symbld.gateways.symbl.server import ServerHandle
@@ -46,15 +46,8 @@ def sdk(base: str) -> Any:
 @pytest.fixture(scope="module")
 def two_sentences(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """SENTENCES[0], a pause, SENTENCES[6]: a WAV as an application would upload it."""
-    import wave
-
-    path = tmp_path_factory.mktemp("openai") / "two.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm16(synth(SENTENCES[0])) + silence(0.8) + pcm16(synth(SENTENCES[6])) + silence(0.5))
-    return path
+    return wav_file(tmp_path_factory.mktemp("openai") / "two.wav",
+                    pcm16(synth(SENTENCES[0])) + silence(0.8) + pcm16(synth(SENTENCES[6])) + silence(0.5))
 
 
 def test_models_lists_what_it_accepts(sdk: Any) -> None:

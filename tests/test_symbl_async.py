@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import serving_symbl
-from speechgen import SENTENCES, pcm16, silence, synth, wer
+from speechgen import SENTENCES, pcm16, silence, synth, wav_file, wer
 from test_symbl_sdk import CREDENTIALS, point_symbl_sdk
 
 from symblctl.client import Client
@@ -42,15 +42,8 @@ def symbl(server: ServerHandle) -> Any:
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import wave
-
-    path = tmp_path_factory.mktemp("async") / "meeting.wav"
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(pcm16(synth(SENTENCES[0])) + silence(0.8) + pcm16(synth(SENTENCES[6])) + silence(0.5))
-    return path
+    return wav_file(tmp_path_factory.mktemp("async") / "meeting.wav",
+                    pcm16(synth(SENTENCES[0])) + silence(0.8) + pcm16(synth(SENTENCES[6])) + silence(0.5))
 
 
 def test_process_file_then_conversation_api(symbl: Any, recording: Path, client: Client) -> None:
