@@ -73,6 +73,11 @@ def validate_actions(actions: object) -> list[dict[str, Any]]:
         declared = msgspec.convert(actions, list[protocol.Action], strict=True)
     except msgspec.ValidationError as e:
         raise ActionError(f"actions: {e}") from None
+    return normalise_actions(declared)
+
+
+def normalise_actions(declared: list[protocol.Action]) -> list[dict[str, Any]]:
+    """Decoded actions as the runner keeps them: each address trimmed and once, case-insensitively."""
     out: list[dict[str, Any]] = []
     for action in declared:
         clean: list[str] = []

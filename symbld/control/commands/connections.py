@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from symblctl import protocol
 from symbld.control.envelope import Request
 from symbld.control.registry import handles
 from symbld.control.service import Service
-from symbld.core.errors import ControlError
 from symbld.insights.summary import summary_of_events
 
 
@@ -21,22 +18,7 @@ def start(svc: Service, args: protocol.Start, req: Request) -> dict[str, Any]:
     ← {"v": 1, "id": "3", "ok": true, "result": {"connectionId": "f3a9...", "conversationId": "5093011103940608",
        "state": "live", "engine": "local", "source": {...}, ...}}
     """
-    request = msgspec.to_builtins(args)
-    if args.source is None and args.telephony is not None:  # Symbl's telephony form is a sip or pstn source
-        request["telephony"] = msgspec.to_builtins(_telephony_source(args.telephony))
-    # The session layer reads the start request's wire form (Symbl's start_request has the same names).
-    return svc.start_session(request)
-
-
-def _telephony_source(form: dict[str, Any]) -> protocol.SipSource | protocol.PstnSource:
-    try:
-        source = msgspec.convert({"type": "sip", **form}, protocol.Source, strict=True)
-    except msgspec.ValidationError as e:
-        raise ControlError("bad_request", f"start: telephony: {e}", {"argument": "telephony"}) from None
-    if not isinstance(source, protocol.SipSource | protocol.PstnSource):
-        raise ControlError("bad_request", f"start: telephony is a call: type sip or pstn, not {form.get('type')!r}",
-                           {"argument": "telephony"})
-    return source
+    return svc.start_session(args)
 
 
 @handles(protocol.Stop)
