@@ -96,7 +96,8 @@ def test_every_declared_redaction_form_starts(client: Client, redaction: Any) ->
 def test_symbls_audio_config_forms_are_accepted(client: Client) -> None:
     """Symbl's docs write sampleSize both as a string and a number; either is a call the daemon places
     (no one answers at port 9: the call then ends by itself, which is not what this test is about)."""
-    for audio in ({"sampleRate": 16000, "sampleSize": "16"}, {"sampleRate": 48000, "encoding": "OPUS", "sampleSize": 16},
+    for audio in ({"sampleRate": 16000, "sampleSize": "16"},
+                  {"sampleRate": 48000, "encoding": "OPUS", "sampleSize": 16},
                   {"encoding": "PCMU", "sampleRate": 8000, "payloadType": 0}):
         conn = client.request("start", telephony={"type": "sip", "uri": "sip:nobody@127.0.0.1:9", "audioConfig": audio,
                                                   "providerName": "AnyMeeting"})
