@@ -12,6 +12,7 @@ import functools
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -68,6 +69,8 @@ class ConnectionService:
         self.conversations = conversations
         self.host = host
         self.actions: Any = None  # the ActionRunner (summary e-mail) run when a connection ends; set by the daemon
+        # A conversation's summary-page link while the daemon serves pages (set by the daemon: symbld.web.links).
+        self.summary_url: Callable[[str], str | None] = lambda conversation_id: None
         self._attached_mics: dict[str, Any] = {}
         self._remote_subs: dict[str, Subscription] = {}
 
@@ -128,9 +131,10 @@ class ConnectionService:
         tz = cfg.timezone_offset
         language, translate = _language_options(cfg, self.config)
         speaker = msgspec.to_builtins(args.speaker) if args.speaker is not None else None  # events carry it as is
+        conversation_id = args.conversation_id or new_conversation_id()  # joining one: a speaker each
         return StreamConfig(
             connection_id=args.connection_id or new_connection_id(),
-            conversation_id=args.conversation_id or new_conversation_id(),  # joining one: a speaker each
+            conversation_id=conversation_id,
             insight_types=list(args.insight_types) if args.insight_types is not None else [
                 "question", "action_item", "follow_up"],
             confidence_threshold=cfg.confidence_threshold,
@@ -144,7 +148,7 @@ class ConnectionService:
             # Symbl's timezoneOffset is JavaScript's getTimezoneOffset(): minutes *west* of UTC (480 = UTC-8).
             timezone_offset_minutes=None if tz is None else -tz,
             started_at=time.time(),
-            extra={"actions": _actions(args.actions),
+            extra={"actions": normalised_actions(args.actions), "summary_url": self.summary_url(conversation_id),
                    **_privacy_options(args, cfg, self.config),
                    # the local engine reads its StreamSettings fields from extra: a per-connection override
                    **({"end_of_turn": args.end_of_turn} if args.end_of_turn else {})},
@@ -163,7 +167,7 @@ class ConnectionService:
             self.actions.on_connection_ended(session.as_dict(), events, actions)
 
     def push_audio(self, connection_id: str, payload: bytes | None, end: bool,
-                   sample_rate: int | None = None) -> dict[str, Any]:
+                   sample_rate: int | None = None) -> protocol.Accepted:
         session = self.sessions.get(connection_id)
         source = session.source
         if not isinstance(source, PushSource):
@@ -184,7 +188,7 @@ class ConnectionService:
                 source.close()
         except SourceError as e:
             raise ControlError.from_error(e, "bad_request") from None
-        return {"accepted": accepted}
+        return protocol.Accepted(accepted=accepted)
 
     # -- microphone ---------------------------------------------------------------------------
     def input_devices(self) -> dict[str, Any]:
@@ -364,10 +368,10 @@ class ConnectionService:
                                {"connectionId": connection_id})
         return self.sessions.get(connection_id).stop()
 
-    def finalize(self, connection_id: str) -> dict[str, Any]:
+    def finalize(self, connection_id: str) -> protocol.Finalized:
         """What the connection's engine heard so far becomes final; the connection goes on."""
         closed = self.sessions.get(connection_id).finalize()
-        return {"connectionId": connection_id, **({} if closed is None else {"utteranceClosed": closed})}
+        return protocol.Finalized(connection_id=connection_id, utterance_closed=closed)
 
     def history(self, connection_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
         return self.bus.history(connection_id, after_seq, limit)
@@ -396,12 +400,18 @@ def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
-def _actions(actions: list[protocol.Action]) -> list[dict[str, Any]]:
+def normalised_actions(actions: list[protocol.Action]) -> list[dict[str, Any]]:
+    """Decoded actions as the runner keeps them (integrations/mail.py): each address trimmed and once."""
     if not actions:
         return []
-    from symbld.integrations.mail import normalise_actions  # the mail integration, only for a start that asks
-
-    return normalise_actions(actions)
+    out: list[dict[str, Any]] = []
+    for action in actions:
+        clean: list[str] = []
+        for address in action.parameters.emails:
+            if address.strip().lower() not in (a.lower() for a in clean):
+                clean.append(address.strip())
+        out.append({"invokeOn": action.invoke_on, "name": action.name, "parameters": {"emails": clean}})
+    return out
 
 
 def _privacy_options(args: protocol.Start, cfg: protocol.StartConfig, daemon_config: dict[str, Any]) -> dict[str, Any]:

@@ -43,6 +43,7 @@ import msgspec
 import structlog
 
 from symblctl import protocol
+from symbld.core.service import normalised_actions
 from symbld.core.speakers import attribute_history
 from symbld.insights.talk_time import share, talk_times
 
@@ -73,19 +74,7 @@ def validate_actions(actions: object) -> list[dict[str, Any]]:
         declared = msgspec.convert(actions, list[protocol.Action], strict=True)
     except msgspec.ValidationError as e:
         raise ActionError(f"actions: {e}") from None
-    return normalise_actions(declared)
-
-
-def normalise_actions(declared: list[protocol.Action]) -> list[dict[str, Any]]:
-    """Decoded actions as the runner keeps them: each address trimmed and once, case-insensitively."""
-    out: list[dict[str, Any]] = []
-    for action in declared:
-        clean: list[str] = []
-        for address in action.parameters.emails:
-            if address.strip().lower() not in (a.lower() for a in clean):
-                clean.append(address.strip())
-        out.append({"invokeOn": action.invoke_on, "name": action.name, "parameters": {"emails": clean}})
-    return out
+    return normalised_actions(declared)
 
 
 # -- the summary --------------------------------------------------------------------------------

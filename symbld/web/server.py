@@ -34,7 +34,7 @@ from symbld.core import speakers
 from symbld.web import links, render, view
 
 if TYPE_CHECKING:
-    from symbld.app import Daemon
+    from symbld.core.ports import PageHost
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +51,7 @@ _SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no
 
 
 class PageServer:
-    def __init__(self, daemon: Daemon, page_links: links.PageLinks | None = None) -> None:
+    def __init__(self, daemon: PageHost, page_links: links.PageLinks | None = None) -> None:
         self.daemon = daemon
         self.links = page_links
         self.port = 0
@@ -237,7 +237,7 @@ def _sse(event: str, data: str, seq: int) -> bytes:
     return f"event: {event}\nid: {seq}\n{lines}\n".encode()
 
 
-def start_page(daemon: Daemon) -> PageServer | None:
+def start_page(daemon: PageHost) -> PageServer | None:
     """Serve the summary page per ``[page]``; None when its port is 0. A host that cannot be bound
     is a start-up error (the caller turns OSError into one)."""
     from symbld.config import section

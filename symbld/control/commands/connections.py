@@ -42,7 +42,7 @@ def get(svc: Service, args: protocol.Get, req: Request) -> dict[str, Any]:
 
 
 @handles(protocol.SendAudio)
-def send_audio(svc: Service, args: protocol.SendAudio, req: Request) -> dict[str, Any]:
+def send_audio(svc: Service, args: protocol.SendAudio, req: Request) -> protocol.Accepted:
     """Two frames: the JSON request, then the raw little-endian 16-bit mono PCM at the
     connection's sampleRate (a frame of up to 1 MiB).
     → [{"v": 1, "id": "9", "cmd": "send_audio", "args": {"connectionId": "f3a9..."}}, <pcm bytes>]
@@ -52,7 +52,7 @@ def send_audio(svc: Service, args: protocol.SendAudio, req: Request) -> dict[str
 
 
 @handles(protocol.Finalize)
-def finalize(svc: Service, args: protocol.Finalize, req: Request) -> dict[str, Any]:
+def finalize(svc: Service, args: protocol.Finalize, req: Request) -> protocol.Finalized:
     """→ {"v": 1, "id": "7", "cmd": "finalize", "args": {"connectionId": "f3a9..."}}
     ← {"v": 1, "id": "7", "ok": true, "result": {"connectionId": "f3a9...", "utteranceClosed": true}}
     The final of what was heard follows on the events socket; an ended connection gives invalid_state.
