@@ -23,6 +23,7 @@ from symbld import languages
 from symbld.audio.base import SourceContext, SourceError
 from symbld.audio.push import PushSource
 from symbld.config import section
+from symbld.core.actions import normalised_actions
 from symbld.core.bus import EventBus
 from symbld.core.conversations import ConversationIndex
 from symbld.core.conversations import resolve as resolve_connection_id
@@ -398,20 +399,6 @@ def _kind(spec: protocol.Source) -> str:
 def _first(*values: Any) -> Any:
     """The first value given (not None): the start request's top level wins over its ``config``."""
     return next((v for v in values if v is not None), None)
-
-
-def normalised_actions(actions: list[protocol.Action]) -> list[dict[str, Any]]:
-    """Decoded actions as the runner keeps them (integrations/mail.py): each address trimmed and once."""
-    if not actions:
-        return []
-    out: list[dict[str, Any]] = []
-    for action in actions:
-        clean: list[str] = []
-        for address in action.parameters.emails:
-            if address.strip().lower() not in (a.lower() for a in clean):
-                clean.append(address.strip())
-        out.append({"invokeOn": action.invoke_on, "name": action.name, "parameters": {"emails": clean}})
-    return out
 
 
 def _privacy_options(args: protocol.Start, cfg: protocol.StartConfig, daemon_config: dict[str, Any]) -> dict[str, Any]:

@@ -43,7 +43,7 @@ import msgspec
 import structlog
 
 from symblctl import protocol
-from symbld.core.service import normalised_actions
+from symbld.core.actions import normalised_actions
 from symbld.core.speakers import attribute_history
 from symbld.insights.talk_time import share, talk_times
 
