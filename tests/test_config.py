@@ -164,6 +164,8 @@ def test_sighup_with_a_bad_config_keeps_the_old_one_and_a_good_one_applies(tmp_p
     ("port = 70000", "line 3: smtp.port: Expected `int` <= 65535"),
     ("timeout = 0", "line 3: smtp.timeout: Expected `float` > 0.0"),
     ("retry_initial = 10\nretry_max = 5", "line 2: [smtp]: retry_max (5.0) is less than retry_initial (10.0)"),
+    ("[page]\nport = 70000", "line 4: page.port: Expected `int` <= 65535"),
+    ("[page]\nhost = \"\"", "line 4: page.host: Expected `str` of length >= 1"),
 ])
 def test_a_table_declared_by_a_struct_is_decoded_naming_the_key_and_line(tmp_path: Path, table: str,
                                                                          says: str) -> None:
