@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
+import msgspec
 import pytest
 
-from symbld.insights.redaction import KINDS, luhn_ok, parse_kinds, redact_event, redact_text
+from symblctl import protocol
+from symbld.insights.redaction import KINDS, kinds_of, luhn_ok, redact_event, redact_text
 
 ALL = frozenset(KINDS)
 
@@ -44,14 +47,18 @@ def test_only_the_kinds_asked_for() -> None:
     assert redact_text(text, frozenset()) == text
 
 
-def test_parse_kinds() -> None:
-    assert parse_kinds(True) == ALL and parse_kinds(None) == frozenset() and parse_kinds(False) == frozenset()
-    assert parse_kinds(["email"]) == {"email"}
-    assert parse_kinds({"enabled": False}) == frozenset()
-    with pytest.raises(ValueError, match="unknown redaction kinds"):
-        parse_kinds(["ssn"])
-    with pytest.raises(ValueError, match="true/false, a list of kinds"):
-        parse_kinds("yes")
+def test_kinds_of_a_decoded_redaction() -> None:
+    def kinds(wire: object) -> frozenset[str]:
+        return kinds_of(msgspec.convert(wire, protocol.Redaction | None, strict=True))
+
+    assert kinds(True) == ALL and kinds(None) == frozenset() and kinds(False) == frozenset()
+    assert kinds(["email"]) == {"email"}
+    assert kinds({"enabled": False}) == frozenset() and kinds({"kinds": ["card"]}) == {"card"} and kinds({}) == ALL
+    # The declaration is the validation: an unknown kind or a string is refused naming where it is.
+    with pytest.raises(msgspec.ValidationError, match=r"'ssn' - at `\$\[0\]`"):
+        kinds(["ssn"])
+    with pytest.raises(msgspec.ValidationError, match=re.escape("Expected `bool | object | array | null`, got `str`")):
+        kinds("yes")
 
 
 def test_event_masks_text_and_words_but_keeps_ids_and_times() -> None:
