@@ -725,6 +725,11 @@ class LocalStream:
             return
         if utt.speech_frames < self._min_speech_frames:
             return
+        if utt.silence_run:
+            # The speech paused: its final decode starts at postroll_ms of silence and supersedes an interim
+            # at once (which would also hold the worker the speculative final needs); if the pause ends, the
+            # next speech frame asks again.
+            return
         uid = utt.id
 
         def run() -> None:
