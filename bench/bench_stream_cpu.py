@@ -2,6 +2,7 @@
 
     python bench/bench_stream_cpu.py                      # 1, 8 and 16 streams, 40 s each
     python bench/bench_stream_cpu.py --streams 16 --seconds 60 --end-of-turn semantic
+    python bench/bench_stream_cpu.py --baseline   # each level also with interims whenever a worker is free
 
 In process, the local engine (default settings) and N streams fed the real-speech timeline of
 bench_latency.py (recordings of people from Debian's pocketsphinx-testdata) in real time, 20 ms
