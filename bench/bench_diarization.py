@@ -215,6 +215,12 @@ def best_mapping(pairs: list[tuple[str, frozenset[str]]]) -> tuple[int, dict[str
     return best, best_map
 
 
+def max_one(pairs: list[tuple[str, frozenset[str]]]) -> str:
+    """The person the one-label baseline maps its label to (the best one)."""
+    _, mapping = best_mapping([("one", r) for _, r in pairs])
+    return mapping.get("one", "")
+
+
 def score(events: list[dict[str, Any]], turns: list[voices.Turn], end: float | None = None) -> dict[str, Any]:
     words = words_of(events)
     pairs = [(label, truths(turns, t)) for t, label, _ in words]
@@ -231,6 +237,8 @@ def score(events: list[dict[str, Any]], turns: list[voices.Turn], end: float | N
     return {"der": rates, "words": len(pairs), "right": right, "baseline": baseline, "messages": len(by_message),
             "messagesRight": msg_right, "found": len({h for h, _ in pairs}),
             "people": len({u.speaker for u in turns}), "overlapWords": sum(1 for _, r in pairs if len(r) > 1),
+            "soloRight": sum(1 for h, r in pairs if len(r) == 1 and mapping[h] in r),  # one person speaking
+            "soloBaseline": sum(1 for _, r in pairs if len(r) == 1 and max_one(pairs) in r),
             "revisions": sum(1 for e in events if e["type"] == speakers.REVISION)}
 
 
@@ -250,6 +258,11 @@ def run_set(engine: LocalEngine, name: str, audio: np.ndarray, turns: list[voice
           f"right {pct:5.1f} % (one-label baseline {base:5.1f} %, x{pct / max(base, 1e-9):.2f})  "
           f"messages {s['messagesRight']}/{s['messages']}  speakers found {s['found']} of {s['people']}  "
           f"revisions {s['revisions']}  words in overlap {s['overlapWords']}")
+    solo = s["words"] - s["overlapWords"]
+    if s["overlapWords"]:
+        print(f"{'':18} {'':4}  words said by one person alone: right {s['soloRight']}/{solo} = "
+              f"{100 * s['soloRight'] / max(solo, 1):.1f} % (one-label baseline "
+              f"{100 * s['soloBaseline'] / max(solo, 1):.1f} %)")
     print(f"{'':18} {'':4}  diarization CPU {run.cpu:.2f} s = {run.cpu / seconds:.3f} core-s per audio s  "
           f"(whole stream CPU {cpu:.2f} s, diarization share x{run.cpu / max(cpu, 1e-9):.2f}; wall {wall:.1f} s)")
     r = s["der"]
@@ -274,8 +287,13 @@ def pooled(title: str, results: list[dict[str, Any]]) -> None:
     secs = sum(r["seconds"] for r in results)
     der_ = sum(r["der"]["der"] * r["seconds"] for r in results) / secs
     conf = sum(r["der"]["confusion"] * r["seconds"] for r in results) / secs
+    solo = sum(r["words"] - r["overlapWords"] for r in results)
+    solo_right = sum(r["soloRight"] for r in results)
+    solo_base = sum(r["soloBaseline"] for r in results)
     print(f"== {title}: {len(results)} sets, {secs:.0f} s: words right {right}/{words} = "
-          f"{100 * right / max(words, 1):.1f} % (one-label baseline {100 * base / max(words, 1):.1f} %)  "
+          f"{100 * right / max(words, 1):.1f} % (one-label baseline {100 * base / max(words, 1):.1f} %); "
+          f"said alone {solo_right}/{solo} = {100 * solo_right / max(solo, 1):.1f} % "
+          f"(baseline {100 * solo_base / max(solo, 1):.1f} %)  "
           f"DER {100 * der_:.1f} % (confusion {100 * conf:.1f} %)  diarization CPU "
           f"{sum(r['cpu'] for r in results) / secs:.3f} core-s per audio s")
 
@@ -331,12 +349,32 @@ def named_right(engine: LocalEngine, book: dict[str, dict[str, Any]], audio: np.
     run.feed((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes(), live=False)
     history = [{"type": "connection_started", "connectionId": "x", "data": {}}, *run.events]
     named: dict[str, list[str]] = {}
+    both: list[tuple[frozenset[str], str]] = []  # words said while two people spoke: scored apart
+    by_label: dict[str, list[str]] = {}  # label name → who said each of its words (said alone)
     for e in speakers.attribute_history(history):
         if e["type"] == "message_response":
             for m in e["data"]["messages"]:
                 for w in json.loads(m["metadata"]["words"]):
-                    person = truth(turns, (_secs(w["startTime"]) + _secs(w["endTime"])) / 2)
-                    named.setdefault(person, []).append((m.get("from") or {}).get("name", ""))
+                    people = truths(turns, (_secs(w["startTime"]) + _secs(w["endTime"])) / 2)
+                    name = (m.get("from") or {}).get("name", "")
+                    if len(people) > 1:
+                        both.append((people, name))
+                    else:
+                        named.setdefault(next(iter(people)), []).append(name)
+                        by_label.setdefault(name, []).append(next(iter(people)))
+    if both:
+        wrong = sum(1 for people, n in both if n in book and n not in people)
+        print(f"known voices  (overlap) {len(both)} words said while two spoke: {wrong} given an enrolled name "
+              f"of neither")
+    strangers_named = 0
+    for label, people in sorted(by_label.items()):  # a stranger's own label named, or confusion?
+        most = max(set(people), key=people.count)
+        if label in book and most not in book:
+            strangers_named += 1
+            print(f"known voices  label {label!r}: a stranger's label named ({people.count(most)}/{len(people)} "
+                  f"of its words are {most}'s)")
+    if not strangers_named:
+        print("known voices  no label whose words are mostly a stranger's was given an enrolled name")
     for person, names in sorted(named.items()):
         if person in book:
             print(f"known voices  {person:8} enrolled: {names.count(person)}/{len(names)} words named right "
