@@ -67,6 +67,14 @@ def test_event_masks_text_and_words_but_keeps_ids_and_times() -> None:
     assert data["messages"][0]["payload"]["content"] == "Call 415-555-0134.", "the input is not changed"
 
 
+def test_a_page_link_is_kept_whatever_digits_its_conversation_id_has() -> None:
+    conversation = "4111111111111111"  # 16 digits that pass the card check, as one id in ten does
+    assert luhn_ok(conversation)
+    url = f"http://127.0.0.1:5081/meeting/{conversation}?s={'0' * 64}"
+    out = redact_event({"summaryUrl": url, "conversationId": conversation, "url": url}, ALL)
+    assert out == {"summaryUrl": url, "conversationId": conversation, "url": url}
+
+
 def test_a_card_number_the_recogniser_grouped_like_an_amount_is_masked() -> None:
     kinds = frozenset({"card", "phone", "email", "spoken_digits"})
     assert redact_text("The current number is 4,111,111, please", kinds) == "The current number is [PHONE], please"
