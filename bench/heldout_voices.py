@@ -18,8 +18,10 @@
 
 2. **Joined sets of voices the thresholds never heard**: four voice talents of Debian's
    asterisk-core-sounds-{it,fr,es,ru}-wav (telephone prompts read by people, 8 kHz: Italian
-   ``it_IT_m_Carlo``, Canadian French ``fr_CA_f_June``, Mexican Spanish ``es_MX_f_Allison``,
-   Russian ``ru_RU_f_IvrvoiceRU``; three women, one man), prompts joined into turns of about 5 s.
+   ``it_IT_m_Carlo`` (Carlo Flora, CC BY 3.0), Canadian French ``fr_CA_f_June`` (June Wallack,
+   CC BY-SA 3.0), Mexican Spanish ``es_MX_f_Allison`` (Allison Smith, CC BY-SA 3.0), Russian
+   ``ru_RU_f_IvrvoiceRU`` (ivrvoice.ru, CC BY 3.0); three women, one man), prompts joined into turns
+   of about 5 s.
    Not English: the English recogniser writes what it makes of them, and the words are scored by
    their times like any other. The four-person set overlaps: each turn starts 0.8 s before the last
    one ends and the two recordings are added there, so the reference has two people at once for a
