@@ -95,7 +95,9 @@ def run_stream(engine: LocalEngine, name: str, pcm: bytes, code: str, realtime: 
             delay = t0 + (i + CHUNK) / 2 / RATE - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-    stream.finish()
+    # A loaded shared machine can take minutes to decode a language's clips fed at once; a timed-out
+    # finish would drop the pending finals and count their words as deletions.
+    stream.finish(timeout=1800)
     stream.close()
     return messages
 
