@@ -217,13 +217,12 @@ def signal_span(audio: np.ndarray) -> tuple[int, int]:
     """The samples of ``audio`` between its first and last that are not exact digital zero.
 
     Exact zeros are no sound at all (a muted or held line, a gap a sender filled, the stream's
-    pre-roll over such a gap): no microphone records them. Whisper's features turn them into the
-    same log-mel floor as the zero padding it puts after every window's audio, so zeros before the
-    speech look to the model like the end of a window and cost words (Whisper base wrote "Hacido"
-    for "ha sido" after 0.5 s of them, "ha sido" without; docs/benchmarks.md#languages). A decode
-    therefore starts at the first sound and ends at the last, as a decode of the recording alone
-    would; quiet but real signal (room noise, dither, a codec's comfort noise) stays. (0, 0) when
-    there is none.
+    pre-roll over such a gap): no microphone records them. Whisper's own pipeline pads every window's
+    audio with zeros to 30 s, so to the model they mean "after the end of the audio"; before the
+    speech they cost words (Whisper base wrote "Hacido" for "ha sido" after 0.5 s of them, "ha sido"
+    without; docs/benchmarks.md#languages). A decode therefore starts at the first sound and ends at
+    the last, as a decode of the recording alone would; quiet but real signal (room noise, dither, a
+    codec's comfort noise) stays. (0, 0) when there is none.
     """
     sound = np.flatnonzero(audio)
     return (int(sound[0]), int(sound[-1]) + 1) if len(sound) else (0, 0)
