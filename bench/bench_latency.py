@@ -1,7 +1,9 @@
 """Speech end -> final latency on the PUB socket of the real daemon, against the floor of the same run.
 
-    python bench/bench_latency.py                 # 1, 4 and 8 live streams, fixed and semantic end of turn
-    python bench/bench_latency.py --streams 1 2 4 6 --end-of-turn fixed
+    python bench/bench_latency.py                 # 1, 4, 8, 16, 24 live streams, fixed and semantic, + keep-up
+    python bench/bench_latency.py --streams 1 2 4 6 --end-of-turn fixed --keep-up 0
+    python bench/bench_latency.py --streams --long  # only the keep-up check: 24 streams for 5 minutes
+    python bench/bench_latency.py --streams 1 --diarization off on --keep-up 0  # the speaker labels' share
     python bench/bench_latency.py --model base
 
 What a user sees: a real ``python -m symbld`` (default engine settings) is started; each stream is
@@ -32,6 +34,14 @@ captured it, and a SUB client on the daemon's events socket timestamps every eve
   decode that the final waits for.
   ``finalize``: the client sends the ``finalize`` command as soon as a clip's speech is sent (a client
   that knows the turn ended, Deepgram's Finalize): speech end -> final is then transport + decode.
+
+- **CPU per stream**: the daemon's CPU-seconds (``/proc``, user + system) over the level's wall time, divided
+  by the streams (the columns "daemon CPU" and "CPU per stream"; CPU, unlike wall-clock latency, hardly
+  depends on what else the machine runs). Connections are started with ``diarization`` off unless
+  ``--diarization on`` (push connections diarize by default once ``symbld[diarize]`` is installed).
+- **keep-up** (``--keep-up N``, default 24 streams, ``--keep-up-seconds``, default 60, ``--long``: 300): the
+  clips repeated for the whole duration on every stream, each mode once; speech end -> final p50/p95 of the
+  first and the last quarter of the run: growth means the streams fall behind.
 
 Prints figures and ratios; asserts nothing. On a shared machine every figure includes its load,
 which is printed with them.
@@ -131,10 +141,12 @@ def floor(model: str, trimmed: list[np.ndarray], whole: list[np.ndarray]) -> tup
     return out, plain
 
 
-def feed(d: DaemonProc, tl: Timeline, delay: float, starts: dict[str, float], mode: str) -> None:
+def feed(d: DaemonProc, tl: Timeline, delay: float, starts: dict[str, float], mode: str,
+         diarization: bool = False) -> None:
     time.sleep(delay)
     with d.client(timeout=30) as c:
-        cid = c.start(source={"type": "push"}, endOfTurn="fixed" if mode == "finalize" else mode)["connectionId"]
+        cid = c.start(source={"type": "push"}, endOfTurn="fixed" if mode == "finalize" else mode,
+                      diarization=diarization)["connectionId"]
         t0 = time.monotonic()
         starts[cid] = t0
         ends = [int(e * RATE) * 2 for _, e in tl.spans] if mode == "finalize" else []
@@ -157,6 +169,7 @@ def clip_of(d: dict, spans: list[tuple[float, float]]) -> int:
 
 def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[str]) -> dict[str, Any]:
     lat, lag, first, wers, texts, due = [], [], [], [], [], []
+    timed: list[tuple[float, float]] = []  # (speech end in stream seconds, speech end -> final)
     premature, finals, reasons, cut_clips = 0, 0, Counter(), Counter()
     turn_closed: list[float] = []  # end_of_turn arrival - true end of speech (semantic end of turn)
     settings = StreamSettings()
@@ -190,6 +203,7 @@ def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[st
                     seen.add(k)
                     first.append(when - (t0 + tl.spans[k][0]))
         lat += [when - (t0 + tl.spans[k][1]) for k, (when, _) in last_final.items()]
+        timed += [(tl.spans[k][1], when - (t0 + tl.spans[k][1])) for k, (when, _) in last_final.items()]
         # The endpoint is due endpoint_silence_ms after the last speech frame (the final's audio
         # ends post-roll after it): the earliest a final can be out, whatever the decode costs.
         due += [end - settings.postroll_ms / 1000 + settings.endpoint_silence_ms / 1000 - tl.spans[k][1]
@@ -200,16 +214,19 @@ def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[st
             "n": len(lat),
             "due50": pct(due, 50), "lag50": pct(lag, 50), "lag95": pct(lag, 95), "first50": pct(first, 50),
             "wer": float(np.mean(wers)), "premature": premature, "finals": finals, "reasons": dict(reasons),
-            "cut_clips": cut_clips, "turn50": pct(turn_closed, 50), "turn95": pct(turn_closed, 95)}
+            "cut_clips": cut_clips, "turn50": pct(turn_closed, 50), "turn95": pct(turn_closed, 95),
+            "timed": timed}
 
 
-def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str], mode: str) -> dict[str, Any]:
+def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str], mode: str,
+              diarization: bool = False) -> dict[str, Any]:
     proc = psutil.Process(d.proc.pid)  # type: ignore[union-attr]
     sub = Subscriber(d.events)
     time.sleep(0.5)  # the SUB connects before the first event
     starts: dict[str, float] = {}
     c0, w0 = proc.cpu_times(), time.monotonic()
-    threads = [threading.Thread(target=feed, args=(d, tl, STAGGER_S * k, starts, mode)) for k in range(n)]
+    threads = [threading.Thread(target=feed, args=(d, tl, STAGGER_S * k, starts, mode, diarization))
+               for k in range(n)]
     for t in threads:
         t.start()
     for t in threads:
@@ -221,12 +238,42 @@ def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str], mode: str) -
     sub.close()
     r = analyse(sub.got, starts, tl, refs)
     r["cpu"] = (c1.user + c1.system - c0.user - c0.system) / wall
+    r["cpu_per_audio_s"] = (c1.user + c1.system - c0.user - c0.system) / (n * len(tl.pcm) / 2 / RATE)
     return r
+
+
+def keep_up(d: DaemonProc, n: int, seconds: float, clips: list[realspeech.Clip], mode: str,
+            diarization: bool) -> None:
+    """``n`` live streams for ``seconds`` of audio each: speech end -> final by quarter of the run;
+    keeping up means the last quarter is no later than the first (no growth of lag)."""
+    one = timeline(clips)
+    tl = timeline(clips * max(1, int(np.ceil(seconds / (len(one.pcm) / 2 / RATE)))))
+    spans = [sp for sp in tl.spans if sp[1] + GAP_S < seconds]
+    tl = Timeline(tl.pcm[: int(seconds * RATE) * 2], spans, tl.trimmed[: len(spans)])
+    refs = ([c.text for c in clips] * len(spans))[: len(spans)]
+    r = run_level(d, n, tl, refs, mode, diarization)
+    timed = sorted(r["timed"])
+    q = max(1, len(timed) // 4)
+    first, last = [x for _, x in timed[:q]], [x for _, x in timed[-q:]]
+    print(f"\nkeep-up: {n} live streams x {seconds:.0f} s, {mode}, diarization {'on' if diarization else 'off'}: "
+          f"speech end -> final p50 {r['p50']:.3f} s, p95 {r['p95']:.3f} s, max {r['max']:.3f} s over {r['n']} finals; "
+          f"first quarter p50 {pct(first, 50):.3f} s, last quarter p50 {pct(last, 50):.3f} s "
+          f"(growth {pct(last, 50) - pct(first, 50):+.3f} s; p95 {pct(first, 95):.3f} -> {pct(last, 95):.3f} s); "
+          f"WER {r['wer']:.1%}; daemon {r['cpu']:.2f} cores, {r['cpu_per_audio_s']:.3f} CPU-s per audio s per "
+          f"stream; load {load()}", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--streams", type=int, nargs="*", default=[1, 4, 8])
+    ap.add_argument("--streams", type=int, nargs="*", default=[1, 4, 8, 16, 24])
+    ap.add_argument("--diarization", nargs="*", default=["off"], choices=["on", "off"],
+                    help="speaker labels on each push connection (the daemon's default with [diarize] "
+                         "installed is on; off measures the engine alone); each level runs once per value")
+    ap.add_argument("--keep-up", type=int, default=24, metavar="N",
+                    help="live streams of the keep-up check (0: skip it)")
+    ap.add_argument("--keep-up-seconds", type=float, default=60.0,
+                    help="audio per stream of the keep-up check (default 60 s)")
+    ap.add_argument("--long", action="store_true", help="the keep-up check over 5 minutes")
     ap.add_argument("--end-of-turn", nargs="*", default=["fixed", "semantic"],
                     choices=["fixed", "semantic", "finalize"],
                     help="end-of-turn modes, each level run once per mode (semantic needs symbld[turn]; "
@@ -247,7 +294,8 @@ def main() -> None:
     print(f"floor (endpoint {StreamSettings().endpoint_silence_ms} ms + idle decode of the utterance alone): "
           f"p50 {pct(fl, 50):.3f} s, p95 {pct(fl, 95):.3f} s  [load {load()}]\n")
     with tempfile.TemporaryDirectory(prefix="symbld-bench-latency-") as tmp:
-        config = f'max_connections = {max(16, max(args.streams))}\n[engine.local]\nmodel = "{args.model}"\n'
+        most = max([16, args.keep_up, *args.streams])
+        config = f'max_connections = {most}\n[engine.local]\nmodel = "{args.model}"\n'
         d = DaemonProc(Path(tmp), config=config).start()
         try:
             print("| live streams | end of turn | speech end -> final p50 | p95 | max | p50 / floor p50 "
@@ -258,19 +306,24 @@ def main() -> None:
             texts: list[list[str]] = []
             runs: list[tuple[int, str]] = []
             cuts: dict[tuple[int, str], Counter[int]] = {}
-            for n in args.streams:
+            for n, diar, mode in [(n, diar, mode) for n in args.streams for diar in args.diarization
+                                  for mode in args.end_of_turn]:
+                r = run_level(d, n, tl, refs, mode, diar == "on")
+                mode = mode + (" + speakers" if diar == "on" else "")  # the row's label
+                reasons = ", ".join(f"{k} {v}" for k, v in sorted(r["reasons"].items())) or "-"
+                print(f"| {n} | {mode} | {r['p50']:.3f} s | {r['p95']:.3f} s | {r['max']:.3f} s | "
+                      f"{r['p50'] / pct(fl, 50):.2f}x | {r['due50']:.3f} s | {r['lag50']:.3f} / "
+                      f"{r['lag95']:.3f} s | {r['first50']:.3f} s | {r['wer']:.1%} | "
+                      f"{r['premature']} of {r['finals']} | {reasons} | {r['turn50']:.3f} / {r['turn95']:.3f} s | "
+                      f"{r['cpu']:.2f} | {r['cpu'] / n:.3f} | "
+                      f"{load()} |", flush=True)
+                texts.append(r["texts"][0])
+                runs.append((n, mode))
+                cuts[(n, mode)] = r["cut_clips"]
+            if args.keep_up:
                 for mode in args.end_of_turn:
-                    r = run_level(d, n, tl, refs, mode)
-                    reasons = ", ".join(f"{k} {v}" for k, v in sorted(r["reasons"].items())) or "-"
-                    print(f"| {n} | {mode} | {r['p50']:.3f} s | {r['p95']:.3f} s | {r['max']:.3f} s | "
-                          f"{r['p50'] / pct(fl, 50):.2f}x | {r['due50']:.3f} s | {r['lag50']:.3f} / "
-                          f"{r['lag95']:.3f} s | {r['first50']:.3f} s | {r['wer']:.1%} | "
-                          f"{r['premature']} of {r['finals']} | {reasons} | {r['turn50']:.3f} / {r['turn95']:.3f} s | "
-                          f"{r['cpu']:.2f} | {r['cpu'] / n:.3f} | "
-                          f"{load()} |", flush=True)
-                    texts.append(r["texts"][0])
-                    runs.append((n, mode))
-                    cuts[(n, mode)] = r["cut_clips"]
+                    keep_up(d, args.keep_up, 300.0 if args.long else args.keep_up_seconds, clips, mode,
+                            args.diarization[0] == "on")
             print("\npremature finals by clip:")
             for (n, mode), by_clip in cuts.items():
                 print(f"  {n} stream(s), {mode}: " + (", ".join(f"{clips[k].name} ({refs[k]!r}) {v}"

@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from symblctl import protocol  # noqa: E402
 from symbld.audio.base import SourceContext  # noqa: E402
 from symbld.audio.telephony.calls import TelephonyConfig, TelephonySource  # noqa: E402
 
@@ -96,7 +97,7 @@ def ringing_cpu(work: Path) -> tuple[float, float]:
         baseline = cpu_share(RING_SECONDS)
         ringing = threading.Event()
         cfg = TelephonyConfig.from_dict({"answer_timeout": 60.0})
-        src = TelephonySource({"type": "sip", "uri": f"sip:bench@127.0.0.1:{port}"},
+        src = TelephonySource(protocol.SipSource(uri=f"sip:bench@127.0.0.1:{port}"),
                               SourceContext("ring", lambda t, d: t == "call_ringing" and ringing.set()), cfg)
         src.start()
         if not ringing.wait(10):
@@ -146,7 +147,7 @@ def main() -> None:
                 cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
                 wait_bound(port)
-                src = TelephonySource({"type": "sip", "uri": f"sip:bench@127.0.0.1:{port}"},
+                src = TelephonySource(protocol.SipSource(uri=f"sip:bench@127.0.0.1:{port}"),
                                       SourceContext(f"bench{i}", lambda t, d: None), TelephonyConfig())
                 stream = eng.open(stream_config(connection_id=f"b{i}", conversation_id=f"b{i}"),
                                   lambda t, d: None) if eng else None

@@ -59,22 +59,39 @@ class MicSource(Shape, tag="mic", tag_field="type"):
         int, Meta(ge=0, lt=1 << 16, description="device index")] | None = None
 
 
-class SipSource(Shape, tag="sip", tag_field="type", forbid_unknown_fields=False):
-    """Dial a SIP URI (Symbl's telephony form)."""
+class AudioConfig(Shape):
+    """Symbl's ``endpoint.audioConfig``, accepted as Symbl's SDKs send it: the call's codec is negotiated in SDP
+    (G.711), so these only say what the caller expects."""
+
+    encoding: Annotated[str, Meta(max_length=32, description="PCMU, PCMA, OPUS, ...")] | None = None
+    sample_rate: Annotated[int, Meta(ge=8000, le=48000, description="Hz")] | None = None
+    sample_size: Annotated[str, Meta(max_length=8, description="bits, as a string (Symbl's docs)")] | Annotated[
+        int, Meta(ge=8, le=32, description="bits")] | None = None
+    payload_type: Annotated[int, Meta(ge=0, le=127, description="the RTP payload type")] | None = None
+
+
+Dtmf = Annotated[str, Meta(pattern=r"^[0-9A-Da-d*#,]{0,64}$(?!\n)",
+                           description="digits to send once the call is answered: 0-9 * # A-D, ',' a pause")]
+
+
+class SipSource(Shape, tag="sip", tag_field="type"):
+    """Dial a SIP URI (Symbl's telephony form). Symbl's other endpoint keys (``providerName``,
+    ``transportConfig``, ...) are accepted and ignored, as every unknown field."""
 
     uri: Annotated[str, Meta(min_length=1, max_length=1024, description="sip:user@host[:port]")]
-    audio_config: dict[str, Any] | None = None
-    dtmf: Annotated[str, Meta(max_length=64, description="digits to send once the call is answered")] | None = None
+    audio_config: AudioConfig | None = None
+    dtmf: Dtmf | None = None
 
 
 class PstnSource(Shape, tag="pstn", tag_field="type"):
     """Dial a phone number through the configured SIP gateway."""
 
     phone_number: Annotated[str, Meta(min_length=1, max_length=64, description="E.164, e.g. +14155550100")]
-    dtmf: Annotated[str, Meta(max_length=64, description="digits to send once the call is answered")] | None = None
-    audio_config: dict[str, Any] | None = None
+    dtmf: Dtmf | None = None
+    audio_config: AudioConfig | None = None
 
 
+Call = SipSource | PstnSource
 Source = FileSource | PushSource | MicSource | SipSource | PstnSource
 
 
@@ -83,6 +100,21 @@ Source = FileSource | PushSource | MicSource | SipSource | PstnSource
 # Typed here; which tags are supported is the daemon's (symbld.languages.parse: bad_request naming them).
 LanguageCode = Annotated[str, Meta(min_length=1, max_length=64,
                                    description="a BCP 47 language tag (en-US, es-ES, ...) or auto (docs/languages.md)")]
+
+
+RedactionKind = Literal["email", "card", "phone", "spoken_digits"]
+
+
+class RedactionOptions(Shape):
+    """``redaction`` as an object: ``{"enabled": true, "kinds": [...]}`` (kinds omitted: all of them)."""
+
+    enabled: bool = True
+    kinds: list[RedactionKind] | None = None
+
+
+# true (every kind), false, a list of kinds, or {enabled, kinds}; docs/insights.md.
+Redaction = Annotated[bool | list[RedactionKind] | RedactionOptions,
+                      Meta(description="mask personal data: true, or kinds [email, card, phone, spoken_digits]")]
 
 
 class TrackerOptions(Shape):
@@ -143,8 +175,7 @@ class StartConfig(Shape):
     trackers: TrackerOptions | None = None
     sentiment: Annotated[bool, Meta(description="as the top-level sentiment")] | None = None
     detect_entities: Annotated[bool, Meta(description="as the top-level detectEntities")] | None = None
-    redaction: Annotated[bool | list[str] | dict[str, Any], Meta(description="as the top-level redaction")] \
-        | None = None
+    redaction: Annotated[Redaction, Meta(description="as the top-level redaction")] | None = None
 
 
 class Speaker(Shape):
@@ -358,8 +389,8 @@ class Start(Command):
     reply = Connection
     timeout = 60.0
     source: Annotated[Source, Meta(description="where the audio comes from (give this or telephony)")] | None = None
-    telephony: Annotated[dict[str, Any], Meta(description="Symbl's telephony form: the same as a sip or pstn "
-                                                          "source")] | None = None
+    telephony: Annotated[Call, Meta(description="Symbl's telephony form: the same as a sip or pstn source")] \
+        | None = None
     engine: Annotated[str, Meta(max_length=64, description="engine name (describe lists them); default from "
                                                            "the config")] | None = None
     insight_types: Annotated[list[InsightType], Meta(description="insight types wanted; omitted: all three, "
@@ -380,9 +411,7 @@ class Start(Command):
                                                      "the Symbl server does for each speaker socket")] | None = None
     sentiment: Annotated[bool, Meta(description="sentiment on messages and topics (Symbl's shape)")] | None = None
     detect_entities: Annotated[bool, Meta(description="entity_response events (dates, amounts, ...)")] | None = None
-    redaction: Annotated[bool | list[str] | dict[str, Any],
-                         Meta(description="mask personal data: true, or kinds [email, card, phone, "
-                                          "spoken_digits]")] | None = None
+    redaction: Redaction | None = None
     end_of_turn: Annotated[Literal["auto", "fixed", "semantic"], Meta(description=(
         "the local engine's end of turn: fixed (endpoint_silence_ms of silence), semantic (the turn model at a "
         "short pause; needs the extra symbld[turn]), auto (semantic when installed); omitted: the config's"))] \

@@ -29,6 +29,7 @@ from symblctl.keys import SecurityError
 from symbld import __version__
 from symbld.config import load, render_config, section
 from symbld.config_check import ConfigError
+from symbld.control import registry
 from symbld.control.catalog import load_all
 from symbld.control.curve import CurveServer, curve_socket, serve_curve
 from symbld.control.publisher import Publisher
@@ -148,9 +149,10 @@ class Daemon:
             try:
                 with curve_socket(self.curve, self.config["events"]):
                     publisher = Publisher(self.ctx, self.config["events"], self.config["event_queue_per_subscriber"])
+                    checking = os.environ.get("SYMBLD_CHECK_EVENTS") == "1"  # events and replies, as declared
                     self.bus = EventBus(publisher, self.journal,
-                                        history_per_connection=self.config["history_per_connection"],
-                                        check=os.environ.get("SYMBLD_CHECK_EVENTS") == "1")
+                                        history_per_connection=self.config["history_per_connection"], check=checking)
+                    registry.check_replies(checking)
                 self.service = ConnectionService(
                     self.config, state_dir=self.state_dir, engines=self.engines, sessions=self.sessions,
                     sources=self.sources, bus=self.bus, journal=self.journal, conversations=self.conversations,
@@ -215,12 +217,14 @@ class Daemon:
 
     def start_extras(self) -> None:
         """Optional services beside the control socket (the summary page, the Symbl-compatible server)."""
+        from symbld.web import links
         from symbld.web.server import start_page
 
         try:
             self.page_server = start_page(self)  # [page]: summaryUrl's pages (symbld/web/)
         except OSError as e:
             raise StartupError(f"cannot serve the summary page: {e}") from None
+        self.service.summary_url = links.summary_url  # None while no page server runs
         self.symbl_server = None
         addr = self.config.get("serve_symbl")
         if not addr:

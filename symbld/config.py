@@ -65,8 +65,8 @@ TABLES: dict[str, str | dict[str, Any] | list[str | dict[str, Any]]] = {
                      {"app_id": None, "app_secret": None, "credentials_file": None}],
     "mic": "symbld.audio.mic:DEFAULTS",
     "telephony": "symbld.audio.telephony.calls:CONFIG_DEFAULTS",
-    "smtp": "symbld.integrations.mail:SMTP_DEFAULTS",
-    "page": "symbld.web.server:DEFAULTS",  # the summary page (docs/summary-page.md)
+    "smtp": "symbld.integrations.mail:SmtpTable",  # a msgspec Struct: decoded, so its ranges hold
+    "page": "symbld.web.server:PageTable",  # the summary page (docs/summary-page.md); a msgspec Struct
     "diarization": "symbld.diarization.options:DEFAULTS",  # speaker labels (docs/diarization.md)
     "symbl_server": ["symbld.gateways.symbl.server:DEFAULTS",
                      {"app_id": None, "app_secret": None, "token_secret": None, "stop_on_close": False,

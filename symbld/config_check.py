@@ -2,9 +2,11 @@
 
 The schema is not written here: it is built from ``symbld.config.DEFAULTS`` (top-level keys)
 and from each table's declaration named in ``symbld.config.TABLES`` (a module's dict of
-defaults or its settings dataclass), so a key added to a declaration is known at once.
-The type of a key is the type of its default (``None``: any value); ``ENUMS`` lists the
-allowed values of some keys; ``COMPAT`` names old keys that still work, with a warning.
+defaults, its settings dataclass, or a msgspec Struct), so a key added to a declaration is known at once.
+The type of a key is the type of its default (``None``: any value); a table declared by a Struct is
+also decoded into it, so its keys' declared types and ranges hold (a wrong one is an error naming the key);
+``ENUMS`` lists the allowed values of some keys; ``COMPAT`` names old keys that still work, with a warning.
+One rule for unknown keys in every table: an error (with the closest known key).
 
 tomllib gives no positions, so the line of a key is found by scanning the file's text
 for ``key =`` inside its ``[table]`` header (``line_of``).
@@ -18,6 +20,8 @@ import importlib
 import re
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 
 class ConfigError(Exception):
@@ -47,11 +51,18 @@ class Problem:
         return f"{where}{self.message}"
 
 
+def _resolve_ref(ref: str) -> Any:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
 def _declared(ref: str | dict[str, Any]) -> dict[str, Any]:
     if isinstance(ref, dict):
         return ref
-    module, _, attr = ref.partition(":")
-    obj = getattr(importlib.import_module(module), attr)
+    obj = _resolve_ref(ref)
+    if isinstance(obj, type) and issubclass(obj, msgspec.Struct):
+        return {f.name: None if f.default is msgspec.NODEFAULT else f.default
+                for f in msgspec.structs.fields(obj)}
     if dataclasses.is_dataclass(obj):
         return {f.name: _field_default(f) for f in dataclasses.fields(obj)}
     return dict(obj)
@@ -141,7 +152,36 @@ def check(data: dict[str, Any], decl: Declarations,
     errors: list[Problem] = []
     warnings: list[Problem] = []
     _walk(data, tree if tree is not None else schema(decl), "", decl, errors, warnings)
+    errors.extend(_struct_problems(data, decl, {p.path for p in errors}))
     return errors, warnings
+
+
+def _struct_problems(data: dict[str, Any], decl: Declarations, reported: set[str]) -> list[Problem]:
+    """The tables declared by a msgspec Struct, decoded into it: each key's declared type and range (the
+    first problem of a table; none for a table whose keys already have one)."""
+    problems = []
+    for name, refs in decl.tables.items():
+        if any(path == name or path.startswith(name + ".") for path in reported):
+            continue
+        node: Any = data
+        for part in name.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict):
+            continue
+        for ref in refs if isinstance(refs, list) else [refs]:
+            struct = _resolve_ref(ref) if isinstance(ref, str) else None
+            if not (isinstance(struct, type) and issubclass(struct, msgspec.Struct)):
+                continue
+            try:
+                msgspec.convert(node, struct, strict=True)
+            except msgspec.ValidationError as e:
+                text = str(e)
+                key = text.rpartition(" - at `$.")[2].rstrip("`").split(".")[0].split("[")[0] \
+                    if " - at `$." in text else ""
+                message = text.partition(" - at `")[0]
+                problems.append(Problem(f"{name}.{key}" if key else name,
+                                        f"{name}.{key}: {message}" if key else f"[{name}]: {message}"))
+    return problems
 
 
 def _walk(data: dict[str, Any], tree: dict[str, Any], prefix: str, decl: Declarations, errors: list[Problem],

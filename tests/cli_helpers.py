@@ -22,6 +22,8 @@ def symblctl(daemon: DaemonProc | None, *args: str, cwd: Path | None = None, inp
              timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``symblctl ARGS`` with the daemon's endpoints given after the subcommand (as a user may)."""
     where = ["--control", daemon.control, "--events", daemon.events] if daemon is not None else []
+    if where and "--timeout" not in args:  # the default 5 s is a user's patience, not this machine's: a test
+        where += ["--timeout", "30"]        # daemon on a loaded machine once took longer to describe itself
     cmd = [sys.executable, "-m", "symblctl", *args]
     if where and args and args[0] == "subscribe":  # subscribe's own --events is the type filter
         cmd = [sys.executable, "-m", "symblctl", *where, *args]

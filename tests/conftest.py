@@ -40,20 +40,26 @@ _OUTSIDE_ENV = ("SYMBLD_CONFIG", "SYMBLD_CONTROL", "SYMBLD_EVENTS", "SYMBLD_RUNT
 # worker, one after another: "cpu-heavy" measurements never run beside each other, "install" adds extras to
 # one venv in order. This is xdist's loadgroup done here, because pytest-xdist 3.8's own does not group under
 # pytest 9 (it renames items through a private attribute pytest no longer reads: tests of one group were
-# seen on both workers).
+# seen on both workers). A module marked ``spread`` (independent tests, no costly module fixture) is dealt
+# out test by test instead, so one long module does not keep a worker busy after the others have finished.
 _GROUP_MARK = re.compile(r"pytest\.mark\.xdist_group\(\"([^\"]+)\"\)")
+_SPREAD_MARK = re.compile(r"pytest\.mark\.spread\b")
 
 
 @functools.cache
-def _scope_of_module(module: str) -> str:
+def _scope_of_module(module: str) -> str | None:
+    """The scope a module's tests are scheduled in: its group, itself, or None (each test its own)."""
     path = Path(__file__).resolve().parents[1] / module  # node ids are relative to the repository root
-    found = _GROUP_MARK.search(path.read_text()) if path.is_file() else None
+    text = path.read_text() if path.is_file() else ""
+    if _SPREAD_MARK.search(text):
+        return None
+    found = _GROUP_MARK.search(text)
     return f"group:{found.group(1)}" if found else module
 
 
 class _ModuleGroupScheduling(LoadScopeScheduling):
     def _split_scope(self, nodeid: str) -> str:
-        return _scope_of_module(nodeid.split("::", 1)[0])
+        return _scope_of_module(nodeid.split("::", 1)[0]) or nodeid
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadScopeScheduling:

@@ -157,3 +157,29 @@ def test_sighup_with_a_bad_config_keeps_the_old_one_and_a_good_one_applies(tmp_p
         wait_until("the old journal expired", lambda: not old.exists(), 10)  # the new retention applied at once
     finally:
         d.kill()
+
+
+@pytest.mark.parametrize(("table", "says"), [
+    ("retry_initial = 0.01", "line 3: smtp.retry_initial: Expected `float` >= 0.05"),
+    ("port = 70000", "line 3: smtp.port: Expected `int` <= 65535"),
+    ("timeout = 0", "line 3: smtp.timeout: Expected `float` > 0.0"),
+    ("retry_initial = 10\nretry_max = 5", "line 2: [smtp]: retry_max (5.0) is less than retry_initial (10.0)"),
+    ("[page]\nport = 70000", "line 4: page.port: Expected `int` <= 65535"),
+    ("[page]\nhost = \"\"", "line 4: page.host: Expected `str` of length >= 1"),
+])
+def test_a_table_declared_by_a_struct_is_decoded_naming_the_key_and_line(tmp_path: Path, table: str,
+                                                                         says: str) -> None:
+    """[smtp] is a msgspec Struct (symbld.integrations.mail.SmtpTable): its ranges stop the daemon at start
+    naming the key and its line, where they used to be clamped without a word."""
+    cfg = tmp_path / "symbld.toml"
+    cfg.write_text(f'log_level = "info"\n[smtp]\n{table}\n')
+    r = run_symbld("--print-config", "--config", str(cfg))
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.strip() == f"symbld: invalid configuration: {cfg} {says}"
+
+
+def test_a_struct_table_problem_is_reported_beside_the_others(tmp_path: Path) -> None:
+    errors, _ = config_check.check({"max_conections": 3, "smtp": {"port": 0}}, config.DECLARATIONS)
+    assert [p.path for p in errors] == ["max_conections", "smtp.port"]
+    errors, _ = config_check.check({"smtp": {"prot": 25, "port": 0}}, config.DECLARATIONS)
+    assert [p.path for p in errors] == ["smtp.prot"]  # one rule for unknown keys first; then the table's types

@@ -3,9 +3,13 @@ frame limits are where docs/protocol.md puts them (an audio frame of up to 1 MiB
 
 from __future__ import annotations
 
+import contextlib
 import json
+import select
 import signal
+import socket
 import uuid
+from pathlib import Path
 
 import pytest
 import zmq
@@ -108,3 +112,97 @@ def test_events_a_command_causes_carry_its_request_id(daemon: DaemonProc, client
     finally:
         req.close()
         ctx.term()
+
+
+BACKLOG_CONNECTIONS = 48
+TITLE = "t" * 4096  # connection_started and connection_stopped carry it: ~4.5 KB each
+
+
+class StalledSubscriber:
+    """A SUB peer that speaks ZMTP 3.0 itself over the IPC socket, so that not reading really is not reading:
+    a libzmq SUB's I/O thread would read on into its queue, and drop at its high-water mark, whatever the
+    application does. Here what is not read stays in the kernel and then in the daemon's PUB queue."""
+
+    def __init__(self, endpoint: str, *topics: bytes) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        self.sock.connect(endpoint.removeprefix("ipc://"))
+        self.buf = b""
+        # libzmq reads the signature's padding as a ZMTP 1.0 length: it must end in 1 (0xff 0*7 1 0x7f).
+        greeting = b"\xff" + b"\x00" * 7 + b"\x01\x7f" + bytes([3, 0]) + b"NULL".ljust(20, b"\x00") + b"\x00" * 32
+        ready = b"\x05READY" + b"\x0bSocket-Type" + (3).to_bytes(4, "big") + b"SUB"
+        self.sock.sendall(greeting)
+        self._read(64)  # the daemon's greeting, then our READY and subscription
+        self.sock.sendall(bytes([0x04, len(ready)]) + ready
+                          + b"".join(bytes([0x00, 1 + len(t)]) + b"\x01" + t for t in topics))  # SUBSCRIBE messages
+        flags, _ = self._frame()
+        assert flags & 0x04, "the daemon's READY"
+
+    def _read(self, n: int) -> bytes:
+        while len(self.buf) < n:
+            chunk = self.sock.recv(1 << 16)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def _frame(self) -> tuple[int, bytes]:
+        flags = self._read(1)[0]
+        size = int.from_bytes(self._read(8 if flags & 0x02 else 1), "big")
+        return flags, self._read(size)
+
+    def ready(self, timeout: float) -> bool:
+        """A message has begun to arrive within ``timeout`` (its rest follows at once)."""
+        return bool(self.buf) or bool(select.select([self.sock], [], [], timeout)[0])
+
+    def message(self) -> list[bytes]:
+        """The next message; EOFError once the daemon has closed the connection."""
+        parts = []
+        while True:
+            flags, body = self._frame()
+            parts.append(body)
+            if not flags & 0x01:
+                return parts
+
+
+def test_events_queued_behind_a_stalled_subscriber_still_reach_it_after_the_socket_closes(tmp_path: Path) -> None:
+    """The linger, discriminated: a subscriber that reads nothing while ~400 KB of events pile up, more
+    than the kernel's socket buffers hold, so at SIGTERM most of them, and every conversation_completed,
+    are still queued in the PUB socket. It starts reading only once the daemon has closed that socket: with
+    a linger of 0 the queue is dropped there and this test fails; with the bounded linger every
+    connection's conversation_completed arrives."""
+    d = DaemonProc(tmp_path / "d", config=f"max_connections = {BACKLOG_CONNECTIONS}\n").start()
+    token = uuid.uuid4().hex
+    sub = StalledSubscriber(d.events, b"connection.", f"sync.{token}".encode())
+    try:
+        with d.client() as client:
+            first = client.start(source={"type": "push"}, diarization=False)["connectionId"]
+
+            def synced() -> bool:  # the documented handshake: our subscription is in effect at the PUB
+                client.request("subscribe", connectionId=first, token=token)
+                while sub.ready(0.2):
+                    if sub.message()[0] == f"sync.{token}".encode():
+                        return True
+                return False
+
+            wait_until("the subscription in effect", synced, timeout=30)
+            # From here the subscriber reads nothing until the daemon has closed its events socket.
+            started = [first] + [client.start(source={"type": "push"}, diarization=False,
+                                              config={"meetingTitle": TITLE})["connectionId"]
+                                 for _ in range(BACKLOG_CONNECTIONS - 1)]
+        d.proc.send_signal(signal.SIGTERM)
+        wait_until("the daemon closed its events socket", lambda: "events_socket_closed" in d.log_path.read_text(),
+                   timeout=60, every=0.01)
+        completed = set()
+        with contextlib.suppress(EOFError):
+            while len(completed) < len(started):
+                topic, body = sub.message()
+                event = json.loads(body) if topic.startswith(b"connection.") else {}  # not a late sync reply
+                if event.get("type") == "conversation_completed":
+                    completed.add(event["connectionId"])
+        assert completed == set(started), f"{len(completed)} of {len(started)} conversation_completed arrived"
+        assert d.proc.wait(60) == 0
+    finally:
+        sub.sock.close()
+        d.kill()

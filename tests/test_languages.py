@@ -208,6 +208,7 @@ def test_the_summary_page_marks_each_lines_language() -> None:
 
 
 def test_the_config_default_is_checked_and_used(tmp_path: Path) -> None:
+    from symblctl.protocol import StartConfig
     from symbld.config import ConfigError, load
     from symbld.core.service import _language_options
 
@@ -215,8 +216,8 @@ def test_the_config_default_is_checked_and_used(tmp_path: Path) -> None:
     good.write_text('language = "es-mx"\n')
     cfg = load(str(good))
     assert cfg["language"] == "es-MX"
-    assert _language_options({}, cfg)[0] == languages.Language("es-MX", "es")  # a start without languageCode
-    assert _language_options({"languageCode": "fr-FR"}, cfg)[0].tag == "fr-FR"
+    assert _language_options(StartConfig(), cfg)[0] == languages.Language("es-MX", "es")  # no languageCode
+    assert _language_options(StartConfig(language_code="fr-FR"), cfg)[0].tag == "fr-FR"
     bad = tmp_path / "bad.toml"
     bad.write_text('language = "klingon"\n')
     with pytest.raises(ConfigError, match=r"language.*supported languages: auto"):

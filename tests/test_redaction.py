@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
+import msgspec
 import pytest
 
-from symbld.insights.redaction import KINDS, luhn_ok, parse_kinds, redact_event, redact_text
+from symblctl import protocol
+from symbld.insights.redaction import KINDS, kinds_of, luhn_ok, redact_event, redact_text
 
 ALL = frozenset(KINDS)
 
@@ -44,14 +47,18 @@ def test_only_the_kinds_asked_for() -> None:
     assert redact_text(text, frozenset()) == text
 
 
-def test_parse_kinds() -> None:
-    assert parse_kinds(True) == ALL and parse_kinds(None) == frozenset() and parse_kinds(False) == frozenset()
-    assert parse_kinds(["email"]) == {"email"}
-    assert parse_kinds({"enabled": False}) == frozenset()
-    with pytest.raises(ValueError, match="unknown redaction kinds"):
-        parse_kinds(["ssn"])
-    with pytest.raises(ValueError, match="true/false, a list of kinds"):
-        parse_kinds("yes")
+def test_kinds_of_a_decoded_redaction() -> None:
+    def kinds(wire: object) -> frozenset[str]:
+        return kinds_of(msgspec.convert(wire, protocol.Redaction | None, strict=True))
+
+    assert kinds(True) == ALL and kinds(None) == frozenset() and kinds(False) == frozenset()
+    assert kinds(["email"]) == {"email"}
+    assert kinds({"enabled": False}) == frozenset() and kinds({"kinds": ["card"]}) == {"card"} and kinds({}) == ALL
+    # The declaration is the validation: an unknown kind or a string is refused naming where it is.
+    with pytest.raises(msgspec.ValidationError, match=r"'ssn' - at `\$\[0\]`"):
+        kinds(["ssn"])
+    with pytest.raises(msgspec.ValidationError, match=re.escape("Expected `bool | object | array | null`, got `str`")):
+        kinds("yes")
 
 
 def test_event_masks_text_and_words_but_keeps_ids_and_times() -> None:
@@ -65,6 +72,14 @@ def test_event_masks_text_and_words_but_keeps_ids_and_times() -> None:
     assert m["payload"]["content"] == "Call [PHONE]." == m["metadata"]["originalContent"]
     assert "415" not in m["metadata"]["words"] and json.loads(m["metadata"]["words"])[0]["word"] == "Call"
     assert data["messages"][0]["payload"]["content"] == "Call 415-555-0134.", "the input is not changed"
+
+
+def test_a_page_link_is_kept_whatever_digits_its_conversation_id_has() -> None:
+    conversation = "4111111111111111"  # 16 digits that pass the card check, as one id in ten does
+    assert luhn_ok(conversation)
+    url = f"http://127.0.0.1:5081/meeting/{conversation}?s={'0' * 64}"
+    out = redact_event({"summaryUrl": url, "conversationId": conversation, "url": url}, ALL)
+    assert out == {"summaryUrl": url, "conversationId": conversation, "url": url}
 
 
 def test_a_card_number_the_recogniser_grouped_like_an_amount_is_masked() -> None:

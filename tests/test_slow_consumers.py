@@ -44,6 +44,9 @@ def _sub(ctx: zmq.Context, endpoint: str, stalled: bool = False) -> zmq.Socket:
     if stalled:  # as little buffering on our side as possible: the daemon's queue must fill
         s.setsockopt(zmq.RCVHWM, 10)
         s.setsockopt(zmq.RCVBUF, 4096)
+    else:  # no receive limit: libzmq's I/O thread takes every event off the daemon's queue even while the one
+        # Python thread that reads 31 sockets is starved by a loaded machine (it lost events so, at load 9).
+        s.setsockopt(zmq.RCVHWM, 0)
     s.setsockopt(zmq.SUBSCRIBE, b"connection.")
     s.connect(endpoint)
     return s

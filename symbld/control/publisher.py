@@ -13,7 +13,10 @@ subscriber that stopped reading cannot hold the daemon's exit past the service's
 
 from __future__ import annotations
 
+import structlog
 import zmq
+
+log = structlog.get_logger(__name__)
 
 LINGER_MS = 2000
 
@@ -35,3 +38,5 @@ class Publisher:
 
     def close(self) -> None:
         self._pub.close(linger=LINGER_MS)
+        # From here the context's term() gives the queued events up to LINGER_MS to reach the subscribers.
+        log.info("events_socket_closed", linger_ms=LINGER_MS)

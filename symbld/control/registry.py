@@ -2,9 +2,12 @@
 
 A handler receives the connection service (``symbld.control.service.Service``), the request's
 ``args`` decoded into the command's typed request, and the raw request (for a binary payload), and
-returns the reply's ``result`` or raises ControlError. Decoding is the validation: a request whose
-args do not fit the declaration is answered ``bad_request`` naming the argument, before any handler
-runs. ``slow`` commands run on a worker thread so they never block the control socket.
+returns the reply's ``result`` (the declared reply, ``Command.reply``, or a dict in its wire shape) or
+raises ControlError. Decoding is the validation: a request whose args do not fit the declaration is
+answered ``bad_request`` naming the argument, before any handler runs. A reply is checked against its
+declaration when ``check_replies(True)`` (the daemon under ``SYMBLD_CHECK_EVENTS=1``, as the tests run it):
+one that does not fit raises ``ReplyShapeError`` in the handler's command. ``slow`` commands run on a
+worker thread so they never block the control socket.
 """
 
 from __future__ import annotations
@@ -25,7 +28,37 @@ if TYPE_CHECKING:
     from symbld.control.service import Service
 
 Decl = TypeVar("Decl", bound=protocol.Command)
-Handler = Callable[["Service", Any, Request], dict[str, Any]]
+Result = dict[str, Any] | protocol.Shape  # the declared reply, or a dict in its wire shape
+Handler = Callable[["Service", Any, Request], Result]
+
+_checking = False
+
+
+class ReplyShapeError(TypeError):
+    """A handler's reply does not fit its declaration (raised only while replies are checked)."""
+
+
+def check_replies(on: bool) -> None:
+    """Check every reply against its declaration from now on (the tests' daemons: ``SYMBLD_CHECK_EVENTS=1``)."""
+    global _checking
+    _checking = on
+
+
+def reply_result(declaration: type[protocol.Command], result: Result) -> dict[str, Any]:
+    """A handler's result as the reply's ``result`` object; checked against ``declaration.reply`` when on."""
+    if isinstance(result, msgspec.Struct):
+        if _checking and declaration.reply is not None and not isinstance(result, declaration.reply):
+            raise ReplyShapeError(f"{declaration.name} replied {type(result).__name__}, declared "
+                                  f"{declaration.reply.__name__}")
+        out: dict[str, Any] = msgspec.to_builtins(result)
+        return out
+    if _checking and declaration.reply is not None:
+        try:
+            msgspec.convert(result, declaration.reply, strict=True)
+        except msgspec.ValidationError as e:
+            raise ReplyShapeError(f"{declaration.name}'s reply does not fit {declaration.reply.__name__}: {e}") \
+                from None
+    return result
 
 
 def decode_args(declaration: type[Decl], args: dict[str, Any]) -> Decl:
@@ -74,7 +107,7 @@ class Command:
             args = msgspec.structs.replace(args, connection_id=service.resolve_connection_id(cid))
         token = caused_by.set(req.id or None)  # the events it publishes on this thread carry req.id
         try:
-            return self.handler(service, args, req)
+            return reply_result(self.declaration, self.handler(service, args, req))
         finally:
             caused_by.reset(token)
 
@@ -82,11 +115,10 @@ class Command:
 COMMANDS: dict[str, Command] = {}
 
 
-def handles(declaration: type[Decl]) -> Callable[[Callable[[Service, Decl, Request], dict[str, Any]]],
-                                                  Callable[[Service, Decl, Request], dict[str, Any]]]:
+def handles(declaration: type[Decl]) -> Callable[[Callable[[Service, Decl, Request], Result]],
+                                                  Callable[[Service, Decl, Request], Result]]:
     """Register the handler of one declared command."""
-    def register(fn: Callable[[Service, Decl, Request], dict[str, Any]]) -> Callable[[Service, Decl, Request],
-                                                                                     dict[str, Any]]:
+    def register(fn: Callable[[Service, Decl, Request], Result]) -> Callable[[Service, Decl, Request], Result]:
         if declaration.name in COMMANDS:
             raise RuntimeError(f"command {declaration.name} handled twice")
         COMMANDS[declaration.name] = Command(declaration, fn)

@@ -12,13 +12,18 @@ import functools
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+import msgspec
+
+from symblctl import protocol
 from symbld import languages
 from symbld.audio.base import SourceContext, SourceError
 from symbld.audio.push import PushSource
 from symbld.config import section
+from symbld.core.actions import normalised_actions
 from symbld.core.bus import EventBus
 from symbld.core.conversations import ConversationIndex
 from symbld.core.conversations import resolve as resolve_connection_id
@@ -32,7 +37,9 @@ from symbld.diarization import options as diarization_options
 from symbld.diarization import speaker_prints
 from symbld.diarization import voices as diarization_voices
 from symbld.engines.base import Engine, RemoteEngine, StreamConfig, Subscription
-from symbld.insights import Analyzer, TrackerError, validate_trackers
+from symbld.insights import Analyzer
+from symbld.insights.redaction import kinds_of
+from symbld.insights.trackers import normalise_trackers
 
 
 class Host(Protocol):
@@ -63,25 +70,28 @@ class ConnectionService:
         self.conversations = conversations
         self.host = host
         self.actions: Any = None  # the ActionRunner (summary e-mail) run when a connection ends; set by the daemon
+        # A conversation's summary-page link while the daemon serves pages (set by the daemon: symbld.web.links).
+        self.summary_url: Callable[[str], str | None] = lambda conversation_id: None
         self._attached_mics: dict[str, Any] = {}
         self._remote_subs: dict[str, Subscription] = {}
 
     # -- starting -----------------------------------------------------------------------------
-    def start_session(self, args: dict[str, Any]) -> dict[str, Any]:
+    def start_session(self, args: protocol.Start) -> dict[str, Any]:
+        """Start a connection from its decoded declaration (types and ranges hold; what is checked here is
+        what no declaration can say: an engine that exists, an id not used before, a source that opens)."""
         if self.host.shutting_down():
             raise ControlError("busy", "symbld is shutting down")
-        spec = args.get("source") or args.get("telephony")
+        spec = args.source or args.telephony  # telephony: Symbl's name for a sip or pstn source
         if spec is None:
             raise ControlError("bad_request", 'start: give "source" (file, push, mic, sip, pstn) or "telephony"')
-        engine_name = args.get("engine") or self.config["default_engine"]
+        engine_name = args.engine or self.config["default_engine"]
         engine = self.engines.get(engine_name)
         if engine is None:
             raise ControlError("bad_request", f"unknown engine {engine_name!r}; known: {sorted(self.engines)}",
                                {"known": sorted(self.engines)})
         stream_config = self._stream_config(args)
-        stream_config.extra["diarization"] = diarization_options.resolve(
-            args, args.get("config") or {}, _source_kind(spec), self.config)
-        if args.get("connectionId") and self.journal is not None and self.journal.exists(stream_config.connection_id):
+        stream_config.extra["diarization"] = diarization_options.resolve(args, _kind(spec), self.config)
+        if args.connection_id and self.journal is not None and self.journal.exists(stream_config.connection_id):
             raise ControlError("bad_request", f"connection id {stream_config.connection_id} was used before (its "
                                "journal exists); choose another", {"connectionId": stream_config.connection_id,
                                                                     "reason": "journal_exists"})
@@ -117,44 +127,33 @@ class ConnectionService:
         self.host.live_changed()
         return session.as_dict()
 
-    def _stream_config(self, args: dict[str, Any]) -> StreamConfig:
-        # ``config`` was decoded against symblctl.protocol.StartConfig: each key present has its type and range.
-        cfg = args.get("config") or {}
-        threshold = cfg.get("confidenceThreshold", 0.5)
-        title = cfg.get("meetingTitle")
-        tz = cfg.get("timezoneOffset")
+    def _stream_config(self, args: protocol.Start) -> StreamConfig:
+        cfg = args.config or _NO_CONFIG
+        tz = cfg.timezone_offset
         language, translate = _language_options(cfg, self.config)
-        trackers_cfg = cfg.get("trackers") or {}
-        speaker = args.get("speaker")  # decoded against symblctl.protocol.Speaker: strings or absent
-        trackers = self._validate_trackers(args.get("trackers") or [])
-        insight_types = args.get("insightTypes")
+        speaker = msgspec.to_builtins(args.speaker) if args.speaker is not None else None  # events carry it as is
+        conversation_id = args.conversation_id or new_conversation_id()  # joining one: a speaker each
         return StreamConfig(
-            connection_id=args.get("connectionId") or new_connection_id(),
-            conversation_id=args.get("conversationId") or new_conversation_id(),  # joining one: a speaker each
-            insight_types=list(insight_types) if insight_types is not None else ["question", "action_item",
-                                                                                  "follow_up"],
-            confidence_threshold=float(threshold),
+            connection_id=args.connection_id or new_connection_id(),
+            conversation_id=conversation_id,
+            insight_types=list(args.insight_types) if args.insight_types is not None else [
+                "question", "action_item", "follow_up"],
+            confidence_threshold=cfg.confidence_threshold,
             language_code=language.tag,
             translate=translate,
-            meeting_title=title,
+            meeting_title=cfg.meeting_title,
             speaker=speaker,
-            trackers=trackers,
-            tracker_interim_results=bool(trackers_cfg.get("interimResults")),
-            custom_vocabulary=list(args.get("customVocabulary") or []),
+            trackers=normalise_trackers(args.trackers),
+            tracker_interim_results=cfg.trackers is not None and cfg.trackers.interim_results,
+            custom_vocabulary=list(args.custom_vocabulary),
             # Symbl's timezoneOffset is JavaScript's getTimezoneOffset(): minutes *west* of UTC (480 = UTC-8).
             timezone_offset_minutes=None if tz is None else -tz,
             started_at=time.time(),
-            extra={"actions": self._validate_actions(args.get("actions")),
+            extra={"actions": normalised_actions(args.actions), "summary_url": self.summary_url(conversation_id),
                    **_privacy_options(args, cfg, self.config),
                    # the local engine reads its StreamSettings fields from extra: a per-connection override
-                   **({"end_of_turn": args["endOfTurn"]} if args.get("endOfTurn") else {})},
+                   **({"end_of_turn": args.end_of_turn} if args.end_of_turn else {})},
         )
-
-    def _validate_trackers(self, trackers: list[Any]) -> list[dict[str, Any]]:
-        try:
-            return validate_trackers(trackers)
-        except TrackerError as e:
-            raise ControlError("bad_request", f"trackers: {e}") from None
 
     def analyzer_factory(self, engine: Engine) -> Any:
         if getattr(engine, "provides_insights", False):
@@ -168,17 +167,8 @@ class ConnectionService:
             events = self.bus.all_events(session.connection_id)
             self.actions.on_connection_ended(session.as_dict(), events, actions)
 
-    @staticmethod
-    def _validate_actions(actions: Any) -> list[dict[str, Any]]:
-        from symbld.integrations.mail import ActionError, validate_actions
-
-        try:
-            return validate_actions(actions)
-        except ActionError as e:
-            raise ControlError("bad_request", e.message, {"argument": "actions"}) from None
-
     def push_audio(self, connection_id: str, payload: bytes | None, end: bool,
-                   sample_rate: int | None = None) -> dict[str, Any]:
+                   sample_rate: int | None = None) -> protocol.Accepted:
         session = self.sessions.get(connection_id)
         source = session.source
         if not isinstance(source, PushSource):
@@ -199,7 +189,7 @@ class ConnectionService:
                 source.close()
         except SourceError as e:
             raise ControlError.from_error(e, "bad_request") from None
-        return {"accepted": accepted}
+        return protocol.Accepted(accepted=accepted)
 
     # -- microphone ---------------------------------------------------------------------------
     def input_devices(self) -> dict[str, Any]:
@@ -379,10 +369,10 @@ class ConnectionService:
                                {"connectionId": connection_id})
         return self.sessions.get(connection_id).stop()
 
-    def finalize(self, connection_id: str) -> dict[str, Any]:
+    def finalize(self, connection_id: str) -> protocol.Finalized:
         """What the connection's engine heard so far becomes final; the connection goes on."""
         closed = self.sessions.get(connection_id).finalize()
-        return {"connectionId": connection_id, **({} if closed is None else {"utteranceClosed": closed})}
+        return protocol.Finalized(connection_id=connection_id, utterance_closed=closed)
 
     def history(self, connection_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
         return self.bus.history(connection_id, after_seq, limit)
@@ -398,39 +388,37 @@ class ConnectionService:
                 sub.close()
 
 
-def _privacy_options(args: dict[str, Any], cfg: dict[str, Any], daemon_config: dict[str, Any]) -> dict[str, Any]:
+_NO_CONFIG = protocol.StartConfig()
+
+
+def _kind(spec: protocol.Source) -> str:
+    """A declared source's type (its tag: file, push, mic, sip, pstn)."""
+    return str(type(spec).__struct_config__.tag)
+
+
+def _first(*values: Any) -> Any:
+    """The first value given (not None): the start request's top level wins over its ``config``."""
+    return next((v for v in values if v is not None), None)
+
+
+def _privacy_options(args: protocol.Start, cfg: protocol.StartConfig, daemon_config: dict[str, Any]) -> dict[str, Any]:
     """``sentiment``, ``detectEntities`` and ``redaction`` from the start request (top level or in
     ``config``, as Symbl's SDKs put them), redaction defaulting to the daemon's ``redaction`` key."""
-    from symbld.insights.redaction import parse_kinds
-
-    # Both places were decoded against the declarations (symblctl.protocol.Start, StartConfig): booleans.
-    sentiment = args.get("sentiment", cfg.get("sentiment", False))
-    try:
-        kinds = parse_kinds(args.get("redaction", cfg.get("redaction", daemon_config.get("redaction"))))
-    except ValueError as e:
-        raise ControlError("bad_request", str(e), {"argument": "redaction"}) from None
-    entities = args.get("detectEntities", cfg.get("detectEntities", False))
-    return {"sentiment": sentiment, "redaction": sorted(kinds), "detect_entities": entities}
+    redaction = _first(args.redaction, cfg.redaction, daemon_config.get("redaction"))
+    return {"sentiment": bool(_first(args.sentiment, cfg.sentiment)), "redaction": sorted(kinds_of(redaction)),
+            "detect_entities": bool(_first(args.detect_entities, cfg.detect_entities))}
 
 
-def _source_kind(spec: Any) -> str:
-    """The source type a start request names (mic, file, push, sip, ...), before it is opened."""
-    return str(spec.get("type") or "") if isinstance(spec, dict) else ""
-
-
-def _language_options(cfg: dict[str, Any], daemon_config: dict[str, Any]) -> tuple[languages.Language, bool]:
+def _language_options(cfg: protocol.StartConfig, daemon_config: dict[str, Any]) -> tuple[languages.Language, bool]:
     """``config.languageCode`` (default: the daemon's ``language`` key) and ``config.translate``."""
-    code = cfg.get("languageCode")
+    code = cfg.language_code
     try:
         language = languages.parse(daemon_config.get("language") or "en-US" if code is None else code)
     except languages.LanguageError as e:
         supported = ["auto", *languages.WHISPER_LANGUAGES]
         raise ControlError("bad_request", f"config.{e}", {"argument": "config.languageCode",
                                                           "supported": supported}) from None
-    translate = cfg.get("translate", False)
-    if not isinstance(translate, bool):
-        raise ControlError("bad_request", "config.translate must be true or false", {"argument": "config.translate"})
-    return language, translate
+    return language, bool(cfg.translate)
 
 
 def _first_event_conversation(path: Path) -> str | None:

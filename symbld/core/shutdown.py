@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -25,6 +25,9 @@ from symbld.core.flow import FlowSettings
 from symbld.core.sessions import Session
 from symbld.core.spool import BYTES_PER_SECOND
 from symbld.engines.base import StreamConfig
+
+if TYPE_CHECKING:
+    from symbld.core.ports import RecoveryHost
 
 log = structlog.get_logger(__name__)
 
@@ -66,7 +69,7 @@ def pending_recoveries(state_dir: Path) -> dict[str, dict[str, Any]]:
     return {n["connectionId"]: n for n in notes if isinstance(n.get("connectionId"), str)}
 
 
-def resume_spooled(daemon: Any, notes: dict[str, dict[str, Any]]) -> None:
+def resume_spooled(daemon: RecoveryHost, notes: dict[str, dict[str, Any]]) -> None:
     """Decode what the last run spooled, each in a session under its old connection id."""
     for cid, note in notes.items():
         try:
@@ -93,7 +96,7 @@ def resume_spooled(daemon: Any, notes: dict[str, dict[str, Any]]) -> None:
                     os.replace(p, p.with_suffix(".json.bad"))
 
 
-def _resume(daemon: Any, cid: str, note: dict[str, Any]) -> None:
+def _resume(daemon: RecoveryHost, cid: str, note: dict[str, Any]) -> None:
     spool = _spool_dir(daemon.state_dir)
     # The new session tees into <cid>.pcm again: move the old audio and note out of its way first.
     old_audio = spool / note["audio"]
@@ -107,7 +110,8 @@ def _resume(daemon: Any, cid: str, note: dict[str, Any]) -> None:
     shift = float(note.get("shiftSeconds", 0.0)) + resume_s
     fields = {k: v for k, v in note["config"].items() if k in StreamConfig.__dataclass_fields__}
     config = StreamConfig(**{**fields, "started_at": float(note["startedAt"]) + resume_s,
-                             "extra": {"recovery_shift": shift}})
+                             "extra": {"recovery_shift": shift,
+                                       "summary_url": daemon.service.summary_url(fields["conversation_id"])}})
     last = daemon.journal.last_event(cid) if daemon.journal is not None else None
     if last is not None:
         daemon.bus.seed(cid, int(last["seq"]))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from symblctl import protocol
 from symbld.audio.base import AudioSource, SourceContext, SourceError
 from symbld.audio.file import FileSource
 from symbld.audio.push import PushSource
@@ -47,24 +48,19 @@ class SourceFactory:
         return self._telephony_cfg
 
     # -- opening ----------------------------------------------------------------------------------
-    def open(self, spec: dict[str, Any], ctx: SourceContext) -> AudioSource:
-        # The spec was decoded against its declaration (symblctl.protocol.Source): types and ranges hold.
-        kind = spec.get("type")
-        if kind == "file":
-            return FileSource(spec["path"], realtime=spec.get("realtime", True))
-        if kind == "push":
-            return PushSource(sample_rate=spec.get("sampleRate", 16000), encoding=spec.get("encoding", "LINEAR16"))
-        if kind == "mic":
-            device = spec.get("device")
+    def open(self, spec: protocol.Source, ctx: SourceContext) -> AudioSource:
+        """Open the source a start request declared (``symblctl.protocol.Source``: types and ranges hold)."""
+        if isinstance(spec, protocol.FileSource):
+            return FileSource(spec.path, realtime=spec.realtime)
+        if isinstance(spec, protocol.PushSource):
+            return PushSource(sample_rate=spec.sample_rate, encoding=spec.encoding)
+        if isinstance(spec, protocol.MicSource):
             hub = self.mic_hub()
-            hub.check(device)
-            return hub.open(ctx, device)
-        if kind in ("sip", "pstn"):
-            from symbld.audio.telephony.calls import TelephonySource
+            hub.check(spec.device)
+            return hub.open(ctx, spec.device)
+        from symbld.audio.telephony.calls import TelephonySource
 
-            return TelephonySource(spec, ctx, self.telephony_config())
-        raise SourceError("bad_request", f"unknown source type {kind!r}; known: {list(KINDS)}",
-                          {"known": list(KINDS)})
+        return TelephonySource(spec, ctx, self.telephony_config())
 
     def describe(self) -> dict[str, Any]:
         out: dict[str, Any] = {"file": {"available": True, "formats": "what libsndfile reads: WAV, FLAC, OGG, MP3"},

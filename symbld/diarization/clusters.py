@@ -64,6 +64,11 @@ class OnlineClusters:
         best.seconds += seconds
         return best.number, self._merges()
 
+    def resembles(self, vec: np.ndarray) -> int | None:
+        """The speaker a print resembles (cosine ≥ ``threshold``), changing nothing; None if no one."""
+        best, score = self._closest(vec)
+        return best.number if best is not None and score >= self.threshold else None
+
     def _closest(self, vec: np.ndarray) -> tuple[Speaker | None, float]:
         if not self.speakers:
             return None, -1.0

@@ -8,6 +8,12 @@ in engine time) and, for each final, takes a voice print of the final's audio an
   sentence is long enough to tell (so a final in which the speaker changes between sentences
   is split where it changes), else the utterance's speaker.
 
+Interim ``transcript_response`` events get a provisional ``user``: the speaker whom a print of the
+utterance's latest ``INTERIM_SECONDS`` resembles, never changing the clusters (only finals do); none
+until such a print is ready, and none when it resembles no one yet (a new voice is numbered by its
+final). Those prints are optional work: taken only while the embedding thread is idle, so they never
+delay a final's print.
+
 When clustering finds that two labels are one person it returns a ``speaker_revision`` event
 (the message ids that carried the label that goes, and the old and new ``from``), published
 right after the result that caused it and journaled like every event; core/speakers.py applies
@@ -34,6 +40,8 @@ RATE = 16000
 KEEP_SECONDS = 120.0  # a final's audio is always younger than this (the engine cuts utterances at ~30 s)
 KEEP_MESSAGES = 5000
 MESSAGE_SECONDS = 1.5  # a sentence at least this long gets its own print
+INTERIM_SECONDS = 2.0  # the latest audio of an open utterance an interim's print hears
+INTERIM_EVERY = 1.5  # audio seconds between two interim prints of one utterance
 PREFETCH_KEEP = 16  # prints taken ahead for finals not yet published (more: the engine is far behind)
 REVISION = "speaker_revision"
 _NS = uuid.UUID("0d6f4c1e-8a53-4a7e-9c77-2a3f3f1b6d20")
@@ -98,6 +106,7 @@ class Labeller:
         self._prefetch_lock = threading.Lock()
         self.cpu_seconds = 0.0  # spent taking prints, on whichever thread
         self._prefetched: OrderedDict[tuple[int, int], Future[np.ndarray | None]] = OrderedDict()
+        self._interim: _Interim | None = None  # the open utterance's provisional print
 
     def feed(self, pcm: bytes) -> None:
         self.ring.write(pcm)
@@ -107,7 +116,7 @@ class Labeller:
         take its print now on the embedding thread, beside the final's decode, so the final need not
         wait for it."""
         key = _key(start, length)
-        future = _pool().submit(self._print, start, length)
+        future = _submit(self._print, start, length)
         with self._prefetch_lock:
             self._prefetched[key] = future
             while len(self._prefetched) > PREFETCH_KEEP:
@@ -129,7 +138,28 @@ class Labeller:
             return data, self._revisions(merges)
         if event_type == "message_response":
             return self._label_messages(data)
+        if event_type == "transcript_response":
+            return self._label_interim(data), []
         return data, []
+
+    def _label_interim(self, data: dict[str, Any]) -> dict[str, Any]:
+        d = data.get("duration") or {}
+        start = float(d.get("timeOffset") or 0.0)
+        end = start + float(d.get("duration") or 0.0)
+        state = self._interim
+        if state is None or state.start != start:  # a new utterance
+            state = self._interim = _Interim(start)
+        if state.future is not None and state.future.done():
+            vec, state.future = state.future.result(), None
+            if vec is not None:
+                state.number = self.clusters.resembles(vec)
+        if state.future is None and end - state.printed >= INTERIM_EVERY and end - start >= embedder.MIN_SECONDS:
+            heard = max(start, end - INTERIM_SECONDS)
+            state.future = _submit_if_idle(self._print, heard, end - heard)
+            if state.future is not None:
+                state.printed = end
+        number = self._current(state.number)
+        return data if number is None else {**data, "user": self.user_of(number)}
 
     def _label_messages(self, data: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         messages = data.get("messages") or []
@@ -231,12 +261,45 @@ class Labeller:
         return out
 
 
+@dataclass
+class _Interim:
+    start: float  # the open utterance's offset (its interims share it)
+    printed: float = float("-inf")  # the audio end of its last print
+    future: Future[np.ndarray | None] | None = None
+    number: int | None = None  # whom the last print resembled
+
+
 def _key(start: float, length: float) -> tuple[int, int]:
     return round(start * 1000), round(length * 1000)
 
 
 _pool_lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
+_busy = 0  # prints submitted and not finished
+
+
+def _submit(fn: Any, *args: Any) -> Future[np.ndarray | None]:
+    global _busy
+    pool = _pool()
+    with _pool_lock:
+        _busy += 1
+    future = pool.submit(fn, *args)
+    future.add_done_callback(_done)
+    return future
+
+
+def _submit_if_idle(fn: Any, *args: Any) -> Future[np.ndarray | None] | None:
+    """Optional work (an interim's print): only when no print is waiting or running."""
+    with _pool_lock:
+        if _busy:
+            return None
+    return _submit(fn, *args)
+
+
+def _done(_: Future[np.ndarray | None]) -> None:
+    global _busy
+    with _pool_lock:
+        _busy -= 1
 
 
 def _pool() -> ThreadPoolExecutor:

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from symblctl import protocol
 from symbld import diarization
 from symbld.core.errors import ControlError
 
@@ -22,31 +23,21 @@ log = structlog.get_logger(__name__)
 # The [diarization] table: `enabled` is the default for mixed-channel sources.
 DEFAULTS: dict[str, Any] = {"enabled": True, "max_speakers": 8, "threshold": 0.5, "merge_threshold": 0.6}
 MIXED_SOURCES = ("mic", "file", "push")
-MAX_SPEAKERS = 32
 
 
-def _count(value: Any, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_SPEAKERS:
-        raise ControlError("bad_request", f"{name} must be a whole number from 1 to {MAX_SPEAKERS}",
-                           {"argument": name})
-    return value
-
-
-def _asked(args: dict[str, Any], cfg: dict[str, Any]) -> tuple[bool | None, int | None, int | None]:
-    """(on/off or None when not asked, minSpeakers, maxSpeakers) from the request."""
-    value = args.get("diarization")
-    if value is None and "enableSpeakerDiarization" in cfg:
-        value = cfg["enableSpeakerDiarization"]
-        if not isinstance(value, bool):
-            raise ControlError("bad_request", "config.enableSpeakerDiarization must be true or false",
-                               {"argument": "config.enableSpeakerDiarization"})
-    lo = hi = None
-    if "diarizationSpeakerCount" in cfg:
-        lo = hi = _count(cfg["diarizationSpeakerCount"], "config.diarizationSpeakerCount")
-        value = True if value is None else value
-    if isinstance(value, dict):  # decoded against symblctl.protocol.Diarization already (ints 1..32)
-        lo = _count(value["minSpeakers"], "diarization.minSpeakers") if value.get("minSpeakers") is not None else lo
-        hi = _count(value["maxSpeakers"], "diarization.maxSpeakers") if value.get("maxSpeakers") is not None else hi
+def _asked(args: protocol.Start) -> tuple[bool | None, int | None, int | None]:
+    """(on/off or None when not asked, minSpeakers, maxSpeakers) from the decoded request (each a bool or
+    an int from 1 to 32 by its declaration; what is checked here is how they go together)."""
+    cfg = args.config or protocol.StartConfig()
+    value = args.diarization
+    if value is None:
+        value = cfg.enable_speaker_diarization
+    lo = hi = cfg.diarization_speaker_count
+    if lo is not None and value is None:
+        value = True
+    if isinstance(value, protocol.Diarization):
+        lo = value.min_speakers if value.min_speakers is not None else lo
+        hi = value.max_speakers if value.max_speakers is not None else hi
         value = True
     if lo is not None and hi is not None and hi < lo:
         raise ControlError("bad_request", f"diarization.maxSpeakers ({hi}) is less than minSpeakers ({lo})",
@@ -80,15 +71,14 @@ def ready(settings: dict[str, Any] | None) -> dict[str, Any] | None:
     raise ControlError("bad_request", f"diarization: {problem}", {"argument": "diarization"})
 
 
-def resolve(args: dict[str, Any], cfg: dict[str, Any], source_kind: str,
-            daemon_config: dict[str, Any]) -> dict[str, Any] | None:
+def resolve(args: protocol.Start, source_kind: str, daemon_config: dict[str, Any]) -> dict[str, Any] | None:
     """The diarization settings of a new connection (``StreamConfig.extra["diarization"]``), or None."""
     table = {**DEFAULTS, **(daemon_config.get("diarization") or {})}
-    asked, lo, hi = _asked(args, cfg)
+    asked, lo, hi = _asked(args)
     if asked is False:
         return None
     if asked is None:
-        if not table["enabled"] or args.get("speaker") or source_kind not in MIXED_SOURCES \
+        if not table["enabled"] or args.speaker not in (None, protocol.Speaker()) or source_kind not in MIXED_SOURCES \
                 or not diarization.available():
             return None
     elif not diarization.available():

@@ -15,7 +15,6 @@ from typing import Any
 from symbld.engines.base import StreamConfig
 from symbld.insights.redaction import redact_event
 from symbld.insights.sentiment import add_to_messages, suggested
-from symbld.web import links
 
 _KEEP_SCORES = 5000  # message scores remembered for topic sentiment (a long conversation's worth)
 
@@ -25,8 +24,8 @@ class OutgoingFilter:
         self.sentiment = bool(config.extra.get("sentiment"))
         self.redaction: frozenset[str] = frozenset(config.extra.get("redaction") or ())
         self._scores: OrderedDict[str, float] = OrderedDict()
-        # The conversation's summary page, while the daemon serves one (symbld.web.server).
-        self.summary_url = links.summary_url(config.conversation_id)
+        # The conversation's summary page, while the daemon serves one (ConnectionService.summary_url).
+        self.summary_url: str | None = config.extra.get("summary_url")
 
     @property
     def active(self) -> bool:

@@ -48,6 +48,11 @@ def validate_trackers(trackers: object) -> list[dict[str, Any]]:
         declared = msgspec.convert(trackers, protocol.Trackers, strict=True)
     except msgspec.ValidationError as e:
         raise TrackerError(str(e)) from None
+    return normalise_trackers(declared)
+
+
+def normalise_trackers(declared: list[protocol.Tracker]) -> list[dict[str, Any]]:
+    """Decoded trackers as the matcher takes them: names and terms stripped, an ``id`` kept."""
     out = []
     for tracker in declared:
         entry = {"name": tracker.name.strip(), "vocabulary": [" ".join(term.split()) for term in tracker.vocabulary]}

@@ -37,12 +37,13 @@ from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import structlog
 
 from symblctl import protocol
+from symbld.core.actions import normalised_actions
 from symbld.core.speakers import attribute_history
 from symbld.insights.talk_time import share, talk_times
 
@@ -73,14 +74,7 @@ def validate_actions(actions: object) -> list[dict[str, Any]]:
         declared = msgspec.convert(actions, list[protocol.Action], strict=True)
     except msgspec.ValidationError as e:
         raise ActionError(f"actions: {e}") from None
-    out: list[dict[str, Any]] = []
-    for action in declared:
-        clean: list[str] = []
-        for address in action.parameters.emails:
-            if address.strip().lower() not in (a.lower() for a in clean):
-                clean.append(address.strip())
-        out.append({"invokeOn": action.invoke_on, "name": action.name, "parameters": {"emails": clean}})
-    return out
+    return normalised_actions(declared)
 
 
 # -- the summary --------------------------------------------------------------------------------
@@ -288,30 +282,46 @@ def build_email(summary: dict[str, Any], sender: str, to: str) -> EmailMessage:
 
 
 # -- SMTP settings ------------------------------------------------------------------------------
-# The [smtp] keys SmtpSettings reads (None: derived, see below); symbld.config validates against them.
-SMTP_DEFAULTS: dict[str, Any] = {
-    "host": None, "port": None, "ssl": False, "starttls": False, "username": None, "password": None,
-    "password_file": None, "sender": None, "retry_initial": 5.0, "retry_max": 600.0, "timeout": 30.0,
-}
+# The [smtp] keys SmtpSettings reads (None: derived, see SmtpSettings); symbld.config validates against them.
+class SmtpTable(msgspec.Struct, kw_only=True):
+    """The ``[smtp]`` table, declared: the config check decodes it into this, so a value out of range stops
+    the daemon naming the key and its line (it used to be clamped silently)."""
+
+    host: str | None = None  # default: localhost
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] | None = None  # default: 465 with ssl, 587 starttls, 25
+    ssl: bool = False
+    starttls: bool = False  # ignored with ssl
+    username: str | None = None
+    password: str | None = None
+    password_file: str | None = None
+    sender: str | None = None  # default: symbld@<this host's name>
+    retry_initial: Annotated[float, msgspec.Meta(ge=0.05)] = 5.0  # seconds before the first retry, doubling
+    retry_max: Annotated[float, msgspec.Meta(ge=0.05)] = 600.0  # at most this long between retries
+    timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+
+    def __post_init__(self) -> None:
+        if self.retry_max < self.retry_initial:
+            raise ValueError(f"retry_max ({self.retry_max}) is less than retry_initial ({self.retry_initial})")
 
 
 class SmtpSettings:
     """The ``[smtp]`` table. The password is read at each send (so fixing a credentials file
     needs no restart) and never kept in a repr or a log line."""
 
-    def __init__(self, config: dict[str, Any] | None) -> None:
-        c = dict(config or {})
-        self.ssl = bool(c.get("ssl", False))
-        self.starttls = bool(c.get("starttls", False)) and not self.ssl
-        self.host = str(c.get("host") or "localhost")
-        self.port = int(c.get("port") or (465 if self.ssl else 587 if self.starttls else 25))
-        self.username = str(c["username"]) if c.get("username") else None
-        self._password = c.get("password")
-        self._password_file = c.get("password_file")
-        self.sender = str(c.get("sender") or f"symbld@{socket.getfqdn() or 'localhost'}")
-        self.retry_initial = max(0.05, float(c.get("retry_initial", 5.0)))
-        self.retry_max = max(self.retry_initial, float(c.get("retry_max", 600.0)))
-        self.timeout = float(c.get("timeout", 30.0))
+    def __init__(self, config: dict[str, Any] | SmtpTable | None) -> None:
+        # A dict is the [smtp] section, decoded here as the config check did (ranges hold, no clamping).
+        c = config if isinstance(config, SmtpTable) else msgspec.convert(config or {}, SmtpTable, strict=True)
+        self.ssl = c.ssl
+        self.starttls = c.starttls and not self.ssl
+        self.host = c.host or "localhost"
+        self.port = c.port or (465 if self.ssl else 587 if self.starttls else 25)
+        self.username = c.username or None
+        self._password = c.password
+        self._password_file = c.password_file
+        self.sender = c.sender or f"symbld@{socket.getfqdn() or 'localhost'}"
+        self.retry_initial = c.retry_initial
+        self.retry_max = c.retry_max
+        self.timeout = c.timeout
 
     def password(self) -> str | None:
         if self._password:

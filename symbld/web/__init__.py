@@ -3,6 +3,6 @@
 ``links`` signs page URLs, ``view`` turns a connection's events into what the page shows, ``render``
 writes it as escaped HTML (readable without JavaScript), ``server`` serves it on loopback with live
 updates (server-sent events fed by the event bus; the ``summary_page`` command is in
-control/commands/conversations.py)
-and ``symbl_hooks`` gives the Symbl-compatible server its ``summaryUrl`` and ``summaryInfo``.
+control/commands/conversations.py; the Symbl-compatible server's ``summaryUrl`` and ``summaryInfo`` are
+``symbld/gateways/symbl/summary_links.py``, a client of that command).
 """

@@ -25,7 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from symbld.gateways import api_counters
 
 if TYPE_CHECKING:
-    from symbld.app import Daemon
+    from symbld.core.ports import MetricsHost
 
 # Seconds of audio received past the end of an utterance when its final was published.
 LAG_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
@@ -35,7 +35,7 @@ _PER_CONNECTION = ("audio", "dropped", "spooled", "finals_dropped")
 class DaemonMetrics:
     """The collector: registered in its own registry (not the process-global one)."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(self, daemon: MetricsHost) -> None:
         self.daemon = daemon
         self._lock = threading.Lock()
         self._events: Counter[str] = Counter()
@@ -188,7 +188,7 @@ def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
-def add_routes(app: web.Application, daemon: Daemon) -> None:
+def add_routes(app: web.Application, daemon: MetricsHost) -> None:
     """``GET /metrics`` on ``app``, counting bus events from now on."""
     metrics = DaemonMetrics(daemon)
     daemon.bus.listeners.append(metrics.on_bus_event)

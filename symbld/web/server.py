@@ -25,8 +25,9 @@ import contextlib
 import errno
 import threading
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated
 
+import msgspec
 import structlog
 from aiohttp import web
 
@@ -34,14 +35,16 @@ from symbld.core import speakers
 from symbld.web import links, render, view
 
 if TYPE_CHECKING:
-    from symbld.app import Daemon
+    from symbld.core.ports import PageHost
 
 log = structlog.get_logger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "host": "127.0.0.1",  # loopback: the page is for this machine's user (the link is the credential)
-    "port": 5081,  # 0 = no summary page; a port in use falls back to a free one (logged, links follow)
-}
+class PageTable(msgspec.Struct, kw_only=True):
+    """The ``[page]`` table, declared (the config check decodes it: a port out of range names its key and line)."""
+
+    host: Annotated[str, msgspec.Meta(min_length=1)] = "127.0.0.1"  # loopback: the link is the credential
+    # 0 = no summary page; a port in use falls back to a free one (logged, links follow)
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 5081
 _KEEPALIVE_S = 15.0  # an SSE comment this often, so a vanished browser is noticed
 _COALESCE_S = 0.25  # at most ~4 renders a second per watcher while interims stream in
 _STATIC = {"page.css": "text/css", "page.js": "text/javascript"}
@@ -51,7 +54,7 @@ _SECURITY_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no
 
 
 class PageServer:
-    def __init__(self, daemon: Daemon, page_links: links.PageLinks | None = None) -> None:
+    def __init__(self, daemon: PageHost, page_links: links.PageLinks | None = None) -> None:
         self.daemon = daemon
         self.links = page_links
         self.port = 0
@@ -237,17 +240,17 @@ def _sse(event: str, data: str, seq: int) -> bytes:
     return f"event: {event}\nid: {seq}\n{lines}\n".encode()
 
 
-def start_page(daemon: Daemon) -> PageServer | None:
+def start_page(daemon: PageHost) -> PageServer | None:
     """Serve the summary page per ``[page]``; None when its port is 0. A host that cannot be bound
     is a start-up error (the caller turns OSError into one)."""
     from symbld.config import section
 
-    cfg = {**DEFAULTS, **section(daemon.config, "page")}
-    if not int(cfg["port"]):
+    cfg = msgspec.convert(section(daemon.config, "page"), PageTable, strict=True)  # checked at load already
+    if not cfg.port:
         return None
     server = PageServer(daemon)
-    server.start(str(cfg["host"]), int(cfg["port"]), links.load_secret(daemon.runtime_dir))
+    server.start(cfg.host, cfg.port, links.load_secret(daemon.runtime_dir))
     links.install(server.links)
     daemon.bus.listeners.append(server.on_bus_event)
-    log.info("serving_summary_page", address=f"{cfg['host']}:{server.port}")
+    log.info("serving_summary_page", address=f"{cfg.host}:{server.port}")
     return server

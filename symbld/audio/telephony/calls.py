@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 import structlog
 
+from symblctl import protocol
 from symbld.audio.base import SourceContext, SourceError
 from symbld.audio.telephony.call_state import CallState
 from symbld.audio.telephony.rtp import (
@@ -58,7 +59,6 @@ ERR_BUSY = "limit_exceeded"  # over the concurrent-call limit
 ERR_CALL_FAILED = "call_failed"  # the call did not connect or was dropped (details carry sipCode)
 ERR_ENGINE = "engine_error"  # local failure: no free RTP port, cannot bind
 
-_DTMF_RE = re.compile(r"^[0-9A-Da-d*#,]{0,64}$")
 _PHONE_RE = re.compile(r"^\+?[0-9]{3,20}$")
 _QUEUE_FRAMES = 3000  # 60 s of 20 ms frames: bounded so a stalled consumer cannot eat memory
 
@@ -152,12 +152,14 @@ class _Target:
     peer: tuple[str, int]  # resolved address every SIP datagram goes to
 
 
-def _target_from_spec(spec: dict[str, Any], cfg: TelephonyConfig) -> _Target:
-    kind = spec.get("type", "sip")
-    if kind == "pstn":
-        number = re.sub(r"[\s().-]", "", str(spec.get("phoneNumber", "")))
+def _target_from_spec(spec: protocol.Call, cfg: TelephonyConfig) -> _Target:
+    """Where the declared call goes; what its declaration cannot say (a parseable URI, a number, the
+    gateway, the allowed hosts) is a bad_request here, before anything is dialled."""
+    if isinstance(spec, protocol.PstnSource):
+        kind = "pstn"
+        number = re.sub(r"[\s().-]", "", spec.phone_number)
         if not _PHONE_RE.match(number):
-            raise SourceError(ERR_BAD_REQUEST, f"bad phoneNumber {spec.get('phoneNumber')!r}")
+            raise SourceError(ERR_BAD_REQUEST, f"bad phoneNumber {spec.phone_number!r}")
         if not cfg.gateway:
             raise SourceError(ERR_BAD_REQUEST, "pstn calls need a SIP gateway: set telephony.gateway "
                               "(\"host[:port]\") in the daemon config")
@@ -168,8 +170,9 @@ def _target_from_spec(spec: dict[str, Any], cfg: TelephonyConfig) -> _Target:
             raise SourceError(ERR_BAD_REQUEST, f"bad telephony.gateway {cfg.gateway!r}") from e
         uri = SipUri("sip", number, g.host, g.port, ";user=phone")
         gateway_host = g.host
-    elif kind == "sip":
-        text = str(spec.get("uri", ""))
+    else:
+        kind = "sip"
+        text = spec.uri
         try:
             uri = SipUri.parse(text)
         except SipError as e:
@@ -180,8 +183,6 @@ def _target_from_spec(spec: dict[str, Any], cfg: TelephonyConfig) -> _Target:
         if transport != "udp":
             raise SourceError(ERR_BAD_REQUEST, f"transport={transport} is not supported; only UDP")
         gateway_host = None
-    else:
-        raise SourceError(ERR_BAD_REQUEST, f"telephony type must be 'sip' or 'pstn', not {kind!r}")
     port = uri.port or 5060
     ip = _resolve(uri.host, port)
     if cfg.allowed_hosts and kind == "sip":
@@ -198,12 +199,10 @@ class TelephonySource:
     _slots_lock: ClassVar[threading.Lock] = threading.Lock()
     _active_calls: ClassVar[int] = 0
 
-    def __init__(self, spec: dict[str, Any], ctx: SourceContext, cfg: TelephonyConfig) -> None:
-        dtmf = str(spec.get("dtmf") or "")
-        if not _DTMF_RE.match(dtmf):
-            raise SourceError(ERR_BAD_REQUEST, "dtmf may hold only 0-9 * # A-D and ',' (pause), at most 64")
+    def __init__(self, spec: protocol.Call, ctx: SourceContext, cfg: TelephonyConfig) -> None:
+        dtmf = spec.dtmf or ""  # its characters and length are the declaration's (protocol.Dtmf)
         self._target = _target_from_spec(spec, cfg)
-        self._spec_kind = spec.get("type", "sip")
+        self._spec_kind = "pstn" if isinstance(spec, protocol.PstnSource) else "sip"
         self._ctx = ctx
         self._cfg = cfg
         self._dtmf = dtmf

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from symblctl import protocol
 from symbld.control.envelope import Request
 from symbld.control.registry import handles
 from symbld.control.service import Service
-from symbld.core.errors import ControlError
 from symbld.insights.summary import summary_of_events
 
 
@@ -21,22 +18,7 @@ def start(svc: Service, args: protocol.Start, req: Request) -> dict[str, Any]:
     ← {"v": 1, "id": "3", "ok": true, "result": {"connectionId": "f3a9...", "conversationId": "5093011103940608",
        "state": "live", "engine": "local", "source": {...}, ...}}
     """
-    request = msgspec.to_builtins(args)
-    if args.source is None and args.telephony is not None:  # Symbl's telephony form is a sip or pstn source
-        request["telephony"] = msgspec.to_builtins(_telephony_source(args.telephony))
-    # The session layer reads the start request's wire form (Symbl's start_request has the same names).
-    return svc.start_session(request)
-
-
-def _telephony_source(form: dict[str, Any]) -> protocol.SipSource | protocol.PstnSource:
-    try:
-        source = msgspec.convert({"type": "sip", **form}, protocol.Source, strict=True)
-    except msgspec.ValidationError as e:
-        raise ControlError("bad_request", f"start: telephony: {e}", {"argument": "telephony"}) from None
-    if not isinstance(source, protocol.SipSource | protocol.PstnSource):
-        raise ControlError("bad_request", f"start: telephony is a call: type sip or pstn, not {form.get('type')!r}",
-                           {"argument": "telephony"})
-    return source
+    return svc.start_session(args)
 
 
 @handles(protocol.Stop)
@@ -60,7 +42,7 @@ def get(svc: Service, args: protocol.Get, req: Request) -> dict[str, Any]:
 
 
 @handles(protocol.SendAudio)
-def send_audio(svc: Service, args: protocol.SendAudio, req: Request) -> dict[str, Any]:
+def send_audio(svc: Service, args: protocol.SendAudio, req: Request) -> protocol.Accepted:
     """Two frames: the JSON request, then the raw little-endian 16-bit mono PCM at the
     connection's sampleRate (a frame of up to 1 MiB).
     → [{"v": 1, "id": "9", "cmd": "send_audio", "args": {"connectionId": "f3a9..."}}, <pcm bytes>]
@@ -70,7 +52,7 @@ def send_audio(svc: Service, args: protocol.SendAudio, req: Request) -> dict[str
 
 
 @handles(protocol.Finalize)
-def finalize(svc: Service, args: protocol.Finalize, req: Request) -> dict[str, Any]:
+def finalize(svc: Service, args: protocol.Finalize, req: Request) -> protocol.Finalized:
     """→ {"v": 1, "id": "7", "cmd": "finalize", "args": {"connectionId": "f3a9..."}}
     ← {"v": 1, "id": "7", "ok": true, "result": {"connectionId": "f3a9...", "utteranceClosed": true}}
     The final of what was heard follows on the events socket; an ended connection gives invalid_state.

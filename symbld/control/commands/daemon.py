@@ -18,12 +18,12 @@ INSIGHT_TYPES = ("question", "action_item", "follow_up")
 
 
 @handles(protocol.Ping)
-def ping(svc: Service, args: protocol.Ping, req: Request) -> dict[str, Any]:
+def ping(svc: Service, args: protocol.Ping, req: Request) -> protocol.Pong:
     """→ {"v": 1, "id": "1", "cmd": "ping"}
     ← {"v": 1, "id": "1", "ok": true, "result": {"pong": true, "version": "0.1.0", "pid": 4242, "uptime": 12.5}}
     """
-    return {"pong": True, "version": __version__, "pid": os.getpid(),
-            "uptime": round(time.time() - svc.host.started_at, 3)}
+    return protocol.Pong(pong=True, version=__version__, pid=os.getpid(),
+                         uptime=round(time.time() - svc.host.started_at, 3))
 
 
 @handles(protocol.Describe)
@@ -67,13 +67,13 @@ def status(svc: Service, args: protocol.StatusRequest, req: Request) -> dict[str
 
 
 @handles(protocol.Shutdown)
-def shutdown(svc: Service, args: protocol.Shutdown, req: Request) -> dict[str, Any]:
+def shutdown(svc: Service, args: protocol.Shutdown, req: Request) -> protocol.Stopping:
     """→ {"v": 1, "id": "10", "cmd": "shutdown"}
     ← {"v": 1, "id": "10", "ok": true, "result": {"stopping": true, "live": 2}}
     """
     live = len(svc.sessions.live())
     svc.host.request_shutdown("shutdown command")
-    return {"stopping": True, "live": live}
+    return protocol.Stopping(stopping=True, live=live)
 
 
 @handles(protocol.Nats)

@@ -24,6 +24,7 @@ All times count fed samples (not the wall clock): offset 0 is the first sample f
 from __future__ import annotations
 
 import itertools
+import math
 import queue
 import threading
 import time
@@ -45,6 +46,13 @@ from symbld.engines.local.vad import FRAME, SileroModel
 log = structlog.get_logger(__name__)
 
 _SPECULATIVE, _FINAL, _INTERIM = -1, 0, 1  # pool priorities: speculative finals start at once
+# Interims yield to finals by the pool's recent load (workers busy, averaged over _LOAD_TAU_S): a new
+# interim starts only while finals + interims kept less than (workers - _INTERIM_HEADROOM) busy, so
+# finals always find room and interims get what finals leave (bench/bench_stream_cpu.py: an interim
+# costs 0.2 CPU-s, 80 % of a final, and a speaking stream asks for one every 0.8 s).
+_LOAD_TAU_S = 3.0
+_INTERIM_HEADROOM = 0.5
+_LAG_WINDOW_S = 0.1  # interims asked for within this long compete: the stream most behind goes first
 _PACK_GAP = SAMPLE_RATE // 2  # silence between packed utterances
 END_OF_TURN_MODES = ("auto", "fixed", "semantic")
 # languageCode auto: how much surer (mean log probability per token) a decode in another language
@@ -109,14 +117,20 @@ class StreamSettings:
 class DecodePool:
     """A fixed set of decode threads shared by all streams, with a priority queue."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, load_tau_s: float = _LOAD_TAU_S, lag_window_s: float = _LAG_WINDOW_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.workers = max(1, workers)
+        self.load_tau_s, self.lag_window_s, self._clock = load_tau_s, lag_window_s, clock
         self._q: queue.PriorityQueue[tuple[int, int, Callable[[], None] | None]] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._lock = threading.Lock()
         self._idle = self.workers
         self._queued = 0
         self._optional = 0  # optional jobs queued or running
+        self._busy = {"final": 0, "optional": 0}  # workers running each kind of job
+        self._load = {"final": 0.0, "optional": 0.0}  # ... averaged over the last _LOAD_TAU_S
+        self._load_at = clock()
+        self._offers: dict[object, tuple[float, float]] = {}  # interim asks: stream -> (lag s, when)
         self._threads = [
             threading.Thread(target=self._run, name=f"symbld-decode-{i}", daemon=True) for i in range(self.workers)
         ]
@@ -142,15 +156,52 @@ class DecodePool:
             except Exception:
                 log.exception("emit job failed")
 
-    def try_submit_idle(self, job: Callable[[], None], priority: int = _INTERIM) -> bool:
+    def _account(self) -> None:
+        """Bring the load averages up to now (lock held; before any change of ``_busy``)."""
+        now = self._clock()
+        a = 1.0 - math.exp(-(now - self._load_at) / self.load_tau_s)
+        self._load_at = now
+        for kind, busy in self._busy.items():
+            self._load[kind] += a * (busy - self._load[kind])
+
+    def load(self) -> dict[str, float]:
+        """Workers busy with finals and with optional jobs, on average over the last seconds."""
+        with self._lock:
+            self._account()
+            return dict(self._load)
+
+    def running(self) -> dict[str, int]:
+        """Workers busy with finals and with optional jobs now."""
+        with self._lock:
+            return dict(self._busy)
+
+    def _most_behind(self, key: object, lag: float) -> bool:
+        """Whether ``key``'s interim is the most behind of those asked for just now (lock held)."""
+        now = self._clock()
+        self._offers[key] = (lag, now)
+        for k in [k for k, (_, at) in self._offers.items() if now - at > self.lag_window_s]:
+            del self._offers[k]
+        return lag >= max(v for v, _ in self._offers.values())
+
+    def try_submit_idle(self, job: Callable[[], None], priority: int = _INTERIM, *, key: object = None,
+                        lag: float = 0.0) -> bool:
         """Submit only if a worker would start it at once; False means "busy, skip it".
 
         Such optional jobs (interims) never take the last free worker of a multi-worker pool,
-        so a final that comes due finds a worker without waiting behind an interim.
+        so a final that comes due finds a worker without waiting behind an interim; they start only
+        while the recent load leaves room (finals first), and among streams asking at once (``key``,
+        with ``lag``: seconds of audio since its last interim) the one most behind goes first.
         """
         with self._lock:
+            # Every ask is recorded, also a refused one: when a worker frees, the stream most behind takes it.
+            if key is not None and not self._most_behind(key, lag):
+                return False
             if self._idle - self._queued <= 0 or self._optional >= max(1, self.workers - 1):
                 return False
+            self._account()
+            if self._load["final"] + self._load["optional"] >= self.workers - _INTERIM_HEADROOM:
+                return False
+            self._offers.pop(key, None)
             self._queued += 1
             self._optional += 1
 
@@ -179,12 +230,15 @@ class DecodePool:
 
     def _run(self) -> None:
         while True:
-            _, _, job = self._q.get()
+            priority, _, job = self._q.get()
             if job is None:
                 return
+            kind = "optional" if priority >= _INTERIM else "final"
             with self._lock:
                 self._queued -= 1
                 self._idle -= 1
+                self._account()
+                self._busy[kind] += 1
             try:
                 job()
             except Exception:
@@ -192,6 +246,8 @@ class DecodePool:
             finally:
                 with self._lock:
                     self._idle += 1
+                    self._account()
+                    self._busy[kind] -= 1
 
     def close(self, timeout: float = 5.0) -> None:
         self._emits.put(None)
@@ -669,6 +725,11 @@ class LocalStream:
             return
         if utt.speech_frames < self._min_speech_frames:
             return
+        if utt.silence_run:
+            # The speech paused: its final decode starts at postroll_ms of silence and supersedes an interim
+            # at once (which would also hold the worker the speculative final needs); if the pause ends, the
+            # next speech frame asks again.
+            return
         uid = utt.id
 
         def run() -> None:
@@ -680,7 +741,8 @@ class LocalStream:
                     self._pending -= 1
                     self._idle.notify_all()
 
-        if self.pool.try_submit_idle(run, _INTERIM):
+        lag = (utt.length - utt.last_interim_at) / SAMPLE_RATE  # audio its live text has not covered
+        if self.pool.try_submit_idle(run, _INTERIM, key=self, lag=lag):
             self._interim_running = True
             self._pending += 1
             utt.last_interim_at = utt.length

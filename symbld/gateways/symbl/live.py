@@ -25,7 +25,7 @@ from aiohttp import web
 from symblctl.client import Client, DaemonError
 from symbld.core import shapes, speakers
 from symbld.gateways.event_pump import pump_events
-from symbld.gateways.symbl import wire
+from symbld.gateways.symbl import summary_links, wire
 from symbld.gateways.symbl.replies import send
 from symbld.gateways.symbl.state import (
     Conversation,
@@ -36,7 +36,6 @@ from symbld.gateways.symbl.state import (
     error_message,
     release,
 )
-from symbld.web import symbl_hooks
 
 log = structlog.get_logger(__name__)
 
@@ -259,7 +258,7 @@ class LiveConversations:
 
     async def _complete(self, conv: Conversation) -> None:
         """Symbl's last frames to every listener: ``conversation_completed`` (with the summary's URL), then stopped."""
-        summary = await symbl_hooks.summary_url(self.client_factory, conv.legs[0].daemon_id,
+        summary = await summary_links.summary_url(self.client_factory, conv.legs[0].daemon_id,
                                                 self.config["summary_base"] + conv.conversation_id)
         for ws in conv.listeners():
             await send(ws, wire.conversation_completed(conv.conversation_id, summary))

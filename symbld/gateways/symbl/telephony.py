@@ -13,10 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
+from symbld.gateways.symbl import summary_links
 from symbld.gateways.symbl.live import LiveConversations
 from symbld.gateways.symbl.replies import UNAUTHORIZED, json_error
 from symbld.gateways.symbl.state import StartFailed
-from symbld.web import symbl_hooks
 
 INSIGHT_TYPES = ("question", "action_item", "follow_up")  # what a call's insightTypes may select
 
@@ -119,7 +119,7 @@ class TelephonyEndpoints:
             return json_error(404, "Connection not found", f"no call with connectionId {cid}")
         if not conv.ended:
             await self.conversations.stop(conv)
-        summary = await symbl_hooks.summary_info(self.conversations.client_factory, conv.legs[0].daemon_id)
+        summary = await summary_links.summary_info(self.conversations.client_factory, conv.legs[0].daemon_id)
         return web.json_response({**_urls(request, conv.symbl_id), "connectionId": conv.symbl_id,
                                   "conversationId": conv.conversation_id, "summaryInfo": summary})
 

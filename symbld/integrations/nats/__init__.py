@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 from symbld.config import section
 
 if TYPE_CHECKING:
-    from symbld.app import Daemon
+    from symbld.core.ports import NatsHost
 
 
-def start(daemon: Daemon) -> Any:
+def start(daemon: NatsHost) -> Any:
     """The daemon's one call: when ``[nats] url`` is set, connects and starts the bridge and the
     control server (raising ``NatsSetupError``). Returns the service or None."""
 

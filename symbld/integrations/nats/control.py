@@ -28,7 +28,7 @@ from symbld.control.replies import ReplyCache, reply_of
 from symbld.core.errors import ControlError
 
 if TYPE_CHECKING:
-    from symbld.app import Daemon
+    from symbld.core.ports import NatsHost
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +43,7 @@ def split_frames(data: bytes, headers: dict[str, str] | None) -> list[bytes]:
     return [data[:n], data[n:]]
 
 
-def dispatch(daemon: Daemon, frames: list[bytes], peer: dict[str, Any], node: str | None = None) -> bytes:
+def dispatch(daemon: NatsHost, frames: list[bytes], peer: dict[str, Any], node: str | None = None) -> bytes:
     """One request's frames to one reply, through the registry like the ZeroMQ router. ``node``: the
     scatter-gather form, whose result also names the node that answered."""
     try:
@@ -64,7 +64,7 @@ def dispatch(daemon: Daemon, frames: list[bytes], peer: dict[str, Any], node: st
 class NatsControl:
     """Subscriptions that answer control requests; commands run on worker threads, never on the loop."""
 
-    def __init__(self, daemon: Daemon, node: str) -> None:
+    def __init__(self, daemon: NatsHost, node: str) -> None:
         self.daemon = daemon
         self.node = node
         self.requests = 0
@@ -139,7 +139,7 @@ class NatsControl:
                 log.debug("nats_unsubscribe_failed", error=str(e))
 
 
-def _scatter(daemon: Daemon, frames: list[bytes], peer: dict[str, Any], node: str, only: str) -> bytes:
+def _scatter(daemon: NatsHost, frames: list[bytes], peer: dict[str, Any], node: str, only: str) -> bytes:
     """symbld.control.all.<cmd> runs only that command, whatever the body names."""
     try:
         req = parse_request(frames)

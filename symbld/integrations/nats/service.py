@@ -22,7 +22,7 @@ from symbld.integrations.nats.control import NatsControl
 from symbld.integrations.nats.cursors import Cursors
 
 if TYPE_CHECKING:
-    from symbld.app import Daemon
+    from symbld.core.ports import NatsHost
 
 log = structlog.get_logger(__name__)
 
@@ -31,7 +31,7 @@ _DRAIN_TIMEOUT = 10.0
 
 
 class NatsService:
-    def __init__(self, daemon: Daemon, settings: NatsSettings) -> None:
+    def __init__(self, daemon: NatsHost, settings: NatsSettings) -> None:
         if not (settings.credentials or settings.token or settings.user):
             # Like tcp:// without CURVE: never serve control to unauthenticated peers.
             raise NatsSetupError("[nats] serves control to remote peers: configure credentials, token or user "

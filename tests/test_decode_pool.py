@@ -1,0 +1,77 @@
+"""The local engine's decode pool: interims yield to finals by the recent load, and go to the stream most behind.
+
+In process (a pool of threads, no model): the pool's clock is a fake one the test moves, so the averages
+are exact and nothing depends on how fast this machine is.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from conftest import wait_until
+
+from symbld.engines.local.streaming import DecodePool
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def gated(started: threading.Event, gate: threading.Event):
+    def job() -> None:
+        started.set()
+        gate.wait(30)
+    return job
+
+
+def busy_with_finals(pool: DecodePool, n: int) -> list[threading.Event]:
+    gates = [threading.Event() for _ in range(n)]
+    for gate in gates:
+        pool.submit(gated(threading.Event(), gate))
+    wait_until(f"{n} finals running", lambda: pool.running()["final"] == n)
+    return gates
+
+
+def test_interims_wait_while_finals_kept_the_workers_busy():
+    clock = Clock()
+    pool = DecodePool(2, load_tau_s=1.0, clock=clock)
+    try:
+        gates = busy_with_finals(pool, 2)
+        clock.now += 10  # both workers on finals for 10 s
+        gates[0].set()
+        wait_until("one worker free", lambda: pool.running()["final"] == 1)
+        assert pool.load()["final"] > 1.9
+        ran = threading.Event()
+        assert not pool.try_submit_idle(ran.set), "a free worker, but finals kept both busy just now"
+        clock.now += 10  # then only one final for 10 s: room again
+        assert pool.load()["final"] < 1.1
+        assert pool.try_submit_idle(ran.set)
+        wait_until("the interim ran", ran.is_set)
+        gates[1].set()
+    finally:
+        pool.close()
+
+
+def test_the_stream_most_behind_gets_the_free_worker():
+    clock = Clock()
+    pool = DecodePool(2, clock=clock)
+    try:
+        gates = busy_with_finals(pool, 2)  # no time passes: the load stays low
+        ran = {"a": threading.Event(), "b": threading.Event()}
+        assert not pool.try_submit_idle(ran["a"].set, key="a", lag=2.0)  # no worker free
+        assert not pool.try_submit_idle(ran["b"].set, key="b", lag=0.5)
+        gates[0].set()
+        wait_until("one worker free", lambda: pool.running()["final"] == 1)
+        assert not pool.try_submit_idle(ran["b"].set, key="b", lag=0.6), "a is further behind and asked just now"
+        assert pool.try_submit_idle(ran["a"].set, key="a", lag=2.1)
+        wait_until("a's interim ran", lambda: ran["a"].is_set() and pool.running()["optional"] == 0)
+        clock.now += 1.0  # a asks no more (it is served): b's turn
+        assert pool.try_submit_idle(ran["b"].set, key="b", lag=1.6)
+        wait_until("b's interim ran", ran["b"].is_set)
+        gates[1].set()
+    finally:
+        pool.close()
