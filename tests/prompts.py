@@ -14,11 +14,24 @@ Nothing here is synthesised. The WAVs are 8 kHz mono (telephone prompts); :func:
 them to 16 kHz. Texts are published with some accents dropped ("numero", "contrasena") and, in the
 Italian file, accented letters written as "?"; :func:`normalise` folds accents and punctuation on
 both sides before words are compared.
+
+Two sets per language, both chosen by rules on the published texts before any decode was seen:
+
+- ``dev_set``: the 8 prompts the feature was built and tuned on (``DEV``; the tests use them too);
+- ``eval_set``: the held-out set, ``HELD_OUT`` prompts drawn with a fixed seed from every prompt of the
+  voice's main folder that says at least ``MIN_WORDS`` words, at most ``MAX_SECONDS`` long, whose text
+  has no digit (the model may write a numeral), no bracket (stage directions such as "(beep)",
+  "[tentativo di]" are not said) and, in Italian, no "?" (the published file writes accented
+  letters as "?"), leaving out the dev prompts.
+
+Other Debian packages of prompts read by people were looked at and not used: asterisk-prompt-es-co,
+asterisk-prompt-fr-armelle and asterisk-prompt-it-menardi ship no text of what their prompts say.
 """
 
 from __future__ import annotations
 
 import gzip
+import random
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -34,10 +47,11 @@ RATE = 16000
 VOICES = {"es": "es_MX_f_Allison", "fr": "fr_CA_f_June", "it": "it_IT_m_Carlo", "ru": "ru_RU_f_IvrvoiceRU"}
 TAGS = {"es": "es-ES", "fr": "fr-FR", "it": "it-IT", "ru": "ru-RU"}  # what a caller would ask for
 
-# The evaluation set: 8 prompts per language, full sentences of 2 s or more (no digits, letters or
+# The development set: 8 prompts per language, full sentences of 2 s or more (no digits, letters or
 # one-word prompts, whose text the model may write as a numeral or spell differently). Chosen by
 # length and content before any decode was seen, the same names in every language where they exist.
-EVAL = {
+# The feature was built and checked on these; figures come from the held-out eval_set.
+DEV = {
     "es": ("conf-invalid", "conf-kicked", "conf-leaderhasleft", "agent-newlocation", "conf-getpin",
            "vm-savefolder", "auth-incorrect", "conf-getchannel"),
     "fr": ("conf-invalid", "conf-kicked", "conf-leaderhasleft", "agent-newlocation", "conf-getpin",
@@ -86,10 +100,33 @@ def clip(language: str, name: str) -> Clip:
     return Clip(language, name, texts(language)[name], SOUNDS / VOICES[language] / f"{name}.wav")
 
 
-def eval_set(language: str) -> list[Clip]:
+def dev_set(language: str) -> list[Clip]:
     known = texts(language)
     voice = SOUNDS / VOICES[language]
-    return [clip(language, n) for n in EVAL[language] if n in known and (voice / f"{n}.wav").is_file()]
+    return [clip(language, n) for n in DEV[language] if n in known and (voice / f"{n}.wav").is_file()]
+
+
+# The held-out set's rules (module docstring); fixed before any decode of it was seen.
+HELD_OUT = 30
+MIN_WORDS = 6
+MAX_SECONDS = 15.0
+SEED = 25
+
+
+def _eligible(language: str, name: str, text: str) -> bool:
+    path = SOUNDS / VOICES[language] / f"{name}.wav"
+    if name in DEV[language] or not path.is_file() or len(normalise(text).split()) < MIN_WORDS:
+        return False
+    if re.search(r"[0-9\[\]()<>]", text) or (language == "it" and "?" in text):
+        return False
+    return bool(sf.info(path).duration <= MAX_SECONDS)
+
+
+def eval_set(language: str, size: int = HELD_OUT) -> list[Clip]:
+    """The held-out set: ``size`` prompts drawn with a fixed seed from the eligible ones."""
+    known = texts(language)
+    eligible = sorted(n for n, t in known.items() if _eligible(language, n, t))
+    return [clip(language, n) for n in random.Random(SEED).sample(eligible, min(size, len(eligible)))]
 
 
 def normalise(text: str) -> str:

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import pytest
+import realspeech
 from conftest import wait_while
 from speechgen import SENTENCES, pcm16, silence, synth, wer, white_noise
 
@@ -333,3 +334,27 @@ def test_short_blips_are_judged_by_their_decode():
     assert _confident(rec(("Four", 0.18), ("queen", 0.34), ("of", 0.97)), 0.6)  # a phrase, unsure or not
     assert not _confident(rec(("Thank", 0.9), ("you.", 0.9)), 0.6)  # a stock phrase from a click
     assert not _confident(Recognition(""), 0.6)
+
+
+@pytest.mark.skipif(not realspeech.available(), reason="pocketsphinx-testdata not installed")
+def test_digital_silence_around_speech_is_not_decoded(engine, monkeypatch):
+    """Exact zeros (a muted line, the pre-roll over a sender's gap) reach the model as nothing: a
+    recording framed by 1 s of them is decoded as the recording alone, its words 1 s later."""
+    import numpy as np
+
+    model = engine.recognizer._model
+    heard: list[int] = []  # samples the model was given, decode by decode (the real decode runs)
+    real = model.transcribe
+    monkeypatch.setattr(model, "transcribe", lambda audio, **kw: (heard.append(len(audio)), real(audio, **kw))[1])
+    audio = (np.round(realspeech.clips()[0].audio * 32767) / 32768).astype(np.float32)  # as s16le gives it
+    zeros = np.zeros(16000, np.float32)
+    alone = engine.recognizer.transcribe(audio, final=True)
+    framed = engine.recognizer.transcribe(np.concatenate([zeros, audio, zeros]), final=True)
+    assert heard[0] == heard[-1] <= len(audio)
+    assert alone.text and framed.text == alone.text
+    assert [w.text for w in framed.words] == [w.text for w in alone.words]
+    assert all(abs(f.start - a.start - 1.0) < 1e-6 and abs(f.end - a.end - 1.0) < 1e-6
+               for f, a in zip(framed.words, alone.words, strict=True))
+    heard.clear()
+    assert engine.recognizer.transcribe(np.concatenate([zeros, zeros]), final=True).text == ""
+    assert not heard  # nothing to decode

@@ -213,6 +213,21 @@ def join_pieces(words: list[Word]) -> list[Word]:
     return out
 
 
+def signal_span(audio: np.ndarray) -> tuple[int, int]:
+    """The samples of ``audio`` between its first and last that are not exact digital zero.
+
+    Exact zeros are no sound at all (a muted or held line, a gap a sender filled, the stream's
+    pre-roll over such a gap): no microphone records them. Whisper's own pipeline pads every window's
+    audio with zeros to 30 s, so to the model they mean "after the end of the audio"; before the
+    speech they cost words (Whisper base wrote "Hacido" for "ha sido" after 0.5 s of them, "ha sido"
+    without; docs/benchmarks.md#languages). A decode therefore starts at the first sound and ends at
+    the last, as a decode of the recording alone would; quiet but real signal (room noise, dither, a
+    codec's comfort noise) stays. (0, 0) when there is none.
+    """
+    sound = np.flatnonzero(audio)
+    return (int(sound[0]), int(sound[-1]) + 1) if len(sound) else (0, 0)
+
+
 def encoder_window(seconds: float, minimum: float = 16.0) -> int:
     """Encoder window (s) for an utterance: ``minimum`` unless it is longer (shorter lost accuracy)."""
     return int(min(30, max(minimum, np.ceil(seconds + 1))))
@@ -338,15 +353,26 @@ class WhisperRecognizer:
         task: str = "transcribe",
     ) -> Recognition:
         opts = {"final": final, "hotwords": hotwords, "language": language, "task": task}
+        start, end = signal_span(audio)
+        if end == 0:
+            return Recognition("", language=language)  # digital silence only: nothing was said
+        audio = audio[start:end]
         rec = self._decode(audio, prompt=prompt, **opts)  # type: ignore[arg-type]
         if prompt and echoes_prompt(rec.text, prompt):
             log.debug("decode repeated its prompt; decoding without it")
             rec = self._decode(audio, prompt=None, **opts)  # type: ignore[arg-type]
         rec.language = language
+        if start:  # word times stay times into the audio the caller gave
+            shift = start / SAMPLE_RATE
+            rec.words = [Word(w.text, w.start + shift, w.end + shift, w.probability) for w in rec.words]
         return rec
 
     def detect_language(self, audio: np.ndarray) -> list[tuple[str, float]]:
         self.load()
+        start, end = signal_span(audio)  # as the decode will hear it
+        if end == 0:
+            return []
+        audio = audio[start:end]
         # The decode's own encoder window (16 s for an utterance of up to 15 s), as for its decode.
         self._model.window.frames = encoder_window(len(audio) / SAMPLE_RATE, self.min_window_s) * _FRAMES_PER_SECOND
         try:
