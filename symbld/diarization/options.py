@@ -16,7 +16,7 @@ import structlog
 
 from symblctl import protocol
 from symbld import diarization
-from symbld.core.errors import ControlError
+from symbld.errors import ControlError
 
 log = structlog.get_logger(__name__)
 

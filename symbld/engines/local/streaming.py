@@ -36,8 +36,7 @@ from typing import Any
 import numpy as np
 import structlog
 
-from symbld import languages
-from symbld.core import shapes
+from symbld import languages, shapes
 from symbld.engines.base import Emit, EngineError, StreamConfig
 from symbld.engines.local.recognizer import HALLUCINATIONS, SAMPLE_RATE, Recognition, Recognizer, Word, _norm
 from symbld.engines.local.turn import WINDOW, TurnJudge
