@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from symblctl import protocol  # noqa: E402
 from symbld.audio.base import SourceContext  # noqa: E402
 from symbld.audio.telephony.calls import TelephonyConfig, TelephonySource  # noqa: E402
+from symbld.audio.telephony.table import TelephonyLimitsTable  # noqa: E402
 
 SENTENCE = "Can you send me the quarterly report by Friday?"
 
@@ -96,7 +97,7 @@ def ringing_cpu(work: Path) -> tuple[float, float]:
         wait_bound(port)
         baseline = cpu_share(RING_SECONDS)
         ringing = threading.Event()
-        cfg = TelephonyConfig.from_dict({"answer_timeout": 60.0})
+        cfg = TelephonyConfig(limits=TelephonyLimitsTable(answer_timeout=60.0))
         src = TelephonySource(protocol.SipSource(uri=f"sip:bench@127.0.0.1:{port}"),
                               SourceContext("ring", lambda t, d: t == "call_ringing" and ringing.set()), cfg)
         src.start()
