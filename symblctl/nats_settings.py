@@ -87,13 +87,16 @@ class NatsTable(msgspec.Struct, kw_only=True):
 
 def from_config(table: dict[str, Any] | NatsTable) -> NatsSettings | None:
     """The daemon's ``[nats]`` table, or None when NATS is off (no url)."""
-    try:
+    try:  # the daemon's table was decoded so by its config check already
         t = table if isinstance(table, NatsTable) else msgspec.convert(table, NatsTable, strict=True)
-        if not t.url:
-            return None
-        node = check_token(t.node or default_node(), "[nats] node")
-    except (msgspec.ValidationError, ValueError) as e:
+    except msgspec.ValidationError as e:
         raise NatsSetupError(f"[nats]: {e}") from None
+    if not t.url:
+        return None
+    try:
+        node = check_token(t.node or default_node(), "[nats] node")
+    except ValueError as e:
+        raise NatsSetupError(str(e)) from None
     servers = tuple(t.url) if isinstance(t.url, list) else tuple(s.strip() for s in t.url.split(","))
     return NatsSettings(servers=servers, node=node, credentials=t.credentials or None, token=t.token or None,
                         user=t.user or None, password=t.password or None, tls_ca=t.tls_ca or None,
