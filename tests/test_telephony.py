@@ -553,7 +553,7 @@ def test_reordered_and_lost_rtp_comes_out_in_order_with_gaps_filled(calls, speec
 ])
 def test_bad_requests_are_refused_at_once(spec, needle):
     with pytest.raises(SourceError) as e:
-        TelephonySource(call(spec), SourceContext("c", lambda t, d: None), TelephonyConfig())
+        TelephonySource(call(spec), SourceContext("c", lambda t, d: None), telephony_config())
     assert e.value.code == "bad_request" and needle in e.value.message
     assert TelephonySource.active_calls() == 0
 

@@ -28,7 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import structlog
@@ -63,30 +63,32 @@ _PHONE_RE = re.compile(r"^\+?[0-9]{3,20}$")
 _QUEUE_FRAMES = 3000  # 60 s of 20 ms frames: bounded so a stalled consumer cannot eat memory
 
 
-@dataclass
+@dataclass(frozen=True)
 class TelephonyConfig:
-    """The ``[telephony]`` settings a call reads, from the declared table (``table.TelephonyTable``:
-    docs/telephony.md); every key is optional."""
+    """The ``[telephony]`` settings a call reads: ``from_table`` of the declared table (``table.TelephonyTable``,
+    where the keys, their defaults and ranges are: docs/telephony.md)."""
 
-    gateway: str | None = None  # "host[:port]" or "sip:host[:port]"; needed for {"type": "pstn"}
-    username: str | None = None  # digest credentials for 401/407 challenges
-    password: str | None = None
-    local_address: str | None = None  # bind SIP/RTP here; default: the address that routes to the peer
-    sip_port: int = 0  # 0: an ephemeral port per call
-    rtp_port_range: tuple[int, int] = (40000, 40999)
-    allowed_hosts: list[str] = field(default_factory=list)  # non-empty: only these may be dialled
-    media_hosts: list[str] = field(default_factory=list)  # RTP peers besides the SIP peer; "*": any
-    jitter_ms: int = 80
-    sip_t1: float = 0.5  # RFC 3261 T1 (RTT estimate): INVITE retransmits at T1, 2*T1...; timer B = 64*T1
-    user_agent: str = "symbld"
-    limits: TelephonyLimitsTable = field(default_factory=TelephonyLimitsTable)
+    gateway: str | None  # "host[:port]" or "sip:host[:port]"; needed for {"type": "pstn"}
+    username: str | None  # digest credentials for 401/407 challenges
+    password: str | None
+    local_address: str | None  # bind SIP/RTP here; None: the address that routes to the peer
+    sip_port: int  # 0: an ephemeral port per call
+    rtp_port_range: tuple[int, int]
+    allowed_hosts: tuple[str, ...]  # non-empty: only these may be dialled
+    media_hosts: tuple[str, ...]  # RTP peers besides the SIP peer; "*": any
+    jitter_ms: int
+    sip_t1: float  # RFC 3261 T1 (RTT estimate): INVITE retransmits at T1, 2*T1...; timer B = 64*T1
+    user_agent: str
+    limits: TelephonyLimitsTable
 
     @classmethod
-    def from_table(cls, t: TelephonyTable) -> TelephonyConfig:
-        """The decoded table (its types and ranges hold; unknown keys were the config check's to refuse)."""
+    def from_table(cls, t: TelephonyTable | None = None) -> TelephonyConfig:
+        """The decoded table (its types and ranges hold; unknown keys were the config check's to refuse);
+        None: every default."""
+        t = t if t is not None else TelephonyTable()
         return cls(gateway=t.gateway, username=t.username, password=t.password, local_address=t.local_address,
-                   sip_port=t.sip_port, rtp_port_range=t.port_range(), allowed_hosts=list(t.allowed_hosts),
-                   media_hosts=list(t.media_hosts), jitter_ms=t.jitter_ms, sip_t1=t.sip_t1, user_agent=t.user_agent,
+                   sip_port=t.sip_port, rtp_port_range=t.port_range(), allowed_hosts=tuple(t.allowed_hosts),
+                   media_hosts=tuple(t.media_hosts), jitter_ms=t.jitter_ms, sip_t1=t.sip_t1, user_agent=t.user_agent,
                    limits=t.merged_limits())
 
 
