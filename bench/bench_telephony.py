@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from symblctl import protocol  # noqa: E402
 from symbld.audio.base import SourceContext  # noqa: E402
 from symbld.audio.telephony.calls import TelephonyConfig, TelephonySource  # noqa: E402
+from symbld.audio.telephony.table import TelephonyTable  # noqa: E402
 
 SENTENCE = "Can you send me the quarterly report by Friday?"
 
@@ -96,7 +97,7 @@ def ringing_cpu(work: Path) -> tuple[float, float]:
         wait_bound(port)
         baseline = cpu_share(RING_SECONDS)
         ringing = threading.Event()
-        cfg = TelephonyConfig.from_dict({"answer_timeout": 60.0})
+        cfg = TelephonyConfig.from_table(TelephonyTable(answer_timeout=60.0))
         src = TelephonySource(protocol.SipSource(uri=f"sip:bench@127.0.0.1:{port}"),
                               SourceContext("ring", lambda t, d: t == "call_ringing" and ringing.set()), cfg)
         src.start()
@@ -148,7 +149,7 @@ def main() -> None:
             try:
                 wait_bound(port)
                 src = TelephonySource(protocol.SipSource(uri=f"sip:bench@127.0.0.1:{port}"),
-                                      SourceContext(f"bench{i}", lambda t, d: None), TelephonyConfig())
+                                      SourceContext(f"bench{i}", lambda t, d: None), TelephonyConfig.from_table())
                 stream = eng.open(stream_config(connection_id=f"b{i}", conversation_id=f"b{i}"),
                                   lambda t, d: None) if eng else None
                 for pcm in src.frames():

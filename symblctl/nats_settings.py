@@ -11,7 +11,9 @@ import socket
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import msgspec
 
 from symblctl.nats_subjects import check_token
 
@@ -60,25 +62,48 @@ def default_node() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0]) or "symbld"
 
 
-def from_config(table: dict[str, Any]) -> NatsSettings | None:
+class NatsTable(msgspec.Struct, kw_only=True):
+    """The daemon's ``[nats]`` table, declared: symbld's config check decodes it into this (a wrong type or a
+    value out of range stops the daemon naming the key and its line), and ``from_config`` reads it."""
+
+    url: str | list[str] | None = None  # a string (comma-separated servers) or a list; unset = NATS off
+    node: str | None = None  # default: this host's name
+    credentials: str | None = None
+    token: str | None = None
+    user: str | None = None
+    password: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    stream: Annotated[str, msgspec.Meta(min_length=1)] = DEFAULT_STREAM
+    max_age_days: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    max_bytes: Annotated[int, msgspec.Meta(ge=-1)] = -1
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1  # JetStream's own bounds
+    duplicate_window: Annotated[float, msgspec.Meta(ge=0)] = 600.0
+    buffer_events: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    connect_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    ack_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+
+
+def from_config(table: dict[str, Any] | NatsTable) -> NatsSettings | None:
     """The daemon's ``[nats]`` table, or None when NATS is off (no url)."""
-    url = table.get("url")
-    if not url:
-        return None
-    servers = tuple(url) if isinstance(url, list) else tuple(s.strip() for s in str(url).split(","))
-    try:
-        node = check_token(str(table.get("node") or default_node()), "[nats] node")
-        num = {k: float(table[k]) for k in ("max_age_days", "duplicate_window", "connect_timeout", "ack_timeout")
-               if k in table}
-        ints = {k: int(table[k]) for k in ("max_bytes", "replicas", "buffer_events") if k in table}
-    except (TypeError, ValueError) as e:
+    try:  # the daemon's table was decoded so by its config check already
+        t = table if isinstance(table, NatsTable) else msgspec.convert(table, NatsTable, strict=True)
+    except msgspec.ValidationError as e:
         raise NatsSetupError(f"[nats]: {e}") from None
-    strs = {k: str(table[k]) for k in ("credentials", "token", "user", "password", "tls_ca", "tls_cert", "tls_key",
-                                        "stream") if table.get(k)}
-    settings = NatsSettings(servers=servers, node=node, **strs, **num, **ints)  # type: ignore[arg-type]
-    if settings.buffer_events < 1:
-        raise NatsSetupError("[nats] buffer_events must be at least 1")
-    return settings
+    if not t.url:
+        return None
+    try:
+        node = check_token(t.node or default_node(), "[nats] node")
+    except ValueError as e:
+        raise NatsSetupError(str(e)) from None
+    servers = tuple(t.url) if isinstance(t.url, list) else tuple(s.strip() for s in t.url.split(","))
+    return NatsSettings(servers=servers, node=node, credentials=t.credentials or None, token=t.token or None,
+                        user=t.user or None, password=t.password or None, tls_ca=t.tls_ca or None,
+                        tls_cert=t.tls_cert or None, tls_key=t.tls_key or None, stream=t.stream,
+                        max_age_days=t.max_age_days, max_bytes=t.max_bytes, replicas=t.replicas,
+                        duplicate_window=t.duplicate_window, buffer_events=t.buffer_events,
+                        connect_timeout=t.connect_timeout, ack_timeout=t.ack_timeout)
 
 
 def tls_context(s: NatsSettings) -> ssl.SSLContext | None:

@@ -37,13 +37,13 @@ from symbld.control.router import ControlServer
 from symbld.core import shutdown
 from symbld.core.bus import EventBus
 from symbld.core.conversations import ConversationIndex
-from symbld.core.errors import ControlError
 from symbld.core.journal import Journal
 from symbld.core.runtime import RuntimeDirError, check_runtime_dir
 from symbld.core.service import ConnectionService
 from symbld.core.sessions import Session, SessionRegistry
 from symbld.core.sources import SourceFactory
 from symbld.engines.base import Engine, EngineError
+from symbld.errors import ControlError
 from symbld.gateways.symbl.engine import SymblEngine
 from symbld.integrations.systemd.journald import configure_logging
 from symbld.integrations.systemd.notify import Notifier

@@ -51,45 +51,32 @@ DEFAULTS: dict[str, Any] = {
     # client public keys. Defaults: $XDG_CONFIG_HOME/symbld/keys/server.secret and .../authorized_keys.
     "curve_server_key": None,
     "curve_authorized_keys": None,
-    # [nats]: many daemons on one NATS JetStream, off unless url is set; the other keys and their
-    # defaults (node = host name, credentials/token/TLS, stream retention) are in symblctl.nats_settings.
-    "nats": {"url": None},
 }
 
-# Each [table] the daemon reads, and where its keys and defaults are declared: "module:ATTR"
-# (a dict of defaults, or a settings dataclass) and/or a dict of keys read beside those.
-# A key added to a declaration is known to the validator; a new table needs one line here.
+# Each [table] the daemon reads, and where its keys and defaults are declared: "module:ATTR", a msgspec Struct
+# (or two, whose keys share the table). The check decodes each table into its Structs, so their types and ranges
+# hold: a wrong one stops the daemon naming the key and its line. A key added to a declaration is known to the
+# validator; a new table needs one line here.
 TABLES: dict[str, str | dict[str, Any] | list[str | dict[str, Any]]] = {
-    "engine.local": ["symbld.engines.local.engine:CONFIG_DEFAULTS", "symbld.engines.local.streaming:StreamSettings"],
-    "engine.symbl": ["symbld.gateways.symbl.engine:DEFAULTS",
-                     {"app_id": None, "app_secret": None, "credentials_file": None}],
-    "mic": "symbld.audio.mic:DEFAULTS",
-    "telephony": "symbld.audio.telephony.calls:CONFIG_DEFAULTS",
-    "smtp": "symbld.integrations.mail:SmtpTable",  # a msgspec Struct: decoded, so its ranges hold
-    "page": "symbld.web.server:PageTable",  # the summary page (docs/summary-page.md); a msgspec Struct
-    "diarization": "symbld.diarization.options:DEFAULTS",  # speaker labels (docs/diarization.md)
-    "symbl_server": ["symbld.gateways.symbl.server:DEFAULTS",
-                     {"app_id": None, "app_secret": None, "token_secret": None, "stop_on_close": False,
-                      "credentials_file": None}],
+    "engine.local": ["symbld.engines.local.engine:LocalEngineTable", "symbld.engines.local.streaming:StreamSettings"],
+    "engine.symbl": "symbld.gateways.symbl.tables:SymblEngineTable",
+    "mic": "symbld.audio.mic:MicTable",
+    "telephony": "symbld.audio.telephony.table:TelephonyTable",
+    "smtp": "symbld.integrations.mail:SmtpTable",
+    "page": "symbld.web.server:PageTable",  # the summary page (docs/summary-page.md)
+    "diarization": "symbld.diarization.options:DiarizationTable",  # speaker labels (docs/diarization.md)
+    "symbl_server": "symbld.gateways.symbl.tables:SymblServerTable",
     # The other APIs on the Symbl server's listener (symbld/gateways/apis.py): each its own keys.
-    "openai_api": "symbld.gateways.openai.server:DEFAULTS",
-    "deepgram_api": "symbld.gateways.deepgram.server:DEFAULTS",
-    # symblctl.nats_settings.from_config reads these (url: a string, comma-separated, or a list).
-    "nats": {"url": None, "node": None, "credentials": None, "token": None, "user": None, "password": None,
-             "tls_ca": None, "tls_cert": None, "tls_key": None, "stream": "SYMBLD", "max_age_days": 30.0,
-             "max_bytes": -1, "replicas": 1, "duplicate_window": 600.0, "buffer_events": 10_000,
-             "connect_timeout": 5.0, "ack_timeout": 10.0},
+    "openai_api": "symbld.gateways.openai.server:OpenAiApiTable",
+    "deepgram_api": "symbld.gateways.deepgram.server:DeepgramApiTable",
+    "nats": "symblctl.nats_settings:NatsTable",  # read by symblctl.nats_settings.from_config
 }
 
-# Allowed values of some keys (dotted paths). default_engine is checked against the engines that
-# loaded (load_engines), since which engines exist depends on what is installed.
+# Allowed values of some top-level keys (a table's are its Struct's Literal types). default_engine is checked
+# against the engines that loaded (load_engines), since which engines exist depends on what is installed.
 ENUMS: dict[str, tuple[Any, ...]] = {
     "log_level": ("auto", "debug", "info", "warning", "error"),
     "log_format": ("auto", "console", "json"),
-    "engine.local.recognizer": ("whisper", "pocketsphinx"),
-    "engine.local.end_of_turn": ("auto", "fixed", "semantic"),  # semantic needs the extra symbld[turn]
-    "engine.local.multilingual_load": ("first_use", "start"),
-    "engine.symbl.failover": ("", "local"),
 }
 
 # Keys kept only for compatibility (a warning at start) -> the key read now, which they set.

@@ -61,11 +61,21 @@ def _declared(ref: str | dict[str, Any]) -> dict[str, Any]:
         return ref
     obj = _resolve_ref(ref)
     if isinstance(obj, type) and issubclass(obj, msgspec.Struct):
-        return {f.name: None if f.default is msgspec.NODEFAULT else f.default
-                for f in msgspec.structs.fields(obj)}
+        return _declared_struct(obj)
     if dataclasses.is_dataclass(obj):
         return {f.name: _field_default(f) for f in dataclasses.fields(obj)}
     return dict(obj)
+
+
+def _struct_default(f: msgspec.structs.FieldInfo) -> Any:
+    value = f.default_factory() if f.default_factory is not msgspec.NODEFAULT else f.default
+    if isinstance(value, msgspec.Struct):  # a nested table ([telephony.limits]): its keys are known too
+        return _declared_struct(type(value))
+    return None if value is msgspec.NODEFAULT else value
+
+
+def _declared_struct(struct: type[msgspec.Struct]) -> dict[str, Any]:
+    return {f.name: _struct_default(f) for f in msgspec.structs.fields(struct)}
 
 
 def _field_default(f: dataclasses.Field[Any]) -> Any:
@@ -157,12 +167,11 @@ def check(data: dict[str, Any], decl: Declarations,
 
 
 def _struct_problems(data: dict[str, Any], decl: Declarations, reported: set[str]) -> list[Problem]:
-    """The tables declared by a msgspec Struct, decoded into it: each key's declared type and range (the
-    first problem of a table; none for a table whose keys already have one)."""
-    problems = []
+    """The tables declared by a msgspec Struct, decoded into it: each key's declared type and range. msgspec
+    stops at a table's first problem, so each key is decoded alone (every bad key is named); what only the
+    keys together can break (``__post_init__``) is checked once no key of the table has a problem."""
+    problems: list[Problem] = []
     for name, refs in decl.tables.items():
-        if any(path == name or path.startswith(name + ".") for path in reported):
-            continue
         node: Any = data
         for part in name.split("."):
             node = node.get(part) if isinstance(node, dict) else None
@@ -170,18 +179,41 @@ def _struct_problems(data: dict[str, Any], decl: Declarations, reported: set[str
             continue
         for ref in refs if isinstance(refs, list) else [refs]:
             struct = _resolve_ref(ref) if isinstance(ref, str) else None
-            if not (isinstance(struct, type) and issubclass(struct, msgspec.Struct)):
-                continue
-            try:
-                msgspec.convert(node, struct, strict=True)
-            except msgspec.ValidationError as e:
-                text = str(e)
-                key = text.rpartition(" - at `$.")[2].rstrip("`").split(".")[0].split("[")[0] \
-                    if " - at `$." in text else ""
-                message = text.partition(" - at `")[0]
-                problems.append(Problem(f"{name}.{key}" if key else name,
-                                        f"{name}.{key}: {message}" if key else f"[{name}]: {message}"))
+            if isinstance(struct, type) and issubclass(struct, msgspec.Struct):
+                problems.extend(_decode_problems(name, node, struct, reported))
     return problems
+
+
+def _decode_problems(name: str, node: dict[str, Any], struct: type[msgspec.Struct],
+                     reported: set[str]) -> list[Problem]:
+    known = {f.encode_name for f in msgspec.structs.fields(struct)}
+    problems: list[Problem] = []
+    for key, value in node.items():
+        if key not in known or any(p == f"{name}.{key}" or p.startswith(f"{name}.{key}.") for p in reported):
+            continue
+        problem = _decoded(name, {key: value}, struct)
+        if problem is not None and (problem.path + ".").startswith(f"{name}.{key}."):
+            problems.append(problem)  # a complaint about the whole table waits for the whole table
+    in_table = any(p == name or p.startswith(name + ".") for p in reported)
+    if not problems and not in_table:
+        whole = _decoded(name, node, struct)
+        problems.extend([whole] if whole is not None else [])
+    return problems
+
+
+def _decoded(name: str, node: dict[str, Any], struct: type[msgspec.Struct]) -> Problem | None:
+    """None when ``node`` decodes into ``struct``, else the problem with the dotted key msgspec names."""
+    try:
+        msgspec.convert(node, struct, strict=True)
+        return None
+    except msgspec.ValidationError as e:
+        text = str(e)
+    message, _, where = text.partition(" - at `$.")
+    key = re.sub(r"\[\d+\]", "", where.rstrip("`")).rstrip(".")
+    first = message.split(" ", 1)[0]
+    if not key and first in node:  # a __post_init__ check that names its key first: shown at that key's line
+        key = first
+    return Problem(f"{name}.{key}" if key else name, f"{name}.{key}: {message}" if key else f"[{name}]: {message}")
 
 
 def _walk(data: dict[str, Any], tree: dict[str, Any], prefix: str, decl: Declarations, errors: list[Problem],

@@ -163,7 +163,7 @@ def test_sighup_with_a_bad_config_keeps_the_old_one_and_a_good_one_applies(tmp_p
     ("retry_initial = 0.01", "line 3: smtp.retry_initial: Expected `float` >= 0.05"),
     ("port = 70000", "line 3: smtp.port: Expected `int` <= 65535"),
     ("timeout = 0", "line 3: smtp.timeout: Expected `float` > 0.0"),
-    ("retry_initial = 10\nretry_max = 5", "line 2: [smtp]: retry_max (5.0) is less than retry_initial (10.0)"),
+    ("retry_initial = 10\nretry_max = 5", "line 4: smtp.retry_max: retry_max (5.0) is less than retry_initial (10.0)"),
     ("[page]\nport = 70000", "line 4: page.port: Expected `int` <= 65535"),
     ("[page]\nhost = \"\"", "line 4: page.host: Expected `str` of length >= 1"),
 ])
@@ -182,4 +182,66 @@ def test_a_struct_table_problem_is_reported_beside_the_others(tmp_path: Path) ->
     errors, _ = config_check.check({"max_conections": 3, "smtp": {"port": 0}}, config.DECLARATIONS)
     assert [p.path for p in errors] == ["max_conections", "smtp.port"]
     errors, _ = config_check.check({"smtp": {"prot": 25, "port": 0}}, config.DECLARATIONS)
-    assert [p.path for p in errors] == ["smtp.prot"]  # one rule for unknown keys first; then the table's types
+    assert [p.path for p in errors] == ["smtp.prot", "smtp.port"]  # one rule for unknown keys; then each type
+
+
+# One case per table (a wrong type or a value out of range), each decoded into the table's Struct at start.
+EVERY_TABLE = [
+    ("engine.local", "num_workers = 0", "engine.local.num_workers: Expected `int` >= 1"),
+    ("engine.local", 'end_of_turn = "psychic"', "engine.local.end_of_turn: Invalid enum value 'psychic'"),
+    ("engine.local", "vad_threshold = 1.5", "engine.local.vad_threshold: Expected `float` <= 1.0"),
+    ("engine.symbl", 'failover = "cloud"', "engine.symbl.failover: Invalid enum value 'cloud'"),
+    ("mic", "blocksize_ms = 100", "mic.blocksize_ms: Expected `int` <= 20"),  # it used to be clamped to 20
+    ("mic", "device = 1.5", "mic.device: Expected `int | str | null`, got `float`"),
+    ("telephony", "max_calls = 0", "telephony.max_calls: Expected `int` >= 1"),
+    ("telephony", 'rtp_port_range = "41100-41000"',
+     "telephony.rtp_port_range: rtp_port_range '41100-41000': need 1024 <= lo < hi <= 65535"),
+    ("telephony.limits", "answer_timeout = -1", "telephony.limits.answer_timeout: Expected `float` > 0.0"),
+    ("diarization", "max_speakers = 99", "diarization.max_speakers: Expected `int` <= 32"),
+    ("symbl_server", "token_ttl = 0", "symbl_server.token_ttl: Expected `int` >= 1"),
+    ("openai_api", "api_keys = [1]", "openai_api.api_keys: Expected `str`, got `int`"),
+    ("deepgram_api", "idle_timeout = 0", "deepgram_api.idle_timeout: Expected `float` > 0.0"),
+    ("nats", "replicas = 9", "nats.replicas: Expected `int` <= 5"),
+    ("nats", "url = 5", "nats.url: Expected `str | array | null`, got `int`"),
+]
+
+
+@pytest.mark.parametrize(("table", "line", "says"), EVERY_TABLE)
+def test_every_table_is_decoded_at_start_naming_the_key_and_line(tmp_path: Path, table: str, line: str,
+                                                                says: str) -> None:
+    cfg = tmp_path / "symbld.toml"
+    cfg.write_text(f'log_level = "info"\n[{table}]\n{line}\n')
+    r = run_symbld("--print-config", "--config", str(cfg))
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.strip() == f"symbld: invalid configuration: {cfg} line 3: {says}"
+
+
+def test_every_problem_of_a_table_is_named_not_only_the_first(tmp_path: Path) -> None:
+    """msgspec stops at a table's first problem; the check decodes key by key, so the operator fixes all at once."""
+    cfg = tmp_path / "symbld.toml"
+    cfg.write_text('[telephony]\nmax_calls = 0\njitter_ms = -5\nsip_port = 70000\n'
+                   '[engine.local]\nbeam_size = 0\ninterims = "yes"\n')
+    r = run_symbld("--print-config", "--config", str(cfg))
+    assert r.returncode == 2, r.stdout
+    assert r.stderr.splitlines() == [
+        "symbld: invalid configuration (5 problems):",
+        f"  {cfg} line 7: engine.local.interims must be true or false, not 'yes'",
+        f"  {cfg} line 6: engine.local.beam_size: Expected `int` >= 1",
+        f"  {cfg} line 2: telephony.max_calls: Expected `int` >= 1",
+        f"  {cfg} line 3: telephony.jitter_ms: Expected `int` >= 0",
+        f"  {cfg} line 4: telephony.sip_port: Expected `int` <= 65535",
+    ]
+
+
+def test_an_unknown_key_is_one_rule_in_every_table(tmp_path: Path) -> None:
+    """[telephony] had its own unknown-key rule (at the first call) and [engine.local] dropped unknown keys: now the
+    config check refuses one in any table at start, with its line and the closest key."""
+    tables = sorted({t for t, _, _ in EVERY_TABLE} | {"smtp", "page"})
+    cfg = tmp_path / "symbld.toml"
+    cfg.write_text("".join(f"[{t}]\ntimeuot = 1\n" for t in tables))
+    r = run_symbld("--print-config", "--config", str(cfg))
+    assert r.returncode == 2, r.stdout
+    said = r.stderr.splitlines()
+    assert said[0] == f"symbld: invalid configuration ({len(tables)} problems):"
+    for i, t in enumerate(tables):
+        assert any(line.startswith(f"  {cfg} line {2 * i + 2}: unknown key timeuot in [{t}]") for line in said), t

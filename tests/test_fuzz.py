@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from speechgen import SENTENCES, pcm16, silence, synth, wer
 
 from symbld.control.envelope import MAX_REQUEST_BYTES
-from symbld.core.errors import ERROR_CODES
+from symbld.errors import ERROR_CODES
 
 REPLY_TIMEOUT_MS = 5000
 # Commands the envelope fuzzer may name: all but shutdown (it would end the test, by design).

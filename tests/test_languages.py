@@ -192,7 +192,7 @@ def test_topics_and_trackers_use_the_languages_stems_and_stop_words() -> None:
 
 
 def test_the_summary_page_marks_each_lines_language() -> None:
-    from symbld.core import shapes
+    from symbld import shapes
     from symbld.web.render import document
     from symbld.web.view import build
 

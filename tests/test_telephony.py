@@ -30,6 +30,7 @@ from symblctl import protocol
 from symbld.audio.base import FRAME_BYTES, SourceContext, SourceError
 from symbld.audio.telephony.calls import TelephonyConfig, TelephonySource
 from symbld.audio.telephony.sip import digest_authorization
+from symbld.audio.telephony.table import TelephonyTable
 
 
 def call(spec: dict[str, Any]) -> protocol.Call:
@@ -155,13 +156,18 @@ def sipp(tmp_path, speech):
         s.kill()
 
 
+def telephony_config(table: dict[str, Any] | None = None) -> TelephonyConfig:
+    """A [telephony] table as the daemon reads it: decoded into its declaration, then into the call's settings."""
+    return TelephonyConfig.from_table(msgspec.convert(table or {}, TelephonyTable, strict=True))
+
+
 class Call:
     """A TelephonySource iterated on a thread, as the session would."""
 
     def __init__(self, spec: dict[str, Any], cfg: dict[str, Any] | None = None) -> None:
         self.rec = Recorder()
         self.src = TelephonySource(call(spec), SourceContext("conn-test", self.rec),
-                                   TelephonyConfig.from_dict(cfg or {}))
+                                   telephony_config(cfg))
         self.pcm = bytearray()
         self.error: SourceError | None = None
         self.frame_sizes: set[int] = set()
@@ -547,13 +553,13 @@ def test_reordered_and_lost_rtp_comes_out_in_order_with_gaps_filled(calls, speec
 ])
 def test_bad_requests_are_refused_at_once(spec, needle):
     with pytest.raises(SourceError) as e:
-        TelephonySource(call(spec), SourceContext("c", lambda t, d: None), TelephonyConfig())
+        TelephonySource(call(spec), SourceContext("c", lambda t, d: None), telephony_config())
     assert e.value.code == "bad_request" and needle in e.value.message
     assert TelephonySource.active_calls() == 0
 
 
 def test_concurrent_call_limit_and_pstn_gateway():
-    cfg = TelephonyConfig.from_dict({"gateway": "127.0.0.1:5999", "max_calls": 1})
+    cfg = telephony_config({"gateway": "127.0.0.1:5999", "max_calls": 1})
     ctx = SourceContext("c", lambda t, d: None)
     first = TelephonySource(call({"type": "pstn", "phoneNumber": "+1 (555) 123-4567"}), ctx, cfg)
     assert first.describe()["uri"] == "sip:+15551234567@127.0.0.1:5999;user=phone"
@@ -566,13 +572,14 @@ def test_concurrent_call_limit_and_pstn_gateway():
 
 
 def test_allowed_hosts_and_config_validation():
-    cfg = TelephonyConfig.from_dict({"allowed_hosts": ["127.0.0.2"], "limits": {"answer_timeout": 5}})
+    cfg = telephony_config({"allowed_hosts": ["127.0.0.2"], "limits": {"answer_timeout": 5}})
     assert cfg.limits.answer_timeout == 5.0
     with pytest.raises(SourceError, match="allowed_hosts"):
         TelephonySource(call({"type": "sip", "uri": "sip:bob@127.0.0.1"}), SourceContext("c", lambda t, d: None), cfg)
-    with pytest.raises(ValueError, match="gatway"):
-        TelephonyConfig.from_dict({"gatway": "x"})
-    assert TelephonyConfig.from_dict({"rtp_port_range": "41000-41100"}).rtp_port_range == (41000, 41100)
+    assert telephony_config({"rtp_port_range": "41000-41100"}).rtp_port_range == (41000, 41100)
+    assert telephony_config({"max_calls": 2, "limits": {"max_calls": 3}}).limits.max_calls == 2  # the top wins
+    with pytest.raises(msgspec.ValidationError, match="rtp_port_range"):
+        telephony_config({"rtp_port_range": "41100-41000"})
 
 
 def test_digest_response_matches_rfc2617_example():

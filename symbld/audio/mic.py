@@ -27,8 +27,9 @@ import threading
 import time
 from collections.abc import Iterator
 from types import ModuleType
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import numpy as np
 import structlog
 
@@ -39,16 +40,21 @@ log = structlog.get_logger(__name__)
 SILENCE = bytes(FRAME_BYTES)
 FRAME_S = FRAME_MS / 1000
 
-DEFAULTS: dict[str, Any] = {
-    "device": None,  # None = the system default input; or a name (substring) or PortAudio index
-    "blocksize_ms": 20,  # PortAudio block; capture adds at most this before a frame is queued
-    "queue_frames": 50,  # bounded queues (raw blocks and per-source frames): 1 s at 20 ms
-    "stall_timeout": 1.0,  # no block for this long = device lost (capped at 2 s)
-    "first_data_timeout": 2.0,  # same, right after opening (some servers start slowly)
-    "close_timeout": 1.0,  # a stream close that takes longer is abandoned (it may hang forever)
-    "retry_interval": 0.5,  # while lost: how often to re-initialise PortAudio and reopen
-    "samplerate": None,  # None = 16 kHz if the device takes it, else its default rate (resampled)
-}
+class MicTable(msgspec.Struct, kw_only=True):
+    """The [mic] table, declared: the config check decodes it, so a value out of range stops the daemon naming
+    the key and its line (blocksize_ms, the timeouts and queue_frames used to be clamped without a word)."""
+
+    device: str | int | None = None  # None = the system default input; or a name (substring) or PortAudio index
+    # PortAudio block; capture adds at most this before a frame is queued
+    blocksize_ms: Annotated[int, msgspec.Meta(ge=5, le=FRAME_MS)] = 20
+    queue_frames: Annotated[int, msgspec.Meta(ge=2)] = 50  # bounded queues (raw blocks and per-source frames): 1 s
+    stall_timeout: Annotated[float, msgspec.Meta(gt=0, le=2)] = 1.0  # no block for this long = device lost
+    first_data_timeout: Annotated[float, msgspec.Meta(gt=0, le=2)] = 2.0  # same, right after opening
+    close_timeout: Annotated[float, msgspec.Meta(gt=0)] = 1.0  # a longer stream close is abandoned (it may hang)
+    retry_interval: Annotated[float, msgspec.Meta(gt=0)] = 0.5  # while lost: how often to reopen
+    # None = 16 kHz if the device takes it, else its default rate (resampled)
+    samplerate: Annotated[int, msgspec.Meta(ge=8000, le=384_000)] | None = None
+
 
 HINT_NO_DEVICE = (
     "no audio input device: no audio server is reachable and there is no sound card "
@@ -608,14 +614,10 @@ class MicSource:
 class MicHub:
     """The daemon's microphones: one capture per device, shared by every source opened on it."""
 
-    def __init__(self, config: dict[str, Any] | None = None) -> None:
-        cfg = dict(DEFAULTS)
-        cfg.update({k: v for k, v in (config or {}).items() if v is not None or k == "device"})
-        cfg["blocksize_ms"] = max(5, min(int(cfg["blocksize_ms"]), FRAME_MS))
-        cfg["stall_timeout"] = min(float(cfg["stall_timeout"]), 2.0)
-        cfg["first_data_timeout"] = min(float(cfg["first_data_timeout"]), 2.0)
-        cfg["queue_frames"] = max(2, int(cfg["queue_frames"]))
-        self.config = cfg
+    def __init__(self, config: MicTable | dict[str, Any] | None = None) -> None:
+        # A dict (tests, benchmarks) is decoded as the config check decoded the daemon's [mic] table.
+        table = config if isinstance(config, MicTable) else msgspec.convert(config or {}, MicTable, strict=True)
+        self.config: dict[str, Any] = msgspec.structs.asdict(table)
         self._captures: dict[str, _Capture] = {}
         self._lock = threading.Lock()
         self._closed = False

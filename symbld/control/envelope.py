@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from symblctl import protocol
-from symbld.core.errors import ControlError
+from symbld.errors import ControlError
 
 PROTOCOL_VERSION = 1
 

@@ -22,7 +22,7 @@ import msgspec
 from symblctl import protocol
 from symbld.control.envelope import Request
 from symbld.core.bus import caused_by
-from symbld.core.errors import ControlError
+from symbld.errors import ControlError
 
 if TYPE_CHECKING:
     from symbld.control.service import Service

@@ -17,7 +17,7 @@ from typing import Any
 import structlog
 
 from symbld.control.envelope import Request, encode_reply
-from symbld.core.errors import ControlError
+from symbld.errors import ControlError
 
 log = structlog.get_logger(__name__)
 

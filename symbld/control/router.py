@@ -24,7 +24,7 @@ from symbld.control.curve import peer_of
 from symbld.control.envelope import Request, encode_reply, parse_request, salvage_id
 from symbld.control.registry import lookup
 from symbld.control.replies import ReplyCache, reply_of
-from symbld.core.errors import ControlError
+from symbld.errors import ControlError
 
 if TYPE_CHECKING:
     from symbld.control.service import Service

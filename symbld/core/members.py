@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from symbld.core.errors import ControlError
+from symbld.errors import ControlError
 
 _LOCK = threading.Lock()  # commands run on several threads; read-modify-write must not interleave
 

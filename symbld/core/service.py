@@ -27,7 +27,6 @@ from symbld.core.actions import normalised_actions
 from symbld.core.bus import EventBus
 from symbld.core.conversations import ConversationIndex
 from symbld.core.conversations import resolve as resolve_connection_id
-from symbld.core.errors import ControlError
 from symbld.core.flow import FlowSettings
 from symbld.core.ids import new_connection_id, new_conversation_id
 from symbld.core.journal import Journal
@@ -37,6 +36,7 @@ from symbld.diarization import options as diarization_options
 from symbld.diarization import speaker_prints
 from symbld.diarization import voices as diarization_voices
 from symbld.engines.base import Engine, RemoteEngine, StreamConfig, Subscription
+from symbld.errors import ControlError
 from symbld.insights import Analyzer
 from symbld.insights.redaction import kinds_of
 from symbld.insights.trackers import normalise_trackers

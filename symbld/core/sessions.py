@@ -20,10 +20,10 @@ from symbld import languages
 from symbld.audio.base import AudioSource, SourceError
 from symbld.core import recovery
 from symbld.core.bus import EventBus
-from symbld.core.errors import ControlError
 from symbld.core.flow import FlowControl, FlowSettings
 from symbld.core.ids import iso_now
 from symbld.engines.base import Engine, EngineError, EngineStream, StreamConfig
+from symbld.errors import ControlError
 from symbld.insights.outgoing import OutgoingFilter
 
 log = structlog.get_logger(__name__)

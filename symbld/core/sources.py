@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import structlog
 
 from symblctl import protocol
@@ -43,8 +44,11 @@ class SourceFactory:
     def telephony_config(self) -> Any:
         if self._telephony_cfg is None:
             from symbld.audio.telephony.calls import TelephonyConfig
+            from symbld.audio.telephony.table import TelephonyTable
 
-            self._telephony_cfg = TelephonyConfig.from_dict(section(self.config, "telephony"))
+            # the table as the config check decoded it at load (so this cannot fail here)
+            table = msgspec.convert(section(self.config, "telephony"), TelephonyTable, strict=True)
+            self._telephony_cfg = TelephonyConfig.from_table(table)
         return self._telephony_cfg
 
     # -- opening ----------------------------------------------------------------------------------

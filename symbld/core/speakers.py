@@ -21,7 +21,7 @@ import heapq
 from collections.abc import Iterable
 from typing import Any
 
-from symbld.core import shapes
+from symbld import shapes
 
 EVENT = "speaker_event"  # the daemon event type (symbld/control/commands/speakers.py)
 REVISION = "speaker_revision"  # diarization found two labels to be one person (symbld/diarization/labeller.py)

@@ -10,18 +10,29 @@ speaker, SIP legs). Imports nothing of the extra.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import structlog
 
 from symblctl import protocol
 from symbld import diarization
-from symbld.core.errors import ControlError
+from symbld.errors import ControlError
 
 log = structlog.get_logger(__name__)
 
-# The [diarization] table: `enabled` is the default for mixed-channel sources.
-DEFAULTS: dict[str, Any] = {"enabled": True, "max_speakers": 8, "threshold": 0.5, "merge_threshold": 0.6}
+Cosine = Annotated[float, msgspec.Meta(ge=-1, le=1)]
+
+
+class DiarizationTable(msgspec.Struct, kw_only=True):
+    """The [diarization] table, declared (the config check decodes it, naming a wrong key and its line)."""
+
+    enabled: bool = True  # the default for mixed-channel sources
+    max_speakers: Annotated[int, msgspec.Meta(ge=1, le=32)] = 8  # as start's maxSpeakers
+    threshold: Cosine = 0.5  # a print joins a speaker whose centroid it resembles at least this much
+    merge_threshold: Cosine = 0.6  # two speakers this close are one person
+
+
 MIXED_SOURCES = ("mic", "file", "push")
 
 
@@ -73,17 +84,18 @@ def ready(settings: dict[str, Any] | None) -> dict[str, Any] | None:
 
 def resolve(args: protocol.Start, source_kind: str, daemon_config: dict[str, Any]) -> dict[str, Any] | None:
     """The diarization settings of a new connection (``StreamConfig.extra["diarization"]``), or None."""
-    table = {**DEFAULTS, **(daemon_config.get("diarization") or {})}
+    # the table as the config check decoded it at load (so this cannot fail here)
+    table = msgspec.convert(daemon_config.get("diarization") or {}, DiarizationTable, strict=True)
     asked, lo, hi = _asked(args)
     if asked is False:
         return None
     if asked is None:
-        if not table["enabled"] or args.speaker not in (None, protocol.Speaker()) or source_kind not in MIXED_SOURCES \
+        if not table.enabled or args.speaker not in (None, protocol.Speaker()) or source_kind not in MIXED_SOURCES \
                 or not diarization.available():
             return None
     elif not diarization.available():
         raise ControlError("bad_request", f"diarization needs the [{diarization.EXTRA}] extra: "
                            f"pip install 'symbld[{diarization.EXTRA}]' (missing: {', '.join(diarization.missing())})",
                            {"argument": "diarization", "extra": diarization.EXTRA})
-    return {"requested": asked is True, "minSpeakers": lo or 1, "maxSpeakers": hi or int(table["max_speakers"]),
-            "threshold": float(table["threshold"]), "mergeThreshold": float(table["merge_threshold"])}
+    return {"requested": asked is True, "minSpeakers": lo or 1, "maxSpeakers": hi or table.max_speakers,
+            "threshold": table.threshold, "mergeThreshold": table.merge_threshold}

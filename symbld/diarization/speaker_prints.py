@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from symbld.core.errors import ControlError
+from symbld.errors import ControlError
 
 MAX_KEPT = 1000
 

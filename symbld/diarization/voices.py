@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from symbld.core.errors import ControlError
+from symbld.errors import ControlError
 
 ACCEPT = 0.6
 MARGIN = 0.1

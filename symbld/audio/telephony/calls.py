@@ -19,7 +19,6 @@ Events through ``ctx.emit`` (called from the call's worker thread):
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import ipaddress
 import queue
 import random
@@ -29,7 +28,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import structlog
@@ -50,6 +49,7 @@ from symbld.audio.telephony.rtp import (
     parse_sdp,
 )
 from symbld.audio.telephony.sip import SipCall, SipError, SipUri
+from symbld.audio.telephony.table import TelephonyLimitsTable, TelephonyTable
 
 log = structlog.get_logger(__name__)
 
@@ -63,69 +63,33 @@ _PHONE_RE = re.compile(r"^\+?[0-9]{3,20}$")
 _QUEUE_FRAMES = 3000  # 60 s of 20 ms frames: bounded so a stalled consumer cannot eat memory
 
 
-@dataclass
-class TelephonyLimits:
-    """Bounds on calls (all seconds unless named otherwise)."""
-
-    max_calls: int = 4  # concurrent calls across the process
-    answer_timeout: float = 60.0  # INVITE sent -> 200 OK; then CANCEL and fail
-    max_duration: float = 4 * 3600.0  # talking -> BYE
-    rtp_timeout: float = 60.0  # no RTP while talking (and not on hold) -> BYE; 0 disables
-    hangup_timeout: float = 4.0  # how long a BYE/CANCEL is retransmitted after close()
-
-
-@dataclass
+@dataclass(frozen=True)
 class TelephonyConfig:
-    """The ``[telephony]`` settings. Every key is optional; see ``from_dict`` and docs/telephony.md."""
+    """The ``[telephony]`` settings a call reads: ``from_table`` of the declared table (``table.TelephonyTable``,
+    where the keys, their defaults and ranges are: docs/telephony.md)."""
 
-    gateway: str | None = None  # "host[:port]" or "sip:host[:port]"; needed for {"type": "pstn"}
-    username: str | None = None  # digest credentials for 401/407 challenges
-    password: str | None = None
-    local_address: str | None = None  # bind SIP/RTP here; default: the address that routes to the peer
-    sip_port: int = 0  # 0: an ephemeral port per call
-    rtp_port_range: tuple[int, int] = (40000, 40999)
-    allowed_hosts: list[str] = field(default_factory=list)  # non-empty: only these may be dialled
-    media_hosts: list[str] = field(default_factory=list)  # RTP peers besides the SIP peer; "*": any
-    jitter_ms: int = 80
-    sip_t1: float = 0.5  # RFC 3261 T1 (RTT estimate): INVITE retransmits at T1, 2*T1...; timer B = 64*T1
-    user_agent: str = "symbld"
-    limits: TelephonyLimits = field(default_factory=TelephonyLimits)
+    gateway: str | None  # "host[:port]" or "sip:host[:port]"; needed for {"type": "pstn"}
+    username: str | None  # digest credentials for 401/407 challenges
+    password: str | None
+    local_address: str | None  # bind SIP/RTP here; None: the address that routes to the peer
+    sip_port: int  # 0: an ephemeral port per call
+    rtp_port_range: tuple[int, int]
+    allowed_hosts: tuple[str, ...]  # non-empty: only these may be dialled
+    media_hosts: tuple[str, ...]  # RTP peers besides the SIP peer; "*": any
+    jitter_ms: int
+    sip_t1: float  # RFC 3261 T1 (RTT estimate): INVITE retransmits at T1, 2*T1...; timer B = 64*T1
+    user_agent: str
+    limits: TelephonyLimitsTable
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> TelephonyConfig:
-        """Build from a plain dict; limit keys may sit at top level or under ``"limits"``.
-
-        Raises ``ValueError`` on unknown keys or bad values, so a typo in the config is loud.
-        """
-        d = dict(d or {})
-        limit_names = {f.name for f in dataclasses.fields(TelephonyLimits)}
-        limits_in = dict(d.pop("limits", None) or {})
-        limits_in.update({k: d.pop(k) for k in list(d) if k in limit_names})
-        own = {f.name for f in dataclasses.fields(cls)} - {"limits"}
-        unknown = sorted(set(d) - own) + sorted(set(limits_in) - limit_names)
-        if unknown:
-            raise ValueError(f"unknown telephony settings: {', '.join(unknown)}")
-        if "rtp_port_range" in d:
-            r = d["rtp_port_range"]
-            lo, hi = (int(x) for x in (r.split("-") if isinstance(r, str) else r))
-            if not (1024 <= lo < hi <= 65535):
-                raise ValueError(f"bad rtp_port_range {r!r}")
-            d["rtp_port_range"] = (lo, hi)
-        limits = TelephonyLimits(**{k: type(getattr(TelephonyLimits(), k))(v) for k, v in limits_in.items()})
-        if limits.max_calls < 1:
-            raise ValueError("max_calls must be at least 1")
-        return cls(**d, limits=limits)
-
-
-def _config_defaults() -> dict[str, Any]:
-    """The [telephony] keys with their defaults: limits may sit at top level or in [telephony.limits]."""
-    own = {f.name: getattr(TelephonyConfig(), f.name) for f in dataclasses.fields(TelephonyConfig)
-           if f.name != "limits"}
-    limits = dataclasses.asdict(TelephonyLimits())
-    return {**own, **limits, "limits": limits}
-
-
-CONFIG_DEFAULTS = _config_defaults()  # what symbld.config validates [telephony] against
+    def from_table(cls, t: TelephonyTable | None = None) -> TelephonyConfig:
+        """The decoded table (its types and ranges hold; unknown keys were the config check's to refuse);
+        None: every default."""
+        t = t if t is not None else TelephonyTable()
+        return cls(gateway=t.gateway, username=t.username, password=t.password, local_address=t.local_address,
+                   sip_port=t.sip_port, rtp_port_range=t.port_range(), allowed_hosts=tuple(t.allowed_hosts),
+                   media_hosts=tuple(t.media_hosts), jitter_ms=t.jitter_ms, sip_t1=t.sip_t1, user_agent=t.user_agent,
+                   limits=t.merged_limits())
 
 
 def _resolve(host: str, port: int) -> str:

@@ -9,8 +9,8 @@ from symbld.control.envelope import Request
 from symbld.control.registry import handles
 from symbld.control.service import Service
 from symbld.core.conversations import listing, parse_since
-from symbld.core.errors import ControlError
 from symbld.diarization import speaker_prints
+from symbld.errors import ControlError
 from symbld.insights.summary import summary_of_events
 from symbld.web import links
 

@@ -12,7 +12,7 @@ from symbld.control.describe import command_catalog, event_catalog
 from symbld.control.envelope import PROTOCOL_VERSION, Request
 from symbld.control.registry import handles
 from symbld.control.service import Service
-from symbld.core.errors import ERROR_CODES
+from symbld.errors import ERROR_CODES
 
 INSIGHT_TYPES = ("question", "action_item", "follow_up")
 

@@ -8,8 +8,8 @@ from symblctl import protocol
 from symbld.control.envelope import PROTOCOL_VERSION, Request
 from symbld.control.registry import handles
 from symbld.control.service import Service
-from symbld.core.errors import ControlError
 from symbld.core.ids import connection_topic
+from symbld.errors import ControlError
 
 
 @handles(protocol.History)

@@ -8,7 +8,7 @@ from symblctl import protocol
 from symbld.control.envelope import Request
 from symbld.control.registry import handles
 from symbld.control.service import Service
-from symbld.core.errors import ControlError
+from symbld.errors import ControlError
 
 
 def _mic_of(svc: Service, connection_id: str) -> Any:

@@ -13,8 +13,8 @@ from symbld.control.envelope import Request
 from symbld.control.registry import handles
 from symbld.control.service import Service
 from symbld.core import members
-from symbld.core.errors import ControlError
 from symbld.core.ids import iso_now
+from symbld.errors import ControlError
 
 MAX_LOOKBACK = 5.0  # seconds a client's timestamp may move an event back (its delivery delay)
 

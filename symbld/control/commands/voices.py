@@ -9,8 +9,8 @@ from symbld import diarization
 from symbld.control.envelope import Request
 from symbld.control.registry import handles
 from symbld.control.service import Service
-from symbld.core.errors import ControlError
 from symbld.diarization import speaker_prints, voices
+from symbld.errors import ControlError
 
 
 def _need_extra() -> None:

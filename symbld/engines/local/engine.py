@@ -15,6 +15,7 @@ decode pool; every stream shares them. Config keys (all optional)::
     end_of_turn         "fixed" (default) | "semantic" (the turn model, extra symbld[turn]) | "auto"
     + any StreamSettings field (endpoint_silence_ms, interim_interval_s, max_utterance_s, ...),
       which a stream may also override through StreamConfig.extra.
+    Declared in ``LocalEngineTable`` and ``StreamSettings``.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import structlog
 
 from symbld import languages
@@ -35,14 +37,24 @@ from symbld.engines.local.vad import SileroModel
 
 log = structlog.get_logger(__name__)
 
-# The [engine.local] keys this module and the recogniser read, with their defaults (the
-# StreamSettings fields are keys too); symbld.config validates the table against both.
-CONFIG_DEFAULTS: dict[str, Any] = {
-    "recognizer": "whisper", "model": None, "vad_model": None, "num_workers": 2, "cpu_threads": 1,
-    "compute_type": "int8", "beam_size": 5, "max_tokens_per_second": 20.0, "no_speech_threshold": 0.6,
-    "logprob_threshold": -1.0, "compression_ratio_threshold": 2.4, "min_window_s": 16.0,
-    "multilingual_model": "base", "multilingual_load": "first_use",
-}
+class LocalEngineTable(msgspec.Struct, kw_only=True):
+    """The [engine.local] keys this module and the recogniser read, declared (the StreamSettings fields are keys
+    of the table too): the config check decodes the table into both, naming a wrong key and its line."""
+
+    recognizer: Literal["whisper", "pocketsphinx"] = "whisper"
+    model: str | None = None
+    vad_model: str | None = None
+    num_workers: Annotated[int, msgspec.Meta(ge=1)] = 2
+    cpu_threads: Annotated[int, msgspec.Meta(ge=1)] = 1
+    compute_type: str = "int8"
+    beam_size: Annotated[int, msgspec.Meta(ge=1)] = 5
+    max_tokens_per_second: Annotated[float, msgspec.Meta(gt=0)] = 20.0
+    no_speech_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.6
+    logprob_threshold: float = -1.0
+    compression_ratio_threshold: Annotated[float, msgspec.Meta(gt=0)] = 2.4
+    min_window_s: Annotated[float, msgspec.Meta(gt=0)] = 16.0
+    multilingual_model: str = "base"  # "" for none
+    multilingual_load: Literal["first_use", "start"] = "first_use"
 
 
 class LocalEngine:
@@ -50,13 +62,17 @@ class LocalEngine:
 
     def __init__(self, config: dict[str, Any] | None = None) -> None:
         self.config = dict(config or {})
+        try:  # the daemon's table was checked at load; a dict from a test or a benchmark is decoded the same way
+            self.table = msgspec.convert(self.config, LocalEngineTable, strict=True)
+        except msgspec.ValidationError as e:
+            raise EngineError(f"[engine.local] {e}", code="bad_request") from None
         # Set before anything imports huggingface_hub: no model hub, ever.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         self.recognizer: Recognizer = make_recognizer(self.config)
         # The second model, for languages the first does not speak: built on first need (or at load
         # with multilingual_load = "start"); both serve at once, each stream uses one.
         self._multilingual: Recognizer | None = None
-        self.num_workers = max(1, int(self.config.get("num_workers", 2)))
+        self.num_workers = self.table.num_workers
         self._lock = threading.Lock()
         self._vad: SileroModel | None = None
         self._pool: DecodePool | None = None
@@ -77,9 +93,9 @@ class LocalEngine:
             if self._turn is None and self.settings.end_of_turn != "fixed":  # first: a missing extra fails fast
                 self._turn = self._load_turn(self.settings.end_of_turn)
             if self._vad is None:
-                self._vad = SileroModel(self.config.get("vad_model"))
+                self._vad = SileroModel(self.table.vad_model)
             self.recognizer.load()
-            if self.config.get("multilingual_load") == "start" and self._needs_second_model():
+            if self.table.multilingual_load == "start" and self._needs_second_model():
                 self._second_model()
             if self._pool is None:
                 self._pool = DecodePool(self.num_workers)
@@ -116,12 +132,12 @@ class LocalEngine:
         return self._pool is not None and self.recognizer.loaded
 
     def _needs_second_model(self) -> bool:
-        return self.recognizer.languages == ("en",) and bool(self.config.get("multilingual_model", "base"))
+        return self.recognizer.languages == ("en",) and bool(self.table.multilingual_model)
 
     def _second_model(self) -> Recognizer:
         """The multilingual recogniser, loaded (lock held). Raises EngineError naming what to install."""
         if self._multilingual is None:
-            name = self.config.get("multilingual_model", "base")
+            name = self.table.multilingual_model
             if not name:
                 raise EngineError("this daemon serves English only ([engine.local] multilingual_model is empty)",
                                   {"multilingual_model": ""})
@@ -152,7 +168,9 @@ class LocalEngine:
     def open(self, config: StreamConfig, emit: Emit) -> LocalStream:
         self.load()
         recognizer = self.recognizer_for(config)
-        settings = StreamSettings.from_config(self.config, config.extra)
+        # extra carries the session's things too (actions, callbacks): the stream settings in it are a connection's own
+        own = {k: v for k, v in config.extra.items() if k in StreamSettings.__struct_fields__}
+        settings = StreamSettings.from_config(self.config, **own)
         assert self._vad is not None and self._pool is not None
         stream = LocalStream(recognizer, self._vad, self._pool, settings, config, emit, on_close=self._forget,
                              turn=self._turn_for(settings))
@@ -171,7 +189,7 @@ class LocalEngine:
             if rec is not None:
                 out.append({"model": rec.model, "loaded": rec.loaded, "languages": list(rec.languages)})
         if self._multilingual is None and self._needs_second_model():
-            out.append({"model": self.config.get("multilingual_model", "base"), "loaded": False,
+            out.append({"model": self.table.multilingual_model, "loaded": False,
                         "languages": list(languages.WHISPER_LANGUAGES), "load": "on first need"})
         return out
 

@@ -30,14 +30,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, fields
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import numpy as np
 import structlog
 
-from symbld import languages
-from symbld.core import shapes
+from symbld import languages, shapes
 from symbld.engines.base import Emit, EngineError, StreamConfig
 from symbld.engines.local.recognizer import HALLUCINATIONS, SAMPLE_RATE, Recognition, Recognizer, Word, _norm
 from symbld.engines.local.turn import WINDOW, TurnJudge
@@ -54,64 +53,64 @@ _LOAD_TAU_S = 3.0
 _INTERIM_HEADROOM = 0.5
 _LAG_WINDOW_S = 0.1  # interims asked for within this long compete: the stream most behind goes first
 _PACK_GAP = SAMPLE_RATE // 2  # silence between packed utterances
-END_OF_TURN_MODES = ("auto", "fixed", "semantic")
 # languageCode auto: how much surer (mean log probability per token) a decode in another language
 # must be than one in the conversation's language for an unclear utterance to switch.
 _SWITCH_LOGPROB_MARGIN = 0.2
 
 
-@dataclass
-class StreamSettings:
-    """Endpointing and decoding knobs (engine config keys of the same names)."""
+Seconds = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Millis = Annotated[int, msgspec.Meta(ge=0)]
+Probability = Annotated[float, msgspec.Meta(ge=0, le=1)]
 
-    vad_threshold: float = 0.5  # a frame at or above this starts/continues speech
-    vad_neg_threshold: float = 0.35  # once speaking, frames above this still count as voice
-    endpoint_silence_ms: int = 350  # silence that closes an utterance
+
+class StreamSettings(msgspec.Struct, kw_only=True):
+    """Endpointing and decoding knobs: the [engine.local] keys of the same names, declared (the config check
+    decodes the table into this, so a wrong type or a value out of range stops the daemon naming the key)."""
+
+    vad_threshold: Probability = 0.5  # a frame at or above this starts/continues speech
+    vad_neg_threshold: Probability = 0.35  # once speaking, frames above this still count as voice
+    endpoint_silence_ms: Annotated[int, msgspec.Meta(ge=1)] = 350  # silence that closes an utterance
     # Audio kept before the first speech frame. Silero fires 0.2-0.3 s into speech, and with a
     # 16 s encoder window Whisper misheard words after less than 0.5 s of lead-in ("And" lost,
     # "clubs" as "close"): 1 s leaves about 0.75 s before the true onset.
-    preroll_ms: int = 1000
-    postroll_ms: int = 100  # audio kept after the last speech frame
-    min_speech_ms: int = 250  # shorter blips are decoded, and kept only if the decode is confident
-    min_short_probability: float = 0.6  # mean word probability a short blip's decode needs
+    preroll_ms: Millis = 1000
+    postroll_ms: Millis = 100  # audio kept after the last speech frame
+    min_speech_ms: Millis = 250  # shorter blips are decoded, and kept only if the decode is confident
+    min_short_probability: Probability = 0.6  # mean word probability a short blip's decode needs
     interims: bool = True
-    interim_interval_s: float = 0.8  # audio time between interim re-decodes
-    min_interim_s: float = 0.6  # no interim before the utterance has this much audio
-    max_utterance_s: float = 20.0  # longer speech is cut at a low point of voice probability
-    cut_search_s: float = 5.0  # ... searched for in the last seconds before max_utterance_s
+    interim_interval_s: Seconds = 0.8  # audio time between interim re-decodes
+    min_interim_s: NonNegative = 0.6  # no interim before the utterance has this much audio
+    max_utterance_s: Seconds = 20.0  # longer speech is cut at a low point of voice probability
+    cut_search_s: Seconds = 5.0  # ... searched for in the last seconds before max_utterance_s
     speculative: bool = True  # start the final decode when the silence begins
-    prompt_max_gap_s: float = 0.8  # previous final as prompt only across a pause this short
+    prompt_max_gap_s: NonNegative = 0.8  # previous final as prompt only across a pause this short
     pack_finals: bool = True  # finals queued behind each other share one decode window
     # ... of at most this much audio: one 16 s encoder window (7 ms of encoder per second of audio,
     # against 16 ms/s for a 30 s window; a 28 s pack ran slower than the plain model).
-    pack_window_s: float = 15.0
+    pack_window_s: Seconds = 15.0
     # End of turn: "fixed" closes after endpoint_silence_ms; "semantic" asks the turn model (extra
     # symbld[turn]) at a short pause and closes at once when it judges the turn complete, else after
     # turn_max_silence_ms; "auto" is semantic when the extra is installed, else fixed. The default stays
     # fixed until the whole suite has run with semantic (the live tests' pauses were sized for 350 ms).
-    end_of_turn: str = "fixed"
-    turn_pause_ms: int = 160  # the pause at which the turn model judges
-    turn_threshold: float = 0.5  # P(complete) at or above this ends the turn
-    turn_max_silence_ms: int = 1000  # a turn judged incomplete closes after this much silence
-    turn_resume_window_s: float = 1.0  # speech this soon after an end_of_turn publishes turn_resumed
+    end_of_turn: Literal["auto", "fixed", "semantic"] = "fixed"
+    turn_pause_ms: Annotated[int, msgspec.Meta(ge=1)] = 160  # the pause at which the turn model judges
+    turn_threshold: Probability = 0.5  # P(complete) at or above this ends the turn
+    turn_max_silence_ms: Annotated[int, msgspec.Meta(ge=1)] = 1000  # a turn judged incomplete closes after this
+    turn_resume_window_s: NonNegative = 1.0  # speech this soon after an end_of_turn publishes turn_resumed
     # languageCode "auto": an utterance leaves the conversation's language only when Whisper gives
     # another language at least this probability (a short or unclear utterance keeps to it).
-    language_switch_probability: float = 0.7
+    language_switch_probability: Probability = 0.7
 
     @classmethod
-    def from_config(cls, *configs: dict[str, Any]) -> StreamSettings:
-        names = {f.name: f.type for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for cfg in configs:
-            for k, v in (cfg or {}).items():
-                if k in names:
-                    values[k] = v
-        s = cls(**values)
-        s.interims = bool(s.interims)
-        if s.end_of_turn not in END_OF_TURN_MODES:
-            raise EngineError(f"end_of_turn must be one of {', '.join(END_OF_TURN_MODES)}, not {s.end_of_turn!r}",
-                              {"field": "end_of_turn"}, code="bad_request")
-        return s
+    def from_config(cls, table: dict[str, Any], **overrides: Any) -> StreamSettings:
+        """The stream keys of an [engine.local] table (the engine's own keys beside them are the engine's), with a
+        connection's overrides (``end_of_turn``): decoded as the config check decoded the table."""
+        try:
+            return msgspec.convert({**table, **overrides}, cls, strict=True)
+        except msgspec.ValidationError as e:
+            raise EngineError(f"[engine.local] {e}", {"field": str(e).rpartition("$.")[2].rstrip("`")},
+                              code="bad_request") from None
 
 
 class DecodePool:

@@ -17,8 +17,9 @@ import hashlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import structlog
 from aiohttp import web
 
@@ -31,14 +32,18 @@ from symbld.gateways.symbl import audio_in
 log = structlog.get_logger(__name__)
 
 API = "deepgram"
-DEFAULTS: dict[str, Any] = {
-    "api_keys": [],  # Authorization: Token <key>; none = the API refuses every request
-    "max_body_bytes": 100 * 1024 * 1024,  # largest upload or fetched URL
-    "max_concurrent": 4,  # pre-recorded requests transcribed at once; more wait their turn
-    "timeout": 600,  # seconds one pre-recorded request may take
-    "idle_timeout": 30,  # seconds a live socket may go without audio or KeepAlive
-    "stop_timeout": 60,  # seconds to wait for the last finals after CloseStream
-}
+class DeepgramApiTable(msgspec.Struct, kw_only=True):
+    """The [deepgram_api] table, declared (the config check decodes it, naming a wrong key and its line)."""
+
+    api_keys: list[str] = []  # Authorization: Token <key>; none = the API refuses every request
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1)] = 100 * 1024 * 1024  # largest upload or fetched URL
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1)] = 4  # pre-recorded requests at once; more wait their turn
+    timeout: Annotated[float, msgspec.Meta(gt=0)] = 600.0  # seconds one pre-recorded request may take
+    idle_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0  # seconds a live socket may go without audio or KeepAlive
+    stop_timeout: Annotated[float, msgspec.Meta(gt=0)] = 60.0  # seconds to wait for the last finals after CloseStream
+
+
+DEFAULTS: dict[str, Any] = msgspec.structs.asdict(DeepgramApiTable())
 
 
 class DeepgramApi:

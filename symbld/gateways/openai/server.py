@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
+import msgspec
 import structlog
 from aiohttp import web
 
@@ -28,12 +29,16 @@ from symbld.gateways.openai.realtime import RealtimeTranscription
 log = structlog.get_logger(__name__)
 
 API = "openai"
-DEFAULTS: dict[str, Any] = {
-    "api_keys": [],  # Authorization: Bearer <key>; none = the API refuses every request
-    "max_body_bytes": 25 * 1024 * 1024,  # OpenAI's own upload limit
-    "max_concurrent": 4,  # recordings transcribed at once; more wait their turn
-    "timeout": 600,  # seconds one recording may take
-}
+class OpenAiApiTable(msgspec.Struct, kw_only=True):
+    """The [openai_api] table, declared (the config check decodes it, naming a wrong key and its line)."""
+
+    api_keys: list[str] = []  # Authorization: Bearer <key>; none = the API refuses every request
+    max_body_bytes: Annotated[int, msgspec.Meta(ge=1)] = 25 * 1024 * 1024  # OpenAI's own upload limit
+    max_concurrent: Annotated[int, msgspec.Meta(ge=1)] = 4  # recordings transcribed at once; more wait their turn
+    timeout: Annotated[float, msgspec.Meta(gt=0)] = 600.0  # seconds one recording may take
+
+
+DEFAULTS: dict[str, Any] = msgspec.structs.asdict(OpenAiApiTable())
 # Names clients send (OpenAI's, and "whisper-1" that most tools default to): all run on the daemon's engine.
 MODELS = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "local")
 LANGUAGE_NAMES = {"en": "english"}

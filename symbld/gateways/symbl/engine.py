@@ -20,6 +20,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import structlog
 import websocket
 
@@ -28,24 +29,13 @@ from symbld.gateways.symbl import wire
 from symbld.gateways.symbl.auth import CredentialsError, TokenClient, load_credentials
 from symbld.gateways.symbl.cloud_socket import Retry, connect_websocket, start_request, websocket_url
 from symbld.gateways.symbl.stream import SymblStream
+from symbld.gateways.symbl.tables import SymblEngineTable
 
 __all__ = ["DEFAULTS", "SymblEngine", "SymblStream", "SymblSubscriber", "TelephonyClient", "start_request"]
 
 log = structlog.get_logger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "base_url": "https://api.symbl.ai",
-    "connect_timeout": 10.0,  # seconds per connection attempt (and for conversation_created)
-    "reconnect_initial_delay": 0.5,  # first backoff; doubles per attempt, with jitter
-    "reconnect_max_delay": 10.0,  # backoff ceiling
-    "reconnect_max_seconds": 120.0,  # give up (fatal) after this long unreachable
-    "buffer_seconds": 60.0,  # audio kept while disconnected (60 s = 1.92 MB at 16 kHz s16le)
-    "keepalive_interval": 30.0,  # idle seconds before a __PING__; 0 disables
-    "stop_timeout": 120.0,  # bound on finish() waiting for conversation_completed
-    "token_renew_before": 300.0,  # renew the token this long before it expires
-    "failover": "",  # "local": continue on the fallback engine when the endpoint stays unreachable
-    "failover_after": 30.0,  # seconds unreachable before failing over (at once when open() cannot connect)
-}
+DEFAULTS: dict[str, Any] = msgspec.structs.asdict(SymblEngineTable())  # declared in tables.py
 
 
 class SymblEngine:

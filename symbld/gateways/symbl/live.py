@@ -23,7 +23,8 @@ import structlog
 from aiohttp import web
 
 from symblctl.client import Client, DaemonError
-from symbld.core import shapes, speakers
+from symbld import shapes
+from symbld.core import speakers
 from symbld.gateways.event_pump import pump_events
 from symbld.gateways.symbl import summary_links, wire
 from symbld.gateways.symbl.replies import send

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import structlog
 from aiohttp import web
 
@@ -49,20 +50,12 @@ from symbld.gateways.symbl.live import LiveConversations
 from symbld.gateways.symbl.replies import json_error
 from symbld.gateways.symbl.state import Conversation
 from symbld.gateways.symbl.streaming import StreamingSockets
+from symbld.gateways.symbl.tables import SymblServerTable
 from symbld.gateways.symbl.telephony import TelephonyEndpoints
 
 log = structlog.get_logger(__name__)
 
-DEFAULTS: dict[str, Any] = {
-    "token_ttl": 86400,  # seconds, Symbl's default
-    "first_frame_delay": 0.3,  # §6.14: the Python SDK subscribes only after start_connection returns
-    "no_connection_timeout": 60,  # seconds a dropped connection stays joinable (start_request may override)
-    "idle_timeout": 1800,  # seconds without any client frame before the server closes the socket
-    "max_chunk_bytes": 8192,  # Symbl's documented audio chunk limit
-    "stop_timeout": 60,  # seconds to wait for the daemon to flush finals on stop
-    "engine": "local",  # the daemon engine that serves these connections
-    "summary_base": "http://127.0.0.1/meeting/#/",
-}
+DEFAULTS: dict[str, Any] = msgspec.structs.asdict(SymblServerTable())  # declared in tables.py
 
 
 class SymblServer:

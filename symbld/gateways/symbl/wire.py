@@ -23,7 +23,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from symbld.core import shapes
+from symbld import shapes
 
 RESULT_TYPES = ("message_response", "insight_response", "topic_response", "tracker_response", "entity_response")
 PING = "__PING__"

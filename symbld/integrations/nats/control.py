@@ -25,7 +25,7 @@ from symblctl.nats_subjects import CLIENT_HEADER, FRAME_SPLIT, SCATTER_COMMANDS,
 from symbld.control.envelope import encode_reply, parse_request, salvage_id
 from symbld.control.registry import lookup
 from symbld.control.replies import ReplyCache, reply_of
-from symbld.core.errors import ControlError
+from symbld.errors import ControlError
 
 if TYPE_CHECKING:
     from symbld.core.ports import NatsHost
