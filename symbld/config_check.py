@@ -191,7 +191,7 @@ def _decode_problems(name: str, node: dict[str, Any], struct: type[msgspec.Struc
     for key, value in node.items():
         if key not in known or any(p == f"{name}.{key}" or p.startswith(f"{name}.{key}.") for p in reported):
             continue
-        problem = _decoded(name, {key: value}, struct)
+        problem = _decoded(name, {key: value}, struct, cross_key=False)
         if problem is not None and (problem.path + ".").startswith(f"{name}.{key}."):
             problems.append(problem)  # a complaint about the whole table waits for the whole table
     in_table = any(p == name or p.startswith(name + ".") for p in reported)
@@ -201,13 +201,19 @@ def _decode_problems(name: str, node: dict[str, Any], struct: type[msgspec.Struc
     return problems
 
 
-def _decoded(name: str, node: dict[str, Any], struct: type[msgspec.Struct]) -> Problem | None:
-    """None when ``node`` decodes into ``struct``, else the problem with the dotted key msgspec names."""
+def _decoded(name: str, node: dict[str, Any], struct: type[msgspec.Struct], cross_key: bool = True) -> Problem | None:
+    """None when ``node`` decodes into ``struct``, else the problem with the dotted key msgspec names.
+
+    ``cross_key=False`` (one key decoded alone, the others at their defaults) ignores what ``__post_init__``
+    says: a check across keys judged against defaults is not the user's table (``retry_max = 1`` with
+    ``retry_initial = 0.3`` beside it was refused as less than the default 5)."""
     try:
         msgspec.convert(node, struct, strict=True)
         return None
     except msgspec.ValidationError as e:
         text = str(e)
+    if not cross_key and " - at `$." not in text:
+        return None
     message, _, where = text.partition(" - at `$.")
     key = re.sub(r"\[\d+\]", "", where.rstrip("`")).rstrip(".")
     first = message.split(" ", 1)[0]

@@ -338,9 +338,12 @@ def test_short_blips_are_judged_by_their_decode():
 
 @pytest.mark.skipif(not realspeech.available(), reason="pocketsphinx-testdata not installed")
 def test_digital_silence_around_speech_is_not_decoded(engine, monkeypatch):
-    """Exact zeros (a muted line, the pre-roll over a sender's gap) reach the model as nothing: a
-    recording framed by 1 s of them is decoded as the recording alone, its words 1 s later."""
+    """Exact zeros (a muted line, the pre-roll over a sender's gap) reach the model as nothing beyond a short
+    run-up: a recording framed by 1 s of them is decoded as the recording after LEAD_IN_ZEROS_S of them, its
+    words at their times in the framed audio."""
     import numpy as np
+
+    from symbld.engines.local.recognizer import LEAD_IN_ZEROS_S
 
     model = engine.recognizer._model
     heard: list[int] = []  # samples the model was given, decode by decode (the real decode runs)
@@ -348,13 +351,15 @@ def test_digital_silence_around_speech_is_not_decoded(engine, monkeypatch):
     monkeypatch.setattr(model, "transcribe", lambda audio, **kw: (heard.append(len(audio)), real(audio, **kw))[1])
     audio = (np.round(realspeech.clips()[0].audio * 32767) / 32768).astype(np.float32)  # as s16le gives it
     zeros = np.zeros(16000, np.float32)
-    alone = engine.recognizer.transcribe(audio, final=True)
+    lead = np.zeros(int(LEAD_IN_ZEROS_S * 16000), np.float32)
+    run_up = engine.recognizer.transcribe(np.concatenate([lead, audio]), final=True)
     framed = engine.recognizer.transcribe(np.concatenate([zeros, audio, zeros]), final=True)
-    assert heard[0] == heard[-1] <= len(audio)
-    assert alone.text and framed.text == alone.text
-    assert [w.text for w in framed.words] == [w.text for w in alone.words]
-    assert all(abs(f.start - a.start - 1.0) < 1e-6 and abs(f.end - a.end - 1.0) < 1e-6
-               for f, a in zip(framed.words, alone.words, strict=True))
+    assert heard[0] == heard[-1] <= len(lead) + len(audio)
+    assert run_up.text and framed.text == run_up.text
+    assert [w.text for w in framed.words] == [w.text for w in run_up.words]
+    shift = 1.0 - LEAD_IN_ZEROS_S
+    assert all(abs(f.start - a.start - shift) < 1e-6 and abs(f.end - a.end - shift) < 1e-6
+               for f, a in zip(framed.words, run_up.words, strict=True))
     heard.clear()
     assert engine.recognizer.transcribe(np.concatenate([zeros, zeros]), final=True).text == ""
     assert not heard  # nothing to decode

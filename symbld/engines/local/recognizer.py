@@ -213,19 +213,29 @@ def join_pieces(words: list[Word]) -> list[Word]:
     return out
 
 
+# Digital zeros kept before the first sound: the run-up a recording gives the model. Whisper clips the first
+# word of speech that starts at sample 0 (the suite's "John will read..." after trimmed zeros was heard as
+# "And we'll read..."), and reads a long run of zeros as the end of the audio (Whisper base wrote "Hacido" for
+# "ha sido" after 0.4 s of them, "ha sido" after 0.25 s). 0.25 s is also the most lead-in the fixture margin
+# check (tests/test_fixture_margin.py) adds.
+LEAD_IN_ZEROS_S = 0.25
+
+
 def signal_span(audio: np.ndarray) -> tuple[int, int]:
-    """The samples of ``audio`` between its first and last that are not exact digital zero.
+    """The samples of ``audio`` a decode hears: from ``LEAD_IN_ZEROS_S`` before its first sample that is not
+    exact digital zero to its last such sample.
 
     Exact zeros are no sound at all (a muted or held line, a gap a sender filled, the stream's
     pre-roll over such a gap): no microphone records them. Whisper's own pipeline pads every window's
-    audio with zeros to 30 s, so to the model they mean "after the end of the audio"; before the
-    speech they cost words (Whisper base wrote "Hacido" for "ha sido" after 0.5 s of them, "ha sido"
-    without; docs/benchmarks.md#languages). A decode therefore starts at the first sound and ends at
-    the last, as a decode of the recording alone would; quiet but real signal (room noise, dither, a
-    codec's comfort noise) stays. (0, 0) when there is none.
+    audio with zeros to 30 s, so to the model a long run of them means "after the end of the audio";
+    before the speech they cost words (docs/benchmarks.md#languages). A decode therefore starts just
+    before the first sound and ends at the last; quiet but real signal (room noise, dither, a codec's
+    comfort noise) stays. (0, 0) when there is none.
     """
     sound = np.flatnonzero(audio)
-    return (int(sound[0]), int(sound[-1]) + 1) if len(sound) else (0, 0)
+    if not len(sound):
+        return (0, 0)
+    return max(0, int(sound[0]) - int(LEAD_IN_ZEROS_S * SAMPLE_RATE)), int(sound[-1]) + 1
 
 
 def encoder_window(seconds: float, minimum: float = 16.0) -> int:
