@@ -321,7 +321,8 @@ class Description(Shape):
     insight_types: list[str]
     commands: list[CommandInfo]
     schemas: Annotated[dict[str, dict[str, Any]], Meta(description="JSON Schema of every request and reply type, "
-                                                                  "and of every event's data, by name")]
+                                                                  "of every event's data and of every "
+                                                                  "configuration table, by name")]
     error_codes: Annotated[dict[str, str], Meta(description="code -> meaning")]
     symbl_server: Annotated[dict[str, Any], Meta(description="the Symbl-compatible server, when on")] | None = None
     diarization: Annotated[dict[str, Any], Meta(description="speaker labels: {available, model, extra, "
@@ -331,6 +332,9 @@ class Description(Shape):
                                                           "language (docs/languages.md)")] = {}
     events: Annotated[dict[str, EventInfo], Meta(description="event type -> its scope, publisher and data's "
                                                              "schema")] = {}
+    config: Annotated[dict[str, dict[str, str]], Meta(description="each configuration table as written in the "
+                                                                   "TOML (\"engine.local\", \"smtp\", ...; \"\" "
+                                                                   "for the top-level keys) -> its schema")] = {}
 
 
 class Describe(Command):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -70,3 +70,47 @@ def _type_name(prop: dict[str, Any]) -> str:
     options = prop.get("anyOf") or prop.get("oneOf") or []
     names = [str(o.get("type") or o.get("$ref", "").rpartition("/")[2]) for o in options]
     return " or ".join(n for n in names if n and n != "null") or "object"
+
+
+@functools.cache
+def config_catalog() -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
+    """(config, schemas): each configuration table as written in the TOML (``symbld.config.TABLES``; ``""`` for
+    the top-level keys) with a reference to its JSON Schema, and every type those name, by name."""
+    from symbld.config import TABLES
+
+    structs = [_top_level_struct()] + [_table_struct(name, refs) for name, refs in TABLES.items()]
+    refs, schemas = msgspec.json.schema_components(structs, ref_template=REF)
+    return dict(zip(["", *TABLES], refs, strict=True)), schemas
+
+
+def _top_level_struct() -> type[msgspec.Struct]:
+    """The top-level keys as a Struct, derived from ``DEFAULTS`` (a key's type is its default's, ``None``: any)
+    and ``ENUMS`` (its allowed values), as the check reads them (``symbld.config_check``)."""
+    from symbld.config import DEFAULTS, ENUMS
+
+    fields = []
+    for key, default in DEFAULTS.items():
+        kind: Any = Literal[ENUMS[key]] if key in ENUMS else (Any if default is None else type(default))
+        fields.append((key, kind, default))
+    return msgspec.defstruct("TopLevelConfig", fields, kw_only=True)
+
+
+def _table_struct(name: str, refs: Any) -> type[msgspec.Struct]:
+    """The table's declaring Struct; a table whose keys two Structs share gets one Struct with both's fields."""
+    from symbld.config_check import _resolve_ref
+
+    decls = [_resolve_ref(ref) for ref in (refs if isinstance(refs, list) else [refs])]
+    if len(decls) == 1:
+        return decls[0]  # type: ignore[no-any-return]
+    fields: list[Any] = []
+    for decl in decls:
+        for f in msgspec.structs.fields(decl):
+            if f.default_factory is not msgspec.NODEFAULT:
+                fields.append((f.encode_name, f.type, msgspec.field(default_factory=f.default_factory)))
+            elif f.default is not msgspec.NODEFAULT:
+                fields.append((f.encode_name, f.type, f.default))
+            else:
+                fields.append((f.encode_name, f.type))
+    title = "".join(part.title().replace("_", "") for part in name.split(".")) + "Table"
+    return msgspec.defstruct(title, fields, kw_only=True,
+                             namespace={"__doc__": "The keys of " + " and ".join(d.__name__ for d in decls)})

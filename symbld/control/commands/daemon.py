@@ -8,7 +8,7 @@ from typing import Any
 
 from symblctl import events, protocol
 from symbld import __version__, diarization
-from symbld.control.describe import command_catalog, event_catalog
+from symbld.control.describe import command_catalog, config_catalog, event_catalog
 from symbld.control.envelope import PROTOCOL_VERSION, Request
 from symbld.control.registry import handles
 from symbld.control.service import Service
@@ -31,10 +31,12 @@ def describe(svc: Service, args: protocol.Describe, req: Request) -> dict[str, A
     """→ {"v": 1, "id": "2", "cmd": "describe"}
     ← {"v": 1, "id": "2", "ok": true, "result": {"version": "0.1.0", "protocol": 1, "engines": {...},
        "defaultEngine": "local", "eventTypes": [...], "endpoints": {"control": "...", "events": "..."},
-       "audioSources": {...}, "commands": [...], "schemas": {...}, "errorCodes": {...}, "limits": {...}}}
+       "audioSources": {...}, "commands": [...], "schemas": {...}, "errorCodes": {...}, "limits": {...},
+       "config": {"": {"$ref": "#/schemas/TopLevelConfig"}, "smtp": {"$ref": "#/schemas/SmtpTable"}, ...}}}
     """
     commands, schemas = command_catalog()
     event_types, event_schemas = event_catalog()
+    config_tables, config_schemas = config_catalog()
     return {
         "version": __version__,
         "protocol": PROTOCOL_VERSION,
@@ -44,7 +46,8 @@ def describe(svc: Service, args: protocol.Describe, req: Request) -> dict[str, A
         "insightTypes": list(INSIGHT_TYPES),
         "diarization": diarization.describe(),
         "commands": commands,
-        "schemas": {**event_schemas, **schemas},
+        "config": config_tables,
+        "schemas": {**config_schemas, **event_schemas, **schemas},
         "errorCodes": ERROR_CODES,
     }
 
