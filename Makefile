@@ -32,7 +32,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 test: setup lint
-	$(PY) -m pytest -n 2 $(PYTEST_ARGS)  # two workers (tests isolated: docs/testing.md)
+	$(PY) -m pytest -n 3 $(PYTEST_ARGS)  # three workers on two cores: many tests wait on real-time audio (docs/testing.md)
 
 bench: setup
 	$(PY) bench/run.py
