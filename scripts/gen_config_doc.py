@@ -14,7 +14,6 @@ tests/test_config_declaration.py fails when the document and the declarations di
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from pathlib import Path
 from typing import Any
@@ -69,16 +68,8 @@ def render() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def replace_section(text: str, section: str) -> str:
-    head, sep, rest = text.partition(BEGIN)
-    _, sep2, tail = rest.partition(END)
-    if not sep or not sep2:
-        raise SystemExit(f"{DOC}: markers {BEGIN} ... {END} not found")
-    return f"{head}{BEGIN}\n{section}{END}{tail}"
-
-
 def current_section(text: str) -> str:
-    return text.partition(BEGIN)[2].partition(END)[0].removeprefix("\n")
+    return common.current_section(text, BEGIN, END)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,18 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 with a diff when the document is stale")
     parser.add_argument("--doc", type=Path, default=DOC, help="the document (default: docs/configuration.md)")
     opts = parser.parse_args(argv)
-    text = opts.doc.read_text()
-    wanted = replace_section(text, render())
-    if wanted == text:
-        return 0
-    if opts.check:
-        sys.stdout.writelines(difflib.unified_diff(text.splitlines(keepends=True), wanted.splitlines(keepends=True),
-                                                   f"{opts.doc} (as is)", f"{opts.doc} (generated)"))
-        print(f"\n{opts.doc} is stale: run python scripts/gen_config_doc.py", file=sys.stderr)
-        return 1
-    opts.doc.write_text(wanted)
-    print(f"{opts.doc}: configuration reference rewritten")
-    return 0
+    return common.rewrite(opts.doc, render(), opts.check, "configuration reference", "gen_config_doc.py", BEGIN, END)
 
 
 if __name__ == "__main__":

@@ -348,16 +348,34 @@ def _command_section(entry: dict[str, Any], schemas: dict[str, Any], handler: Ha
 
 
 # -- the document -------------------------------------------------------------------------------------
-def replace_section(text: str, section: str) -> str:
-    head, sep, rest = text.partition(BEGIN)
-    _, sep2, tail = rest.partition(END)
+def replace_section(text: str, section: str, begin: str = BEGIN, end: str = END) -> str:
+    head, sep, rest = text.partition(begin)
+    _, sep2, tail = rest.partition(end)
     if not sep or not sep2:
-        raise SystemExit(f"{DOC}: markers {BEGIN} ... {END} not found")
-    return f"{head}{BEGIN}\n{section}{END}{tail}"
+        raise SystemExit(f"markers {begin} ... {end} not found")
+    return f"{head}{begin}\n{section}{end}{tail}"
 
 
-def current_section(text: str) -> str:
-    return text.partition(BEGIN)[2].partition(END)[0].removeprefix("\n")
+def current_section(text: str, begin: str = BEGIN, end: str = END) -> str:
+    return text.partition(begin)[2].partition(end)[0].removeprefix("\n")
+
+
+def rewrite(doc: Path, section: str, check: bool, what: str, script: str, begin: str = BEGIN,
+            end: str = END) -> int:
+    """Write ``section`` between the markers of ``doc``; with ``check``, only say (diff, exit 1) if it is stale.
+    The one way every generated reference (commands, configuration) is kept."""
+    text = doc.read_text()
+    wanted = replace_section(text, section, begin, end)
+    if wanted == text:
+        return 0
+    if check:
+        sys.stdout.writelines(difflib.unified_diff(text.splitlines(keepends=True), wanted.splitlines(keepends=True),
+                                                   f"{doc} (as is)", f"{doc} (generated)"))
+        print(f"\n{doc} is stale: run python scripts/{script}", file=sys.stderr)
+        return 1
+    doc.write_text(wanted)
+    print(f"{doc}: {what} rewritten")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -365,18 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 with a diff when the document is stale")
     parser.add_argument("--doc", type=Path, default=DOC, help="the document (default: docs/protocol.md)")
     opts = parser.parse_args(argv)
-    text = opts.doc.read_text()
-    wanted = replace_section(text, render())
-    if wanted == text:
-        return 0
-    if opts.check:
-        sys.stdout.writelines(difflib.unified_diff(text.splitlines(keepends=True), wanted.splitlines(keepends=True),
-                                                   f"{opts.doc} (as is)", f"{opts.doc} (generated)"))
-        print(f"\n{opts.doc} is stale: run python scripts/gen_protocol_doc.py", file=sys.stderr)
-        return 1
-    opts.doc.write_text(wanted)
-    print(f"{opts.doc}: command reference rewritten")
-    return 0
+    return rewrite(opts.doc, render(), opts.check, "command reference", "gen_protocol_doc.py")
 
 
 if __name__ == "__main__":
