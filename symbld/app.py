@@ -285,10 +285,7 @@ class Daemon:
                         data: dict[str, Any]) -> None:
         """Action news goes on its connection, after conversation_completed; a connection of an
         earlier run continues its journal's numbering."""
-        if self.bus.last_seq(connection_id) == 0 and self.journal is not None:
-            last = self.journal.last_event(connection_id)
-            if last is not None:
-                self.bus.seed(connection_id, int(last.get("seq", 0)))
+        self.bus.continue_numbering(connection_id)
         self.bus.publish(connection_id, conversation_id, event_type, data)
         self.bus.close_connection(connection_id)  # the connection has ended: do not keep its journal open
 

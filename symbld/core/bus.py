@@ -141,6 +141,15 @@ class EventBus:
         with self._lock:
             self._seq[connection_id] = max(self._seq.get(connection_id, 0), last_seq)
 
+    def continue_numbering(self, connection_id: str) -> None:
+        """A connection of an earlier run that gets news now: its numbering goes on from its journal's last
+        event (the one place that rule lives; nothing when this run already numbers it)."""
+        if self.journal is None or self.last_seq(connection_id):
+            return
+        last = self.journal.last_event(connection_id)
+        if last is not None:
+            self.seed(connection_id, int(last.get("seq", 0)))
+
     def close_connection(self, connection_id: str) -> None:
         """The connection ended: close its journal file once everything queued is written."""
         self._queue.put(("__close__", connection_id, b"", False))

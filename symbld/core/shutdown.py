@@ -77,9 +77,7 @@ def resume_spooled(daemon: RecoveryHost, notes: dict[str, dict[str, Any]]) -> No
         except Exception as e:  # one bad note must not stop the others or the daemon; the journal says so
             log.exception("spool_resume_failed", connection_id=cid)
             conv = str(note.get("conversationId", ""))
-            if daemon.bus.last_seq(cid) == 0 and daemon.journal is not None:
-                last = daemon.journal.last_event(cid)
-                daemon.bus.seed(cid, int(last["seq"]) if last else 0)
+            daemon.bus.continue_numbering(cid)
             seconds = max(0, int(note.get("fedBytes", 0)) - int(note.get("resumeBytes", 0))) / BYTES_PER_SECOND
             daemon.bus.publish(cid, conv, "connection_failed", {
                 "connectionId": cid, "conversationId": conv, "state": "failed", "reason": "spool_unreadable",
@@ -112,9 +110,7 @@ def _resume(daemon: RecoveryHost, cid: str, note: dict[str, Any]) -> None:
     config = StreamConfig(**{**fields, "started_at": float(note["startedAt"]) + resume_s,
                              "extra": {"recovery_shift": shift,
                                        "summary_url": daemon.service.summary_url(fields["conversation_id"])}})
-    last = daemon.journal.last_event(cid) if daemon.journal is not None else None
-    if last is not None:
-        daemon.bus.seed(cid, int(last["seq"]))
+    daemon.bus.continue_numbering(cid)
     engine_name = daemon.config["default_engine"]
 
     def ended(session: Session) -> None:
