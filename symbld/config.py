@@ -16,6 +16,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from symblctl import protocol
 from symblctl.endpoints import default_endpoints, default_runtime_dir  # shared with the client
 from symblctl.units import UNIT_STOP_SECONDS
 from symbld.config_check import ConfigError, Declarations, schema, validate
@@ -90,7 +91,10 @@ SECRET_KEYS = frozenset({"password", "app_secret", "token_secret", "api_keys"})
 # Tables whose keys are free-form (none yet): not checked key by key.
 OPEN_TABLES: dict[str, bool] = {}
 
-DECLARATIONS = Declarations(DEFAULTS, TABLES, ENUMS, COMPAT, OPEN_TABLES)
+# Top-level keys whose values are wider than their default's type: declared as the start request declares them.
+TYPES: dict[str, Any] = {"redaction": protocol.Redaction}
+
+DECLARATIONS = Declarations(DEFAULTS, TABLES, ENUMS, COMPAT, OPEN_TABLES, TYPES)
 
 # Environment variables that override top-level keys (the file is not required for a service).
 ENV_KEYS = {

@@ -38,6 +38,7 @@ class Declarations:
     enums: dict[str, tuple[Any, ...]]
     compat: dict[str, str]
     open_tables: dict[str, bool]
+    types: dict[str, Any] = dataclasses.field(default_factory=dict)  # top-level keys wider than their default's type
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,12 @@ def _walk(data: dict[str, Any], tree: dict[str, Any], prefix: str, decl: Declara
         default = tree[key]
         if isinstance(default, dict) and isinstance(value, dict) and not decl.open_tables.get(path):
             _walk(value, default, path + ".", decl, errors, warnings)
+            continue
+        if path in decl.types:
+            try:
+                msgspec.convert(value, decl.types[path], strict=True)
+            except msgspec.ValidationError as e:
+                errors.append(Problem(path, f"{path}: {e}"))
             continue
         if not _type_ok(default, value):
             errors.append(Problem(path, f"{path} must be {_type_name(default)}, not {value!r}"))

@@ -84,13 +84,14 @@ def config_catalog() -> tuple[dict[str, dict[str, str]], dict[str, Any]]:
 
 
 def _top_level_struct() -> type[msgspec.Struct]:
-    """The top-level keys as a Struct, derived from ``DEFAULTS`` (a key's type is its default's, ``None``: any)
-    and ``ENUMS`` (its allowed values), as the check reads them (``symbld.config_check``)."""
-    from symbld.config import DEFAULTS, ENUMS
+    """The top-level keys as a Struct, derived from ``DEFAULTS`` (a key's type is its default's, ``None``: any),
+    ``ENUMS`` (its allowed values) and ``TYPES`` (declared wider), as the check reads them (``symbld.config_check``)."""
+    from symbld.config import DEFAULTS, ENUMS, TYPES
 
     fields = []
     for key, default in DEFAULTS.items():
         kind: Any = Literal[ENUMS[key]] if key in ENUMS else (Any if default is None else type(default))
+        kind = TYPES.get(key, kind)
         fields.append((key, kind, default))
     return msgspec.defstruct("TopLevelConfig", fields, kw_only=True)
 
