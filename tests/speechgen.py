@@ -81,7 +81,9 @@ def in_order(words: tuple[str, ...] | list[str], heard: str) -> bool:
 def phone_audio(dest: Path, encoding: str = "mu-law", text: str = PHONE_SENTENCE, voice: str = PHONE_VOICE) -> Path:
     """``text`` (PHONE_SENTENCE in PHONE_VOICE unless told) as headerless 8 kHz G.711 (``mu-law`` or
     ``a-law``, what sipp streams) at ``dest``."""
-    subprocess.run(["sox", str(synth(text, voice=voice)), "-r", "8000", "-c", "1", "-e", encoding,
+    # -D: no dither. sox dithers with a new random seed on every run, so each call made different G.711 (a
+    # margin check of the same sentence passed one run and failed the next).
+    subprocess.run(["sox", "-D", str(synth(text, voice=voice)), "-r", "8000", "-c", "1", "-e", encoding,
                     "-t", "raw", str(dest)], check=True, capture_output=True, timeout=60)
     return dest
 

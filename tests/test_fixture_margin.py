@@ -6,10 +6,10 @@ kernels round differently on different CPUs, the engine decodes with beam 1 (par
 (finals), a VAD cut moves the lead-in by a few hundred milliseconds, and the engine encodes a short
 utterance in a 16 s window where plain faster-whisper uses 30 s. So every fixture is decoded here by
 the plain tiny.en the daemon loads, in every combination of those (int8 and float32 compute, beam 1
-and 5, 0.25 s less / as made / 0.25 s more lead-in, in the engine's 16 s encoder window, 8 kHz or
-G.711 where the suite uses it), and must come out with zero word errors. A fixture that fails here is at
-the edge of the model's ability: replace it (another sentence or voice) before it fails on
-someone's CPU. Accuracy figures are bench/'s business, on real speech.
+and 5, 0.25 s less lead-in / as made / after the run-up of zeros the engine keeps (LEAD_IN_ZEROS_S), in
+the engine's 16 s encoder window, 8 kHz or G.711 where the suite uses it), and must come out with zero
+word errors. A fixture that fails here is at the edge of the model's ability: replace it (another sentence
+or voice) before it fails on someone's CPU. Accuracy figures are bench/'s business, on real speech.
 
 Decodes are cached per process (two models, each loaded once per worker; each fixture decoded once per
 variant).
@@ -35,7 +35,7 @@ from test_insights_daemon import SPOKEN as INSIGHTS_SPOKEN
 from test_summary_page import MEETING
 
 from symbld.engines.local.models import resolve_model
-from symbld.engines.local.recognizer import encoder_window, windowed_model_class
+from symbld.engines.local.recognizer import LEAD_IN_ZEROS_S, encoder_window, windowed_model_class
 
 pytestmark = [
     pytest.mark.speech,
@@ -47,7 +47,9 @@ pytestmark = [
 
 COMPUTE = ("int8", "float32")
 BEAMS = (1, 5)
-LEAD_IN = (-0.25, 0.0, 0.25)  # seconds of silence trimmed from / added to the start
+# Seconds of silence trimmed from / added to the start: a VAD cut a few hundred ms early, the fixture as made, and
+# the run-up of digital zeros the engine keeps before the first sound (it trims longer runs of them).
+LEAD_IN = (-0.25, 0.0, LEAD_IN_ZEROS_S)
 # The engine's encoder window (16 s for short utterances, as the daemon decodes). Plain faster-whisper's
 # 30 s is only met by tests that compare the engine with the plain model, never by a word assertion.
 WINDOWS = (16,)
@@ -66,7 +68,7 @@ def _g711(encoding: str) -> np.ndarray:
     with tempfile.TemporaryDirectory() as tmp:
         raw = phone_audio(Path(tmp) / "call.raw", encoding=encoding)
         out = Path(tmp) / "call.wav"
-        subprocess.run(["sox", "-t", "raw", "-r", "8000", "-c", "1", "-e", encoding, str(raw),
+        subprocess.run(["sox", "-D", "-t", "raw", "-r", "8000", "-c", "1", "-e", encoding, str(raw),
                         "-b", "16", "-e", "signed-integer", str(out)], check=True, capture_output=True, timeout=60)
         audio, rate = sf.read(str(out), dtype="float32")
     return soxr.resample(audio, rate, RATE).astype(np.float32)

@@ -94,8 +94,8 @@ def speech(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("speech")
     phone_audio(d / "speech.ulaw")
     phone_audio(d / "speech.alaw", "a-law")
-    subprocess.run(["sox", "-t", "ul", "-r", "8000", "-c", "1", str(d / "speech.ulaw"), "-t", "raw", "-e", "signed",
-                    "-b", "16", str(d / "ref8k.raw")], check=True)
+    subprocess.run(["sox", "-D", "-t", "ul", "-r", "8000", "-c", "1", str(d / "speech.ulaw"), "-t", "raw",
+                    "-e", "signed", "-b", "16", str(d / "ref8k.raw")], check=True)
     return d
 
 
