@@ -86,8 +86,10 @@ class RunningDaemon:
         return self.ctl("ping").returncode == 0
 
     def ctl(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return self.venv.run(str(self.venv.bin / "symblctl"), *self.venv.endpoints(self.name), *args,
-                             timeout=timeout)
+        # --timeout 30, as tests/cli_helpers.py gives every symblctl: the default 5 s is a user's patience, and two
+        # suites at once kept this venv's PocketSphinx daemon from answering a --follow ping within it.
+        return self.venv.run(str(self.venv.bin / "symblctl"), *self.venv.endpoints(self.name), "--timeout", "30",
+                             *args, timeout=timeout)
 
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
