@@ -112,6 +112,11 @@ def smtp_config(port: int, **extra: Any) -> dict[str, Any]:
             "retry_max": 1.0, "timeout": 5.0, **extra}
 
 
+def smtp_toml(port: int) -> str:
+    """:func:`smtp_config` as the ``[smtp]`` table of a daemon's config file."""
+    return "[smtp]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in smtp_config(port).items())
+
+
 # -- a real conversation ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def conversation(daemon: DaemonProc) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -315,9 +320,7 @@ def test_daemon_sends_the_summary_on_stop(tmp_path: Path) -> None:
     """start with actions → stop → the email arrives (needs ActionRunner wired into symbld)."""
     box, port = Inbox(), free_port()
     server = smtp_server(box, port)
-    d = DaemonProc(tmp_path / "d", config=(
-        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsender = "symbld@example.org"\n'
-        "retry_initial = 0.3\nretry_max = 1.0\ntimeout = 5.0\n"))
+    d = DaemonProc(tmp_path / "d", config=smtp_toml(port))
     try:
         d.start()
         with d.client() as c:
@@ -354,9 +357,7 @@ def test_summary_email_of_a_diarized_conversation_says_who_said_what(tmp_path: P
     wav = voices.write_wav(tmp_path / "two.wav", audio)
     box, port = Inbox(), free_port()
     server = smtp_server(box, port)
-    d = DaemonProc(tmp_path / "d", config=(
-        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsender = "symbld@example.org"\n'
-        "retry_initial = 0.3\nretry_max = 1.0\ntimeout = 5.0\n"))
+    d = DaemonProc(tmp_path / "d", config=smtp_toml(port))
     try:
         d.start()
         with d.client() as c:
@@ -395,8 +396,7 @@ def test_summary_email_of_a_diarized_conversation_says_who_said_what(tmp_path: P
 def test_daemon_retries_across_a_restart(tmp_path: Path) -> None:
     """SMTP down at stop → action_failed; the daemon restarts; the server comes up → delivered once."""
     box, port = Inbox(), free_port()
-    config = (f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsender = "symbld@example.org"\n'
-              "retry_initial = 0.3\nretry_max = 1.0\ntimeout = 5.0\n")
+    config = smtp_toml(port)
     d = DaemonProc(tmp_path / "d", config=config)
     server = None
     try:

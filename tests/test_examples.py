@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import DaemonProc, events_until_complete, wait_until
 from speechgen import PHONE_KEY_WORDS, SENTENCES, in_order, synth, wer
-from test_actions import Inbox, free_port, smtp_server
+from test_actions import Inbox, free_port, smtp_server, smtp_toml
 from test_sdk import require_sip, speaking_callee
 from virtmic import VirtMic, missing_tools
 
@@ -61,9 +61,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
     if not missing_tools() and not _portaudio_missing():
         mic = VirtMic(root / "pulse")
         mic.start()
-    d = DaemonProc(root / "d", env=mic.env if mic is not None else None, config=(
-        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsender = "symbld@example.org"\n'
-        "retry_initial = 0.3\nretry_max = 1.0\ntimeout = 5.0\n"))
+    d = DaemonProc(root / "d", env=mic.env if mic is not None else None, config=smtp_toml(port))
     try:
         d.start()
         yield Rig(d, inbox, mic)
