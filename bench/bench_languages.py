@@ -102,16 +102,36 @@ def run_stream(engine: LocalEngine, name: str, pcm: bytes, code: str, realtime: 
     return messages
 
 
-def per_clip(messages: list[dict], spans: list[tuple[float, float]]) -> list[str]:
+def per_clip_messages(messages: list[dict], spans: list[tuple[float, float]]) -> list[list[str]]:
+    """Each clip's messages (the engine's utterances), by the clip nearest to the middle of each."""
     out: list[list[str]] = [[] for _ in spans]
     for m in messages:
         mid = m["duration"]["timeOffset"] + m["duration"]["duration"] / 2
         k = min(range(len(spans)), key=lambda j: abs((spans[j][0] + spans[j][1]) / 2 - mid))
         out[k].append(m["payload"]["content"])
-    return [" ".join(x) for x in out]
+    return out
 
 
-def accuracy(engine: LocalEngine, base: object, sets: dict[str, list[prompts.Clip]], live: bool) -> None:
+def per_clip(messages: list[dict], spans: list[tuple[float, float]]) -> list[str]:
+    return [" ".join(x) for x in per_clip_messages(messages, spans)]
+
+
+def print_clip_diffs(clips: list[prompts.Clip], refs: list[str], plain_h: list[str],
+                     engine_parts: list[list[str]]) -> None:
+    """Every clip whose engine words differ from the plain model's: both hypotheses (the engine's utterances
+    split by " | ") and each one's word errors."""
+    for c, r, p, parts in zip(clips, refs, plain_h, engine_parts, strict=True):
+        e = " ".join(parts)
+        if prompts.normalise(p) == prompts.normalise(e):
+            continue
+        n = len(prompts.normalise(r).split())
+        errors = [round(jiwer.wer(prompts.normalise(r), prompts.normalise(h) or "-") * n) for h in (p, e)]
+        print(f"    {c.name}: plain {errors[0]} errors, engine {errors[1]} ({errors[1] - errors[0]:+d})\n"
+              f"      ref    {r}\n      plain  {p}\n      engine {' | '.join(parts)}")
+
+
+def accuracy(engine: LocalEngine, base: object, sets: dict[str, list[prompts.Clip]], live: bool,
+             clip_diffs: bool = False) -> None:
     print("\n## WER with the language given (languageCode es-ES, fr-FR, it-IT, ru-RU)\n")
     cols = "| language | clips | audio s | plain WER | engine WER (fast) | points |"
     cols += " engine WER (live) | points |" if live else ""
@@ -135,7 +155,8 @@ def accuracy(engine: LocalEngine, base: object, sets: dict[str, list[prompts.Cli
         plain_cpu = (cpu_s() - c0) / audio_s
         pcm, spans = layouts[lang]
         c0 = cpu_s()
-        fast_h = per_clip(run_stream(engine, f"fast-{lang}", pcm, prompts.TAGS[lang]), spans)
+        fast_parts = per_clip_messages(run_stream(engine, f"fast-{lang}", pcm, prompts.TAGS[lang]), spans)
+        fast_h = [" ".join(x) for x in fast_parts]
         fast_cpu = (cpu_s() - c0) / audio_s
         p, f = wer(refs, plain_h), wer(refs, fast_h)
         row = f"| {lang} | {len(clips)} | {audio_s:.1f} | {p:.1%} | {f:.1%} | {100 * (f - p):+.1f} |"
@@ -143,9 +164,8 @@ def accuracy(engine: LocalEngine, base: object, sets: dict[str, list[prompts.Cli
             lv = wer(refs, per_clip(live_results[lang], spans))
             row += f" {lv:.1%} | {100 * (lv - p):+.1f} |"
         print(row + f" {plain_cpu:.3f} | {fast_cpu:.3f} |")
-        if os.environ.get("BENCH_VERBOSE"):
-            for r, h in zip(refs, fast_h, strict=True):
-                print(f"    {r!r} -> {h!r}")
+        if clip_diffs:
+            print_clip_diffs(clips, refs, plain_h, fast_parts)
 
 
 def language_id(engine: LocalEngine, base: object, sets: dict[str, list[prompts.Clip]]) -> None:
@@ -196,12 +216,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--live", action="store_true", help="also stream the four languages live, side by side")
     ap.add_argument("--parts", default="wer,auto,english", help="which parts to run (default: all three)")
+    ap.add_argument("--languages", default=",".join(prompts.VOICES), help="which languages (default: es,fr,it,ru)")
+    ap.add_argument("--clips", action="store_true",
+                    help="print every clip the engine hears differently from the plain model (fed fast)")
     ap.add_argument("--set", choices=("eval", "dev"), default="eval",
                     help="eval: the held-out prompts (default); dev: the 8 per language the feature was built on")
     ns = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     pick = prompts.eval_set if ns.set == "eval" else prompts.dev_set
-    sets = {lang: pick(lang) for lang in prompts.VOICES if prompts.available(lang)}
+    wanted = ns.languages.split(",")
+    sets = {lang: pick(lang) for lang in prompts.VOICES if lang in wanted and prompts.available(lang)}
     if not sets:
         sys.exit("install Debian's asterisk-core-sounds-{es,fr,it,ru}-wav and -{es,fr,it,ru} (scripts/install-deps.sh)")
     r0 = rss_mb()
@@ -217,7 +241,7 @@ def main() -> None:
     try:
         parts = set(ns.parts.split(","))
         if "wer" in parts:
-            accuracy(engine, base, sets, ns.live)
+            accuracy(engine, base, sets, ns.live, ns.clips)
         if "auto" in parts:
             language_id(engine, base, sets)
         if "english" in parts:
