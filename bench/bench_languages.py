@@ -219,11 +219,12 @@ def main() -> None:
     ap.add_argument("--languages", default=",".join(prompts.VOICES), help="which languages (default: es,fr,it,ru)")
     ap.add_argument("--clips", action="store_true",
                     help="print every clip the engine hears differently from the plain model (fed fast)")
-    ap.add_argument("--set", choices=("eval", "dev"), default="eval",
-                    help="eval: the held-out prompts (default); dev: the 8 per language the feature was built on")
+    ap.add_argument("--set", choices=("eval", "dev", "tune"), default="eval",
+                    help="eval: the held-out prompts (default); dev: the 8 per language the feature was built on; "
+                         "tune: 40 other eligible prompts, neither dev nor held out, to check a change on")
     ns = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    pick = prompts.eval_set if ns.set == "eval" else prompts.dev_set
+    pick = {"eval": prompts.eval_set, "dev": prompts.dev_set, "tune": prompts.tune_set}[ns.set]
     wanted = ns.languages.split(",")
     sets = {lang: pick(lang) for lang in prompts.VOICES if lang in wanted and prompts.available(lang)}
     if not sets:

@@ -18,6 +18,7 @@ both sides before words are compared.
 Two sets per language, both chosen by rules on the published texts before any decode was seen:
 
 - ``dev_set``: the 8 prompts the feature was built and tuned on (``DEV``; the tests use them too);
+- ``tune_set``: 40 other eligible prompts (below), neither dev nor held out: a larger development set;
 - ``eval_set``: the held-out set, ``HELD_OUT`` prompts drawn with a fixed seed from every prompt of the
   voice's main folder that says at least ``MIN_WORDS`` words, at most ``MAX_SECONDS`` long, whose text
   has no digit (the model may write a numeral), no bracket (stage directions such as "(beep)",
@@ -127,6 +128,16 @@ def eval_set(language: str, size: int = HELD_OUT) -> list[Clip]:
     known = texts(language)
     eligible = sorted(n for n, t in known.items() if _eligible(language, n, t))
     return [clip(language, n) for n in random.Random(SEED).sample(eligible, min(size, len(eligible)))]
+
+
+def tune_set(language: str, size: int = 40) -> list[Clip]:
+    """Eligible prompts that are not held out (nor dev): a second development set, for checking a change
+    on more clips than the dev set's 8 without looking at the held-out set. ``size`` drawn with a
+    seed of its own."""
+    known = texts(language)
+    held = {c.name for c in eval_set(language)}
+    pool = sorted(n for n, t in known.items() if _eligible(language, n, t) and n not in held)
+    return [clip(language, n) for n in random.Random(7).sample(pool, min(size, len(pool)))]
 
 
 def normalise(text: str) -> str:
