@@ -160,12 +160,17 @@ def accuracy(engine: LocalEngine, base: object, sets: dict[str, list[prompts.Cli
         fast_cpu = (cpu_s() - c0) / audio_s
         p, f = wer(refs, plain_h), wer(refs, fast_h)
         row = f"| {lang} | {len(clips)} | {audio_s:.1f} | {p:.1%} | {f:.1%} | {100 * (f - p):+.1f} |"
+        live_parts = per_clip_messages(live_results[lang], spans) if live else []
         if live:
-            lv = wer(refs, per_clip(live_results[lang], spans))
+            lv = wer(refs, [" ".join(x) for x in live_parts])
             row += f" {lv:.1%} | {100 * (lv - p):+.1f} |"
         print(row + f" {plain_cpu:.3f} | {fast_cpu:.3f} |")
         if clip_diffs:
+            print("  fed fast:")
             print_clip_diffs(clips, refs, plain_h, fast_parts)
+            if live:
+                print("  live:")
+                print_clip_diffs(clips, refs, plain_h, live_parts)
 
 
 def language_id(engine: LocalEngine, base: object, sets: dict[str, list[prompts.Clip]]) -> None:
@@ -218,7 +223,7 @@ def main() -> None:
     ap.add_argument("--parts", default="wer,auto,english", help="which parts to run (default: all three)")
     ap.add_argument("--languages", default=",".join(prompts.VOICES), help="which languages (default: es,fr,it,ru)")
     ap.add_argument("--clips", action="store_true",
-                    help="print every clip the engine hears differently from the plain model (fed fast)")
+                    help="print every clip the engine hears differently from the plain model (fed fast, and live)")
     ap.add_argument("--set", choices=("eval", "dev", "tune"), default="eval",
                     help="eval: the held-out prompts (default); dev: the 8 per language the feature was built on; "
                          "tune: 40 other eligible prompts, neither dev nor held out, to check a change on")
