@@ -75,3 +75,16 @@ def test_the_stream_most_behind_gets_the_free_worker():
         gates[1].set()
     finally:
         pool.close()
+
+
+def test_no_interim_starts_while_a_final_is_due():
+    pool = DecodePool(2, hold=True)
+    try:
+        ran = threading.Event()
+        pool.final_due("a", True)  # a's speech paused: its final may want a worker any moment
+        assert not pool.try_submit_idle(ran.set, key="b", lag=2.0), "both workers free, but a's final is due"
+        pool.final_due("a", False)  # a's final got its worker (or a spoke again)
+        assert pool.try_submit_idle(ran.set, key="b", lag=2.0)
+        wait_until("b's interim ran", ran.is_set)
+    finally:
+        pool.close()
