@@ -59,8 +59,8 @@ _PACK_GAP = SAMPLE_RATE // 2  # silence between packed utterances
 # run). "retry": a speculative final refused for want of a free worker is asked again at every silence frame until
 # the endpoint, instead of once; "hold": no interim starts while a stream's final is due (its speech paused) and has
 # no worker yet; "spare": an interim never takes the last free worker. SYMBLD_SCHEDULE lists the ones on (default
-# "retry,hold"; "baseline" for none): for A/B runs only.
-SCHEDULE = frozenset(os.environ.get("SYMBLD_SCHEDULE", "retry,hold").split(",")) - {"baseline", ""}
+# "retry,hold,spare"; "baseline" for none): for A/B runs only.
+SCHEDULE = frozenset(os.environ.get("SYMBLD_SCHEDULE", "retry,hold,spare").split(",")) - {"baseline", ""}
 # languageCode auto: how much surer (mean log probability per token) a decode in another language
 # must be than one in the conversation's language for an unclear utterance to switch.
 _SWITCH_LOGPROB_MARGIN = 0.2
@@ -125,7 +125,8 @@ class DecodePool:
     """A fixed set of decode threads shared by all streams, with a priority queue."""
 
     def __init__(self, workers: int, load_tau_s: float = _LOAD_TAU_S, lag_window_s: float = _LAG_WINDOW_S,
-                 clock: Callable[[], float] = time.monotonic, hold: bool | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, hold: bool | None = None,
+                 spare: bool | None = None) -> None:
         self.workers = max(1, workers)
         self.load_tau_s, self.lag_window_s, self._clock = load_tau_s, lag_window_s, clock
         self._q: queue.PriorityQueue[tuple[int, int, Callable[[], None] | None]] = queue.PriorityQueue()
@@ -139,7 +140,7 @@ class DecodePool:
         self._load_at = clock()
         self._offers: dict[object, tuple[float, float]] = {}  # interim asks: stream -> (lag s, when)
         self.hold = "hold" in SCHEDULE if hold is None else hold  # no interim while a final is due
-        self.spare = "spare" in SCHEDULE  # an interim never takes the last free worker
+        self.spare = "spare" in SCHEDULE if spare is None else spare  # an interim never takes the last free worker
         self._due: set[object] = set()  # streams whose final is due (speech paused) and has no worker yet
         self._threads = [
             threading.Thread(target=self._run, name=f"symbld-decode-{i}", daemon=True) for i in range(self.workers)

@@ -44,6 +44,6 @@ def new() -> FinalTrace | None:
 def write(trace: FinalTrace | None, **fields: Any) -> None:
     if trace is None or PATH is None:
         return
-    line = json.dumps({**fields, **trace.notes, "marks": trace.marks})
+    line = json.dumps({**fields, **trace.notes, "schedule": os.environ.get("SYMBLD_SCHEDULE"), "marks": trace.marks})
     with _lock, open(PATH, "a", encoding="utf-8") as f:
         f.write(line + "\n")
