@@ -463,8 +463,8 @@ class LocalStream:
                 utt.speech_frames += 1
         else:
             utt.silence_run += 1
-            if utt.silence_run == 1 and utt.spec is None:
-                self.pool.final_due(self, True)
+            if utt.silence_run == 1 and utt.spec is None and not self._ahead_of_real_time():
+                self.pool.final_due(self, True)  # a file fed fast is waited on by nobody: it holds no interim back
         if utt.silence_run >= self._endpoint_frames(utt):
             self._close_utterance(utt, "silence")
             return
