@@ -5,6 +5,8 @@
     python bench/bench_latency.py --streams --long  # only the keep-up check: 24 streams for 5 minutes
     python bench/bench_latency.py --streams 1 --diarization off on --keep-up 0  # the speaker labels' share
     python bench/bench_latency.py --model base
+    python bench/bench_latency.py --streams 8 --end-of-turn fixed --keep-up 0 --trace --schedule baseline default
+                                                  # old vs new decode scheduling, each level in turn, + where time goes
 
 What a user sees: a real ``python -m symbld`` (default engine settings) is started; each stream is
 a push connection fed the real-speech clips of tests/realspeech.py (recordings of people from
