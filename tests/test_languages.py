@@ -30,6 +30,17 @@ needs_prompts = pytest.mark.skipif(not (prompts.available("es") and prompts.avai
 
 # ---- the language table and the rules (no daemon) ----------------------------------------------
 
+
+@pytest.mark.parametrize("language", sorted(prompts.VOICES))
+def test_the_tune_set_is_neither_held_out_nor_dev(language: str) -> None:
+    """bench/'s second development set never leaks a held-out or dev prompt (figures on it would not be held out)."""
+    if not prompts.available(language):
+        pytest.skip(f"scripts/install-deps.sh installs Debian's asterisk-core-sounds-{language}")
+    tune = {c.name for c in prompts.tune_set(language)}
+    assert len(tune) == 40
+    assert not tune & {c.name for c in prompts.eval_set(language)}
+    assert not tune & set(prompts.DEV[language])
+
 def test_the_table_is_whispers_own_list() -> None:
     from faster_whisper.tokenizer import _LANGUAGE_CODES
 
