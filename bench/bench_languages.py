@@ -2,6 +2,8 @@
 
     python bench/bench_languages.py           # WER per language, language ID in auto, memory
     python bench/bench_languages.py --live    # + the four languages streamed live at once
+    python bench/bench_languages.py --parts wer --languages it,fr --clips --set tune
+        # every clip the engine hears differently from the plain model, on prompts neither dev nor held out
 
 The audio is tests/prompts.py's held-out set: 30 telephone prompts per language read by people
 (Debian's asterisk-core-sounds-{es,fr,it,ru}, their published texts; nothing synthesised), drawn by
