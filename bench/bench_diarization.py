@@ -2,7 +2,7 @@
 
     python bench/bench_diarization.py          # every set, fed as fast as the engine takes it
     python bench/bench_diarization.py --live   # also the first set fed in real time
-    python bench/bench_diarization.py --heldout-only [--live]   # the held-out sets (below), thresholds as shipped
+    python bench/bench_diarization.py --heldout-only [--live | --live-only]   # the held-out sets (below)
     python bench/bench_diarization.py --quick --streams 8       # 8 live streams at once, diarization off then on
 
 The sets (tests/voices.py; every recording is a real person, from Debian packages, nothing
@@ -319,9 +319,23 @@ def pooled(title: str, results: list[dict[str, Any]]) -> None:
           f"{sum(r['cpu'] for r in results) / secs:.3f} core-s per audio s")
 
 
-def heldout(engine: LocalEngine, live: bool) -> None:
+def heldout(engine: LocalEngine, live: bool, fast: bool = True) -> None:
     """The held-out sets (bench/heldout_voices.py), thresholds as shipped: real conversations with
-    reference turns, then joined unseen voices."""
+    reference turns, then joined unseen voices (``fast``: fed fast, with known voices; ``live``: three
+    of them fed in real time)."""
+    import heldout_voices
+
+    if fast:
+        heldout_fast(engine)
+    if live:
+        sets = {**heldout_voices.real_sets(), **heldout_voices.joined_sets()}
+        for name in ("phone-2p", "ami-4p-tst", "unseen-4p-overlap"):
+            if name in sets:
+                audio, turns = sets[name]
+                run_set(engine, name, audio, turns, live=True, end=len(audio) / RATE)
+
+
+def heldout_fast(engine: LocalEngine) -> None:
     import heldout_voices
 
     results: dict[str, dict[str, Any]] = {}
@@ -342,12 +356,6 @@ def heldout(engine: LocalEngine, live: bool) -> None:
             assert vec is not None
             book[who] = {"userId": who, "print": vec.tolist()}
         named_right(engine, book, *joined["unseen-4p-overlap"])
-    if live:
-        sets = {**heldout_voices.real_sets(), **joined}
-        for name in ("phone-2p", "ami-4p-tst", "unseen-4p-overlap"):
-            if name in sets:
-                audio, turns = sets[name]
-                run_set(engine, name, audio, turns, live=True, end=len(audio) / RATE)
 
 
 def known_voices(engine: LocalEngine) -> None:
@@ -446,6 +454,7 @@ def main() -> None:
     ap.add_argument("--heldout", action="store_true",
                     help="also the held-out sets (bench/heldout_voices.py; fetches pyannote.audio's sdist once)")
     ap.add_argument("--heldout-only", action="store_true", help="only the held-out sets")
+    ap.add_argument("--live-only", action="store_true", help="with --heldout-only: only the live held-out runs")
     ap.add_argument("--streams", type=int, nargs="*", default=[],
                     help="also N live streams at once, with and without diarization (e.g. --streams 4 8)")
     args = ap.parse_args()
@@ -474,7 +483,7 @@ def main() -> None:
         name, parts = next(iter(chosen.items()))
         run_set(engine, name, *voices.join(parts), live=True)
     if args.heldout or args.heldout_only:
-        heldout(engine, args.live)
+        heldout(engine, args.live or args.live_only, fast=not args.live_only)
     for count in args.streams:
         for diarize in (False, True):
             live_streams(engine, count, diarize)
