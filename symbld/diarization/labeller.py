@@ -275,7 +275,8 @@ class Labeller:
                 continue
             number, changes = self._assign(tile.print, tile.length)
             found += changes
-            self._tiles.append((tile.start, tile.start + tile.length, number))
+            if number is not None:
+                self._tiles.append((tile.start, tile.start + tile.length, number))
         if not self._tiles:
             return self._current(self._utterance), found
         return self._most(start, start + length), found
@@ -466,7 +467,7 @@ _executor: ThreadPoolExecutor | None = None
 _busy = 0  # prints submitted and not finished
 
 
-def _submit(fn: Any, *args: Any) -> Future[np.ndarray | None]:
+def _submit(fn: Any, *args: Any) -> Future[Any]:
     global _busy
     pool = _pool()
     with _pool_lock:
