@@ -167,7 +167,8 @@ def test_interims_carry_a_provisional_speaker_that_the_final_confirms(client, co
     for f in final_of.values():
         person_of[f["user"]["id"]] = turn_at(turns, f["duration"]["timeOffset"] + f["duration"]["duration"] / 2)
     assert set(person_of.values()) == {"reader", "amateur"}, final_of
-    assert interims, "no interim carried a speaker"  # (how many depends on the load: interims give way first)
+    # how many depends on the load: interim prints give way to finals' (at load 11-12 on 2 cores, none came)
+    assert interims, ("no interim carried a speaker", sum(1 for r in results if not r["isFinal"]))
     for r in interims:
         said_by = turn_at(turns, r["duration"]["timeOffset"] + r["duration"]["duration"] / 2)
         assert person_of[r["user"]["id"]] == said_by, (r, person_of)
