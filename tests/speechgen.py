@@ -96,7 +96,7 @@ def cache_dir() -> Path:
 
 def synth(text: str, voice: str = "en-us", speed: int = 160, pad: float = 0.3) -> Path:
     """Speak ``text`` with espeak-ng, convert with sox to 16 kHz mono s16le WAV; return its path."""
-    key = hashlib.sha256(f"{voice}|{speed}|{pad}|{text}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"nodither|{voice}|{speed}|{pad}|{text}".encode()).hexdigest()[:16]
     out = cache_dir() / f"{key}.wav"
     if out.exists():
         return out
@@ -115,6 +115,10 @@ def synth(text: str, voice: str = "en-us", speed: int = 160, pad: float = 0.3) -
         subprocess.run(
             [
                 "sox",
+                # -D: no dither. sox dithers with a new random seed on every run, so every machine (and every
+                # empty cache) would make a slightly different fixture, and the margin check would vouch for
+                # audio no other machine hears.
+                "-D",
                 str(raw),
                 "-r",
                 str(RATE),

@@ -28,7 +28,7 @@ import symblctl
 from symbld.core.speakers import attribute_history
 from symbld.integrations.mail import ActionError, ActionRunner, build_summary, validate_actions
 
-ACTION_SENTENCE = "Mark will send the budget report to the finance team by Friday."
+ACTION_SENTENCE = "Mark will share the budget report with the finance team by Friday."
 QUESTION_SENTENCE = SENTENCES[0]  # "Can you send me the quarterly report before Friday?"
 TITLE = "Budget sync"
 

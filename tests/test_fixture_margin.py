@@ -31,6 +31,7 @@ import soundfile as sf
 import soxr
 from speechgen import EIGHT_KHZ_WORDS, PHONE_KEY_WORDS, PHONE_SENTENCE, RATE, SENTENCES, in_order, normalise, synth
 from test_actions import ACTION_SENTENCE
+from test_diarization import FIRST_PERSON_ACTION
 from test_insights_daemon import SPOKEN as INSIGHTS_SPOKEN
 from test_summary_page import MEETING
 
@@ -105,6 +106,7 @@ FIXTURES: dict[str, Fixture] = {
     "phone-mu-law": Fixture(PHONE_SENTENCE, functools.partial(_g711, "mu-law"), PHONE_KEY_WORDS),
     "phone-a-law": Fixture(PHONE_SENTENCE, functools.partial(_g711, "a-law"), PHONE_KEY_WORDS),
     "action-item": Fixture(ACTION_SENTENCE, _synth16(ACTION_SENTENCE)),
+    "first-person-action": Fixture(FIRST_PERSON_ACTION, _synth16(FIRST_PERSON_ACTION)),
     "go-forward-slow": Fixture("go forward ten meters", _synth16("go forward ten meters", speed=140)),
     "budget-portal": Fixture(BUDGET_SENTENCE, _synth16(BUDGET_SENTENCE)),
     # (INSIGHTS_SPOKEN[2], "The weather was nice yesterday.", is asserted to give no insight: no words.)

@@ -42,7 +42,7 @@ REPO = Path(__file__).resolve().parent.parent
 TITLE = 'Q4 planning: "budget" & <pricing>'  # shown as text, never as markup
 MEETING = ["Can you send me the quarterly report before Friday?",
            "John will read the contract and get back to us on Monday.",
-           "Let us schedule a meeting next week to discuss the budget.",
+           "We should schedule a meeting next week to discuss the budget.",
            "I think the new pricing model is great."]
 SAID = ["quarterly report", "friday", "contract", "monday", "meeting next week", "budget", "pricing model", "great"]
 
