@@ -15,6 +15,8 @@ pause, so each word's true speaker is known from where its time falls:
   with radio amateur vk5qi (codec2-examples ``wav/vk5qi.wav``, 2.6 s slices): short turns both sides;
 - ``4p-round``: four people in turn, three rounds: the LibriVox reader, ve9qrp, vk5qi
   (``wav/vk5qi.wav``) and the card reader.
+- ``2p-quick-turns`` and ``4p-overlap`` (``quick_sets``): the first set with 0.1 s between turns, and
+  the four people each starting 0.5 s before the last ends: a speaker changes inside an utterance.
 
 Held-out sets (``--heldout``; bench/heldout_voices.py documents each source): real conversations with
 reference turns (RTTM) from the pyannote.audio 4.0.7 sdist on PyPI: a two-person telephone call and

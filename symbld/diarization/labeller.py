@@ -1,12 +1,14 @@
 """Speaker labels on one connection's results, as they are published.
 
 The labeller keeps the last ``KEEP_SECONDS`` of the audio the engine was fed (a ring, positions
-in engine time) and, for each final, takes a voice print of the final's audio and clusters it:
+in engine time) and, for each final, hears the utterance in tiles of about ``TILE_SECONDS``, cuts
+it where the voice changes (``changes``; one piece when it does not) and clusters each piece's print:
 
-* the final ``transcript_response`` gets ``user`` (the whole utterance's speaker);
-* each message of the ``message_response`` that follows gets ``from``: its own print when the
-  sentence is long enough to tell (so a final in which the speaker changes between sentences
-  is split where it changes), else the utterance's speaker.
+* the final ``transcript_response`` gets ``user`` (the speaker of most of the utterance);
+* each message of the ``message_response`` that follows gets ``from``: each word takes the speaker
+  of the piece it falls in, and a message whose words change speaker is split there (words keep
+  their times). Without tiles (no utterance end from the engine): a print per sentence long enough
+  to tell, else the utterance's speaker.
 
 Interim ``transcript_response`` events get a provisional ``user``: the speaker whom a print of the
 utterance's latest ``INTERIM_SECONDS`` resembles, never changing the clusters (only finals do); none
