@@ -5,6 +5,8 @@
     python bench/bench_latency.py --streams --long  # only the keep-up check: 24 streams for 5 minutes
     python bench/bench_latency.py --streams 1 --diarization off on --keep-up 0  # the speaker labels' share
     python bench/bench_latency.py --model base
+    python bench/bench_latency.py --streams 8 --end-of-turn fixed --keep-up 0 --trace --schedule baseline default
+                                                  # old vs new decode scheduling, each level in turn, + where time goes
 
 What a user sees: a real ``python -m symbld`` (default engine settings) is started; each stream is
 a push connection fed the real-speech clips of tests/realspeech.py (recordings of people from
@@ -43,6 +45,12 @@ captured it, and a SUB client on the daemon's events socket timestamps every eve
   clips repeated for the whole duration on every stream, each mode once; speech end -> final p50/p95 of the
   first and the last quarter of the run: growth means the streams fall behind.
 
+- **where a final's time goes** (``--trace``): the daemon writes each final's timestamps
+  (``SYMBLD_TRACE_FINALS``, symbld/engines/local/trace.py) and each level prints, from the true end of speech:
+  the last speech frame the VAD saw, the speculative decode's start and end (and how many finals used it, how
+  many asked for it while no worker was free), the utterance's close (the endpoint), the queued final
+  decode's wait and run, and the publish.
+
 Prints figures and ratios; asserts nothing. On a shared machine every figure includes its load,
 which is printed with them.
 """
@@ -50,6 +58,7 @@ which is printed with them.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -218,6 +227,46 @@ def analyse(got: Received, starts: dict[str, float], tl: Timeline, refs: list[st
             "timed": timed}
 
 
+def breakdown(path: Path, starts: dict[str, float], tl: Timeline) -> str:
+    """The traced finals of these connections: p50 / p95 of each step from the true end of speech."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    rows = [r for r in rows if r["cid"] in starts]
+    if not rows:
+        return "trace: no finals traced"
+    steps: dict[str, list[float]] = {}
+    used = refused = discarded = packed = 0
+    pool_busy: Counter[str] = Counter()
+    for r in rows:
+        k = min(range(len(tl.spans)), key=lambda j: abs(tl.spans[j][1] - r["speech_end"]))
+        if abs(tl.spans[k][1] - r["speech_end"]) > 0.5:
+            continue  # a final inside a clip (a pause): only the clips' last finals are the latency's
+        end = starts[r["cid"]] + tl.spans[k][1]
+        m = r["marks"]
+        for step, at in m.items():
+            steps.setdefault(step, []).append(at - end)
+        if "spec_start" in m and "spec_ask" in m:
+            steps.setdefault("spec wait", []).append(m["spec_start"] - m["spec_ask"])
+        if "final_start" in m and "final_submit" in m:
+            steps.setdefault("final queue wait", []).append(m["final_start"] - m["final_submit"])
+        if not r.get("used_spec") and "decoded" in m and "final_start" in m:
+            steps.setdefault("final decode", []).append(m["decoded"] - m["final_start"])
+        if r.get("used_spec") and "spec_end" in m and "spec_start" in m:
+            steps.setdefault("spec decode", []).append(m["spec_end"] - m["spec_start"])
+        used += bool(r.get("used_spec"))
+        refused += bool(r.get("spec_refused"))
+        discarded += r.get("spec_discarded", 0)
+        packed += r.get("packed", 1) > 1
+        busy = r.get("pool_at_ask") or {}
+        pool_busy[f"{busy.get('final', 0)}f+{busy.get('optional', 0)}i"] += 1
+    order = ["speech", "spec_ask", "spec_start", "spec_end", "close", "final_submit", "final_start", "decoded",
+             "emitted", "spec wait", "spec decode", "final queue wait", "final decode"]
+    parts = [f"{s} {pct(steps[s], 50):+.3f}/{pct(steps[s], 95):+.3f}" for s in order if s in steps]
+    return (f"trace ({len(rows)} finals; p50/p95 s from the true end of speech, waits and decodes as durations): "
+            + ", ".join(parts) + f"; used speculative {used}, refused (no free worker) {refused}, discarded "
+            f"{discarded}, packed {packed}; workers busy at the speculative ask (finals+interims): "
+            + ", ".join(f"{k} {v}" for k, v in pool_busy.most_common()))
+
+
 def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str], mode: str,
               diarization: bool = False) -> dict[str, Any]:
     proc = psutil.Process(d.proc.pid)  # type: ignore[union-attr]
@@ -237,6 +286,8 @@ def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str], mode: str,
     c1, wall = proc.cpu_times(), time.monotonic() - w0
     sub.close()
     r = analyse(sub.got, starts, tl, refs)
+    if trace := os.environ.get("SYMBLD_TRACE_FINALS"):
+        r["trace"] = breakdown(Path(trace), starts, tl)
     r["cpu"] = (c1.user + c1.system - c0.user - c0.system) / wall
     r["cpu_per_audio_s"] = (c1.user + c1.system - c0.user - c0.system) / (n * len(tl.pcm) / 2 / RATE)
     return r
@@ -261,6 +312,8 @@ def keep_up(d: DaemonProc, n: int, seconds: float, clips: list[realspeech.Clip],
           f"(growth {pct(last, 50) - pct(first, 50):+.3f} s; p95 {pct(first, 95):.3f} -> {pct(last, 95):.3f} s); "
           f"WER {r['wer']:.1%}; daemon {r['cpu']:.2f} cores, {r['cpu_per_audio_s']:.3f} CPU-s per audio s per "
           f"stream; load {load()}", flush=True)
+    if "trace" in r:
+        print(f"  {r['trace']}", flush=True)
 
 
 def main() -> None:
@@ -279,6 +332,13 @@ def main() -> None:
                     help="end-of-turn modes, each level run once per mode (semantic needs symbld[turn]; "
                          "finalize: the fixed endpoint, and the client sends finalize as each clip's speech ends)")
     ap.add_argument("--model", default="tiny.en")
+    ap.add_argument("--schedule", nargs="*", default=["default"],
+                    help="decode schedules to compare side by side (SYMBLD_SCHEDULE of symbld/engines/local/"
+                         "streaming.py: 'baseline', 'retry', 'hold', 'retry,hold'; 'default' = the daemon's own), "
+                         "each optionally with [engine.local] keys after '+' ('retry,hold+num_workers=3'): one "
+                         "daemon each, every level run on each in turn")
+    ap.add_argument("--trace", action="store_true",
+                    help="print where each level's finals spent their time (SYMBLD_TRACE_FINALS in the daemon)")
     args = ap.parse_args()
     os.environ["HF_HUB_OFFLINE"] = "1"
     clips = realspeech.clips()
@@ -294,53 +354,72 @@ def main() -> None:
     print(f"floor (endpoint {StreamSettings().endpoint_silence_ms} ms + idle decode of the utterance alone): "
           f"p50 {pct(fl, 50):.3f} s, p95 {pct(fl, 95):.3f} s  [load {load()}]\n")
     with tempfile.TemporaryDirectory(prefix="symbld-bench-latency-") as tmp:
+        if args.trace and not os.environ.get("SYMBLD_TRACE_FINALS"):
+            os.environ["SYMBLD_TRACE_FINALS"] = str(Path(tmp) / "finals.jsonl")
         most = max([16, args.keep_up, *args.streams])
         config = f'max_connections = {most}\n[engine.local]\nmodel = "{args.model}"\n'
-        d = DaemonProc(Path(tmp), config=config).start()
+        # One daemon per decode schedule (SYMBLD_SCHEDULE), all started now; each level runs on each in turn.
+        daemons: dict[str, DaemonProc] = {}
         try:
-            print("| live streams | end of turn | speech end -> final p50 | p95 | max | p50 / floor p50 "
-                  "| endpoint due p50 | interim lag p50 / p95 | onset -> first interim p50 | WER "
-                  "| premature finals | end_of_turn reasons | end_of_turn p50 / p95 | daemon CPU (cores) "
-                  "| CPU per stream | load average |")
-            print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-            texts: list[list[str]] = []
-            runs: list[tuple[int, str]] = []
-            cuts: dict[tuple[int, str], Counter[int]] = {}
-            for n, diar, mode in [(n, diar, mode) for n in args.streams for diar in args.diarization
-                                  for mode in args.end_of_turn]:
-                r = run_level(d, n, tl, refs, mode, diar == "on")
-                mode = mode + (" + speakers" if diar == "on" else "")  # the row's label
-                reasons = ", ".join(f"{k} {v}" for k, v in sorted(r["reasons"].items())) or "-"
-                print(f"| {n} | {mode} | {r['p50']:.3f} s | {r['p95']:.3f} s | {r['max']:.3f} s | "
-                      f"{r['p50'] / pct(fl, 50):.2f}x | {r['due50']:.3f} s | {r['lag50']:.3f} / "
-                      f"{r['lag95']:.3f} s | {r['first50']:.3f} s | {r['wer']:.1%} | "
-                      f"{r['premature']} of {r['finals']} | {reasons} | {r['turn50']:.3f} / {r['turn95']:.3f} s | "
-                      f"{r['cpu']:.2f} | {r['cpu'] / n:.3f} | "
-                      f"{load()} |", flush=True)
-                texts.append(r["texts"][0])
-                runs.append((n, mode))
-                cuts[(n, mode)] = r["cut_clips"]
-            if args.keep_up:
-                for mode in args.end_of_turn:
-                    keep_up(d, args.keep_up, 300.0 if args.long else args.keep_up_seconds, clips, mode,
-                            args.diarization[0] == "on")
-            print("\npremature finals by clip:")
-            for (n, mode), by_clip in cuts.items():
-                print(f"  {n} stream(s), {mode}: " + (", ".join(f"{clips[k].name} ({refs[k]!r}) {v}"
-                                                             for k, v in sorted(by_clip.items())) or "none"))
-            print("\nclips where the daemon's finals (first stream of each run) and the plain model differ in "
-                  "word errors:")
-            for k, ref in enumerate(refs):
-                said = [t[k] for t in texts]
-                errs = [round(wer([ref], [t]) * len(ref.split())) for t in said]
-                base = round(wer([ref], [plain[k]]) * len(ref.split()))
-                if any(e != base for e in errs):
-                    print(f"  {clips[k].name}: said {ref!r}\n    plain ({base} errors) {plain[k]!r}")
-                    for (n, mode), t, e in zip(runs, said, errs, strict=True):
-                        print(f"    daemon, {n} stream(s), {mode} ({e} errors) {t!r}")
+            for sched in args.schedule:
+                name, *keys = sched.split("+")  # "retry,hold+num_workers=3": engine keys after the schedule
+                env = {} if name == "default" else {"SYMBLD_SCHEDULE": name}
+                conf = config + "".join(f"{k.replace('=', ' = ', 1)}\n" for k in keys)
+                daemons[sched] = DaemonProc(Path(tmp) / f"d{len(daemons)}", config=conf, env=env).start()
+            measure(args, daemons, clips, tl, refs, fl, plain)
         finally:
-            d.stop()
+            for d in daemons.values():
+                d.stop()
 
+
+def measure(args: argparse.Namespace, daemons: dict[str, DaemonProc], clips: list[realspeech.Clip], tl: Timeline,
+            refs: list[str], fl: list[float], plain: list[str]) -> None:
+    print("| live streams | end of turn | speech end -> final p50 | p95 | max | p50 / floor p50 "
+          "| endpoint due p50 | interim lag p50 / p95 | onset -> first interim p50 | WER "
+          "| premature finals | end_of_turn reasons | end_of_turn p50 / p95 | daemon CPU (cores) "
+          "| CPU per stream | load average |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    texts: list[list[str]] = []
+    runs: list[tuple[int, str]] = []
+    cuts: dict[tuple[int, str], Counter[int]] = {}
+    for n, diar, mode, sched in [(n, diar, mode, sched) for n in args.streams for diar in args.diarization
+                                 for mode in args.end_of_turn for sched in daemons]:
+        r = run_level(daemons[sched], n, tl, refs, mode, diar == "on")
+        mode = mode + (" + speakers" if diar == "on" else "")  # the row's label
+        if len(daemons) > 1:
+            mode += f" [{sched}]"
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(r["reasons"].items())) or "-"
+        print(f"| {n} | {mode} | {r['p50']:.3f} s | {r['p95']:.3f} s | {r['max']:.3f} s | "
+              f"{r['p50'] / pct(fl, 50):.2f}x | {r['due50']:.3f} s | {r['lag50']:.3f} / "
+              f"{r['lag95']:.3f} s | {r['first50']:.3f} s | {r['wer']:.1%} | "
+              f"{r['premature']} of {r['finals']} | {reasons} | {r['turn50']:.3f} / {r['turn95']:.3f} s | "
+              f"{r['cpu']:.2f} | {r['cpu'] / n:.3f} | "
+              f"{load()} |", flush=True)
+        if "trace" in r:
+            print(f"  {n} {mode}: {r['trace']}", flush=True)
+        texts.append(r["texts"][0])
+        runs.append((n, mode))
+        cuts[(n, mode)] = r["cut_clips"]
+    if args.keep_up:
+        for mode, sched in [(mode, sched) for mode in args.end_of_turn for sched in daemons]:
+            if len(daemons) > 1:
+                print(f"\nschedule {sched}:", end="")
+            keep_up(daemons[sched], args.keep_up, 300.0 if args.long else args.keep_up_seconds, clips, mode,
+                    args.diarization[0] == "on")
+    print("\npremature finals by clip:")
+    for (n, mode), by_clip in cuts.items():
+        print(f"  {n} stream(s), {mode}: " + (", ".join(f"{clips[k].name} ({refs[k]!r}) {v}"
+                                                     for k, v in sorted(by_clip.items())) or "none"))
+    print("\nclips where the daemon's finals (first stream of each run) and the plain model differ in "
+          "word errors:")
+    for k, ref in enumerate(refs):
+        said = [t[k] for t in texts]
+        errs = [round(wer([ref], [t]) * len(ref.split())) for t in said]
+        base = round(wer([ref], [plain[k]]) * len(ref.split()))
+        if any(e != base for e in errs):
+            print(f"  {clips[k].name}: said {ref!r}\n    plain ({base} errors) {plain[k]!r}")
+            for (n, mode), t, e in zip(runs, said, errs, strict=True):
+                print(f"    daemon, {n} stream(s), {mode} ({e} errors) {t!r}")
 
 if __name__ == "__main__":
     main()

@@ -279,7 +279,7 @@ def test_the_python_file_example_of_docs_client_md_runs(daemon: DaemonProc, spee
 def test_follow_ends_with_exit_3_when_the_daemon_dies_under_it(tmp_path: Path) -> None:
     d = DaemonProc(tmp_path / "d", args=["--no-preload"]).start()
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "symblctl", "start", "--push", "--follow", "--timeout", "2",
+        proc = subprocess.Popen([sys.executable, "-m", "symblctl", "start", "--push", "--follow", "--timeout", "10",
                                  "--control", d.control, "--events", d.events], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, env=cli_env())
         assert proc.stderr is not None

@@ -38,7 +38,7 @@ def busy_with_finals(pool: DecodePool, n: int) -> list[threading.Event]:
 
 def test_interims_wait_while_finals_kept_the_workers_busy():
     clock = Clock()
-    pool = DecodePool(2, load_tau_s=1.0, clock=clock)
+    pool = DecodePool(2, load_tau_s=1.0, clock=clock, spare=False)  # the load rule alone
     try:
         gates = busy_with_finals(pool, 2)
         clock.now += 10  # both workers on finals for 10 s
@@ -58,7 +58,7 @@ def test_interims_wait_while_finals_kept_the_workers_busy():
 
 def test_the_stream_most_behind_gets_the_free_worker():
     clock = Clock()
-    pool = DecodePool(2, clock=clock)
+    pool = DecodePool(2, clock=clock, spare=False)  # the lag rule alone
     try:
         gates = busy_with_finals(pool, 2)  # no time passes: the load stays low
         ran = {"a": threading.Event(), "b": threading.Event()}
@@ -73,5 +73,32 @@ def test_the_stream_most_behind_gets_the_free_worker():
         assert pool.try_submit_idle(ran["b"].set, key="b", lag=1.6)
         wait_until("b's interim ran", ran["b"].is_set)
         gates[1].set()
+    finally:
+        pool.close()
+
+
+def test_no_interim_starts_while_a_final_is_due():
+    pool = DecodePool(2, hold=True)
+    try:
+        ran = threading.Event()
+        pool.final_due("a", True)  # a's speech paused: its final may want a worker any moment
+        assert not pool.try_submit_idle(ran.set, key="b", lag=2.0), "both workers free, but a's final is due"
+        pool.final_due("a", False)  # a's final got its worker (or a spoke again)
+        assert pool.try_submit_idle(ran.set, key="b", lag=2.0)
+        wait_until("b's interim ran", ran.is_set)
+    finally:
+        pool.close()
+
+
+def test_an_interim_leaves_the_last_free_worker_to_the_next_final():
+    pool = DecodePool(2, spare=True)
+    try:
+        ran = threading.Event()
+        gates = busy_with_finals(pool, 1)  # one final running, one worker free
+        assert not pool.try_submit_idle(ran.set), "the free worker is the last one: a final may come due"
+        gates[0].set()
+        wait_until("both workers free", lambda: pool.running()["final"] == 0)
+        assert pool.try_submit_idle(ran.set)
+        wait_until("the interim ran", ran.is_set)
     finally:
         pool.close()

@@ -18,6 +18,7 @@ variant).
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import subprocess
 import tempfile
@@ -121,9 +122,23 @@ FIXTURES: dict[str, Fixture] = {
 
 @functools.cache
 def _model(compute: str) -> Any:
+    class EncodeOnce(windowed_model_class()):  # type: ignore[misc]
+        """Beam 1 and beam 5 of a variant decode the same features: the encoder pass (most of a short decode's
+        cost) is computed once and reused (its output is a pure function of the features and the window)."""
+
+        def encode(self, features: np.ndarray) -> Any:
+            key = (features.shape, hashlib.sha256(np.ascontiguousarray(features).tobytes()).digest(),
+                   getattr(self.window, "frames", None))
+            if key not in self.encoded:
+                self.encoded.clear()  # variants come beam after beam: only the last features are met again
+                self.encoded[key] = super().encode(features)
+            return self.encoded[key]
+
     path, _ = resolve_model("tiny.en")
-    return windowed_model_class()(str(path), device="cpu", compute_type=compute, cpu_threads=1, num_workers=1,
-                                  local_files_only=True)
+    model = EncodeOnce(str(path), device="cpu", compute_type=compute, cpu_threads=1, num_workers=1,
+                       local_files_only=True)
+    model.encoded = {}
+    return model
 
 
 @functools.cache
@@ -168,7 +183,8 @@ def test_fixture_is_heard_without_error_in_every_variant(name: str) -> None:
     fixture = FIXTURES[name]
     said = " ".join(fixture.asserted) if fixture.asserted else fixture.said
     misheard = {}
-    for compute, beam, lead_in, window in itertools.product(COMPUTE, BEAMS, LEAD_IN, WINDOWS):
+    # Beams innermost: the two beams of one audio variant follow each other and share its encoder pass.
+    for compute, lead_in, window, beam in itertools.product(COMPUTE, LEAD_IN, WINDOWS, BEAMS):
         heard = decode(name, compute, beam, lead_in, window)
         if errors_on(fixture, heard):
             misheard[f"{compute} beam={beam} lead-in{lead_in:+.2f}s window={window}s"] = heard

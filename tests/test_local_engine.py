@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import realspeech
-from conftest import wait_while
+from conftest import wait_until, wait_while
 from speechgen import SENTENCES, pcm16, silence, synth, wer, white_noise
 
 from symbld.engines.base import EngineError, StreamConfig
@@ -295,6 +295,31 @@ def test_a_pause_shorter_than_the_endpoint_discards_the_speculative_final(engine
     finals = rec.finals()
     assert len(finals) == 1, rec.text()
     assert wer(" ".join(refs), rec.text()) <= MAX_WER
+
+
+def test_a_speculative_final_refused_for_want_of_a_worker_starts_once_one_is_free(engine):
+    # Every worker busy when the pause reaches postroll_ms: the final's decode starts as soon as a worker frees,
+    # before the endpoint, instead of after it (8 live streams: half the finals had missed their one chance).
+    pool = engine._pool
+    gates = [threading.Event() for _ in range(pool.workers)]
+    for gate in gates:
+        pool.submit(lambda gate=gate: gate.wait(60))
+    wait_until("every worker busy", lambda: pool.running()["final"] == pool.workers)
+    rec = Recorder()
+    stream = engine.open(config("retry", extra={"endpoint_silence_ms": 1500}), rec)
+    try:
+        feed(stream, pcm16(synth(SENTENCES[0], pad=0.0)) + silence(0.3), realtime=True)  # live: it speculates
+        assert stream._utt is not None and stream._utt.spec is None, "no worker was free for the speculative final"
+    finally:
+        for gate in gates:
+            gate.set()
+    wait_until("the workers are free", lambda: pool.running()["final"] == 0)
+    feed(stream, silence(0.1), realtime=True)  # still a pause, well before the endpoint
+    assert stream._utt is not None and stream._utt.spec is not None, "the final's decode started before the endpoint"
+    feed(stream, silence(1.5))
+    stream.finish()
+    stream.close()
+    assert wer(SENTENCES[0], rec.text()) <= MAX_WER, rec.text()
 
 
 def test_message_text_is_joined_as_the_model_spelt_it(engine):

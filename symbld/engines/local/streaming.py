@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 import queue
 import threading
 import time
@@ -38,6 +39,7 @@ import structlog
 
 from symbld import languages, shapes
 from symbld.engines.base import Emit, EngineError, StreamConfig
+from symbld.engines.local import trace
 from symbld.engines.local.recognizer import HALLUCINATIONS, SAMPLE_RATE, Recognition, Recognizer, Word, _norm
 from symbld.engines.local.turn import WINDOW, TurnJudge
 from symbld.engines.local.vad import FRAME, SileroModel
@@ -53,6 +55,12 @@ _LOAD_TAU_S = 3.0
 _INTERIM_HEADROOM = 0.5
 _LAG_WINDOW_S = 0.1  # interims asked for within this long compete: the stream most behind goes first
 _PACK_GAP = SAMPLE_RATE // 2  # silence between packed utterances
+# Decode scheduling of finals against interims (issue 27; bench/bench_latency.py --schedule compares them in one
+# run). "retry": a speculative final refused for want of a free worker is asked again at every silence frame until
+# the endpoint, instead of once; "hold": no interim starts while a stream's final is due (its speech paused) and has
+# no worker yet; "spare": an interim never takes the last free worker. SYMBLD_SCHEDULE lists the ones on (default
+# "retry,hold,spare"; "baseline" for none): for A/B runs only.
+SCHEDULE = frozenset(os.environ.get("SYMBLD_SCHEDULE", "retry,hold,spare").split(",")) - {"baseline", ""}
 # languageCode auto: how much surer (mean log probability per token) a decode in another language
 # must be than one in the conversation's language for an unclear utterance to switch.
 _SWITCH_LOGPROB_MARGIN = 0.2
@@ -117,7 +125,8 @@ class DecodePool:
     """A fixed set of decode threads shared by all streams, with a priority queue."""
 
     def __init__(self, workers: int, load_tau_s: float = _LOAD_TAU_S, lag_window_s: float = _LAG_WINDOW_S,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, hold: bool | None = None,
+                 spare: bool | None = None) -> None:
         self.workers = max(1, workers)
         self.load_tau_s, self.lag_window_s, self._clock = load_tau_s, lag_window_s, clock
         self._q: queue.PriorityQueue[tuple[int, int, Callable[[], None] | None]] = queue.PriorityQueue()
@@ -130,6 +139,9 @@ class DecodePool:
         self._load = {"final": 0.0, "optional": 0.0}  # ... averaged over the last _LOAD_TAU_S
         self._load_at = clock()
         self._offers: dict[object, tuple[float, float]] = {}  # interim asks: stream -> (lag s, when)
+        self.hold = "hold" in SCHEDULE if hold is None else hold  # no interim while a final is due
+        self.spare = "spare" in SCHEDULE if spare is None else spare  # an interim never takes the last free worker
+        self._due: set[object] = set()  # streams whose final is due (speech paused) and has no worker yet
         self._threads = [
             threading.Thread(target=self._run, name=f"symbld-decode-{i}", daemon=True) for i in range(self.workers)
         ]
@@ -174,6 +186,16 @@ class DecodePool:
         with self._lock:
             return dict(self._busy)
 
+    def final_due(self, key: object, due: bool) -> None:
+        """A stream's speech paused (``due``: its final may be wanted within a fraction of a second), or its
+        final got a worker, or the speech resumed (not due). While any final is due, no interim starts: an
+        interim holds its worker 0.2-0.5 s and cannot be stopped, so it would keep that final waiting."""
+        with self._lock:
+            if due:
+                self._due.add(key)
+            else:
+                self._due.discard(key)
+
     def _most_behind(self, key: object, lag: float) -> bool:
         """Whether ``key``'s interim is the most behind of those asked for just now (lock held)."""
         now = self._clock()
@@ -197,6 +219,10 @@ class DecodePool:
                 return False
             if self._idle - self._queued <= 0 or self._optional >= max(1, self.workers - 1):
                 return False
+            if self.hold and self._due:
+                return False
+            if self.spare and self.workers > 1 and self._idle - self._queued < 2:
+                return False  # the last free worker stays free for the next final
             self._account()
             if self._load["final"] + self._load["optional"] >= self.workers - _INTERIM_HEADROOM:
                 return False
@@ -288,6 +314,7 @@ class _Utterance:
         self.turn_probability: float | None = None  # the turn model's last judgment
         self.turn_wait = False  # the model judged this pause incomplete: it may last up to the max silence
         self.queued_at = 0.0  # monotonic time its pending finals were first queued (_enqueue_final, backlog())
+        self.trace = trace.new()  # SYMBLD_TRACE_FINALS: where its final's time goes
 
     def append(self, frame: np.ndarray, prob: float) -> None:
         self.chunks.append(frame)
@@ -421,20 +448,31 @@ class LocalStream:
             if utt.silence_run:
                 utt.pause += 1  # speech resumed: a judgment of the pause that ended no longer applies
                 utt.turn_wait, utt.turn_probability = False, None
+                self.pool.final_due(self, False)
             utt.silence_run = 0
             utt.last_speech_end = utt.length
+            if utt.spec is not None and utt.trace is not None:
+                utt.trace.count("spec_discarded")
             utt.spec = None  # speech resumed: a speculative final is discarded
+            if utt.trace is not None:
+                utt.trace.marks["speech"] = time.monotonic()  # the last speech frame so far
+                for step in ("spec_ask", "spec_start", "spec_end"):
+                    utt.trace.marks.pop(step, None)
+                utt.trace.notes.pop("spec_refused", None)
             if p >= s.vad_threshold:
                 utt.speech_frames += 1
         else:
             utt.silence_run += 1
+            if utt.silence_run == 1 and utt.spec is None and not self._ahead_of_real_time():
+                self.pool.final_due(self, True)  # a file fed fast is waited on by nobody: it holds no interim back
         if utt.silence_run >= self._endpoint_frames(utt):
             self._close_utterance(utt, "silence")
             return
         if utt.silence_run == self._turn_frames and self.turn is not None:
             self._judge_turn(utt)
-        if utt.silence_run == self._spec_frames:
-            self._speculate(utt)
+        if utt.silence_run == self._spec_frames or (
+                utt.silence_run > self._spec_frames and utt.spec is None and "retry" in SCHEDULE):
+            self._speculate(utt)  # refused for want of a worker: asked again at each frame until the endpoint
         elif utt.length >= s.max_utterance_s * SAMPLE_RATE:
             self._cut(utt)
 
@@ -500,6 +538,8 @@ class LocalStream:
         finalize) is the end of turn's, published as ``end_of_turn`` with semantic end of turn."""
         self._utt = None
         utt.end = self._final_end(utt)
+        if utt.trace is not None:
+            utt.trace.mark("close", reason=reason)
         self._last_speech_end = utt.start_sample + utt.last_speech_end
         if self.turn is not None and reason:
             self._turn_ended_at = self._last_speech_end
@@ -530,6 +570,8 @@ class LocalStream:
 
     def _speculate(self, utt: _Utterance) -> None:
         """Start the final decode now that the silence began, if a worker is free (lock held)."""
+        if utt.trace is not None and "spec_ask" not in utt.trace.marks:
+            utt.trace.mark("spec_ask", pool_at_ask=self.pool.running())
         if not self.settings.speculative or self._earlier_final_pending(utt) or self._closed:
             return  # behind: the prompt (previous final) is not known yet, and finals go first
         if self._ahead_of_real_time():
@@ -538,11 +580,15 @@ class LocalStream:
         audio = utt.audio(0, spec.end)
 
         def run() -> None:
+            if utt.trace is not None:
+                utt.trace.marks["spec_start"] = time.monotonic()
             try:
                 rec = self._decode_final(audio, utt)
             except Exception:
                 log.exception("speculative decode failed", connection_id=self.config.connection_id)
                 rec = None
+            if utt.trace is not None:
+                utt.trace.marks["spec_end"] = time.monotonic()
             with self._lock:
                 spec.rec, spec.done = rec, True
                 self._pending -= 1
@@ -552,6 +598,9 @@ class LocalStream:
         if self.pool.try_submit_now(run):
             utt.spec = spec
             self._pending += 1
+            self.pool.final_due(self, False)
+        elif utt.trace is not None and "spec_refused" not in utt.trace.notes:
+            utt.trace.count("spec_refused")
 
     def _prompt(self, utt: _Utterance) -> str | None:
         return self._last_final if utt.prompted and self._last_final else None
@@ -642,8 +691,15 @@ class LocalStream:
         if len(batch) > 1:
             job = lambda: self._run_packed(batch)  # noqa: E731
         self._finals_running += 1
+        self.pool.final_due(self, False)
+        for u in batch:
+            if u.trace is not None:
+                u.trace.mark("final_submit", packed=len(batch))
 
         def run() -> None:
+            for u in batch:
+                if u.trace is not None:
+                    u.trace.mark("final_start")
             try:
                 job()
             finally:
@@ -711,6 +767,7 @@ class LocalStream:
                     u.finalised.add(u.id)
                 if part.text or had_interim:
                     self._emit_final(u.id, part, u.start_sample / SAMPLE_RATE, (b - a) / SAMPLE_RATE)
+            self._write_trace(u)
 
     def _maybe_interim(self) -> None:
         s = self.settings
@@ -795,6 +852,8 @@ class LocalStream:
             offset = utt.start_sample / SAMPLE_RATE
             uid = utt.id
         rec = spec.rec if spec is not None and spec.rec is not None else self._decode_final(audio, utt)
+        if utt.trace is not None:
+            utt.trace.mark("decoded", used_spec=spec is not None and spec.rec is not None)
         if utt.short and not _confident(rec, self.settings.min_short_probability):
             rec = Recognition("")  # a click or a breath; a short phrase decoded with confidence stays
         with self._lock:
@@ -808,6 +867,13 @@ class LocalStream:
             # An utterance with interims always gets its final, even an empty one.
             if rec.text or had_interim:
                 self._emit_final(uid, rec, offset, len(audio) / SAMPLE_RATE)
+        self._write_trace(utt)
+
+    def _write_trace(self, utt: _Utterance) -> None:
+        if utt.trace is not None:
+            utt.trace.mark("emitted")
+            trace.write(utt.trace, cid=self.config.connection_id, uid=utt.id,
+                        speech_end=(utt.start_sample + utt.last_speech_end) / SAMPLE_RATE)
 
     def _emit_final(self, uid: str, rec: Recognition, offset: float, length: float) -> None:
         """Emit an utterance's final and its message_response. Caller holds the emit lock."""
@@ -943,6 +1009,7 @@ class LocalStream:
             self._finals.clear()
             self._utt = None
             self._idle.notify_all()
+        self.pool.final_due(self, False)
         if self._on_close:
             self._on_close(self)
 
