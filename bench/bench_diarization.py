@@ -2,7 +2,7 @@
 
     python bench/bench_diarization.py          # every set, fed as fast as the engine takes it
     python bench/bench_diarization.py --live   # also the first set fed in real time
-    python bench/bench_diarization.py --heldout-only [--live]   # the held-out sets (below), thresholds as shipped
+    python bench/bench_diarization.py --heldout-only [--live | --live-only]   # the held-out sets (below)
     python bench/bench_diarization.py --quick --streams 8       # 8 live streams at once, diarization off then on
 
 The sets (tests/voices.py; every recording is a real person, from Debian packages, nothing
@@ -15,6 +15,8 @@ pause, so each word's true speaker is known from where its time falls:
   with radio amateur vk5qi (codec2-examples ``wav/vk5qi.wav``, 2.6 s slices): short turns both sides;
 - ``4p-round``: four people in turn, three rounds: the LibriVox reader, ve9qrp, vk5qi
   (``wav/vk5qi.wav``) and the card reader.
+- ``2p-quick-turns`` and ``4p-overlap`` (``quick_sets``): the first set with 0.1 s between turns, and
+  the four people each starting 0.5 s before the last ends: a speaker changes inside an utterance.
 
 Held-out sets (``--heldout``; bench/heldout_voices.py documents each source): real conversations with
 reference turns (RTTM) from the pyannote.audio 4.0.7 sdist on PyPI: a two-person telephone call and
@@ -61,6 +63,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import voices  # noqa: E402
 
+from symblctl import protocol  # noqa: E402
 from symbld.core import speakers  # noqa: E402
 from symbld.diarization import options  # noqa: E402
 from symbld.diarization.labeller import Labeller  # noqa: E402
@@ -94,6 +97,17 @@ def sets() -> dict[str, list[tuple[str, np.ndarray]]]:
     return {"2p-reader-amateur": two_a, "2p-cards-vk5qi": two_b, "4p-round": four}
 
 
+def quick_sets() -> dict[str, tuple[np.ndarray, list[voices.Turn]]]:
+    """The same people with no pause the recogniser ends an utterance at (development sets too): the
+    first set with 0.1 s between turns, and the four people each starting 0.5 s before the last one ends
+    (the recordings added there), so a speaker changes inside an utterance, as in real conversation."""
+    import heldout_voices
+
+    s = sets()
+    return {"2p-quick-turns": voices.join(s["2p-reader-amateur"], pause=0.1),
+            "4p-overlap": heldout_voices.mix(s["4p-round"], overlap=0.5)}
+
+
 class Run:
     """One stream: the engine's events through a Labeller, as Session.emit does."""
 
@@ -105,7 +119,7 @@ class Run:
         self.cpu = 0.0
         self.delays: list[float] = []  # wall seconds the labels added to each final (its transcript + messages)
         self._lock = threading.Lock()
-        settings = options.resolve({}, {}, "file", {})
+        settings = options.resolve(protocol.Start(), "file", {})
         assert settings is not None, "diarization unavailable: install symbld[diarize]"
         self.labeller = Labeller(name, settings, known)
         config = StreamConfig(connection_id=name, conversation_id=name, started_at=1.79e9,
@@ -231,10 +245,14 @@ def score(events: list[dict[str, Any]], turns: list[voices.Turn], end: float | N
     msg_right = sum(1 for label, people in by_message.values()
                     if mapping.get(label) == max(set(people), key=people.count))
     baseline, _ = best_mapping([("one", r) for _, r in pairs])
+    # as published, before any speaker_revision (what a live subscriber saw first), under its own best map
+    published, _ = best_mapping([(label, truths(turns, t)) for t, label, _ in
+                                 words_of([e for e in events if e["type"] != speakers.REVISION])])
     spans = spans_of(events)
     rates = der(turns, spans, end)
     rates["baseline"] = der(turns, [(a, b, "one") for a, b, _ in spans], end)["der"]
-    return {"der": rates, "words": len(pairs), "right": right, "baseline": baseline, "messages": len(by_message),
+    return {"der": rates, "words": len(pairs), "right": right, "published": published, "baseline": baseline,
+            "messages": len(by_message),
             "messagesRight": msg_right, "found": len({h for h, _ in pairs}),
             "people": len({u.speaker for u in turns}), "overlapWords": sum(1 for _, r in pairs if len(r) > 1),
             "soloRight": sum(1 for h, r in pairs if len(r) == 1 and mapping[h] in r),  # one person speaking
@@ -258,6 +276,9 @@ def run_set(engine: LocalEngine, name: str, audio: np.ndarray, turns: list[voice
           f"right {pct:5.1f} % (one-label baseline {base:5.1f} %, x{pct / max(base, 1e-9):.2f})  "
           f"messages {s['messagesRight']}/{s['messages']}  speakers found {s['found']} of {s['people']}  "
           f"revisions {s['revisions']}  words in overlap {s['overlapWords']}")
+    if s["revisions"]:
+        print(f"{'':18} {'':4}  at publication (before revisions): right {s['published']}/{s['words']} = "
+              f"{100 * s['published'] / max(s['words'], 1):.1f} %")
     solo = s["words"] - s["overlapWords"]
     if s["overlapWords"]:
         print(f"{'':18} {'':4}  words said by one person alone: right {s['soloRight']}/{solo} = "
@@ -283,6 +304,7 @@ def pooled(title: str, results: list[dict[str, Any]]) -> None:
         return
     words = sum(r["words"] for r in results)
     right = sum(r["right"] for r in results)
+    published = sum(r["published"] for r in results)
     base = sum(r["baseline"] for r in results)
     secs = sum(r["seconds"] for r in results)
     der_ = sum(r["der"]["der"] * r["seconds"] for r in results) / secs
@@ -291,16 +313,31 @@ def pooled(title: str, results: list[dict[str, Any]]) -> None:
     solo_right = sum(r["soloRight"] for r in results)
     solo_base = sum(r["soloBaseline"] for r in results)
     print(f"== {title}: {len(results)} sets, {secs:.0f} s: words right {right}/{words} = "
-          f"{100 * right / max(words, 1):.1f} % (one-label baseline {100 * base / max(words, 1):.1f} %); "
+          f"{100 * right / max(words, 1):.1f} % (at publication {100 * published / max(words, 1):.1f} %; one-label "
+          f"baseline {100 * base / max(words, 1):.1f} %); "
           f"said alone {solo_right}/{solo} = {100 * solo_right / max(solo, 1):.1f} % "
           f"(baseline {100 * solo_base / max(solo, 1):.1f} %)  "
           f"DER {100 * der_:.1f} % (confusion {100 * conf:.1f} %)  diarization CPU "
           f"{sum(r['cpu'] for r in results) / secs:.3f} core-s per audio s")
 
 
-def heldout(engine: LocalEngine, live: bool) -> None:
+def heldout(engine: LocalEngine, live: bool, fast: bool = True) -> None:
     """The held-out sets (bench/heldout_voices.py), thresholds as shipped: real conversations with
-    reference turns, then joined unseen voices."""
+    reference turns, then joined unseen voices (``fast``: fed fast, with known voices; ``live``: three
+    of them fed in real time)."""
+    import heldout_voices
+
+    if fast:
+        heldout_fast(engine)
+    if live:
+        sets = {**heldout_voices.real_sets(), **heldout_voices.joined_sets()}
+        for name in ("phone-2p", "ami-4p-tst", "unseen-4p-overlap"):
+            if name in sets:
+                audio, turns = sets[name]
+                run_set(engine, name, audio, turns, live=True, end=len(audio) / RATE)
+
+
+def heldout_fast(engine: LocalEngine) -> None:
     import heldout_voices
 
     results: dict[str, dict[str, Any]] = {}
@@ -321,12 +358,6 @@ def heldout(engine: LocalEngine, live: bool) -> None:
             assert vec is not None
             book[who] = {"userId": who, "print": vec.tolist()}
         named_right(engine, book, *joined["unseen-4p-overlap"])
-    if live:
-        sets = {**heldout_voices.real_sets(), **joined}
-        for name in ("phone-2p", "ami-4p-tst", "unseen-4p-overlap"):
-            if name in sets:
-                audio, turns = sets[name]
-                run_set(engine, name, audio, turns, live=True, end=len(audio) / RATE)
 
 
 def known_voices(engine: LocalEngine) -> None:
@@ -425,6 +456,7 @@ def main() -> None:
     ap.add_argument("--heldout", action="store_true",
                     help="also the held-out sets (bench/heldout_voices.py; fetches pyannote.audio's sdist once)")
     ap.add_argument("--heldout-only", action="store_true", help="only the held-out sets")
+    ap.add_argument("--live-only", action="store_true", help="with --heldout-only: only the live held-out runs")
     ap.add_argument("--streams", type=int, nargs="*", default=[],
                     help="also N live streams at once, with and without diarization (e.g. --streams 4 8)")
     args = ap.parse_args()
@@ -445,12 +477,15 @@ def main() -> None:
     for name, parts in chosen.items():
         run_set(engine, name, *voices.join(parts), live=False)
     if chosen and not args.quick:
+        for name, (audio, turns) in quick_sets().items():
+            run_set(engine, name, audio, turns, live=False, end=len(audio) / RATE)
+    if chosen and not args.quick:
         known_voices(engine)
     if args.live and chosen:
         name, parts = next(iter(chosen.items()))
         run_set(engine, name, *voices.join(parts), live=True)
     if args.heldout or args.heldout_only:
-        heldout(engine, args.live)
+        heldout(engine, args.live or args.live_only, fast=not args.live_only)
     for count in args.streams:
         for diarize in (False, True):
             live_streams(engine, count, diarize)

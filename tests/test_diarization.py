@@ -31,6 +31,8 @@ pytestmark = [
 ]
 
 READER = voices.SPHINX / "librivox"
+RATE = voices.RATE
+TILE_SECONDS = 2.0  # symbld.diarization.labeller.TILE_SECONDS (not imported: the extra may be missing here)
 
 
 def reader(n: str) -> np.ndarray:
@@ -58,6 +60,18 @@ def labelled(events: list[dict]) -> list[tuple[float, dict, str]]:
     """(middle time, from, content) of every message."""
     return [(m["duration"]["timeOffset"] + m["duration"]["duration"] / 2, m["from"], m["payload"]["content"])
             for e in events if e["type"] == "message_response" for m in e["data"]["messages"]]
+
+
+def _secs(iso: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def started_at(events: list[dict]) -> float:
+    """The stream's start (epoch seconds), from a final's absolute start and its offset."""
+    f = next(e["data"]["duration"] for e in events if e["type"] == "transcript_response")
+    return _secs(f["startTime"]) - f["timeOffset"]
 
 
 def turn_at(turns: list[voices.Turn], t: float) -> str:
@@ -97,6 +111,51 @@ def test_two_real_voices_get_two_labels(client, conversation) -> None:
     assert started["data"]["diarization"]["maxSpeakers"] == 8
 
 
+def test_a_speaker_change_without_a_pause_splits_the_utterance(client, tmp_path) -> None:
+    """The reader, then the amateur 0.1 s later (no pause the recogniser ends an utterance at, as in
+    quick turn-taking): the utterance that holds both is cut where the voice changes, and each person's
+    words get their own label; a message spanning the change is split there, its words keeping their times."""
+    audio, turns = voices.join([("reader", reader("0870")), ("amateur", amateur(0.0))], pause=0.1)
+    change = turns[1].start
+    events = run(client, voices.write_wav(tmp_path / "quick.wav", audio))
+    finals = [e["data"] for e in events if e["type"] == "transcript_response" and e["data"]["isFinal"]]
+    assert any(f["duration"]["timeOffset"] < change < f["duration"]["timeOffset"] + f["duration"]["duration"]
+               for f in finals), "the change fell between utterances: this test needs it inside one"
+    by_person: dict[str, set[str]] = {}
+    for e in events:
+        if e["type"] != "message_response":
+            continue
+        for m in e["data"]["messages"]:
+            words = json.loads(m["metadata"]["words"])
+            assert m["payload"]["content"] == " ".join(w["word"] for w in words)
+            for w in words:
+                t = (_secs(w["startTime"]) + _secs(w["endTime"])) / 2 - started_at(events)
+                if abs(t - change) > TILE_SECONDS:  # a tile straddles the change: words that near it may go either way
+                    by_person.setdefault(turn_at(turns, t), set()).add(m["from"]["id"])
+    assert set(by_person) == {"reader", "amateur"}, by_person
+    assert all(len(ids) == 1 for ids in by_person.values()) and by_person["reader"] != by_person["amateur"], \
+        by_person
+
+
+def test_the_change_inside_an_utterance_is_found_where_the_voice_changes() -> None:
+    """Prints of 2 s tiles of the reader then the amateur: one change, at the first tile of the amateur;
+    the reader alone: none."""
+    from symbld.diarization import embedder
+    from symbld.diarization.labeller import changes, tiles
+
+    audio, turns = voices.join([("reader", reader("0870")), ("amateur", amateur(0.0))], pause=0.0)
+    start, length = turns[0].start, turns[1].end - turns[0].start
+    spans = tiles(start, length)
+    prints = [embedder.embed(audio[int(a * RATE) : int((a + n) * RATE)]) for a, n in spans]
+    assert all(p is not None for p in prints)
+    pieces = changes(prints, 0.5)
+    assert len(pieces) == 2, pieces
+    first_amateur = next(i for i, (a, n) in enumerate(spans) if a + n / 2 > turns[1].start)
+    assert abs(pieces[1][0] - first_amateur) <= 1, (pieces, spans, turns)
+    alone = [embedder.embed(reader("0870")[int(a * RATE) : int((a + n) * RATE)]) for a, n in tiles(0.0, 7.0)]
+    assert changes(alone, 0.5) == [(0, len(alone))]
+
+
 def test_interims_carry_a_provisional_speaker_that_the_final_confirms(client, conversation) -> None:
     """Fed in real time (so there are interims): once the reader and the amateur have been heard, the
     interims of their second turns carry who is speaking (a provisional label), the same label their
@@ -111,7 +170,8 @@ def test_interims_carry_a_provisional_speaker_that_the_final_confirms(client, co
     for f in final_of.values():
         person_of[f["user"]["id"]] = turn_at(turns, f["duration"]["timeOffset"] + f["duration"]["duration"] / 2)
     assert set(person_of.values()) == {"reader", "amateur"}, final_of
-    assert interims, "no interim carried a speaker"  # (how many depends on the load: interims give way first)
+    # how many depends on the load: interim prints give way to finals' (at load 11-12 on 2 cores, none came)
+    assert interims, ("no interim carried a speaker", sum(1 for r in results if not r["isFinal"]))
     for r in interims:
         said_by = turn_at(turns, r["duration"]["timeOffset"] + r["duration"]["duration"] / 2)
         assert person_of[r["user"]["id"]] == said_by, (r, person_of)
@@ -183,7 +243,8 @@ def test_a_merge_revises_the_published_label_with_real_prints() -> None:
     from symbld.diarization.labeller import Labeller, user
 
     lab = Labeller("c1", {"threshold": 0.99, "mergeThreshold": 0.99, "maxSpeakers": 8})
-    audio, turns = voices.join([("reader", reader("0870")), ("reader", reader("0890")), ("reader", reader("0920"))])
+    # 2.5 s of each clip: one tile each (a longer turn would be cut into tiles at these thresholds)
+    audio, turns = voices.join([("reader", reader(n)[: int(2.5 * RATE)]) for n in ("0870", "0890", "0920")])
     lab.feed((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
     published = []
     for i, turn in enumerate(turns):

@@ -1,12 +1,14 @@
 """Speaker labels on one connection's results, as they are published.
 
 The labeller keeps the last ``KEEP_SECONDS`` of the audio the engine was fed (a ring, positions
-in engine time) and, for each final, takes a voice print of the final's audio and clusters it:
+in engine time) and, for each final, hears the utterance in tiles of about ``TILE_SECONDS``, cuts
+it where the voice changes (``changes``; one piece when it does not) and clusters each piece's print:
 
-* the final ``transcript_response`` gets ``user`` (the whole utterance's speaker);
-* each message of the ``message_response`` that follows gets ``from``: its own print when the
-  sentence is long enough to tell (so a final in which the speaker changes between sentences
-  is split where it changes), else the utterance's speaker.
+* the final ``transcript_response`` gets ``user`` (the speaker of most of the utterance);
+* each message of the ``message_response`` that follows gets ``from``: each word takes the speaker
+  of the piece it falls in, and a message whose words change speaker is split there (words keep
+  their times). Without tiles (no utterance end from the engine): a print per sentence long enough
+  to tell, else the utterance's speaker.
 
 Interim ``transcript_response`` events get a provisional ``user``: the speaker whom a print of the
 utterance's latest ``INTERIM_SECONDS`` resembles, never changing the clusters (only finals do); none
@@ -23,6 +25,7 @@ the ids of the last ``KEEP_MESSAGES`` messages.
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -39,10 +42,17 @@ from symbld.diarization.clusters import OnlineClusters
 RATE = 16000
 KEEP_SECONDS = 120.0  # a final's audio is always younger than this (the engine cuts utterances at ~30 s)
 KEEP_MESSAGES = 5000
-MESSAGE_SECONDS = 1.5  # a sentence at least this long gets its own print
+MESSAGE_SECONDS = 1.5  # a sentence at least this long gets its own print (when no tiles were heard)
+# An utterance is heard in tiles of about this long (round(length / TILE_SECONDS) equal tiles, so 1.33-2.67 s),
+# each its own print, to find where the speaker changes inside it (quick turn-taking, overlap: no pause the
+# recogniser ends an utterance at); each stretch between changes is then clustered on a print of its own.
+# Without this, such an utterance gave one print of two voices, which founded or moved a centroid halfway
+# between them, and every sentence of either person joined it.
+TILE_SECONDS = 2.0
 INTERIM_SECONDS = 2.0  # the latest audio of an open utterance an interim's print hears
 INTERIM_EVERY = 1.5  # audio seconds between two interim prints of one utterance
-PREFETCH_KEEP = 16  # prints taken ahead for finals not yet published (more: the engine is far behind)
+PREFETCH_KEEP = 256  # prints taken ahead for finals not yet published (a few kB each; more: the engine is far behind.
+# 16 was too few fed fast on a loaded machine: an evicted utterance was heard again without its speech start)
 REVISION = "speaker_revision"
 _NS = uuid.UUID("0d6f4c1e-8a53-4a7e-9c77-2a3f3f1b6d20")
 
@@ -105,22 +115,56 @@ class Labeller:
         self._talk: dict[int, float] = {}  # speaker number → seconds of its messages (prints overlap: not those)
         self._prefetch_lock = threading.Lock()
         self.cpu_seconds = 0.0  # spent taking prints, on whichever thread
-        self._prefetched: OrderedDict[tuple[int, int], Future[np.ndarray | None]] = OrderedDict()
+        self._prefetched: OrderedDict[tuple[int, int], Future[list[Tile]]] = OrderedDict()
+        self._tiles: list[tuple[float, float, int]] = []  # the last final's tiles: (start, end, speaker number)
         self._interim: _Interim | None = None  # the open utterance's provisional print
 
     def feed(self, pcm: bytes) -> None:
         self.ring.write(pcm)
 
-    def prefetch(self, start: float, length: float) -> None:
-        """The engine closed an utterance (``start``, ``length`` seconds; called under its stream lock):
-        take its print now on the embedding thread, beside the final's decode, so the final need not
-        wait for it."""
+    def prefetch(self, start: float, length: float, speech: float | None = None) -> None:
+        """The engine closed an utterance (``start``, ``length`` seconds; its speech from ``speech`` on, after
+        the pre-roll it keeps; called under its stream lock): take its prints now on the embedding thread,
+        beside the final's decode, so the final need not wait for them."""
         key = _key(start, length)
-        future = _submit(self._print, start, length)
+        future = _submit(self._tile_prints, start, length, speech)
         with self._prefetch_lock:
             self._prefetched[key] = future
             while len(self._prefetched) > PREFETCH_KEEP:
                 self._prefetched.popitem(last=False)
+
+    def _tile_prints(self, start: float, length: float, speech: float | None = None) -> list[Tile]:
+        """The utterance cut where its voice changes (one piece when it does not), each piece's print.
+        Tiles cover its speech (from ``speech``, when the engine said where it starts): a tile of pre-roll
+        silence would look like another voice."""
+        lead = min(max((speech or start) - start, 0.0), length)
+        spans = tiles(start + lead, length - lead)
+        if len(spans) < 2:
+            return [Tile(start, length, self._print(start, length))]
+        prints = [self._print(a, n) for a, n in spans]
+        if any(p is None for p in prints):  # audio no longer held: no change can be told
+            return [Tile(start, length, self._print(start, length))]
+        pieces = changes([p for p in prints if p is not None], self.clusters.threshold)
+        if len(pieces) == 1:  # one voice: one print of it all
+            return [Tile(start, length, self._print(start, length))]
+        bounds = [spans[i][0] for i, _ in pieces] + [start + length]
+        bounds[0] = start
+        heard = [Tile(a, b - a, self._print(a, b - a)) for a, b in itertools.pairwise(bounds)]
+        return self._confirmed(heard)
+
+    def _confirmed(self, pieces: list[Tile]) -> list[Tile]:
+        """Each change confirmed by the prints of the whole pieces on its two sides (longer audio than the
+        tiles' says more): two neighbours that resemble each other at least ``threshold`` are one piece."""
+        while len(pieces) > 1:
+            scores = [-2.0 if a.print is None or b.print is None else float(a.print @ b.print)
+                      for a, b in itertools.pairwise(pieces)]
+            i = int(np.argmax(scores))
+            if scores[i] < self.clusters.threshold:
+                break
+            a, b = pieces[i], pieces[i + 1]
+            length = b.start + b.length - a.start
+            pieces[i : i + 2] = [Tile(a.start, length, self._print(a.start, length))]
+        return pieces
 
     def _print(self, start: float, length: float) -> np.ndarray | None:
         t = time.thread_time()
@@ -132,7 +176,7 @@ class Labeller:
     def label(self, event_type: str, data: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """``data`` with its speaker, and the revision events to publish after it."""
         if event_type == "transcript_response" and data.get("isFinal"):
-            number, merges = self._speaker_of(data.get("duration") or {})
+            number, merges = self._utterance_speakers(data.get("duration") or {})
             self._utterance = number
             data = self._with_user(data, "user", number)
             return data, self._revisions(merges)
@@ -163,32 +207,92 @@ class Labeller:
 
     def _label_messages(self, data: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         messages = data.get("messages") or []
-        out, merges = [], []
+        out: list[dict[str, Any]] = []
+        merges: list[Any] = []
         for m in messages:
-            d = m.get("duration") or {}
-            number = self._utterance
-            if (len(messages) > 1 and float(d.get("duration") or 0) >= MESSAGE_SECONDS) or number is None:
-                number, found = self._speaker_of(d)
-                merges += found
-            if number is None:
-                out.append(m)
-                continue
-            self._talk[number] = self._talk.get(number, 0.0) + float(d.get("duration") or 0.0)
-            if m.get("id"):
-                self._messages[m["id"]] = number
-                while len(self._messages) > KEEP_MESSAGES:
-                    self._messages.popitem(last=False)
-            out.append(self._with_user(m, "from", number))
+            parts = self._by_tiles(m)
+            if parts is None:  # no tiles heard (an engine without utterance ends): a print per sentence
+                d = m.get("duration") or {}
+                number = self._utterance
+                if (len(messages) > 1 and float(d.get("duration") or 0) >= MESSAGE_SECONDS) or number is None:
+                    number, found = self._speaker_of(d)
+                    merges += found
+                parts = [(m, number)]
+            for part, number in parts:
+                if number is None:
+                    out.append(part)
+                    continue
+                self._talk[number] = self._talk.get(number, 0.0) + float((part.get("duration") or {}).get("duration")
+                                                                         or 0.0)
+                if part.get("id"):
+                    self._messages[part["id"]] = number
+                    while len(self._messages) > KEEP_MESSAGES:
+                        self._messages.popitem(last=False)
+                out.append(self._with_user(part, "from", number))
         return {**data, "messages": out}, self._revisions(merges)
 
-    def _speaker_of(self, duration: dict[str, Any]) -> tuple[int | None, list[Any]]:
+    def _by_tiles(self, m: dict[str, Any]) -> list[tuple[dict[str, Any], int | None]] | None:
+        """A message labelled by the last final's tiles: each word takes the speaker of the tile its middle
+        falls in, and the message is split where that speaker changes (words keep their times), when its
+        text is its words (otherwise one label: the speaker of most of its time). None: no tiles."""
+        if not self._tiles:
+            return None
+        d = m.get("duration") or {}
+        start = float(d.get("timeOffset") or 0.0)
+        length = float(d.get("duration") or 0.0)
+        words = _words(m)
+        if not words:
+            return [(m, self._most(start, start + length))]
+        first = words[0][1]
+        timed = [(w, start + a - first, start + b - first) for w, a, b in words]
+        runs = _runs([(w, a, b, self._current(self._tile_at((a + b) / 2))) for w, a, b in timed])
+        text = (m.get("payload") or {}).get("content")
+        if len(runs) == 1 or text != " ".join(w["word"] for w, *_ in timed):
+            return [(m, self._most(start, start + length))] if len(runs) > 1 else [(m, runs[0][0])]
+        return [(_part(m, run, i), number) for i, (number, run) in enumerate(runs)]
+
+    def _tile_at(self, t: float) -> int:
+        return min(self._tiles, key=lambda x: 0.0 if x[0] <= t <= x[1] else min(abs(t - x[0]), abs(t - x[1])))[2]
+
+    def _most(self, start: float, end: float) -> int | None:
+        """The speaker of most of ``start``..``end`` by the last final's tiles (the nearest if none overlaps)."""
+        seconds: dict[int, float] = {}
+        for a, b, n in self._tiles:
+            seconds[n] = seconds.get(n, 0.0) + max(0.0, min(b, end) - max(a, start))
+        number = max(seconds, key=lambda n: seconds[n]) if seconds and max(seconds.values()) > 0 else \
+            self._tile_at((start + end) / 2)
+        return self._current(number)
+
+    def _utterance_speakers(self, duration: dict[str, Any]) -> tuple[int | None, list[Any]]:
+        """Cluster each tile of a final's utterance; the utterance's speaker is the one of most of its tiles."""
         start = float(duration.get("timeOffset") or 0.0)
         length = float(duration.get("duration") or 0.0)
         with self._prefetch_lock:
             future = self._prefetched.pop(_key(start, length), None)
-        vec = future.result() if future is not None else self._print(start, length)
+        heard = future.result() if future is not None else self._tile_prints(start, length)
+        self._tiles = []
+        found: list[Any] = []
+        for tile in heard:
+            if tile.print is None:
+                continue
+            number, changes = self._assign(tile.print, tile.length)
+            found += changes
+            if number is not None:
+                self._tiles.append((tile.start, tile.start + tile.length, number))
+        if not self._tiles:
+            return self._current(self._utterance), found
+        return self._most(start, start + length), found
+
+    def _speaker_of(self, duration: dict[str, Any]) -> tuple[int | None, list[Any]]:
+        start = float(duration.get("timeOffset") or 0.0)
+        length = float(duration.get("duration") or 0.0)
+        vec = self._print(start, length)
         if vec is None:
             return self._current(self._utterance), []
+        return self._assign(vec, length)
+
+    def _assign(self, vec: np.ndarray, length: float) -> tuple[int | None, list[Any]]:
+        """Cluster one print; the speaker it joined and the changes (merges, namings) it caused."""
         assigned, merges = self.clusters.assign(vec, length)
         for mg in merges:
             self._alias[mg.gone] = mg.kept
@@ -261,6 +365,93 @@ class Labeller:
         return out
 
 
+@dataclass(frozen=True)
+class Tile:
+    start: float
+    length: float
+    print: np.ndarray | None  # None: too short to tell
+
+
+def changes(prints: list[np.ndarray], threshold: float) -> list[tuple[int, int]]:
+    """Consecutive tiles' prints cut into runs of one voice: (first, end) index ranges. Binary
+    segmentation: the boundary where the mean print before it and the mean print after it are least
+    alike is a change when they resemble each other less than ``threshold`` (the bar a print must reach
+    to join a speaker); each side is then cut the same way."""
+    if len(prints) < 2:
+        return [(0, len(prints))]
+    best, score = 0, 1.0
+    for k in range(1, len(prints)):
+        left, right = np.sum(prints[:k], axis=0), np.sum(prints[k:], axis=0)
+        cos = float(left @ right) / max(float(np.linalg.norm(left) * np.linalg.norm(right)), 1e-9)
+        if cos < score:
+            best, score = k, cos
+    if score >= threshold:
+        return [(0, len(prints))]
+    return [*changes(prints[:best], threshold), *((i + best, j + best) for i, j in changes(prints[best:], threshold))]
+
+
+def tiles(start: float, length: float) -> list[tuple[float, float]]:
+    """``round(length / TILE_SECONDS)`` equal tiles (at least one) of ``start``..``start + length``."""
+    n = max(1, round(length / TILE_SECONDS))
+    return [(start + i * length / n, length / n) for i in range(n)]
+
+
+def _words(m: dict[str, Any]) -> list[tuple[dict[str, Any], float, float]]:
+    """A message's words with their start and end (seconds since the epoch, from their ISO times)."""
+    import json
+    from datetime import datetime
+
+    try:
+        words = json.loads((m.get("metadata") or {}).get("words") or "[]")
+        return [(w, datetime.fromisoformat(w["startTime"].replace("Z", "+00:00")).timestamp(),
+                 datetime.fromisoformat(w["endTime"].replace("Z", "+00:00")).timestamp()) for w in words]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []
+
+
+def _runs(labelled: list[tuple[dict[str, Any], float, float, int | None]]) -> list[tuple[int | None, list[Any]]]:
+    """Consecutive words of one speaker; a lone word between others goes with the run before it (one
+    word says too little to split a sentence for)."""
+    runs: list[tuple[int | None, list[Any]]] = []
+    for item in labelled:
+        number = item[3]
+        if runs and runs[-1][0] == number:
+            runs[-1][1].append(item)
+        else:
+            runs.append((number, [item]))
+    out: list[tuple[int | None, list[Any]]] = []
+    for number, items in runs:
+        if out and (len(items) == 1 or out[-1][0] == number):
+            out[-1][1].extend(items)
+        else:
+            out.append((number, items))
+    if len(out) > 1 and len(out[0][1]) == 1:  # a lone first word goes with the run after it
+        lone = out.pop(0)
+        out[0] = (out[0][0], lone[1] + out[0][1])
+    return out
+
+
+def _part(m: dict[str, Any], run: list[tuple[dict[str, Any], float, float, int | None]], i: int) -> dict[str, Any]:
+    """The words of one run of a message as a message of their own (the first keeps the message's id)."""
+    import json
+
+    from symbld import shapes
+
+    words = [w for w, *_ in run]
+    text = " ".join(w["word"] for w in words)
+    mid = m.get("id") if i == 0 else shapes.new_id()
+    d = m.get("duration") or {}
+    offset, end = run[0][1], run[-1][2]
+    duration = {**d, "timeOffset": round(offset, 3), "duration": round(end - offset, 3)}
+    if "startTime" in d:
+        duration["startTime"], duration["endTime"] = words[0]["startTime"], words[-1]["endTime"]
+    meta = {**(m.get("metadata") or {}), "words": json.dumps(words, separators=(",", ":")), "originalContent": text}
+    if mid is not None:
+        meta["originalMessageId"] = mid
+    payload = {**(m.get("payload") or {}), "content": text}
+    return {**m, "id": mid, "payload": payload, "metadata": meta, "duration": duration}
+
+
 @dataclass
 class _Interim:
     start: float  # the open utterance's offset (its interims share it)
@@ -278,7 +469,7 @@ _executor: ThreadPoolExecutor | None = None
 _busy = 0  # prints submitted and not finished
 
 
-def _submit(fn: Any, *args: Any) -> Future[np.ndarray | None]:
+def _submit(fn: Any, *args: Any) -> Future[Any]:
     global _busy
     pool = _pool()
     with _pool_lock:

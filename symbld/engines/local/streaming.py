@@ -652,7 +652,10 @@ class LocalStream:
             on_utterance = self.config.extra.get("on_utterance")  # diarization starts its print beside the decode
             if on_utterance is not None:
                 end = utt.length if utt.end is None else utt.end
-                on_utterance(utt.start_sample / SAMPLE_RATE, end / SAMPLE_RATE)
+                # and where its speech starts: the kept pre-roll before it is no one's voice
+                first = next((i for i, p in enumerate(utt.probs) if p >= self.settings.vad_threshold), 0)
+                on_utterance(utt.start_sample / SAMPLE_RATE, end / SAMPLE_RATE,
+                             (utt.start_sample + first * FRAME) / SAMPLE_RATE)
         self._pending += 1
         self._final_utts.append(utt)
         self._finals.append((utt, job))
