@@ -281,6 +281,8 @@ def test_events_of_a_node_killed_while_nats_was_down_reach_the_stream_at_its_res
 def test_a_killed_node_stays_readable_from_the_stream(fleet: Fleet, nats_server: NatsServer, tmp_path: Path) -> None:
     node = DaemonProc(tmp_path / "n4", config=nats_config(nats_server.url, "n4")).start()
     try:
+        # start() returns once the local socket answers; the node joins NATS on its own thread a moment later.
+        wait_until("n4 answers on NATS", lambda: "n4" in fleet.nodes(), 60)
         cid = fleet.start("n4", source={"type": "push", "sampleRate": 16000})["connectionId"]
         fleet.request("n4", "send_audio", payload=pcm16(synth(SENTENCES[5])), connectionId=cid)
         wait_until("a message on the stream", lambda: messages(fleet.history(cid)), 120)
