@@ -9,6 +9,7 @@ import select
 import signal
 import socket
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,16 +29,21 @@ def _synced_sub(ctx: zmq.Context, daemon: DaemonProc, client: Client, cid: str) 
     token = uuid.uuid4().hex
     sub.setsockopt(zmq.SUBSCRIBE, f"connection.{cid}.".encode())
     sub.setsockopt(zmq.SUBSCRIBE, f"sync.{token}".encode())
+    _sync(client, cid, token, lambda: sub.recv_multipart()[0] if sub.poll(200) else None)
+    return sub
 
+
+def _sync(client: Client, cid: str, token: str, next_topic: Callable[[], bytes | None]) -> None:
+    """The documented handshake: ask for a marker on our sync topic until it arrives, so our subscription is in
+    effect at the PUB. ``next_topic`` gives the topic of the next message within a short wait, or None."""
     def synced() -> bool:
         client.request("subscribe", connectionId=cid, token=token)
-        while sub.poll(200):
-            if sub.recv_multipart()[0] == f"sync.{token}".encode():
+        while (topic := next_topic()) is not None:
+            if topic == f"sync.{token}".encode():
                 return True
         return False
 
     wait_until("the subscription in effect", synced, timeout=30)
-    return sub
 
 
 def test_a_live_subscriber_gets_conversation_completed_when_the_daemon_is_terminated(fresh_daemon: DaemonProc) -> None:
@@ -178,15 +184,7 @@ def test_events_queued_behind_a_stalled_subscriber_still_reach_it_after_the_sock
     try:
         with d.client() as client:
             first = client.start(source={"type": "push"}, diarization=False)["connectionId"]
-
-            def synced() -> bool:  # the documented handshake: our subscription is in effect at the PUB
-                client.request("subscribe", connectionId=first, token=token)
-                while sub.ready(0.2):
-                    if sub.message()[0] == f"sync.{token}".encode():
-                        return True
-                return False
-
-            wait_until("the subscription in effect", synced, timeout=30)
+            _sync(client, first, token, lambda: sub.message()[0] if sub.ready(0.2) else None)
             # From here the subscriber reads nothing until the daemon has closed its events socket.
             started = [first] + [client.start(source={"type": "push"}, diarization=False,
                                               config={"meetingTitle": TITLE})["connectionId"]
