@@ -40,6 +40,13 @@ def run_symbld(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
                           env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
 
 
+def print_config(tmp_path: Path, text: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """``text`` as a config file, and what ``symbld --print-config --config FILE`` made of it."""
+    cfg = tmp_path / "symbld.toml"
+    cfg.write_text(text)
+    return cfg, run_symbld("--print-config", "--config", str(cfg))
+
+
 def test_typos_stop_the_daemon_naming_each_key_and_its_line(tmp_path: Path) -> None:
     cfg = tmp_path / "symbld.toml"
     cfg.write_text(TYPOS)
@@ -171,9 +178,7 @@ def test_a_table_declared_by_a_struct_is_decoded_naming_the_key_and_line(tmp_pat
                                                                          says: str) -> None:
     """[smtp] is a msgspec Struct (symbld.integrations.mail.SmtpTable): its ranges stop the daemon at start
     naming the key and its line, where they used to be clamped without a word."""
-    cfg = tmp_path / "symbld.toml"
-    cfg.write_text(f'log_level = "info"\n[smtp]\n{table}\n')
-    r = run_symbld("--print-config", "--config", str(cfg))
+    cfg, r = print_config(tmp_path, f'log_level = "info"\n[smtp]\n{table}\n')
     assert r.returncode == 2, r.stdout
     assert r.stderr.strip() == f"symbld: invalid configuration: {cfg} {says}"
 
@@ -209,19 +214,15 @@ EVERY_TABLE = [
 @pytest.mark.parametrize(("table", "line", "says"), EVERY_TABLE)
 def test_every_table_is_decoded_at_start_naming_the_key_and_line(tmp_path: Path, table: str, line: str,
                                                                 says: str) -> None:
-    cfg = tmp_path / "symbld.toml"
-    cfg.write_text(f'log_level = "info"\n[{table}]\n{line}\n')
-    r = run_symbld("--print-config", "--config", str(cfg))
+    cfg, r = print_config(tmp_path, f'log_level = "info"\n[{table}]\n{line}\n')
     assert r.returncode == 2, r.stdout
     assert r.stderr.strip() == f"symbld: invalid configuration: {cfg} line 3: {says}"
 
 
 def test_every_problem_of_a_table_is_named_not_only_the_first(tmp_path: Path) -> None:
     """msgspec stops at a table's first problem; the check decodes key by key, so the operator fixes all at once."""
-    cfg = tmp_path / "symbld.toml"
-    cfg.write_text('[telephony]\nmax_calls = 0\njitter_ms = -5\nsip_port = 70000\n'
-                   '[engine.local]\nbeam_size = 0\ninterims = "yes"\n')
-    r = run_symbld("--print-config", "--config", str(cfg))
+    cfg, r = print_config(tmp_path, '[telephony]\nmax_calls = 0\njitter_ms = -5\nsip_port = 70000\n'
+                                    '[engine.local]\nbeam_size = 0\ninterims = "yes"\n')
     assert r.returncode == 2, r.stdout
     assert r.stderr.splitlines() == [
         "symbld: invalid configuration (5 problems):",
@@ -237,9 +238,7 @@ def test_an_unknown_key_is_one_rule_in_every_table(tmp_path: Path) -> None:
     """[telephony] had its own unknown-key rule (at the first call) and [engine.local] dropped unknown keys: now the
     config check refuses one in any table at start, with its line and the closest key."""
     tables = sorted({t for t, _, _ in EVERY_TABLE} | {"smtp", "page"})
-    cfg = tmp_path / "symbld.toml"
-    cfg.write_text("".join(f"[{t}]\ntimeuot = 1\n" for t in tables))
-    r = run_symbld("--print-config", "--config", str(cfg))
+    cfg, r = print_config(tmp_path, "".join(f"[{t}]\ntimeuot = 1\n" for t in tables))
     assert r.returncode == 2, r.stdout
     said = r.stderr.splitlines()
     assert said[0] == f"symbld: invalid configuration ({len(tables)} problems):"
@@ -250,9 +249,7 @@ def test_an_unknown_key_is_one_rule_in_every_table(tmp_path: Path) -> None:
 def test_top_level_redaction_takes_what_the_start_request_takes(tmp_path: Path) -> None:
     """``redaction`` is declared as the start request's: true/false or a list of kinds (a list was refused as
     "must be true or false" although the documentation offered it); a kind that does not exist is named."""
-    cfg = tmp_path / "symbld.toml"
-    cfg.write_text('redaction = ["email", "phone"]\n')
-    r = run_symbld("--print-config", "--config", str(cfg))
+    cfg, r = print_config(tmp_path, 'redaction = ["email", "phone"]\n')
     assert r.returncode == 0, r.stderr
     assert tomllib.loads(r.stdout)["redaction"] == ["email", "phone"], r.stdout
     cfg.write_text('log_level = "info"\nredaction = ["email", "passport"]\n')
@@ -265,7 +262,5 @@ def test_top_level_redaction_takes_what_the_start_request_takes(tmp_path: Path) 
 def test_a_check_across_keys_reads_the_table_as_written(tmp_path: Path) -> None:
     """Each key is also decoded alone (to name every bad one), but a rule between keys is judged on the table as
     written: retry_max = 1 beside retry_initial = 0.3 is valid, though 1 is under the default retry_initial."""
-    cfg = tmp_path / "symbld.toml"
-    cfg.write_text('[smtp]\nretry_max = 1.0\nretry_initial = 0.3\n')
-    r = run_symbld("--print-config", "--config", str(cfg))
+    _, r = print_config(tmp_path, '[smtp]\nretry_max = 1.0\nretry_initial = 0.3\n')
     assert r.returncode == 0, r.stderr
