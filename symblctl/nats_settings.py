@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -27,10 +26,9 @@ class NatsSetupError(Exception):
     """NATS is configured but cannot be used: one line that says why."""
 
 
-@dataclass(frozen=True)
-class NatsSettings:
-    servers: tuple[str, ...]
-    node: str
+class NatsOptions(msgspec.Struct, kw_only=True, frozen=True):
+    """What the ``[nats]`` table and the settings made of it share: declared once, with the table's bounds."""
+
     credentials: str | None = None  # a .creds file (JWT + NKey seed)
     token: str | None = None
     user: str | None = None
@@ -38,14 +36,22 @@ class NatsSettings:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
-    stream: str = DEFAULT_STREAM
-    max_age_days: float = 30.0  # stream retention; 0 = keep for ever (limits below still apply)
-    max_bytes: int = -1
-    replicas: int = 1
-    duplicate_window: float = 600.0  # seconds JetStream remembers a Nats-Msg-Id
-    buffer_events: int = 10_000  # events held in memory while NATS is slow; past it, catch-up from the journal
-    connect_timeout: float = 5.0
-    ack_timeout: float = 10.0
+    stream: Annotated[str, msgspec.Meta(min_length=1)] = DEFAULT_STREAM
+    max_age_days: Annotated[float, msgspec.Meta(ge=0)] = 30.0  # stream retention; 0 = keep for ever (limits apply)
+    max_bytes: Annotated[int, msgspec.Meta(ge=-1)] = -1
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1  # JetStream's own bounds
+    duplicate_window: Annotated[float, msgspec.Meta(ge=0)] = 600.0  # seconds JetStream remembers a Nats-Msg-Id
+    # Events held in memory while NATS is slow; past it, catch-up from the journal.
+    buffer_events: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    connect_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    ack_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+
+
+class NatsSettings(NatsOptions, kw_only=True, frozen=True):
+    """A bridge's or a fleet client's NATS settings: the servers and this node's name resolved."""
+
+    servers: tuple[str, ...]
+    node: str
 
     def describe(self) -> dict[str, Any]:
         """What status shows: never a secret."""
@@ -62,27 +68,12 @@ def default_node() -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0]) or "symbld"
 
 
-class NatsTable(msgspec.Struct, kw_only=True):
+class NatsTable(NatsOptions, kw_only=True, frozen=True):
     """The daemon's ``[nats]`` table, declared: symbld's config check decodes it into this (a wrong type or a
     value out of range stops the daemon naming the key and its line), and ``from_config`` reads it."""
 
     url: str | list[str] | None = None  # a string (comma-separated servers) or a list; unset = NATS off
     node: str | None = None  # default: this host's name
-    credentials: str | None = None
-    token: str | None = None
-    user: str | None = None
-    password: str | None = None
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    stream: Annotated[str, msgspec.Meta(min_length=1)] = DEFAULT_STREAM
-    max_age_days: Annotated[float, msgspec.Meta(ge=0)] = 30.0
-    max_bytes: Annotated[int, msgspec.Meta(ge=-1)] = -1
-    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1  # JetStream's own bounds
-    duplicate_window: Annotated[float, msgspec.Meta(ge=0)] = 600.0
-    buffer_events: Annotated[int, msgspec.Meta(ge=1)] = 10_000
-    connect_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
-    ack_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
 
 
 def from_config(table: dict[str, Any] | NatsTable) -> NatsSettings | None:
@@ -98,12 +89,12 @@ def from_config(table: dict[str, Any] | NatsTable) -> NatsSettings | None:
     except ValueError as e:
         raise NatsSetupError(str(e)) from None
     servers = tuple(t.url) if isinstance(t.url, list) else tuple(s.strip() for s in t.url.split(","))
-    return NatsSettings(servers=servers, node=node, credentials=t.credentials or None, token=t.token or None,
-                        user=t.user or None, password=t.password or None, tls_ca=t.tls_ca or None,
-                        tls_cert=t.tls_cert or None, tls_key=t.tls_key or None, stream=t.stream,
-                        max_age_days=t.max_age_days, max_bytes=t.max_bytes, replicas=t.replicas,
-                        duplicate_window=t.duplicate_window, buffer_events=t.buffer_events,
-                        connect_timeout=t.connect_timeout, ack_timeout=t.ack_timeout)
+    # An empty string in the table means unset (``token = ""``): no field the two share may be empty otherwise.
+    shared: dict[str, Any] = {}
+    for field in NatsOptions.__struct_fields__:
+        value = getattr(t, field)
+        shared[field] = None if value == "" else value
+    return NatsSettings(servers=servers, node=node, **shared)
 
 
 def tls_context(s: NatsSettings) -> ssl.SSLContext | None:
