@@ -484,7 +484,8 @@ class Events(Shape):
 
 
 class History(ConnectionRef):
-    """Events of a connection after a given seq, oldest first (memory, then the journal)."""
+    """Events of a connection after a given seq, oldest first (memory, then the journal); only events already
+    journaled and sent, so a seq read here is never lost to a crash."""
 
     name = "history"
     reply = Events
