@@ -20,6 +20,7 @@ from speechgen import SENTENCES, pcm16, silence, synth, wer, white_noise
 from symbld.engines.base import EngineError, StreamConfig
 from symbld.engines.local import LocalEngine
 from symbld.engines.local.recognizer import (
+    DecodeCancelled,
     Word,
     collapse_repetitions,
     drop_invented_tail,
@@ -320,6 +321,106 @@ def test_a_speculative_final_refused_for_want_of_a_worker_starts_once_one_is_fre
     stream.finish()
     stream.close()
     assert wer(SENTENCES[0], rec.text()) <= MAX_WER, rec.text()
+
+
+def test_a_decode_asks_before_each_native_pass_and_stops_when_no_longer_wanted(engine):
+    # A final runs three passes (encoder, beam search, word alignment); the caller is asked before each, and
+    # an answer of True stops the decode there (a speculative final whose speech resumed).
+    audio = realspeech.clips()[1].audio
+    plain = engine.recognizer.transcribe(audio, final=True)
+    asked: list[bool] = []
+
+    def after(passes: int):  # "no longer wanted" once this many passes ran
+        def cancelled() -> bool:
+            asked.append(len(asked) >= passes)
+            return asked[-1]
+        return cancelled
+
+    kept = engine.recognizer.transcribe(audio, final=True, cancelled=after(99))
+    assert len(asked) == 3 and kept.text == plain.text and kept.words == plain.words
+    for passes in range(3):
+        asked.clear()
+        with pytest.raises(DecodeCancelled):
+            engine.recognizer.transcribe(audio, final=True, cancelled=after(passes))
+        assert asked == [False] * passes + [True], "asked before each pass, stopped at the first True"
+    asked.clear()
+    interim = engine.recognizer.transcribe(audio, final=False, cancelled=after(99))
+    assert len(asked) == 2 and interim.text, "an interim has no word alignment: encoder and greedy search"
+
+
+def test_a_speculative_final_whose_speech_resumed_stops_before_its_next_pass(engine, monkeypatch):
+    # The speculative decode is held before it starts until the speech has resumed (on a fast machine the
+    # resumption may come during any of its passes): it is then cancelled, not run to the end and thrown away,
+    # and one final covers both sentences.
+    started, resume = threading.Event(), threading.Event()
+    outcomes: list[str] = []
+    real = engine.recognizer.transcribe
+
+    def held(audio, *, final, cancelled=None, **kw):
+        if final and not resume.is_set():  # the first final decode: the speculation
+            started.set()
+            resume.wait(60)
+            try:
+                rec = real(audio, final=final, cancelled=cancelled, **kw)
+            except DecodeCancelled:
+                outcomes.append("cancelled")
+                raise
+            outcomes.append("decoded")
+            return rec
+        return real(audio, final=final, cancelled=cancelled, **kw)
+
+    monkeypatch.setattr(engine.recognizer, "transcribe", held)
+    rec = Recorder()
+    stream = engine.open(config("cancel", extra={"endpoint_silence_ms": 1200, "interims": False}), rec)
+    refs = [SENTENCES[0], SENTENCES[1]]
+    feed(stream, pcm16(synth(refs[0], pad=0.0)) + silence(0.25), realtime=True)  # live: it speculates
+    wait_until("the speculative final was asked for", started.is_set)
+    feed(stream, pcm16(synth(refs[1], pad=0.0))[:3200], realtime=True)  # speech again: the speculation is void
+    assert stream._utt is not None and stream._utt.spec is None
+    resume.set()
+    wait_until("the speculation ended", lambda: outcomes)
+    assert outcomes == ["cancelled"]
+    feed(stream, pcm16(synth(refs[1], pad=0.0))[3200:] + silence(1.5))
+    stream.finish()
+    stream.close()
+    assert len(rec.finals()) == 1, rec.text()
+    assert wer(" ".join(refs), rec.text()) <= MAX_WER
+
+
+def test_a_final_that_starts_while_other_finals_wait_takes_the_cheaper_search(engine, monkeypatch):
+    # Decoding is behind (a final queued behind this one): this final is searched with behind_beam_size (greedy),
+    # the queue drains sooner; the last one, with nothing waiting, gets the full beam.
+    searches: dict[str, bool] = {}
+    real = engine.recognizer.transcribe
+
+    def noted(audio, *, final, behind=False, **kw):
+        rec = real(audio, final=final, behind=behind, **kw)
+        if final:
+            searches[rec.text] = behind
+        return rec
+
+    monkeypatch.setattr(engine.recognizer, "transcribe", noted)
+    pool = engine._pool
+    gates = [threading.Event() for _ in range(pool.workers)]
+    for gate in gates:
+        pool.submit(lambda gate=gate: gate.wait(60))
+    wait_until("every worker busy", lambda: pool.running()["final"] == pool.workers)
+    recs = [Recorder(), Recorder()]
+    streams = [engine.open(config(f"behind{k}"), recs[k]) for k in range(2)]
+    try:
+        for k, stream in enumerate(streams):  # each utterance closes; its final queues for a worker
+            feed(stream, pcm16(synth(SENTENCES[k], pad=0.0)) + silence(0.6))
+        wait_until("both finals queued", lambda: pool.finals_waiting() == 2)
+    finally:
+        gates[0].set()  # one worker: the first final starts while the second still waits
+    wait_until("the first final decoded", lambda: len(searches) == 1)
+    gates[1].set()
+    for stream in streams:
+        stream.finish()
+        stream.close()
+    assert sorted(searches.values()) == [False, True], searches
+    for k in range(2):
+        assert wer(SENTENCES[k], recs[k].text()) <= MAX_WER, recs[k].text()
 
 
 def test_message_text_is_joined_as_the_model_spelt_it(engine):
