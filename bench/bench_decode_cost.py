@@ -16,6 +16,9 @@ faster-whisper's calls (CTranslate2 computes on its own threads, which process t
   a forward pass of the decoder over the text with cross-attention) and its Python post-processing;
 - **other**: the rest of the call (tokenizer, segment loop, our guards): Python overhead.
 
+And what a final costs when it is stopped before its search or its alignment (a speculative final whose
+speech resumed: ``DecodeCancelled``).
+
 Also counted: encoder and decoder calls per decode (a second window is a second encoder pass), and the words
 each variant writes against the final's (the WER of the variant's text against the final's text: 0 means the
 words did not change). Prints figures; asserts nothing.
@@ -40,7 +43,7 @@ import realspeech  # noqa: E402
 from bench_latency import timeline  # noqa: E402
 from speechgen import wer  # noqa: E402
 
-from symbld.engines.local.recognizer import WhisperRecognizer  # noqa: E402
+from symbld.engines.local.recognizer import DecodeCancelled, WhisperRecognizer  # noqa: E402
 
 STEPS: dict[str, float] = defaultdict(float)
 CALLS: dict[str, int] = defaultdict(int)
@@ -86,6 +89,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "final, no word alignment": {"final": True, "word_timestamps": False},
     "final, no timestamps, no words": {"final": True, "word_timestamps": False, "without_timestamps": True},
     "interim (greedy, no timestamps)": {"final": False},
+    # What a speculative final costs when its speech resumed during a pass (streaming.py, SYMBLD_SCHEDULE cancel):
+    # it stops before the next one.
+    "final stopped before its search": {"final": True, "stop_before": "search"},
+    "final stopped before its alignment": {"final": True, "stop_before": "alignment"},
 }
 
 
@@ -141,6 +148,13 @@ def main() -> None:
 
 def decode(rec: WhisperRecognizer, audio: np.ndarray, final: bool, opts: dict[str, Any]) -> str:
     """One decode through the recogniser, with faster-whisper options overridden for the variant."""
+    if "stop_before" in opts:
+        passes = {"search": 1, "alignment": 2}[opts["stop_before"]]
+        asked: list[int] = []
+        try:
+            return rec.transcribe(audio, final=final, cancelled=lambda: asked.append(1) or len(asked) > passes).text
+        except DecodeCancelled:
+            return ""
     if not opts:
         return rec.transcribe(audio, final=final).text
     wm = rec._model

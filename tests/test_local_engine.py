@@ -408,8 +408,14 @@ def test_a_final_that_starts_while_other_finals_wait_takes_the_cheaper_search(en
     recs = [Recorder(), Recorder()]
     streams = [engine.open(config(f"behind{k}"), recs[k]) for k in range(2)]
     try:
-        for k, stream in enumerate(streams):  # each utterance closes; its final queues for a worker
-            feed(stream, pcm16(synth(SENTENCES[k], pad=0.0)) + silence(0.6))
+        # Live (a stream fed ahead of real time keeps the full beam): each utterance closes at its endpoint, and its
+        # final, which found no free worker for a speculative decode, queues for one.
+        feeders = [threading.Thread(target=feed, args=(stream, pcm16(synth(SENTENCES[k], pad=0.0)) + silence(0.6),
+                                                        True)) for k, stream in enumerate(streams)]
+        for t in feeders:
+            t.start()
+        for t in feeders:
+            t.join()
         wait_until("both finals queued", lambda: pool.finals_waiting() == 2)
     finally:
         gates[0].set()  # one worker: the first final starts while the second still waits

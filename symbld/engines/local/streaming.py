@@ -645,8 +645,10 @@ class LocalStream:
 
     def _behind(self, utt: _Utterance) -> bool:
         """Whether other finals wait for a worker as this one starts: then it takes the recogniser's cheaper
-        search (``behind_beam_size``, greedy by default: 16 % less CPU per final), so the queue drains sooner."""
-        behind = self.pool.finals_waiting() > 0
+        search (``behind_beam_size``, greedy by default: 16 % less CPU per final), so the queue drains sooner.
+        Not for a stream fed ahead of real time (a file with ``--fast``): its finals queue by design, nobody
+        waits on each one, and its words stay those of the full beam."""
+        behind = self.pool.finals_waiting() > 0 and not self._ahead_of_real_time()
         if behind and utt.trace is not None:
             utt.trace.notes["behind"] = True
         return behind
