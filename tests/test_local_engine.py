@@ -429,6 +429,38 @@ def test_a_final_that_starts_while_other_finals_wait_takes_the_cheaper_search(en
         assert wer(SENTENCES[k], recs[k].text()) <= MAX_WER, recs[k].text()
 
 
+def test_a_file_fed_fast_keeps_the_full_beam_while_its_finals_queue(engine, monkeypatch):
+    # A stream fed ahead of real time queues its finals by design (nobody waits on each): no cheaper search.
+    behind: list[bool] = []
+    real = engine.recognizer.transcribe
+
+    def noted(audio, *, final, **kw):
+        if final:
+            behind.append(kw.get("behind", False))
+        return real(audio, final=final, **kw)
+
+    monkeypatch.setattr(engine.recognizer, "transcribe", noted)
+    pool = engine._pool
+    gates = [threading.Event() for _ in range(pool.workers)]
+    for gate in gates:
+        pool.submit(lambda gate=gate: gate.wait(60))
+    wait_until("every worker busy", lambda: pool.running()["final"] == pool.workers)
+    rec = Recorder()
+    stream = engine.open(config("fast-beam"), rec)
+    try:
+        # pauses longer than prompt_max_gap_s: its finals decode side by side (no prompt to wait for), one per worker
+        feed(stream, b"".join(pcm16(synth(s, pad=0.0)) + silence(1.5) for s in SENTENCES[:3]))
+        wait_until("two finals queued", lambda: pool.finals_waiting() == 2)
+    finally:
+        gates[0].set()  # one starts while the other still waits
+    wait_until("the first final decoded", lambda: behind)
+    gates[1].set()
+    stream.finish()
+    stream.close()
+    assert len(behind) >= 3 and not any(behind), behind
+    assert wer(" ".join(SENTENCES[:3]), rec.text()) <= MAX_WER, rec.text()
+
+
 def test_message_text_is_joined_as_the_model_spelt_it(engine):
     rec = Recorder()
     stream = engine.open(config("spelt"), rec)
