@@ -119,6 +119,15 @@ def instrument() -> None:
         spec_used(self, utt)
 
     st.LocalStream._run_final = run_final  # type: ignore[method-assign]
+    reuse = st.LocalStream._reuse_speculation
+
+    def reuse_counted(self: st.LocalStream, utt: Any) -> None:
+        spec = utt.spec
+        if spec is not None and spec.done and spec.rec is not None and spec.rec.text:
+            JOBS.count["speculation decoded, speech resumed: published as the interim"] += 1
+        reuse(self, utt)
+
+    st.LocalStream._reuse_speculation = reuse_counted  # type: ignore[method-assign]
 
 
 FEED_CPU: list[float] = []  # each feeding thread's own CPU seconds (a finished thread leaves /proc)

@@ -387,6 +387,29 @@ def test_a_speculative_final_whose_speech_resumed_stops_before_its_next_pass(eng
     assert wer(" ".join(refs), rec.text()) <= MAX_WER
 
 
+def test_a_speculative_final_decoded_before_the_speech_resumed_goes_out_as_its_interim(engine):
+    # A pause longer than the speculative decode but shorter than the endpoint (here a 1.5 s endpoint; with
+    # semantic end of turn, a pause judged unfinished): the decode's words are the utterance so far, published as
+    # its interim instead of thrown away. No interim after the first is due but that one (interim_interval_s 100).
+    rec = Recorder()
+    stream = engine.open(config("reuse", extra={"endpoint_silence_ms": 1500, "interim_interval_s": 100.0}), rec)
+    refs = [SENTENCES[0], SENTENCES[1]]
+    feed(stream, pcm16(synth(refs[0], pad=0.0)) + silence(0.25), realtime=True)  # live: it speculates
+    utt = stream._utt
+    assert utt is not None and utt.spec is not None, "the speculative final started"
+    wait_until("the speculative final decoded", lambda: utt.spec.done)
+    said = utt.spec.rec.text
+    assert wer(refs[0], said) <= MAX_WER, said
+    feed(stream, pcm16(synth(refs[1], pad=0.0)) + silence(2.0))  # the speech goes on: one utterance
+    stream.finish()
+    stream.close()
+    events = [d for t, d in rec.events if t == "transcript_response"]
+    assert [d["isFinal"] for d in events][-2:] == [False, True] and len({d["id"] for d in events}) == 1, events
+    assert events[-2]["punctuated"]["transcript"] == said, "the speculative final's words, as the last interim"
+    assert sum(not d["isFinal"] for d in events) <= 2, "the first interim (during the first sentence), then that one"
+    assert wer(" ".join(refs), rec.text()) <= MAX_WER, rec.text()
+
+
 def test_a_final_that_starts_while_other_finals_wait_takes_the_cheaper_search(engine, monkeypatch):
     # Decoding is behind (a final queued behind this one): this final is searched with behind_beam_size (greedy),
     # the queue drains sooner; the last one, with nothing waiting, gets the full beam.

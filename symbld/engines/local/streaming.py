@@ -473,7 +473,8 @@ class LocalStream:
             utt.last_speech_end = utt.length
             if utt.spec is not None and utt.trace is not None:
                 utt.trace.count("spec_discarded")
-            utt.spec = None  # speech resumed: a speculative final is discarded
+            self._reuse_speculation(utt)
+            utt.spec = None  # speech resumed: a speculative final is discarded (stopped, or its words an interim)
             if utt.trace is not None:
                 utt.trace.marks["speech"] = time.monotonic()  # the last speech frame so far
                 for step in ("spec_ask", "spec_start", "spec_end"):
@@ -876,6 +877,9 @@ class LocalStream:
                 if utt.id == uid:
                     utt.last_interim_at = 0  # nothing heard yet: try again with the next audio
             return
+        self._publish_interim(utt, uid, rec.text, offset, len(audio) / SAMPLE_RATE)
+
+    def _publish_interim(self, utt: _Utterance, uid: str, text: str, offset: float, length: float) -> None:
         with self._emit_lock:
             with self._lock:
                 # The utterance may have ended meanwhile: its interim still goes out (a useful
@@ -889,14 +893,31 @@ class LocalStream:
                 "transcript_response",
                 shapes.transcript_response(
                     utterance_id=uid,
-                    text=rec.text,
+                    text=text,
                     is_final=False,
                     started_at=self.started_at,
                     offset=offset,
-                    length=len(audio) / SAMPLE_RATE,
+                    length=length,
                     user=self.user,
                 ),
             )
+
+    def _reuse_speculation(self, utt: _Utterance) -> None:
+        """Speech resumed after the speculative final was decoded (a pause the turn model judged unfinished
+        lasts up to ``turn_max_silence_ms``; a long ``endpoint_silence_ms``): its words are the utterance so far,
+        so they go out as the interim for that audio instead of being thrown away, and the next interim is
+        due ``interim_interval_s`` after them (lock held)."""
+        spec = utt.spec
+        if spec is None or not spec.done or spec.rec is None or not spec.rec.text or not self.settings.interims:
+            return
+        if self._degraded or self._closed:
+            return
+        uid, text = utt.id, spec.rec.text
+        offset, length = utt.start_sample / SAMPLE_RATE, spec.end / SAMPLE_RATE
+        utt.last_interim_at = max(utt.last_interim_at, spec.end)
+        if utt.trace is not None:
+            utt.trace.count("spec_as_interim")
+        self.pool.submit_emit(lambda: self._publish_interim(utt, uid, text, offset, length))
 
     def _run_final(self, utt: _Utterance) -> None:
         with self._lock:
