@@ -910,8 +910,8 @@ class LocalStream:
         spec = utt.spec
         if spec is None or not spec.done or spec.rec is None or not spec.rec.text or not self.settings.interims:
             return
-        if self._degraded or self._closed:
-            return
+        if self._degraded or self._closed or utt.speech_frames < self._min_speech_frames:
+            return  # as for interims: a blip's words wait for its final's judgement (_confident)
         uid, text = utt.id, spec.rec.text
         offset, length = utt.start_sample / SAMPLE_RATE, spec.end / SAMPLE_RATE
         utt.last_interim_at = max(utt.last_interim_at, spec.end)
