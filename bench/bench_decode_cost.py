@@ -2,6 +2,7 @@
 
     python bench/bench_decode_cost.py                 # finals and interims of the real-speech clips, default settings
     python bench/bench_decode_cost.py --repeat 5      # more decodes per clip (medians are steadier)
+    python bench/bench_decode_cost.py --packed --copies clean noise phone   # packed finals, beam 5 against greedy
 
 Each real-speech clip (tests/realspeech.py: recordings of people) trimmed to its speech as bench_latency.py feeds
 it, with the 1 s pre-roll and 0.1 s post-roll a final decodes, is decoded by the recogniser alone on an idle
@@ -43,6 +44,7 @@ import realspeech  # noqa: E402
 from bench_latency import timeline  # noqa: E402
 from speechgen import wer  # noqa: E402
 
+from symbld.engines.local import streaming as st  # noqa: E402
 from symbld.engines.local.recognizer import DecodeCancelled, WhisperRecognizer  # noqa: E402
 
 STEPS: dict[str, float] = defaultdict(float)
@@ -102,6 +104,10 @@ def main() -> None:
     ap.add_argument("--variants", nargs="*", default=list(VARIANTS))
     ap.add_argument("--copies", nargs="*", default=["clean"], choices=realspeech.VARIANTS,
                     help="which copies of the clips (tests/realspeech.py): as recorded, 10 dB noise, telephone band")
+    ap.add_argument("--packed", action="store_true",
+                    help="instead: the clips packed as a stream behind packs its finals (streaming.py _take_pack: "
+                         "consecutive utterances up to pack_window_s with 0.5 s of silence between), each pack "
+                         "decoded with the full beam and with behind_beam_size (1): CPU per clip and WER")
     args = ap.parse_args()
     tl = timeline(realspeech.clips())
     pre, post = np.zeros(16000, np.float32), np.zeros(1600, np.float32)
@@ -111,6 +117,8 @@ def main() -> None:
     rec.load()
     instrument(rec)
     rec.transcribe(audios[0], final=True)  # warm-up
+    if args.packed:
+        return packed(rec, audios, refs)
     print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()}; {len(audios)} clips {'+'.join(args.copies)} "
           f"({np.mean([len(a) for a in audios]) / 16000:.1f} s mean with pre/post-roll), x{args.repeat}")
     base_texts: list[str] = []
@@ -144,6 +152,36 @@ def main() -> None:
         print(f"  encoder calls {m['encoder calls']:.2f}, decoder calls {m['decoder calls']:.2f} per decode")
         print(f"  words against the final's: WER {wer(base_texts, texts):.1%}; "
               f"against the transcripts: {wer(refs, texts):.1%}")
+
+
+def packed(rec: WhisperRecognizer, audios: list[np.ndarray], refs: list[str]) -> None:
+    """The clips in packs as LocalStream._take_pack builds them, decoded with beam 5 and with the behind beam."""
+    gap, limit = st._PACK_GAP, int(st.StreamSettings().pack_window_s * realspeech.RATE)
+    packs: list[list[int]] = [[]]
+    total = 0
+    for k, a in enumerate(audios):
+        if packs[-1] and total + gap + len(a) > limit:
+            packs.append([])
+        total = len(a) if not packs[-1] else total + gap + len(a)
+        packs[-1].append(k)
+    print(f"{os.cpu_count()} CPUs; load average {os.getloadavg()}; {len(audios)} clips in {len(packs)} packs "
+          f"of up to {limit / realspeech.RATE:.0f} s")
+    for behind in (False, True):
+        texts = [""] * len(audios)
+        c0 = time.process_time()
+        for pack in packs:
+            pieces, starts, pos = [], [], 0
+            for k in pack:
+                pieces += [audios[k], np.zeros(gap, np.float32)]
+                starts.append(pos)
+                pos += len(audios[k]) + gap
+            out = rec.transcribe(np.concatenate(pieces), final=True, behind=behind)
+            for w in out.words:  # by its start, as _run_packed gives words back
+                j = max([0] + [i for i, a in enumerate(starts) if a <= w.start * realspeech.RATE])
+                texts[pack[j]] += w.text
+        cpu = time.process_time() - c0
+        beam = rec.behind_beam_size if behind else rec.beam_size
+        print(f"  beam {beam}: {cpu / len(audios):.4f} CPU-s per clip; WER {wer(refs, texts):.1%}")
 
 
 def decode(rec: WhisperRecognizer, audio: np.ndarray, final: bool, opts: dict[str, Any]) -> str:
