@@ -452,6 +452,41 @@ def test_a_final_that_starts_while_other_finals_wait_takes_the_cheaper_search(en
         assert wer(SENTENCES[k], recs[k].text()) <= MAX_WER, recs[k].text()
 
 
+def test_a_live_stream_behind_packs_its_finals_into_one_cheaper_decode(engine, monkeypatch):
+    # Every worker busy while a live stream speaks three sentences (no worker for a speculative decode either): the
+    # first final waits in the pool's queue, the two after it in the stream's. Once workers free, the first is
+    # decoded alone and the other two as one packed window, all with the cheaper search (finals waited: a pack
+    # exists only because they did); each sentence still gets its own final.
+    searches: list[tuple[float, bool]] = []
+    real = engine.recognizer.transcribe
+
+    def noted(audio, *, final, behind=False, **kw):
+        if final:
+            searches.append((len(audio) / 16000, behind))
+        return real(audio, final=final, behind=behind, **kw)
+
+    monkeypatch.setattr(engine.recognizer, "transcribe", noted)
+    pool = engine._pool
+    gates = [threading.Event() for _ in range(pool.workers)]
+    for gate in gates:
+        pool.submit(lambda gate=gate: gate.wait(60))
+    wait_until("every worker busy", lambda: pool.running()["final"] == pool.workers)
+    rec = Recorder()
+    stream = engine.open(config("packed"), rec)
+    try:
+        feed(stream, b"".join(pcm16(synth(s, pad=0.0)) + silence(1.0) for s in SENTENCES[:3]), realtime=True)
+    finally:
+        for gate in gates:
+            gate.set()
+    stream.finish()
+    stream.close()
+    assert len(searches) == 2 and all(behind for _, behind in searches), searches
+    assert searches[1][0] > searches[0][0] + 2, "the second decode is the pack of two sentences"
+    assert len(rec.finals()) == 3
+    for sentence, final in zip(SENTENCES[:3], rec.finals(), strict=True):
+        assert wer(sentence, final["punctuated"]["transcript"]) <= MAX_WER, rec.text()
+
+
 def test_a_file_fed_fast_keeps_the_full_beam_while_its_finals_queue(engine, monkeypatch):
     # A stream fed ahead of real time queues its finals by design (nobody waits on each): no cheaper search.
     behind: list[bool] = []
