@@ -234,7 +234,7 @@ def breakdown(path: Path, starts: dict[str, float], tl: Timeline) -> str:
     if not rows:
         return "trace: no finals traced"
     steps: dict[str, list[float]] = {}
-    used = refused = discarded = packed = 0
+    used = refused = discarded = cancelled = packed = behind = 0
     pool_busy: Counter[str] = Counter()
     for r in rows:
         k = min(range(len(tl.spans)), key=lambda j: abs(tl.spans[j][1] - r["speech_end"]))
@@ -255,7 +255,9 @@ def breakdown(path: Path, starts: dict[str, float], tl: Timeline) -> str:
         used += bool(r.get("used_spec"))
         refused += bool(r.get("spec_refused"))
         discarded += r.get("spec_discarded", 0)
+        cancelled += r.get("spec_cancelled", 0)
         packed += r.get("packed", 1) > 1
+        behind += bool(r.get("behind"))
         busy = r.get("pool_at_ask") or {}
         pool_busy[f"{busy.get('final', 0)}f+{busy.get('optional', 0)}i"] += 1
     order = ["speech", "spec_ask", "spec_start", "spec_end", "close", "final_submit", "final_start", "decoded",
@@ -263,7 +265,8 @@ def breakdown(path: Path, starts: dict[str, float], tl: Timeline) -> str:
     parts = [f"{s} {pct(steps[s], 50):+.3f}/{pct(steps[s], 95):+.3f}" for s in order if s in steps]
     return (f"trace ({len(rows)} finals; p50/p95 s from the true end of speech, waits and decodes as durations): "
             + ", ".join(parts) + f"; used speculative {used}, refused (no free worker) {refused}, discarded "
-            f"{discarded}, packed {packed}; workers busy at the speculative ask (finals+interims): "
+            f"{discarded} (stopped early {cancelled}), packed {packed}, cheaper search (finals waiting, "
+            f"behind_beam_size) {behind}; workers busy at the speculative ask (finals+interims): "
             + ", ".join(f"{k} {v}" for k, v in pool_busy.most_common()))
 
 
