@@ -118,6 +118,7 @@ class Run:
         self.events: list[dict[str, Any]] = []
         self.cpu = 0.0
         self.delays: list[float] = []  # wall seconds the labels added to each final (its transcript + messages)
+        self.live = False  # fed in real time (finals wait at most 100 ms for their prints), set by feed()
         self._lock = threading.Lock()
         settings = options.resolve(protocol.Start(), "file", {})
         assert settings is not None, "diarization unavailable: install symbld[diarize]"
@@ -130,7 +131,7 @@ class Run:
     def emit(self, etype: str, data: dict[str, Any]) -> None:
         t, w = time.thread_time(), time.perf_counter()
         if self.diarize and etype == "transcript_response" and data.get("isFinal"):
-            self.labeller.await_prints(data)  # at most 100 ms (Session.emit)
+            self.labeller.await_prints(data, self.live)  # live: at most 100 ms (Session.emit)
         with self._lock:  # a result and its revisions in order, as Session's lock keeps them
             data, revisions = self.labeller.label(etype, data) if self.diarize else (data, [])
             if etype == "transcript_response" and data.get("isFinal"):
@@ -153,6 +154,7 @@ class Run:
             self.cpu += time.thread_time() - t
 
     def feed(self, pcm: bytes, live: bool) -> None:
+        self.live = live
         self.t0 = t0 = time.monotonic()
         for i in range(0, len(pcm), CHUNK):
             self.labeller.feed(pcm[i : i + CHUNK])

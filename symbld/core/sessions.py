@@ -92,7 +92,7 @@ class Session:
             self._tee.mark_decoded(float(d.get("timeOffset", 0)) + float(d.get("duration", 0)))
         if self._labeller is not None and event_type in ("transcript_response", "message_response"):
             if event_type == "transcript_response" and data.get("isFinal"):
-                self._labeller.await_prints(data)  # at most 100 ms, holding nothing: then a provisional label
+                self._labeller.await_prints(data, self._paced())  # live: 100 ms at most, then a provisional label
             with self._labelled:
                 try:
                     data, revisions = self._labeller.label(event_type, data)
@@ -120,6 +120,15 @@ class Session:
                 self._analyzer.on_messages(data.get("messages", []))
             elif event_type == "transcript_response":
                 self._analyzer.on_transcript(data)
+
+    def _paced(self) -> bool:
+        """The audio comes as it is spoken, so someone may be waiting on its finals: a mic, a file played in
+        real time, audio pushed no more than a second ahead of the wall clock (the engine's rule for "ahead")."""
+        if getattr(self.source, "realtime", True) is False:
+            return False
+        if self.started_at is None:
+            return True
+        return self.audio_seconds - (time.time() - self.started_at) <= 1.0
 
     def _settle_speakers(self, wait_all: bool = False) -> None:
         """Late prints came (the labeller's settling thread; ``wait_all``: the connection's end, after the

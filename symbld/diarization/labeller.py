@@ -70,6 +70,10 @@ REVISION = "speaker_revision"
 # Latency before completeness (issue 24: a final's label no later than the final plus 100 ms): a final waits at most
 # this long for its prints, then goes out with a provisional label and is revised when they come.
 WAIT_SECONDS = 0.1
+# Audio fed faster than it plays (a file with --fast, a recording pushed at once) has nobody waiting on its finals in
+# real time: they wait for their prints as before (whole labels, messages split where the voice changes, which a late
+# print cannot do to a message already out), up to this long.
+FAST_WAIT_SECONDS = 60.0
 # Load shedding, decided when an utterance's prints start on the embedding thread, by how long ago its final went out
 # without them (the thread is that far behind the finals): a print of only its last TAIL_SECONDS of speech (one print
 # instead of a tile every 2 s plus one of all of it: about 4x less for a 6 s utterance), or none at all.
@@ -189,8 +193,10 @@ class Labeller:
         if job.late and self.on_ready is not None:
             _settler().put(self.on_ready)
 
-    def await_prints(self, data: dict[str, Any], timeout: float = WAIT_SECONDS) -> None:
-        """Before a final is labelled (no lock held): give its prints up to ``timeout`` to be ready."""
+    def await_prints(self, data: dict[str, Any], live: bool) -> None:
+        """Before a final is labelled (no lock held): give its prints up to ``WAIT_SECONDS`` to be ready
+        (``FAST_WAIT_SECONDS`` when not ``live``: the audio is fed faster than it plays)."""
+        timeout = WAIT_SECONDS if live or HOLD_PRINTS else FAST_WAIT_SECONDS
         d = data.get("duration") or {}
         with self._prefetch_lock:
             job = self._prefetched.get(_key(float(d.get("timeOffset") or 0.0), float(d.get("duration") or 0.0)))
@@ -720,6 +726,7 @@ def _pool() -> ThreadPoolExecutor:
         if _executor is None:
             _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="diarize-embed")
         return _executor
+
 
 
 @dataclass(frozen=True)
