@@ -201,7 +201,8 @@ class SpeakerRevision(EventData,
     """Diarization found labels already sent wrong: ``merged`` (two labels are one person: every result that
     carried ``from``), ``identified`` (a label is an enrolled voice; ``to`` has its name and ``userId``) or
     ``late`` (these messages only: they went out before their voice prints were ready, with a provisional
-    label, and the prints say ``to``; ``from`` is ``{}`` when they went out with none). Sent right after the
+    label, and the prints say ``to``, or with ``parts`` that the voice changes inside the one message; ``from``
+    is ``{}`` when they went out with none). Sent right after the
     result that showed it, journaled; ``history`` readers, the Conversation API, the summary page and
     exports apply it (docs/diarization.md)."""
 
@@ -212,6 +213,10 @@ class SpeakerRevision(EventData,
     message_ids: Annotated[list[str], Meta(description="the messages whose from changes")]
     from_: Annotated[dict[str, Any], Meta(description="the label they had")]
     to: Annotated[dict[str, Any], Meta(description="the label they have now")]
+    parts: Annotated[list[dict[str, Any]], Meta(description="late only, one message id: the prints found the voice "
+                                                            "change inside it, so it is these messages now (split "
+                                                            "there, each with its words and from; the first keeps "
+                                                            "its id)")] | None = None
 
 
 class EndOfTurn(EventData):

@@ -57,6 +57,7 @@ class Revised:
 
     labels: dict[str, dict[str, Any]]
     messages: dict[str, dict[str, Any]]
+    parts: dict[str, list[dict[str, Any]]]  # message id → the messages it was split into (late, a voice change)
 
     def who(self, who: dict[str, Any], message_id: Any = None) -> dict[str, Any]:
         who = self.messages.get(str(message_id), who) if message_id is not None else who
@@ -66,12 +67,15 @@ class Revised:
 def _revised(events: list[dict[str, Any]]) -> Revised:
     to: dict[str, dict[str, Any]] = {}
     moved: dict[str, dict[str, Any]] = {}
+    parts: dict[str, list[dict[str, Any]]] = {}
     for e in events:
         d = e.get("data") or {}
         if e.get("type") != "speaker_revision" or not isinstance(d.get("to"), dict):
             continue
         if d.get("reason") == "late":
             moved.update({str(mid): d["to"] for mid in d.get("messageIds") or []})
+            if isinstance(d.get("parts"), list) and len(d.get("messageIds") or []) == 1:
+                parts[str(d["messageIds"][0])] = [p for p in d["parts"] if isinstance(p, dict)]
         elif isinstance(d.get("from"), dict):
             to[str(d["from"].get("id"))] = d["to"]
     for old in list(to):
@@ -79,7 +83,7 @@ def _revised(events: list[dict[str, Any]]) -> Revised:
         while str(to[old].get("id")) in to and str(to[old].get("id")) not in seen:
             seen.add(str(to[old].get("id")))
             to[old] = to[str(to[old].get("id"))]
-    return Revised(to, moved)
+    return Revised(to, moved, parts)
 
 
 def _cue(message: dict[str, Any], audio_start: str | None, revised: Revised | None = None) -> Cue:
@@ -131,7 +135,8 @@ def collect(events: Iterable[dict[str, Any]]) -> Conversation:
             conv.title = data.get("meetingTitle")
             conv.started_at = data.get("startedAt") or e.get("time")
         elif kind == "message_response":
-            conv.cues.extend(_cue(m, conv.started_at, revised) for m in data.get("messages", []))  # type: ignore[union-attr]
+            messages = [p for m in data.get("messages", []) for p in revised.parts.get(str(m.get("id")), [m])]
+            conv.cues.extend(_cue(m, conv.started_at, revised) for m in messages)  # type: ignore[union-attr]
         elif kind == "insight_response":
             conv.insights.extend(_revised_insight(i, revised) for i in data.get("insights", []))  # type: ignore[union-attr]
         elif kind == "topic_response":

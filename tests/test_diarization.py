@@ -342,7 +342,8 @@ def test_a_final_does_not_wait_for_a_slow_print_and_its_revision_follows(slow_pr
 
 def test_late_revisions_move_only_their_messages() -> None:
     """A late print moves the messages it names (and an insight on one of them whose assignee was its
-    speaker), not every message of the label, and a later merge still applies on top."""
+    speaker), not every message of the label, or splits one where its voice changes; a later merge still
+    applies on top."""
     one, two, three = ({"id": f"s{n}", "name": f"Speaker {n}"} for n in (1, 2, 3))
     journal = [
         {"type": "connection_started", "connectionId": "c", "data": {"connectionId": "c"}},
@@ -354,10 +355,14 @@ def test_late_revisions_move_only_their_messages() -> None:
         {"type": "message_response", "data": {"messages": [{"id": "m3", "from": three}]}},
         {"type": "speaker_revision", "data": {"messageIds": ["m2", "m3"], "from": three, "to": two,
                                               "reason": "merged"}},
+        {"type": "message_response", "data": {"messages": [{"id": "m4", "from": one}]}},
+        {"type": "speaker_revision", "data": {"messageIds": ["m4"], "from": one, "to": one, "reason": "late",
+                                              "parts": [{"id": "m4", "from": one}, {"id": "m5", "from": three}]}},
     ]
     out = speakers.attribute_history(journal)
     assert [m["from"] for m in out[1]["data"]["messages"]] == [one, two]  # m2: late to 3, then 3 merged into 2
     assert out[4]["data"]["messages"][0]["from"] == two
+    assert [(m["id"], m["from"]) for m in out[6]["data"]["messages"]] == [("m4", one), ("m5", two)]  # split, 3 → 2
     assigned, unassigned = out[2]["data"]["insights"]
     assert assigned["from"] == assigned["assignee"] == two
     assert unassigned["from"] == two and "assignee" not in unassigned
@@ -367,7 +372,7 @@ def test_late_revisions_move_only_their_messages() -> None:
     msg = {"duration": {"timeOffset": 1.0, "duration": 1.0}, "payload": {"content": "hello"}}
     cues = export.collect([{**e, "data": {"messages": [{**msg, **m} for m in e["data"]["messages"]]}}
                            if e["type"] == "message_response" else e for e in journal[1:]]).cues or []
-    assert sorted(q.speaker_id or "" for q in cues) == ["s1", "s2", "s2"]
+    assert sorted(q.speaker_id or "" for q in cues) == ["s1", "s1", "s2", "s2", "s2"]
 
 
 def test_revisions_apply_where_the_conversation_is_read() -> None:

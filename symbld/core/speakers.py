@@ -19,7 +19,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from symbld import shapes
 
@@ -128,19 +128,30 @@ def conversation_events(histories: Iterable[Iterable[dict[str, Any]]]) -> list[d
 LATE = "late"  # a message published before its prints, attributed to another speaker when they came
 
 
-def revisions(events: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+class Revised(NamedTuple):
+    """Diarization's ``speaker_revision`` events of one connection, ready to apply."""
+
+    labels: dict[str, dict[str, Any]]  # label id → the from that replaces it (merged, identified)
+    moved: dict[str, dict[str, Any]]  # message id → the from it has now (late)
+    parts: dict[str, list[dict[str, Any]]]  # message id → the messages it was split into (late, a voice change)
+
+
+def revisions(events: list[dict[str, Any]]) -> Revised:
     """Diarization's ``speaker_revision`` events: label id → the ``from`` that replaces it (``merged``,
     ``identified``: every result that carried the label; chains followed: a label merged into one that was
-    merged later ends at the last), and message id → the ``from`` it has now (``late``: those messages only,
-    the label's other messages keep it)."""
+    merged later ends at the last), message id → the ``from`` it has now (``late``: those messages only, the
+    label's other messages keep it), and message id → the messages it became (``late`` with ``parts``)."""
     to: dict[str, dict[str, Any]] = {}
     moved: dict[str, dict[str, Any]] = {}
+    parts: dict[str, list[dict[str, Any]]] = {}
     for e in events:
         data = e.get("data")
         if e.get("type") != REVISION or not isinstance(data, dict) or not isinstance(data.get("to"), dict):
             continue
         if data.get("reason") == LATE:
             moved.update({str(mid): data["to"] for mid in data.get("messageIds") or []})
+            if isinstance(data.get("parts"), list) and len(data.get("messageIds") or []) == 1:
+                parts[str(data["messageIds"][0])] = [p for p in data["parts"] if isinstance(p, dict)]
         elif isinstance(data.get("from"), dict) and data["from"].get("id"):
             to[str(data["from"]["id"])] = data["to"]
     for old, new in to.items():
@@ -149,15 +160,14 @@ def revisions(events: list[dict[str, Any]]) -> tuple[dict[str, dict[str, Any]], 
             seen.add(str(new.get("id")))
             new = to[str(new.get("id"))]
         to[old] = new
-    return to, moved
+    return Revised(to, moved, parts)
 
 
-def revise(etype: str, data: dict[str, Any], to: dict[str, dict[str, Any]],
-           moved: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def revise(etype: str, data: dict[str, Any], revised: Revised) -> dict[str, Any]:
     """One result event with revised speaker labels (a copy when one changed): a message moved by a late
     print takes its new label (and an insight on it, when its ``from`` and ``assignee`` were the message's),
-    then every label merged or named since is replaced."""
-    moved = moved or {}
+    or is replaced by the parts it was split into; then every label merged or named since is replaced."""
+    to, moved = revised.labels, revised.moved
 
     def fix(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
         changed = {k: dict(to[obj[k]["id"]]) for k in keys
@@ -171,7 +181,8 @@ def revise(etype: str, data: dict[str, Any], to: dict[str, dict[str, Any]],
         return {**obj, **{k: dict(moved[mid]) for k in keys if k == keys[0] or (old and obj.get(k) == old)}}
 
     if etype == "message_response":
-        return {**data, "messages": [fix(late(m, m.get("id"), "from"), "from") for m in data.get("messages") or []]}
+        messages = [p for m in data.get("messages") or [] for p in revised.parts.get(str(m.get("id")), [m])]
+        return {**data, "messages": [fix(late(m, m.get("id"), "from"), "from") for m in messages]}
     if etype == "transcript_response":
         return fix(data, "user")
     if etype == "insight_response":
@@ -183,9 +194,9 @@ def revise(etype: str, data: dict[str, Any], to: dict[str, dict[str, Any]],
 def attribute_history(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """A connection's journaled events with the speaker events and speaker revisions applied."""
     events = list(events)
-    to, moved = revisions(events)
-    if to or moved:
-        events = [{**e, "data": revise(e.get("type", ""), e["data"], to, moved)} if isinstance(e.get("data"), dict)
+    revised = revisions(events)
+    if revised.labels or revised.moved:
+        events = [{**e, "data": revise(e.get("type", ""), e["data"], revised)} if isinstance(e.get("data"), dict)
                   else e for e in events]
     out: list[dict[str, Any]] = []
     attribution: Attribution | None = None

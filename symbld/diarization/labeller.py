@@ -294,10 +294,8 @@ class Labeller:
         assert pending is not None
         out = []
         for m in data.get("messages") or []:
-            d = m.get("duration") or {}
-            start = float(d.get("timeOffset") or 0.0)
-            pending.messages.append((m.get("id"), start, start + float(d.get("duration") or 0.0)))
             out.append(self._note_message(m, pending.number))
+            pending.messages.append(out[-1])
         return {**data, "messages": out}
 
     def settle(self) -> list[dict[str, Any]]:
@@ -319,8 +317,9 @@ class Labeller:
         return out
 
     def _resolve(self, pending: _Pending) -> list[dict[str, Any]]:
-        """A late final's prints are in: cluster them; its messages (already published) each take the speaker
-        of most of their time, revised where that is not the label they went out with."""
+        """A late final's prints are in: cluster them; its messages (already published) are labelled by these
+        tiles as they would have been on time, and each that changed gets a revision: a new ``from``, or when
+        its voice changes inside it, ``parts`` (the message split there, as a message in time would be)."""
         assert pending.job.future is not None
         heard = pending.job.future.result()
         tiles_before = self._tiles
@@ -331,25 +330,34 @@ class Labeller:
         if pending is self._open:  # its messages are still to come: they are labelled by these tiles
             self._open = None
             return revisions
-        tiles, self._tiles = self._tiles, tiles_before
         moved: dict[tuple[int | None, int], list[str]] = {}
-        for mid, start, end in pending.messages:
-            new = self._most(start, end, tiles) if tiles else None
-            old = self._current(self._messages.get(mid)) if mid else None
-            if new is None or new == old or not mid:
-                continue
-            moved.setdefault((old, new), []).append(mid)
-            self._messages[mid] = new
-            seconds = end - start
-            if old is not None:
-                self._talk[old] = self._talk.get(old, 0.0) - seconds
-            self._talk[new] = self._talk.get(new, 0.0) + seconds
+        try:
+            for m in pending.messages:
+                mid = str(m.get("id") or "")
+                parts = self._by_tiles(m) if self._tiles and mid else None
+                if not parts:
+                    continue
+                old = self._current(self._messages.get(mid))
+                seconds = float((m.get("duration") or {}).get("duration") or 0.0)
+                new = parts[0][1]
+                if len(parts) == 1 and (new is None or new == old):
+                    continue
+                if old is not None:
+                    self._talk[old] = self._talk.get(old, 0.0) - seconds
+                self.counts["lateRevisedMessages"] += 1
+                if new is not None and len(parts) == 1:
+                    moved.setdefault((old, new), []).append(mid)
+                    self._note_message(m, new)
+                    continue
+                out = [self._note_message(part, n) for part, n in parts]
+                revisions.append({"connectionId": self.connection_id, "reason": "late", "messageIds": [mid],
+                                  "from": {} if old is None else self.user_of(old), "to": out[0].get("from") or {},
+                                  "parts": out})
+        finally:
+            self._tiles = tiles_before
         for (old, new), ids in moved.items():
-            self.counts["lateRevisedMessages"] += len(ids)
-            to = self.user_of(new)
-            self._published[new] = to
             revisions.append({"connectionId": self.connection_id, "reason": "late", "messageIds": ids,
-                              "from": {} if old is None else self.user_of(old), "to": to})
+                              "from": {} if old is None else self.user_of(old), "to": self.user_of(new)})
         return revisions
 
     def work(self) -> dict[str, Any]:
@@ -649,7 +657,7 @@ class _Pending:
     start: float
     length: float
     number: int | None
-    messages: list[tuple[str | None, float, float]] = field(default_factory=list)  # (id, start, end)
+    messages: list[dict[str, Any]] = field(default_factory=list)  # as published
 
 
 @dataclass
