@@ -106,6 +106,8 @@ class Session:
         self._publish(event_type, data)
 
     def _publish(self, event_type: str, data: dict[str, Any]) -> None:
+        if event_type == "speaker_revision" and data.get("parts"):  # a late print split a message: its parts
+            data = {**data, "parts": self._as_published({"messages": data["parts"]})["messages"]}
         if self._transform is not None:
             data = self._transform(event_type, data)
         with self._counts_lock:
@@ -129,6 +131,12 @@ class Session:
         if self.started_at is None:
             return True
         return self.audio_seconds - (time.time() - self.started_at) <= 1.0
+
+    def _as_published(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Messages the labeller made after their message went out (a late print's split), with their times
+        as a message_response's are published (a recovered session shifts them). Redaction needs nothing
+        here: it masks every string of every event, the revision's parts included."""
+        return self._transform("message_response", data) if self._transform is not None else data
 
     def _settle_speakers(self, wait_all: bool = False) -> None:
         """Late prints came (the labeller's settling thread; ``wait_all``: the connection's end, after the
