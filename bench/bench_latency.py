@@ -293,7 +293,41 @@ def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str], mode: str,
         r["trace"] = breakdown(Path(trace), starts, tl)
     r["cpu"] = (c1.user + c1.system - c0.user - c0.system) / wall
     r["cpu_per_audio_s"] = (c1.user + c1.system - c0.user - c0.system) / (n * len(tl.pcm) / 2 / RATE)
+    if diarization:
+        r["speakers"] = speaker_work(d, sub.got, starts)
     return r
+
+
+def speaker_work(d: DaemonProc, got: Received, starts: dict[str, float]) -> str:
+    """With diarization: messages published with a ``from``, the finals that went out before their prints
+    (provisional label) and the late revisions that followed (their delay after the message), the prints'
+    load shedding and CPU per audio second (the connections' ``diarizationWork``, docs/diarization.md)."""
+    labelled = messages = 0
+    delays: list[float] = []
+    work: Counter[str] = Counter()
+    cpu = audio = 0.0
+    with d.client(timeout=30) as c:
+        for cid in starts:
+            at: dict[str, float] = {}
+            for when, body in got.events.get(cid, []):
+                e = body.get("data") or {}
+                if body.get("type") == "message_response":
+                    for m in e.get("messages") or []:
+                        at[m["id"]] = when
+                        messages += 1
+                        labelled += bool(m.get("from"))
+                elif body.get("type") == "speaker_revision" and e.get("reason") == "late":
+                    delays += [when - at[mid] for mid in e.get("messageIds") or [] if mid in at]
+            conn = c.request("get", connectionId=cid)
+            w = conn.get("diarizationWork") or {}
+            work.update({k: v for k, v in w.items() if isinstance(v, int)})
+            cpu += float(w.get("printCpuSeconds") or 0.0)
+            audio += float(conn.get("audioSeconds") or 0.0)
+    late = f"{pct(delays, 50):.2f} / {pct(delays, 95):.2f} s after their message" if delays else "none"
+    return (f"speakers: {labelled} of {messages} messages published with a from; finals before their prints "
+            f"{work['provisionalFinals']}, late-revised messages {work['lateRevisedMessages']} ({late}), tail prints "
+            f"{work['tailPrints']}, skipped {work['skippedPrints']}; prints {cpu / max(audio, 1e-9):.3f} CPU-s per "
+            f"audio s")
 
 
 def keep_up(d: DaemonProc, n: int, seconds: float, clips: list[realspeech.Clip], mode: str,
@@ -400,6 +434,8 @@ def measure(args: argparse.Namespace, daemons: dict[str, DaemonProc], clips: lis
               f"{load()} |", flush=True)
         if "trace" in r:
             print(f"  {n} {mode}: {r['trace']}", flush=True)
+        if "speakers" in r:
+            print(f"  {n} {mode}: {r['speakers']}", flush=True)
         texts.append(r["texts"][0])
         runs.append((n, mode))
         cuts[(n, mode)] = r["cut_clips"]
