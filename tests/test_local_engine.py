@@ -298,14 +298,20 @@ def test_a_pause_shorter_than_the_endpoint_discards_the_speculative_final(engine
     assert wer(" ".join(refs), rec.text()) <= MAX_WER
 
 
-def test_a_speculative_final_refused_for_want_of_a_worker_starts_once_one_is_free(engine):
-    # Every worker busy when the pause reaches postroll_ms: the final's decode starts as soon as a worker frees,
-    # before the endpoint, instead of after it (8 live streams: half the finals had missed their one chance).
-    pool = engine._pool
+def occupy_every_worker(pool) -> list[threading.Event]:
+    """Every decode worker busy until its gate is set: decoding is behind, as under load."""
     gates = [threading.Event() for _ in range(pool.workers)]
     for gate in gates:
         pool.submit(lambda gate=gate: gate.wait(60))
     wait_until("every worker busy", lambda: pool.running()["final"] == pool.workers)
+    return gates
+
+
+def test_a_speculative_final_refused_for_want_of_a_worker_starts_once_one_is_free(engine):
+    # Every worker busy when the pause reaches postroll_ms: the final's decode starts as soon as a worker frees,
+    # before the endpoint, instead of after it (8 live streams: half the finals had missed their one chance).
+    pool = engine._pool
+    gates = occupy_every_worker(pool)
     rec = Recorder()
     stream = engine.open(config("retry", extra={"endpoint_silence_ms": 1500}), rec)
     try:
@@ -410,24 +416,31 @@ def test_a_speculative_final_decoded_before_the_speech_resumed_goes_out_as_its_i
     assert wer(" ".join(refs), rec.text()) <= MAX_WER, rec.text()
 
 
+def note_final_searches(engine, monkeypatch) -> list[dict]:
+    """Each final decode as it starts: its audio's seconds, whether it took the cheaper search (``behind``), and
+    its text once decoded."""
+    noted: list[dict] = []
+    real = engine.recognizer.transcribe
+
+    def transcribe(audio, *, final, behind=False, **kw):
+        if not final:
+            return real(audio, final=final, behind=behind, **kw)
+        entry = {"seconds": len(audio) / 16000, "behind": behind, "text": None}
+        noted.append(entry)
+        rec = real(audio, final=final, behind=behind, **kw)
+        entry["text"] = rec.text
+        return rec
+
+    monkeypatch.setattr(engine.recognizer, "transcribe", transcribe)
+    return noted
+
+
 def test_a_final_that_starts_while_other_finals_wait_takes_the_cheaper_search(engine, monkeypatch):
     # Decoding is behind (a final queued behind this one): this final is searched with behind_beam_size (greedy),
     # the queue drains sooner; the last one, with nothing waiting, gets the full beam.
-    searches: dict[str, bool] = {}
-    real = engine.recognizer.transcribe
-
-    def noted(audio, *, final, behind=False, **kw):
-        rec = real(audio, final=final, behind=behind, **kw)
-        if final:
-            searches[rec.text] = behind
-        return rec
-
-    monkeypatch.setattr(engine.recognizer, "transcribe", noted)
+    noted = note_final_searches(engine, monkeypatch)
     pool = engine._pool
-    gates = [threading.Event() for _ in range(pool.workers)]
-    for gate in gates:
-        pool.submit(lambda gate=gate: gate.wait(60))
-    wait_until("every worker busy", lambda: pool.running()["final"] == pool.workers)
+    gates = occupy_every_worker(pool)
     recs = [Recorder(), Recorder()]
     streams = [engine.open(config(f"behind{k}"), recs[k]) for k in range(2)]
     try:
@@ -442,12 +455,12 @@ def test_a_final_that_starts_while_other_finals_wait_takes_the_cheaper_search(en
         wait_until("both finals queued", lambda: pool.finals_waiting() == 2)
     finally:
         gates[0].set()  # one worker: the first final starts while the second still waits
-    wait_until("the first final decoded", lambda: len(searches) == 1)
+    wait_until("the first final decoded", lambda: noted and noted[0]["text"] is not None)
     gates[1].set()
     for stream in streams:
         stream.finish()
         stream.close()
-    assert sorted(searches.values()) == [False, True], searches
+    assert sorted(n["behind"] for n in noted) == [False, True], noted
     for k in range(2):
         assert wer(SENTENCES[k], recs[k].text()) <= MAX_WER, recs[k].text()
 
@@ -457,20 +470,9 @@ def test_a_live_stream_behind_packs_its_finals_into_one_cheaper_decode(engine, m
     # first final waits in the pool's queue, the two after it in the stream's. Once workers free, the first is
     # decoded alone and the other two as one packed window, all with the cheaper search (finals waited: a pack
     # exists only because they did); each sentence still gets its own final.
-    searches: list[tuple[float, bool]] = []
-    real = engine.recognizer.transcribe
-
-    def noted(audio, *, final, behind=False, **kw):
-        if final:
-            searches.append((len(audio) / 16000, behind))
-        return real(audio, final=final, behind=behind, **kw)
-
-    monkeypatch.setattr(engine.recognizer, "transcribe", noted)
+    searches = note_final_searches(engine, monkeypatch)
     pool = engine._pool
-    gates = [threading.Event() for _ in range(pool.workers)]
-    for gate in gates:
-        pool.submit(lambda gate=gate: gate.wait(60))
-    wait_until("every worker busy", lambda: pool.running()["final"] == pool.workers)
+    gates = occupy_every_worker(pool)
     rec = Recorder()
     stream = engine.open(config("packed"), rec)
     try:
@@ -480,8 +482,8 @@ def test_a_live_stream_behind_packs_its_finals_into_one_cheaper_decode(engine, m
             gate.set()
     stream.finish()
     stream.close()
-    assert len(searches) == 2 and all(behind for _, behind in searches), searches
-    assert searches[1][0] > searches[0][0] + 2, "the second decode is the pack of two sentences"
+    assert len(searches) == 2 and all(n["behind"] for n in searches), searches
+    assert searches[1]["seconds"] > searches[0]["seconds"] + 2, "the second decode is the pack of two sentences"
     assert len(rec.finals()) == 3
     for sentence, final in zip(SENTENCES[:3], rec.finals(), strict=True):
         assert wer(sentence, final["punctuated"]["transcript"]) <= MAX_WER, rec.text()
@@ -489,20 +491,9 @@ def test_a_live_stream_behind_packs_its_finals_into_one_cheaper_decode(engine, m
 
 def test_a_file_fed_fast_keeps_the_full_beam_while_its_finals_queue(engine, monkeypatch):
     # A stream fed ahead of real time queues its finals by design (nobody waits on each): no cheaper search.
-    behind: list[bool] = []
-    real = engine.recognizer.transcribe
-
-    def noted(audio, *, final, **kw):
-        if final:
-            behind.append(kw.get("behind", False))
-        return real(audio, final=final, **kw)
-
-    monkeypatch.setattr(engine.recognizer, "transcribe", noted)
+    noted = note_final_searches(engine, monkeypatch)
     pool = engine._pool
-    gates = [threading.Event() for _ in range(pool.workers)]
-    for gate in gates:
-        pool.submit(lambda gate=gate: gate.wait(60))
-    wait_until("every worker busy", lambda: pool.running()["final"] == pool.workers)
+    gates = occupy_every_worker(pool)
     rec = Recorder()
     stream = engine.open(config("fast-beam"), rec)
     try:
@@ -511,11 +502,11 @@ def test_a_file_fed_fast_keeps_the_full_beam_while_its_finals_queue(engine, monk
         wait_until("two finals queued", lambda: pool.finals_waiting() == 2)
     finally:
         gates[0].set()  # one starts while the other still waits
-    wait_until("the first final decoded", lambda: behind)
+    wait_until("the first final started", lambda: noted)
     gates[1].set()
     stream.finish()
     stream.close()
-    assert len(behind) >= 3 and not any(behind), behind
+    assert len(noted) >= 3 and not any(n["behind"] for n in noted), noted
     assert wer(" ".join(SENTENCES[:3]), rec.text()) <= MAX_WER, rec.text()
 
 
