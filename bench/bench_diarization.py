@@ -118,21 +118,25 @@ class Run:
         self.events: list[dict[str, Any]] = []
         self.cpu = 0.0
         self.delays: list[float] = []  # wall seconds the labels added to each final (its transcript + messages)
+        self.live = False  # fed in real time (finals wait at most 100 ms for their prints), set by feed()
         self._lock = threading.Lock()
         settings = options.resolve(protocol.Start(), "file", {})
         assert settings is not None, "diarization unavailable: install symbld[diarize]"
         self.labeller = Labeller(name, settings, known)
+        self.labeller.on_ready = self.settle  # late prints' revisions, as Session does
         config = StreamConfig(connection_id=name, conversation_id=name, started_at=1.79e9,
                               extra={"on_utterance": self.labeller.prefetch} if diarize else {})  # as Session does
         self.stream = engine.open(config, self.emit)
 
     def emit(self, etype: str, data: dict[str, Any]) -> None:
         t, w = time.thread_time(), time.perf_counter()
-        data, revisions = self.labeller.label(etype, data) if self.diarize else (data, [])
-        if etype == "transcript_response" and data.get("isFinal"):
-            d = data["duration"]
-            self.finals.append((d["timeOffset"] + d["duration"] / 2, time.monotonic()))
-        with self._lock:
+        if self.diarize and etype == "transcript_response" and data.get("isFinal"):
+            self.labeller.await_prints(data, self.live)  # live: at most 100 ms (Session.emit)
+        with self._lock:  # a result and its revisions in order, as Session's lock keeps them
+            data, revisions = self.labeller.label(etype, data) if self.diarize else (data, [])
+            if etype == "transcript_response" and data.get("isFinal"):
+                d = data["duration"]
+                self.finals.append((d["timeOffset"] + d["duration"] / 2, time.monotonic()))
             self.cpu += time.thread_time() - t  # clustering here; prints on any thread: labeller.cpu_seconds
             if etype == "transcript_response" and data.get("isFinal"):
                 self.delays.append(time.perf_counter() - w)
@@ -141,7 +145,16 @@ class Run:
             for e, d in ((etype, data), *((speakers.REVISION, r) for r in revisions)):
                 self.events.append({"type": e, "data": json.loads(json.dumps(d))})
 
+    def settle(self) -> None:
+        """Late prints came: their revisions (Session._settle_speakers)."""
+        with self._lock:
+            t = time.thread_time()
+            for r in self.labeller.settle():
+                self.events.append({"type": speakers.REVISION, "data": json.loads(json.dumps(r))})
+            self.cpu += time.thread_time() - t
+
     def feed(self, pcm: bytes, live: bool) -> None:
+        self.live = live
         self.t0 = t0 = time.monotonic()
         for i in range(0, len(pcm), CHUNK):
             self.labeller.feed(pcm[i : i + CHUNK])
@@ -151,6 +164,9 @@ class Run:
                 if ahead > 0:
                     time.sleep(ahead)
         self.stream.finish()
+        if self.diarize:
+            self.labeller.wait_pending()
+            self.settle()
         self.stream.close()
 
 
@@ -293,8 +309,15 @@ def run_set(engine: LocalEngine, name: str, audio: np.ndarray, turns: list[voice
     d = sorted(run.delays)
     if d:
         print(f"{'':18} {'':4}  added to each final: p50 {1000 * float(np.percentile(d, 50)):.0f} ms  "
-              f"p95 {1000 * float(np.percentile(d, 95)):.0f} ms  ({len(d)} finals)")
+              f"p95 {1000 * float(np.percentile(d, 95)):.0f} ms  ({len(d)} finals)  prints: {work_line(run)}")
     return {**s, "seconds": seconds, "cpu": run.cpu}
+
+
+def work_line(*runs: Run) -> str:
+    """How the prints kept up (Labeller.work, summed over ``runs``)."""
+    keys = ("provisionalFinals", "lateRevisedMessages", "tailPrints", "skippedPrints")
+    total = {k: sum(r.labeller.work()[k] for r in runs) for k in keys}
+    return ", ".join(f"{k} {v}" for k, v in total.items())
 
 
 def pooled(title: str, results: list[dict[str, Any]]) -> None:
@@ -447,6 +470,8 @@ def live_streams(engine: LocalEngine, count: int, diarize: bool) -> None:
     print(f"{'':30}CPU {cpu:.1f} s in {wall:.1f} s wall = {cpu / wall:.2f} cores, {cpu / per:.3f} "
           f"core-s per audio s per stream (diarization {diar / per:.3f}); "
           f"load average {load0:.1f} -> {load1:.1f} on {os.cpu_count()} CPUs")
+    if diarize:
+        print(f"{'':30}prints: {work_line(*runs)}")
 
 
 def main() -> None:

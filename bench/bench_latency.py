@@ -234,7 +234,7 @@ def breakdown(path: Path, starts: dict[str, float], tl: Timeline) -> str:
     if not rows:
         return "trace: no finals traced"
     steps: dict[str, list[float]] = {}
-    used = refused = discarded = packed = 0
+    used = refused = discarded = cancelled = packed = behind = 0
     pool_busy: Counter[str] = Counter()
     for r in rows:
         k = min(range(len(tl.spans)), key=lambda j: abs(tl.spans[j][1] - r["speech_end"]))
@@ -255,7 +255,9 @@ def breakdown(path: Path, starts: dict[str, float], tl: Timeline) -> str:
         used += bool(r.get("used_spec"))
         refused += bool(r.get("spec_refused"))
         discarded += r.get("spec_discarded", 0)
+        cancelled += r.get("spec_cancelled", 0)
         packed += r.get("packed", 1) > 1
+        behind += bool(r.get("behind"))
         busy = r.get("pool_at_ask") or {}
         pool_busy[f"{busy.get('final', 0)}f+{busy.get('optional', 0)}i"] += 1
     order = ["speech", "spec_ask", "spec_start", "spec_end", "close", "final_submit", "final_start", "decoded",
@@ -263,7 +265,8 @@ def breakdown(path: Path, starts: dict[str, float], tl: Timeline) -> str:
     parts = [f"{s} {pct(steps[s], 50):+.3f}/{pct(steps[s], 95):+.3f}" for s in order if s in steps]
     return (f"trace ({len(rows)} finals; p50/p95 s from the true end of speech, waits and decodes as durations): "
             + ", ".join(parts) + f"; used speculative {used}, refused (no free worker) {refused}, discarded "
-            f"{discarded}, packed {packed}; workers busy at the speculative ask (finals+interims): "
+            f"{discarded} (stopped early {cancelled}), packed {packed}, cheaper search (finals waiting, "
+            f"behind_beam_size) {behind}; workers busy at the speculative ask (finals+interims): "
             + ", ".join(f"{k} {v}" for k, v in pool_busy.most_common()))
 
 
@@ -290,7 +293,41 @@ def run_level(d: DaemonProc, n: int, tl: Timeline, refs: list[str], mode: str,
         r["trace"] = breakdown(Path(trace), starts, tl)
     r["cpu"] = (c1.user + c1.system - c0.user - c0.system) / wall
     r["cpu_per_audio_s"] = (c1.user + c1.system - c0.user - c0.system) / (n * len(tl.pcm) / 2 / RATE)
+    if diarization:
+        r["speakers"] = speaker_work(d, sub.got, starts)
     return r
+
+
+def speaker_work(d: DaemonProc, got: Received, starts: dict[str, float]) -> str:
+    """With diarization: messages published with a ``from``, the finals that went out before their prints
+    (provisional label) and the late revisions that followed (their delay after the message), the prints'
+    load shedding and CPU per audio second (the connections' ``diarizationWork``, docs/diarization.md)."""
+    labelled = messages = 0
+    delays: list[float] = []
+    work: Counter[str] = Counter()
+    cpu = audio = 0.0
+    with d.client(timeout=30) as c:
+        for cid in starts:
+            at: dict[str, float] = {}
+            for when, body in got.events.get(cid, []):
+                e = body.get("data") or {}
+                if body.get("type") == "message_response":
+                    for m in e.get("messages") or []:
+                        at[m["id"]] = when
+                        messages += 1
+                        labelled += bool(m.get("from"))
+                elif body.get("type") == "speaker_revision" and e.get("reason") == "late":
+                    delays += [when - at[mid] for mid in e.get("messageIds") or [] if mid in at]
+            conn = c.request("get", connectionId=cid)
+            w = conn.get("diarizationWork") or {}
+            work.update({k: v for k, v in w.items() if isinstance(v, int)})
+            cpu += float(w.get("printCpuSeconds") or 0.0)
+            audio += float(conn.get("audioSeconds") or 0.0)
+    late = f"{pct(delays, 50):.2f} / {pct(delays, 95):.2f} s after their message" if delays else "none"
+    return (f"speakers: {labelled} of {messages} messages published with a from; finals before their prints "
+            f"{work['provisionalFinals']}, late-revised messages {work['lateRevisedMessages']} ({late}), tail prints "
+            f"{work['tailPrints']}, skipped {work['skippedPrints']}; prints {cpu / max(audio, 1e-9):.3f} CPU-s per "
+            f"audio s")
 
 
 def keep_up(d: DaemonProc, n: int, seconds: float, clips: list[realspeech.Clip], mode: str,
@@ -397,6 +434,8 @@ def measure(args: argparse.Namespace, daemons: dict[str, DaemonProc], clips: lis
               f"{load()} |", flush=True)
         if "trace" in r:
             print(f"  {n} {mode}: {r['trace']}", flush=True)
+        if "speakers" in r:
+            print(f"  {n} {mode}: {r['speakers']}", flush=True)
         texts.append(r["texts"][0])
         runs.append((n, mode))
         cuts[(n, mode)] = r["cut_clips"]

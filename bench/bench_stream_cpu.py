@@ -3,6 +3,7 @@
     python bench/bench_stream_cpu.py                      # 1, 8 and 16 streams, 40 s each
     python bench/bench_stream_cpu.py --streams 16 --seconds 60 --end-of-turn semantic
     python bench/bench_stream_cpu.py --baseline   # each level also with interims whenever a worker is free
+    SYMBLD_SCHEDULE=retry,hold,spare python bench/bench_stream_cpu.py --streams 1   # without cancelled decodes
 
 In process, the local engine (default settings) and N streams fed the real-speech timeline of
 bench_latency.py (recordings of people from Debian's pocketsphinx-testdata) in real time, 20 ms
@@ -15,7 +16,9 @@ chunks, staggered 0.7 s. Measured:
    workers: the encoder and decoder themselves).
 2. **Jobs**: how many decodes of each kind ran (interims, speculative finals, finals decoded after
    the endpoint, finals published from a speculation), speculations thrown away because speech
-   resumed, each kind's mean wall time on its worker, and how busy the pool's workers were.
+   resumed, each kind's mean wall time on its worker, and how busy the pool's workers were; decodes by kind,
+   those stopped early because their result was no longer wanted (``cancel`` in ``SYMBLD_SCHEDULE``), and
+   interims decoded but not published.
 3. **CPU of one job of each kind** alone on an idle engine afterwards (``time.process_time``
    around one call, median of the clips): multiplied by the counts, the share of each kind.
 
@@ -45,6 +48,7 @@ from bench_latency import CHUNK, CHUNK_S, STAGGER_S, timeline  # noqa: E402
 from symbld.engines.base import StreamConfig  # noqa: E402
 from symbld.engines.local import LocalEngine  # noqa: E402
 from symbld.engines.local import streaming as st  # noqa: E402
+from symbld.engines.local.recognizer import DecodeCancelled  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 HEADROOM = st._INTERIM_HEADROOM
@@ -115,6 +119,15 @@ def instrument() -> None:
         spec_used(self, utt)
 
     st.LocalStream._run_final = run_final  # type: ignore[method-assign]
+    reuse = st.LocalStream._reuse_speculation
+
+    def reuse_counted(self: st.LocalStream, utt: Any) -> None:
+        spec = utt.spec
+        if spec is not None and spec.done and spec.rec is not None and spec.rec.text:
+            JOBS.count["speculation decoded, speech resumed: published as the interim"] += 1
+        reuse(self, utt)
+
+    st.LocalStream._reuse_speculation = reuse_counted  # type: ignore[method-assign]
 
 
 FEED_CPU: list[float] = []  # each feeding thread's own CPU seconds (a finished thread leaves /proc)
@@ -147,6 +160,21 @@ def run(n: int, seconds: float, mode: str, pcm: bytes, load_rule: bool = True) -
         if kind == "transcript_response":
             finals["final" if data.get("isFinal") else "interim"] += 1
 
+    decodes: Counter[str] = Counter()
+    transcribe = engine.recognizer.transcribe
+
+    def counted(audio: np.ndarray, *, final: bool, **kw: Any) -> Any:
+        kind = "final" if final else "interim"
+        decodes[kind] += 1
+        decodes["final with finals waiting (behind_beam_size)"] += final and kw.get("behind", False)
+        try:
+            return transcribe(audio, final=final, **kw)
+        except DecodeCancelled as e:
+            decodes[f"{kind} cancelled"] += 1
+            decodes[f"{kind} cancelled before {e}"] += 1
+            raise
+
+    engine.recognizer.transcribe = counted  # type: ignore[method-assign]
     streams = [engine.open(StreamConfig(connection_id=f"s{k}", conversation_id=f"c{k}"), emit) for k in range(n)]
     feeders = [threading.Thread(target=feed, args=(s, pcm, STAGGER_S * k, seconds), name=f"feed-{k}")
                for k, s in enumerate(streams)]
@@ -166,7 +194,7 @@ def run(n: int, seconds: float, mode: str, pcm: bytes, load_rule: bool = True) -
             name = "decode workers' Python side"
         groups[name] += c - c0.get(tid, 0.0)
     engine.close()
-    return {"cpu": cpu, "wall": wall, "groups": groups, "jobs": jobs, "events": finals}
+    return {"cpu": cpu, "wall": wall, "groups": groups, "jobs": jobs, "events": finals, "decodes": decodes}
 
 
 def unit_costs(engine: LocalEngine, clips: list[np.ndarray]) -> dict[str, float]:
@@ -222,6 +250,12 @@ def main() -> None:
         total = sum(jobs.busy_time.values()) or 1.0
         print("  decode workers busy: " + ", ".join(f"{b}: {t / total:.0%}" for b, t in sorted(jobs.busy_time.items())))
         print(f"  events: {dict(r['events'])}")
+        dec, ev = r["decodes"], r["events"]
+        print(f"  decodes: {dict(dec)}; interims decoded and not published: "
+              f"{dec['interim'] - dec['interim cancelled'] - ev['interim']} of {dec['interim']} (and "
+              f"{dec['interim cancelled']} cancelled); final decodes per final published: "
+              f"{dec['final'] / max(1, ev['final']):.2f} ({dec['final cancelled']} cancelled); "
+              f"schedule {','.join(sorted(st.SCHEDULE)) or 'baseline'}")
     engine = LocalEngine({})
     engine.load()
     costs = unit_costs(engine, tl.trimmed)

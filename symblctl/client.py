@@ -83,8 +83,11 @@ class Client(DeclaredCommands):
         self.events_endpoint = events or de
         self.timeout = timeout
         self.retries = retries
-        self._own_ctx = context is None
-        self.ctx = context or zmq.Context()
+        # The process's one context (pyzmq's Context.instance()), never one of the client's own: a Client caught
+        # in a garbage cycle (a traceback holding it) had its own context finalized after the GC had cleared
+        # the context's weak set of sockets, so Context.__del__ closed nothing and term() waited forever for
+        # the REQ socket (a test stalled until pytest-timeout, 300 s). Closing a client closes its sockets.
+        self.ctx = context or zmq.Context.instance()
         # A stable routing id lets the daemon route a late reply to our reopened socket.
         self._identity = os.urandom(16)
         self._sock: zmq.Socket[bytes] | None = None
@@ -220,8 +223,6 @@ class Client(DeclaredCommands):
 
     def close(self) -> None:
         self._reset()
-        if self._own_ctx:
-            self.ctx.term()
 
     def __enter__(self) -> Client:
         return self

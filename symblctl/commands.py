@@ -25,7 +25,7 @@ SUMMARIES: dict[str, str] = {
     'finalize': 'make what was heard so far final now, without ending the connection',
     'find_conversation': 'the connections (live, or in the journal) that carry a conversationId, oldest first',
     'get': "one connection's object (also for connections of an earlier daemon run, from the journal)",
-    'history': 'events of a connection after a given seq, oldest first (memory, then the journal)',
+    'history': 'events of a connection after a given seq, oldest first (memory, then the journal); only events already',
     'mute': 'mute (or with on=false unmute) a microphone connection; muted audio is replaced by silence',
     'nats': 'NATS bridge state: connection, node, stream, and counters (published, finals, behind, ...)',
     'pause': 'pause a microphone connection: silence is sent meanwhile so engines and remote sessions stay alive',
@@ -170,7 +170,7 @@ class DeclaredCommands:
         return self.call(protocol.Get(connection_id=connection_id))
 
     def history(self, connection_id: str, after_seq: int = 0, limit: int = 1000, gap: bool = False) -> dict[str, Any]:
-        """Events of a connection after a given seq, oldest first (memory, then the journal)."""
+        """Events of a connection after a given seq, oldest first (memory, then the journal); only events already"""
         from symblctl import protocol
 
         return self.call(protocol.History(connection_id=connection_id, after_seq=after_seq, limit=limit, gap=gap))

@@ -195,19 +195,28 @@ class SpeakerChange(EventData):
     user: dict[str, Any] | None = None
 
 
-class SpeakerRevision(EventData, rename={"from_": "from"}):
-    """Diarization found labels already sent wrong: ``merged`` (two labels are one person) or ``identified``
-    (a label is an enrolled voice; ``to`` has its name and ``userId``). Sent right after the result that
-    showed it, journaled; ``history`` readers, the Conversation API and the summary page apply it
-    (docs/diarization.md)."""
+# (a rename mapping replaces the base's camel rule: every field named here, else it was connection_id on the wire)
+class SpeakerRevision(EventData,
+                      rename={"from_": "from", "connection_id": "connectionId", "message_ids": "messageIds"}):
+    """Diarization found labels already sent wrong: ``merged`` (two labels are one person: every result that
+    carried ``from``), ``identified`` (a label is an enrolled voice; ``to`` has its name and ``userId``) or
+    ``late`` (these messages only: they went out before their voice prints were ready, with a provisional
+    label, and the prints say ``to``, or with ``parts`` that the voice changes inside the one message; ``from``
+    is ``{}`` when they went out with none). Sent right after the
+    result that showed it, journaled; ``history`` readers, the Conversation API, the summary page and
+    exports apply it (docs/diarization.md)."""
 
     event_type = "speaker_revision"
     publisher = "diarization"
     connection_id: str
-    reason: Literal["merged", "identified"]
+    reason: Literal["merged", "identified", "late"]
     message_ids: Annotated[list[str], Meta(description="the messages whose from changes")]
     from_: Annotated[dict[str, Any], Meta(description="the label they had")]
     to: Annotated[dict[str, Any], Meta(description="the label they have now")]
+    parts: Annotated[list[dict[str, Any]], Meta(description="late only, one message id: the prints found the voice "
+                                                            "change inside it, so it is these messages now (split "
+                                                            "there, each with its words and from; the first keeps "
+                                                            "its id)")] | None = None
 
 
 class EndOfTurn(EventData):

@@ -49,23 +49,44 @@ def _seconds_between(start: str | None, later: str | None) -> float | None:
         return None
 
 
-def _revised(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Diarization's ``speaker_revision`` events: label id → the ``from`` that replaces it (the daemon's
-    core/speakers.py applies the same for the Conversation API; a transcript export does it here)."""
+@dataclass
+class Revised:
+    """Diarization's ``speaker_revision`` events (the daemon's core/speakers.py applies the same for the
+    Conversation API; a transcript export does it here): label id → the ``from`` that replaces it
+    (``merged``, ``identified``), and message id → its ``from`` after a late print (``late``: that message only)."""
+
+    labels: dict[str, dict[str, Any]]
+    messages: dict[str, dict[str, Any]]
+    parts: dict[str, list[dict[str, Any]]]  # message id → the messages it was split into (late, a voice change)
+
+    def who(self, who: dict[str, Any], message_id: Any = None) -> dict[str, Any]:
+        who = self.messages.get(str(message_id), who) if message_id is not None else who
+        return self.labels.get(str(who.get("id")), who)
+
+
+def _revised(events: list[dict[str, Any]]) -> Revised:
     to: dict[str, dict[str, Any]] = {}
+    moved: dict[str, dict[str, Any]] = {}
+    parts: dict[str, list[dict[str, Any]]] = {}
     for e in events:
         d = e.get("data") or {}
-        if e.get("type") == "speaker_revision" and isinstance(d.get("from"), dict) and isinstance(d.get("to"), dict):
+        if e.get("type") != "speaker_revision" or not isinstance(d.get("to"), dict):
+            continue
+        if d.get("reason") == "late":
+            moved.update({str(mid): d["to"] for mid in d.get("messageIds") or []})
+            if isinstance(d.get("parts"), list) and len(d.get("messageIds") or []) == 1:
+                parts[str(d["messageIds"][0])] = [p for p in d["parts"] if isinstance(p, dict)]
+        elif isinstance(d.get("from"), dict):
             to[str(d["from"].get("id"))] = d["to"]
     for old in list(to):
         seen = {old}
         while str(to[old].get("id")) in to and str(to[old].get("id")) not in seen:
             seen.add(str(to[old].get("id")))
             to[old] = to[str(to[old].get("id"))]
-    return to
+    return Revised(to, moved, parts)
 
 
-def _cue(message: dict[str, Any], audio_start: str | None, revised: dict[str, dict[str, Any]] | None = None) -> Cue:
+def _cue(message: dict[str, Any], audio_start: str | None, revised: Revised | None = None) -> Cue:
     d = message.get("duration") or {}
     start = d.get("timeOffset")
     if start is None:  # an engine that gives only wall-clock times: offset from the first audio
@@ -74,19 +95,26 @@ def _cue(message: dict[str, Any], audio_start: str | None, revised: dict[str, di
     if length is None:
         length = _seconds_between(d.get("startTime"), d.get("endTime")) or 0.0
     who = message.get("from") or {}
-    who = (revised or {}).get(str(who.get("id")), who)
+    if revised is not None:
+        who = revised.who(who, message.get("id"))
     return Cue(round(max(0.0, float(start)), 3), round(max(0.0, float(start) + float(length)), 3),
                who.get("name") or who.get("userId") or None, (message.get("payload") or {}).get("content", ""),
                speaker_id=who.get("id") or None, user_id=who.get("userId") or None)
 
 
-def _revised_insight(insight: dict[str, Any], revised: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The insight with its ``from`` and ``assignee`` as revised (a merged label: the person it turned out to be)."""
+def _revised_insight(insight: dict[str, Any], revised: Revised) -> dict[str, Any]:
+    """The insight with its ``from`` and ``assignee`` as revised (a merged label: the person it turned out to be;
+    a late print: the speaker of the message it refers to, also as assignee when that was its ``from``)."""
     out = dict(insight)
+    ref = (insight.get("messageReference") or {}).get("id")
+    old = out.get("from")
     for key in ("from", "assignee"):
         who = out.get(key)
-        if isinstance(who, dict) and str(who.get("id")) in revised:
-            out[key] = revised[str(who.get("id"))]
+        follows = key == "from" or (isinstance(old, dict) and who == old)
+        if follows and ref is not None and str(ref) in revised.messages:
+            who = revised.messages[str(ref)]
+        if isinstance(who, dict):
+            out[key] = revised.labels.get(str(who.get("id")), who)
     return out
 
 
@@ -107,7 +135,8 @@ def collect(events: Iterable[dict[str, Any]]) -> Conversation:
             conv.title = data.get("meetingTitle")
             conv.started_at = data.get("startedAt") or e.get("time")
         elif kind == "message_response":
-            conv.cues.extend(_cue(m, conv.started_at, revised) for m in data.get("messages", []))  # type: ignore[union-attr]
+            messages = [p for m in data.get("messages", []) for p in revised.parts.get(str(m.get("id")), [m])]
+            conv.cues.extend(_cue(m, conv.started_at, revised) for m in messages)  # type: ignore[union-attr]
         elif kind == "insight_response":
             conv.insights.extend(_revised_insight(i, revised) for i in data.get("insights", []))  # type: ignore[union-attr]
         elif kind == "topic_response":

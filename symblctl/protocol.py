@@ -232,6 +232,22 @@ class Flow(Shape):
     spool_failures: int | None = None
 
 
+class DiarizationWork(Shape):
+    """What a diarizing connection's voice prints cost and how they kept up with its finals (docs/diarization.md)."""
+
+    provisional_finals: Annotated[int, Meta(description="finals published before their prints were ready (after "
+                                                        "100 ms), with a provisional label")] = 0
+    late_revised_messages: Annotated[int, Meta(description="messages their late prints attributed to another "
+                                                           "speaker (speaker_revision, reason late)")] = 0
+    tail_prints: Annotated[int, Meta(description="utterances heard from their last 3 s only: the embedding "
+                                                 "thread was 1 s or more behind the finals")] = 0
+    skipped_prints: Annotated[int, Meta(description="utterances given no print: 20 s or more behind (their "
+                                                    "provisional labels stay)")] = 0
+    print_cpu_seconds: Annotated[float, Meta(description="CPU-seconds spent taking voice prints")] = 0.0
+    print_cpu_per_audio_second: Annotated[float, Meta(description="the same per second of audio fed")] = 0.0
+    waiting_finals: Annotated[int, Meta(description="finals published whose prints are still to come")] = 0
+
+
 class Connection(Shape):
     """The connection object: what ``start``, ``get`` and ``stop`` return and ``connection_started`` carries."""
 
@@ -252,6 +268,7 @@ class Connection(Shape):
     speaker: Speaker | None = None
     diarization: Annotated[dict[str, Any], Meta(description="speaker labels on this connection: minSpeakers, "
                                                             "maxSpeakers, thresholds; null: off")] | None = None
+    diarization_work: DiarizationWork | None = None
     created_at: str | None = None
     started_at: str | None = None
     ended_at: str | None = None
@@ -484,7 +501,8 @@ class Events(Shape):
 
 
 class History(ConnectionRef):
-    """Events of a connection after a given seq, oldest first (memory, then the journal)."""
+    """Events of a connection after a given seq, oldest first (memory, then the journal); only events already
+    journaled and sent, so a seq read here is never lost to a crash."""
 
     name = "history"
     reply = Events

@@ -27,7 +27,6 @@ from collections.abc import Callable
 from typing import Any
 
 import structlog
-import zmq
 
 from symblctl.client import Client, DaemonError, DaemonUnavailable, EventStream
 
@@ -94,13 +93,11 @@ class _Endpoints:
         self.retries = retries
 
     def client(self) -> Client:
-        return Client(self.control, self.events, timeout=self.timeout, retries=self.retries,
-                      context=zmq.Context.instance())
+        return Client(self.control, self.events, timeout=self.timeout, retries=self.retries)
 
     def ping(self) -> None:
         """Fail fast (DaemonUnavailable) when nothing answers, before a command that may take minutes."""
-        with Client(self.control, self.events, timeout=_LIVENESS_TIMEOUT, retries=0,
-                    context=zmq.Context.instance()) as c:
+        with Client(self.control, self.events, timeout=_LIVENESS_TIMEOUT, retries=0) as c:
             c.ping()
 
 
@@ -280,9 +277,8 @@ class Connection:
         return True
 
     def _dispatch_loop(self) -> None:
-        ctx: zmq.Context[Any] = zmq.Context.instance()
         try:
-            stream = EventStream(self._control_endpoint, self._events_endpoint, self.connectionId, ctx=ctx)
+            stream = EventStream(self._control_endpoint, self._events_endpoint, self.connectionId)
         except DaemonError as e:
             self._dispatch_failed(e)
             self._completed.set()
@@ -312,8 +308,7 @@ class Connection:
     def _check_daemon(self) -> None:
         """Catch up from history when live events stopped coming (e.g. the daemon restarted and
         published this connection's end before our socket reconnected); raises DaemonUnavailable."""
-        with Client(self._control_endpoint, self._events_endpoint, timeout=_LIVENESS_TIMEOUT, retries=0,
-                    context=zmq.Context.instance()) as probe:
+        with Client(self._control_endpoint, self._events_endpoint, timeout=_LIVENESS_TIMEOUT, retries=0) as probe:
             if int(probe.get(self.connectionId).get("lastSeq") or 0) > self._last_seq:
                 for event in probe.all_history(self.connectionId, self._last_seq):
                     self._dispatch(event)

@@ -44,7 +44,7 @@ SENTENCES = [
     "I think we should move the launch date to next month.",
     "John will read the contract and get back to us on Monday.",
     "The customer reported a problem with the login page.",
-    "Could you update the project timeline in the shared document?",
+    "Could you update the project plan in the shared folder?",
     "Our sales numbers grew by ten percent this year.",
     "Let me check with the legal team and follow up by email.",
     "We agreed to postpone the product launch until next Thursday.",

@@ -243,6 +243,17 @@ def test_client_chosen_connection_id(daemon: DaemonProc, client: Client) -> None
 
 # -- the process -----------------------------------------------------------------------------------
 
+def test_a_client_left_in_a_garbage_cycle_is_collected(daemon: DaemonProc) -> None:
+    """A Client that a traceback (or anything) holds in a cycle is collected: with a context of its own, the
+    garbage collector hung in Context.term() for ever. In a child process, so a hang fails on its timeout."""
+    code = ("import gc, sys; from symblctl.client import Client\n"
+            "c = Client(sys.argv[1], sys.argv[2]); c.ping(); c.me = c; del c\n"
+            "gc.collect(); print('collected')")
+    r = subprocess.run([sys.executable, "-c", code, daemon.control, daemon.events], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.strip() == "collected", r.stderr
+
+
 def test_symblctl_without_daemon_fails_fast(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "symblctl.cli", "--control", f"ipc://{tmp_path}/none",
                           "status"], capture_output=True, timeout=30)  # a deadline for a hang

@@ -102,3 +102,19 @@ def test_an_interim_leaves_the_last_free_worker_to_the_next_final():
         wait_until("the interim ran", ran.is_set)
     finally:
         pool.close()
+
+
+def test_finals_waiting_counts_finals_queued_for_a_worker_until_one_starts():
+    # A running interim whose utterance closed gives its worker up when this is non-zero (streaming.py "cancel").
+    pool = DecodePool(1)
+    try:
+        gates = busy_with_finals(pool, 1)  # the only worker busy
+        assert pool.finals_waiting() == 0, "the running final is not waiting"
+        started = threading.Event()
+        pool.submit(gated(started, threading.Event()))
+        assert pool.finals_waiting() == 1
+        gates[0].set()
+        wait_until("the queued final started", started.is_set)
+        assert pool.finals_waiting() == 0
+    finally:
+        pool.close()

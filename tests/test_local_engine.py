@@ -20,6 +20,7 @@ from speechgen import SENTENCES, pcm16, silence, synth, wer, white_noise
 from symbld.engines.base import EngineError, StreamConfig
 from symbld.engines.local import LocalEngine
 from symbld.engines.local.recognizer import (
+    DecodeCancelled,
     Word,
     collapse_repetitions,
     drop_invented_tail,
@@ -297,14 +298,20 @@ def test_a_pause_shorter_than_the_endpoint_discards_the_speculative_final(engine
     assert wer(" ".join(refs), rec.text()) <= MAX_WER
 
 
-def test_a_speculative_final_refused_for_want_of_a_worker_starts_once_one_is_free(engine):
-    # Every worker busy when the pause reaches postroll_ms: the final's decode starts as soon as a worker frees,
-    # before the endpoint, instead of after it (8 live streams: half the finals had missed their one chance).
-    pool = engine._pool
+def occupy_every_worker(pool) -> list[threading.Event]:
+    """Every decode worker busy until its gate is set: decoding is behind, as under load."""
     gates = [threading.Event() for _ in range(pool.workers)]
     for gate in gates:
         pool.submit(lambda gate=gate: gate.wait(60))
     wait_until("every worker busy", lambda: pool.running()["final"] == pool.workers)
+    return gates
+
+
+def test_a_speculative_final_refused_for_want_of_a_worker_starts_once_one_is_free(engine):
+    # Every worker busy when the pause reaches postroll_ms: the final's decode starts as soon as a worker frees,
+    # before the endpoint, instead of after it (8 live streams: half the finals had missed their one chance).
+    pool = engine._pool
+    gates = occupy_every_worker(pool)
     rec = Recorder()
     stream = engine.open(config("retry", extra={"endpoint_silence_ms": 1500}), rec)
     try:
@@ -320,6 +327,187 @@ def test_a_speculative_final_refused_for_want_of_a_worker_starts_once_one_is_fre
     stream.finish()
     stream.close()
     assert wer(SENTENCES[0], rec.text()) <= MAX_WER, rec.text()
+
+
+def test_a_decode_asks_before_each_native_pass_and_stops_when_no_longer_wanted(engine):
+    # A final runs three passes (encoder, beam search, word alignment); the caller is asked before each, and
+    # an answer of True stops the decode there (a speculative final whose speech resumed).
+    audio = realspeech.clips()[1].audio
+    plain = engine.recognizer.transcribe(audio, final=True)
+    asked: list[bool] = []
+
+    def after(passes: int):  # "no longer wanted" once this many passes ran
+        def cancelled() -> bool:
+            asked.append(len(asked) >= passes)
+            return asked[-1]
+        return cancelled
+
+    kept = engine.recognizer.transcribe(audio, final=True, cancelled=after(99))
+    assert len(asked) == 3 and kept.text == plain.text and kept.words == plain.words
+    for passes in range(3):
+        asked.clear()
+        with pytest.raises(DecodeCancelled):
+            engine.recognizer.transcribe(audio, final=True, cancelled=after(passes))
+        assert asked == [False] * passes + [True], "asked before each pass, stopped at the first True"
+    asked.clear()
+    interim = engine.recognizer.transcribe(audio, final=False, cancelled=after(99))
+    assert len(asked) == 2 and interim.text, "an interim has no word alignment: encoder and greedy search"
+
+
+def test_a_speculative_final_whose_speech_resumed_stops_before_its_next_pass(engine, monkeypatch):
+    # The speculative decode is held before it starts until the speech has resumed (on a fast machine the
+    # resumption may come during any of its passes): it is then cancelled, not run to the end and thrown away,
+    # and one final covers both sentences.
+    started, resume = threading.Event(), threading.Event()
+    outcomes: list[str] = []
+    real = engine.recognizer.transcribe
+
+    def held(audio, *, final, cancelled=None, **kw):
+        if final and not resume.is_set():  # the first final decode: the speculation
+            started.set()
+            resume.wait(60)
+            try:
+                rec = real(audio, final=final, cancelled=cancelled, **kw)
+            except DecodeCancelled:
+                outcomes.append("cancelled")
+                raise
+            outcomes.append("decoded")
+            return rec
+        return real(audio, final=final, cancelled=cancelled, **kw)
+
+    monkeypatch.setattr(engine.recognizer, "transcribe", held)
+    rec = Recorder()
+    stream = engine.open(config("cancel", extra={"endpoint_silence_ms": 1200, "interims": False}), rec)
+    refs = [SENTENCES[0], SENTENCES[1]]
+    feed(stream, pcm16(synth(refs[0], pad=0.0)) + silence(0.25), realtime=True)  # live: it speculates
+    wait_until("the speculative final was asked for", started.is_set)
+    feed(stream, pcm16(synth(refs[1], pad=0.0))[:3200], realtime=True)  # speech again: the speculation is void
+    assert stream._utt is not None and stream._utt.spec is None
+    resume.set()
+    wait_until("the speculation ended", lambda: outcomes)
+    assert outcomes == ["cancelled"]
+    feed(stream, pcm16(synth(refs[1], pad=0.0))[3200:] + silence(1.5))
+    stream.finish()
+    stream.close()
+    assert len(rec.finals()) == 1, rec.text()
+    assert wer(" ".join(refs), rec.text()) <= MAX_WER
+
+
+def test_a_speculative_final_decoded_before_the_speech_resumed_goes_out_as_its_interim(engine):
+    # A pause longer than the speculative decode but shorter than the endpoint (here a 1.5 s endpoint; with
+    # semantic end of turn, a pause judged unfinished): the decode's words are the utterance so far, published as
+    # its interim instead of thrown away. No interim after the first is due but that one (interim_interval_s 100).
+    rec = Recorder()
+    stream = engine.open(config("reuse", extra={"endpoint_silence_ms": 1500, "interim_interval_s": 100.0}), rec)
+    refs = [SENTENCES[0], SENTENCES[1]]
+    feed(stream, pcm16(synth(refs[0], pad=0.0)) + silence(0.25), realtime=True)  # live: it speculates
+    utt = stream._utt
+    assert utt is not None and utt.spec is not None, "the speculative final started"
+    wait_until("the speculative final decoded", lambda: utt.spec.done)
+    said = utt.spec.rec.text
+    assert wer(refs[0], said) <= MAX_WER, said
+    feed(stream, pcm16(synth(refs[1], pad=0.0)) + silence(2.0))  # the speech goes on: one utterance
+    stream.finish()
+    stream.close()
+    events = [d for t, d in rec.events if t == "transcript_response"]
+    assert [d["isFinal"] for d in events][-2:] == [False, True] and len({d["id"] for d in events}) == 1, events
+    assert events[-2]["punctuated"]["transcript"] == said, "the speculative final's words, as the last interim"
+    assert sum(not d["isFinal"] for d in events) <= 2, "the first interim (during the first sentence), then that one"
+    assert wer(" ".join(refs), rec.text()) <= MAX_WER, rec.text()
+
+
+def note_final_searches(engine, monkeypatch) -> list[dict]:
+    """Each final decode as it starts: its audio's seconds, whether it took the cheaper search (``behind``), and
+    its text once decoded."""
+    noted: list[dict] = []
+    real = engine.recognizer.transcribe
+
+    def transcribe(audio, *, final, behind=False, **kw):
+        if not final:
+            return real(audio, final=final, behind=behind, **kw)
+        entry = {"seconds": len(audio) / 16000, "behind": behind, "text": None}
+        noted.append(entry)
+        rec = real(audio, final=final, behind=behind, **kw)
+        entry["text"] = rec.text
+        return rec
+
+    monkeypatch.setattr(engine.recognizer, "transcribe", transcribe)
+    return noted
+
+
+def test_a_final_that_starts_while_other_finals_wait_takes_the_cheaper_search(engine, monkeypatch):
+    # Decoding is behind (a final queued behind this one): this final is searched with behind_beam_size (greedy),
+    # the queue drains sooner; the last one, with nothing waiting, gets the full beam.
+    noted = note_final_searches(engine, monkeypatch)
+    pool = engine._pool
+    gates = occupy_every_worker(pool)
+    recs = [Recorder(), Recorder()]
+    streams = [engine.open(config(f"behind{k}"), recs[k]) for k in range(2)]
+    try:
+        # Live (a stream fed ahead of real time keeps the full beam): each utterance closes at its endpoint, and its
+        # final, which found no free worker for a speculative decode, queues for one.
+        feeders = [threading.Thread(target=feed, args=(stream, pcm16(synth(SENTENCES[k], pad=0.0)) + silence(0.6),
+                                                        True)) for k, stream in enumerate(streams)]
+        for t in feeders:
+            t.start()
+        for t in feeders:
+            t.join()
+        wait_until("both finals queued", lambda: pool.finals_waiting() == 2)
+    finally:
+        gates[0].set()  # one worker: the first final starts while the second still waits
+    wait_until("the first final decoded", lambda: noted and noted[0]["text"] is not None)
+    gates[1].set()
+    for stream in streams:
+        stream.finish()
+        stream.close()
+    assert sorted(n["behind"] for n in noted) == [False, True], noted
+    for k in range(2):
+        assert wer(SENTENCES[k], recs[k].text()) <= MAX_WER, recs[k].text()
+
+
+def test_a_live_stream_behind_packs_its_finals_into_one_cheaper_decode(engine, monkeypatch):
+    # Every worker busy while a live stream speaks three sentences (no worker for a speculative decode either): the
+    # first final waits in the pool's queue, the two after it in the stream's. Once workers free, the first is
+    # decoded alone and the other two as one packed window, all with the cheaper search (finals waited: a pack
+    # exists only because they did); each sentence still gets its own final.
+    searches = note_final_searches(engine, monkeypatch)
+    pool = engine._pool
+    gates = occupy_every_worker(pool)
+    rec = Recorder()
+    stream = engine.open(config("packed"), rec)
+    try:
+        feed(stream, b"".join(pcm16(synth(s, pad=0.0)) + silence(1.0) for s in SENTENCES[:3]), realtime=True)
+    finally:
+        for gate in gates:
+            gate.set()
+    stream.finish()
+    stream.close()
+    assert len(searches) == 2 and all(n["behind"] for n in searches), searches
+    assert searches[1]["seconds"] > searches[0]["seconds"] + 2, "the second decode is the pack of two sentences"
+    assert len(rec.finals()) == 3
+    for sentence, final in zip(SENTENCES[:3], rec.finals(), strict=True):
+        assert wer(sentence, final["punctuated"]["transcript"]) <= MAX_WER, rec.text()
+
+
+def test_a_file_fed_fast_keeps_the_full_beam_while_its_finals_queue(engine, monkeypatch):
+    # A stream fed ahead of real time queues its finals by design (nobody waits on each): no cheaper search.
+    noted = note_final_searches(engine, monkeypatch)
+    pool = engine._pool
+    gates = occupy_every_worker(pool)
+    rec = Recorder()
+    stream = engine.open(config("fast-beam"), rec)
+    try:
+        # pauses longer than prompt_max_gap_s: its finals decode side by side (no prompt to wait for), one per worker
+        feed(stream, b"".join(pcm16(synth(s, pad=0.0)) + silence(1.5) for s in SENTENCES[:3]))
+        wait_until("two finals queued", lambda: pool.finals_waiting() == 2)
+    finally:
+        gates[0].set()  # one starts while the other still waits
+    wait_until("the first final started", lambda: noted)
+    gates[1].set()
+    stream.finish()
+    stream.close()
+    assert len(noted) >= 3 and not any(n["behind"] for n in noted), noted
+    assert wer(" ".join(SENTENCES[:3]), rec.text()) <= MAX_WER, rec.text()
 
 
 def test_message_text_is_joined_as_the_model_spelt_it(engine):

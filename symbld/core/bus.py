@@ -58,6 +58,11 @@ _encode = msgspec.json.Encoder(enc_hook=_plain).encode
 caused_by: ContextVar[str | None] = ContextVar("caused_by", default=None)
 
 
+# How long a client's ``history`` waits for what was published before it to be journaled and sent (the bus
+# thread does that within milliseconds; a disk slower than this gives the events sent so far).
+_SENT_WAIT_S = 1.0
+
+
 class Sink(Protocol):
     """Where journaled events go (the PUB socket); used only from the bus thread."""
 
@@ -81,6 +86,9 @@ class EventBus:
         self._lock = threading.Lock()
         self._seq: dict[str, int] = {}
         self._history: dict[str, deque[dict[str, Any]]] = {}
+        # The last seq of each connection the bus thread has journaled and sent: what clients may read back.
+        self._sent: dict[str, int] = {}
+        self._sent_changed = threading.Condition(self._lock)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self.published = 0
         self.refills = 0  # gap refills reported by subscribers (history with gap=true)
@@ -121,7 +129,7 @@ class EventBus:
                 hist = self._history[connection_id] = deque(maxlen=self._history_len)
             hist.append(event)
             body = _encode(event)
-            self._queue.put((connection_id, connection_topic(connection_id, event_type), body, is_durable(event)))
+            self._queue.put((connection_id, connection_topic(connection_id, event_type), body, is_durable(event), seq))
         return event
 
     def publish_daemon(self, event_type: str, data: Struct | dict[str, Any]) -> None:
@@ -130,11 +138,11 @@ class EventBus:
             seq = self._seq.get("", 0) + 1
             self._seq[""] = seq
             event = {"v": EVENT_VERSION, "seq": seq, "type": event_type, "time": iso_now(), "data": data}
-            self._queue.put((None, daemon_topic(event_type), _encode(event), False))
+            self._queue.put((None, daemon_topic(event_type), _encode(event), False, seq))
 
     def publish_raw(self, topic: bytes, body: dict[str, Any]) -> None:
         """A message outside any connection's sequence (subscription sync markers)."""
-        self._queue.put((None, topic, _encode(body), False))
+        self._queue.put((None, topic, _encode(body), False, 0))
 
     def seed(self, connection_id: str, last_seq: int) -> None:
         """Continue a connection's numbering after a restart (its journal already has 1..last_seq)."""
@@ -152,16 +160,31 @@ class EventBus:
 
     def close_connection(self, connection_id: str) -> None:
         """The connection ended: close its journal file once everything queued is written."""
-        self._queue.put(("__close__", connection_id, b"", False))
+        self._queue.put(("__close__", connection_id, b"", False, 0))
 
     # -- readers (any thread) -------------------------------------------------------------------
     def last_seq(self, connection_id: str) -> int:
         with self._lock:
             return self._seq.get(connection_id, 0)
 
-    def history(self, connection_id: str, after_seq: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+    def sent_seq(self, connection_id: str) -> int:
+        """The last seq journaled and sent (0: none yet, or not a connection of this run's memory)."""
         with self._lock:
+            return self._sent.get(connection_id, 0)
+
+    def history(self, connection_id: str, after_seq: int = 0, limit: int = 1000,
+                sent_only: bool = False) -> list[dict[str, Any]]:
+        """A connection's events after ``after_seq``. ``sent_only`` (what clients read back): only those already
+        journaled and sent, so a seq a client has seen can never be lost to a crash and reused after it."""
+        with self._lock:
+            if sent_only:  # read your writes: what was published before this call, once it is on disk
+                numbered = self._seq.get(connection_id, 0)
+                self._sent_changed.wait_for(lambda: self._sent.get(connection_id, 0) >= numbered
+                                            or connection_id not in self._history, _SENT_WAIT_S)
             hist = list(self._history.get(connection_id, ()))
+            if sent_only:
+                sent = self._sent.get(connection_id, 0)
+                hist = [e for e in hist if e["seq"] <= sent]
         if hist and hist[0]["seq"] <= after_seq + 1:
             return [e for e in hist if e["seq"] > after_seq][:limit]
         # Older than memory holds (or a past daemon's connection): the journal has it.
@@ -180,6 +203,7 @@ class EventBus:
         with self._lock:
             self._history.pop(connection_id, None)
             self._seq.pop(connection_id, None)
+            self._sent.pop(connection_id, None)
 
     # -- the bus thread -------------------------------------------------------------------------
     def _run(self) -> None:
@@ -198,12 +222,12 @@ class EventBus:
                     pass
                 stop = False
                 to_sync: set[IO[bytes]] = set()
-                ready: list[tuple[bytes, bytes]] = []
+                ready: list[tuple[str | None, int, bytes, bytes]] = []
                 for item in batch:
                     if item is _STOP:
                         stop = True
                         continue
-                    cid, topic, body, durable = item
+                    cid, topic, body, durable, seq = item
                     if cid == "__close__":
                         if self.backlog is not None:
                             self._flush(ready, to_sync)
@@ -213,7 +237,7 @@ class EventBus:
                         f = self.backlog.append(cid, body)
                         if durable and f is not None:
                             to_sync.add(f)
-                    ready.append((topic, body))
+                    ready.append((cid, seq, topic, body))
                 self._flush(ready, to_sync)
                 if stop:
                     return
@@ -222,15 +246,20 @@ class EventBus:
         finally:
             self.sink.close()
 
-    def _flush(self, ready: list[tuple[bytes, bytes]], to_sync: set[IO[bytes]]) -> None:
+    def _flush(self, ready: list[tuple[str | None, int, bytes, bytes]], to_sync: set[IO[bytes]]) -> None:
         if to_sync and self.backlog is not None:
             self.backlog.sync(to_sync)
             to_sync.clear()
-        for topic, body in ready:
+        for _cid, _seq, topic, body in ready:
             if self.sink.send(topic, body):
                 self.published += 1
             for listener in self.listeners:
                 listener(topic, body)
+        with self._lock:
+            for cid, seq, _topic, _body in ready:
+                if cid is not None and cid in self._history:  # not for a connection forget() has dropped
+                    self._sent[cid] = seq
+            self._sent_changed.notify_all()
         ready.clear()
 
     def alive(self) -> bool:

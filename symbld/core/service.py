@@ -375,7 +375,7 @@ class ConnectionService:
         return protocol.Finalized(connection_id=connection_id, utterance_closed=closed)
 
     def history(self, connection_id: str, after_seq: int, limit: int) -> list[dict[str, Any]]:
-        return self.bus.history(connection_id, after_seq, limit)
+        return self.bus.history(connection_id, after_seq, limit, sent_only=True)
 
     def count_gap_refill(self, events: int) -> None:
         """A subscriber saw a seq gap (its PUB queue overflowed) and refilled ``events`` from history."""

@@ -72,6 +72,9 @@ class Session:
         self._labeller = _labeller(config)  # speaker labels on one mixed channel (docs/diarization.md)
         if self._labeller is not None:  # the engine tells when an utterance closes: its print starts then
             config.extra["on_utterance"] = self._labeller.prefetch
+            self._labeller.on_ready = self._settle_speakers  # a late final's prints came: publish its revisions
+        # A result and the revisions of its labels go out in order: a late print's revision never before its message.
+        self._labelled = threading.RLock()
         self._closers: list[Callable[[], None]] = []
         self._engine_failed = False
         # A remote engine that fails for good after open() (bad credentials, server gone) tells us here.
@@ -87,12 +90,24 @@ class Session:
         if event_type == "transcript_response" and self._tee is not None and data.get("isFinal"):
             d = data.get("duration") or {}
             self._tee.mark_decoded(float(d.get("timeOffset", 0)) + float(d.get("duration", 0)))
-        revisions: list[dict[str, Any]] = []
         if self._labeller is not None and event_type in ("transcript_response", "message_response"):
-            try:
-                data, revisions = self._labeller.label(event_type, data)
-            except Exception:  # a speaker label is never worth a lost transcript
-                self.log.exception("diarization_failed")
+            if event_type == "transcript_response" and data.get("isFinal"):
+                self._labeller.await_prints(data, self._paced())  # live: 100 ms at most, then a provisional label
+            with self._labelled:
+                try:
+                    data, revisions = self._labeller.label(event_type, data)
+                except Exception:  # a speaker label is never worth a lost transcript
+                    self.log.exception("diarization_failed")
+                    revisions = []
+                self._publish(event_type, data)
+                for revision in revisions:
+                    self.emit("speaker_revision", revision)
+            return
+        self._publish(event_type, data)
+
+    def _publish(self, event_type: str, data: dict[str, Any]) -> None:
+        if event_type == "speaker_revision" and data.get("parts"):  # a late print split a message: its parts
+            data = {**data, "parts": self._as_published({"messages": data["parts"]})["messages"]}
         if self._transform is not None:
             data = self._transform(event_type, data)
         with self._counts_lock:
@@ -107,8 +122,32 @@ class Session:
                 self._analyzer.on_messages(data.get("messages", []))
             elif event_type == "transcript_response":
                 self._analyzer.on_transcript(data)
-        for revision in revisions:
-            self.emit("speaker_revision", revision)
+
+    def _paced(self) -> bool:
+        """The audio comes as it is spoken, so someone may be waiting on its finals: a mic, a file played in
+        real time, audio pushed no more than a second ahead of the wall clock (the engine's rule for "ahead")."""
+        if getattr(self.source, "realtime", True) is False:
+            return False
+        if self.started_at is None:
+            return True
+        return self.audio_seconds - (time.time() - self.started_at) <= 1.0
+
+    def _as_published(self, data: dict[str, Any]) -> dict[str, Any]:
+        """Messages the labeller made after their message went out (a late print's split), with their times
+        as a message_response's are published (a recovered session shifts them). Redaction needs nothing
+        here: it masks every string of every event, the revision's parts included."""
+        return self._transform("message_response", data) if self._transform is not None else data
+
+    def _settle_speakers(self, wait_all: bool = False) -> None:
+        """Late prints came (the labeller's settling thread; ``wait_all``: the connection's end, after the
+        engine's last final): publish the revisions of the messages they attribute to another speaker."""
+        if self._labeller is None:
+            return
+        if wait_all:
+            self._labeller.wait_pending()
+        with self._labelled:
+            for revision in self._labeller.settle():
+                self.emit("speaker_revision", revision)
 
     def _note_language(self, data: dict[str, Any]) -> None:
         """The language of the newest message: the connection object's ``language`` (in auto, the
@@ -192,6 +231,10 @@ class Session:
             self.log.error("finals_dropped", **left)
         if self._tee is not None:
             self._tee.close()
+        try:
+            self._settle_speakers(wait_all=True)  # the last finals' late prints: revised before the end
+        except Exception:
+            self.log.exception("diarization_failed")
         self._keep_speaker_prints()
         if self._analyzer is not None:
             try:
@@ -369,6 +412,10 @@ class Session:
             self.emit("engine_backlog", {"behind": behind, **self.backlog})
             (self.log.warning if behind else self.log.info)("engine_backlog", behind=behind, **self.backlog)
 
+    def diarization_work(self) -> dict[str, Any]:
+        """What its voice prints cost and how they kept up (empty when it does not diarize)."""
+        return self._labeller.work() if self._labeller is not None else {}
+
     def wait(self, timeout: float | None = None) -> bool:
         return self._ended.wait(timeout)
 
@@ -390,6 +437,7 @@ class Session:
             **languages.connection_fields(c.language_code, c.translate, self.language),
             "speaker": c.speaker,
             "diarization": c.extra.get("diarization"),
+            **({"diarizationWork": self.diarization_work()} if self._labeller is not None else {}),
             "createdAt": iso_now(self.created_at),
             "startedAt": iso_now(self.started_at) if self.started_at else None,
             "endedAt": iso_now(self.ended_at) if self.ended_at else None,

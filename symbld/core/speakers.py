@@ -19,12 +19,12 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from symbld import shapes
 
 EVENT = "speaker_event"  # the daemon event type (symbld/control/commands/speakers.py)
-REVISION = "speaker_revision"  # diarization found two labels to be one person (symbld/diarization/labeller.py)
+REVISION = "speaker_revision"  # diarization revised labels it published (symbld/diarization/labeller.py)
 TYPES = ("started_speaking", "stopped_speaking", "speaker_change", "joined", "left")
 SPEAKING = ("started_speaking", "speaker_change")
 
@@ -125,14 +125,34 @@ def conversation_events(histories: Iterable[Iterable[dict[str, Any]]]) -> list[d
     return list(heapq.merge(*(attribute_history(h) for h in histories), key=lambda e: str(e.get("time") or "")))
 
 
-def revisions(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Diarization's ``speaker_revision`` events as label id → the ``from`` that replaces it (chains
-    followed: a label merged into one that was merged later ends at the last)."""
+LATE = "late"  # a message published before its prints, attributed to another speaker when they came
+
+
+class Revised(NamedTuple):
+    """Diarization's ``speaker_revision`` events of one connection, ready to apply."""
+
+    labels: dict[str, dict[str, Any]]  # label id → the from that replaces it (merged, identified)
+    moved: dict[str, dict[str, Any]]  # message id → the from it has now (late)
+    parts: dict[str, list[dict[str, Any]]]  # message id → the messages it was split into (late, a voice change)
+
+
+def revisions(events: list[dict[str, Any]]) -> Revised:
+    """Diarization's ``speaker_revision`` events: label id → the ``from`` that replaces it (``merged``,
+    ``identified``: every result that carried the label; chains followed: a label merged into one that was
+    merged later ends at the last), message id → the ``from`` it has now (``late``: those messages only, the
+    label's other messages keep it), and message id → the messages it became (``late`` with ``parts``)."""
     to: dict[str, dict[str, Any]] = {}
+    moved: dict[str, dict[str, Any]] = {}
+    parts: dict[str, list[dict[str, Any]]] = {}
     for e in events:
         data = e.get("data")
-        if e.get("type") == REVISION and isinstance(data, dict) and isinstance(data.get("from"), dict) \
-                and isinstance(data.get("to"), dict) and data["from"].get("id"):
+        if e.get("type") != REVISION or not isinstance(data, dict) or not isinstance(data.get("to"), dict):
+            continue
+        if data.get("reason") == LATE:
+            moved.update({str(mid): data["to"] for mid in data.get("messageIds") or []})
+            if isinstance(data.get("parts"), list) and len(data.get("messageIds") or []) == 1:
+                parts[str(data["messageIds"][0])] = [p for p in data["parts"] if isinstance(p, dict)]
+        elif isinstance(data.get("from"), dict) and data["from"].get("id"):
             to[str(data["from"]["id"])] = data["to"]
     for old, new in to.items():
         seen = {old}
@@ -140,32 +160,44 @@ def revisions(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             seen.add(str(new.get("id")))
             new = to[str(new.get("id"))]
         to[old] = new
-    return to
+    return Revised(to, moved, parts)
 
 
-def revise(etype: str, data: dict[str, Any], to: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One result event with revised speaker labels (a copy when one changed)."""
+def revise(etype: str, data: dict[str, Any], revised: Revised) -> dict[str, Any]:
+    """One result event with revised speaker labels (a copy when one changed): a message moved by a late
+    print takes its new label (and an insight on it, when its ``from`` and ``assignee`` were the message's),
+    or is replaced by the parts it was split into; then every label merged or named since is replaced."""
+    to, moved = revised.labels, revised.moved
+
     def fix(obj: dict[str, Any], *keys: str) -> dict[str, Any]:
         changed = {k: dict(to[obj[k]["id"]]) for k in keys
                    if isinstance(obj.get(k), dict) and obj[k].get("id") in to}
         return {**obj, **changed} if changed else obj
 
+    def late(obj: dict[str, Any], mid: Any, *keys: str) -> dict[str, Any]:
+        if mid not in moved:
+            return obj
+        old = obj.get(keys[0])  # an insight's assignee follows its from when it was the speaker ("I will ...")
+        return {**obj, **{k: dict(moved[mid]) for k in keys if k == keys[0] or (old and obj.get(k) == old)}}
+
     if etype == "message_response":
-        return {**data, "messages": [fix(m, "from") for m in data.get("messages") or []]}
+        messages = [p for m in data.get("messages") or [] for p in revised.parts.get(str(m.get("id")), [m])]
+        return {**data, "messages": [fix(late(m, m.get("id"), "from"), "from") for m in messages]}
     if etype == "transcript_response":
         return fix(data, "user")
     if etype == "insight_response":
-        return {**data, "insights": [fix(i, "from", "assignee") for i in data.get("insights") or []]}
+        return {**data, "insights": [fix(late(i, (i.get("messageReference") or {}).get("id"), "from", "assignee"),
+                                         "from", "assignee") for i in data.get("insights") or []]}
     return data
 
 
 def attribute_history(events: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """A connection's journaled events with the speaker events and speaker revisions applied."""
     events = list(events)
-    to = revisions(events)
-    if to:
-        events = [{**e, "data": revise(e.get("type", ""), e["data"], to)} if isinstance(e.get("data"), dict) else e
-                  for e in events]
+    revised = revisions(events)
+    if revised.labels or revised.moved:
+        events = [{**e, "data": revise(e.get("type", ""), e["data"], revised)} if isinstance(e.get("data"), dict)
+                  else e for e in events]
     out: list[dict[str, Any]] = []
     attribution: Attribution | None = None
     for e in events:

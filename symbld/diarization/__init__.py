@@ -4,8 +4,10 @@ The speaker-embedding network is pyannote's community-1 (CC BY 4.0), taken from 
 ``moonshine-voice==0.1.0`` (``model.py``), run on onnxruntime over Kaldi fbank features
 (``embedder.py``); each final utterance gets one embedding, clustered online by cosine
 (``clusters.py``); ``labeller.py`` puts the labels on a connection's events and publishes
-``speaker_revision`` when clusters merge. Everything here needs the ``[diarize]`` extra, imported
-only when a connection diarizes; ``available()`` tells without importing it.
+``speaker_revision`` when clusters merge, a label is named, or a live final's prints come after it
+went out (it waits 100 ms at most, then is published with a provisional label). Everything here needs
+the ``[diarize]`` extra, imported only when a connection diarizes; ``available()`` tells without
+importing it.
 """
 
 from __future__ import annotations

@@ -31,6 +31,8 @@ class DiarizationTable(msgspec.Struct, kw_only=True):
     max_speakers: Annotated[int, msgspec.Meta(ge=1, le=32)] = 8  # as start's maxSpeakers
     threshold: Cosine = 0.5  # a print joins a speaker whose centroid it resembles at least this much
     merge_threshold: Cosine = 0.6  # two speakers this close are one person
+    # The voice-print thread's nice value: finals' decodes go first when the cores are short (0: the same priority)
+    print_nice: Annotated[int, msgspec.Meta(ge=0, le=19)] = 10
 
 
 MIXED_SOURCES = ("mic", "file", "push")
@@ -98,4 +100,4 @@ def resolve(args: protocol.Start, source_kind: str, daemon_config: dict[str, Any
                            f"pip install 'symbld[{diarization.EXTRA}]' (missing: {', '.join(diarization.missing())})",
                            {"argument": "diarization", "extra": diarization.EXTRA})
     return {"requested": asked is True, "minSpeakers": lo or 1, "maxSpeakers": hi or table.max_speakers,
-            "threshold": table.threshold, "mergeThreshold": table.merge_threshold}
+            "threshold": table.threshold, "mergeThreshold": table.merge_threshold, "printNice": table.print_nice}

@@ -1,27 +1,22 @@
-"""The daemon clients of every in-process API, made on one ZeroMQ context.
+"""The daemon clients of every in-process API.
 
 Each streaming socket of the Symbl server (and each OpenAI/Deepgram socket) holds a control client
-and an event stream; a ``symblctl.Client`` of its own context costs that context's I/O and reaper
-threads, so a socket cost ~8 threads. On one shared context a socket costs its sockets only. The
-context lives as long as the process (the daemon terminates its own, separate one at exit).
+and an event stream. They all live on the process's one ZeroMQ context (``symblctl.Client`` uses
+``zmq.Context.instance()``): a context per client cost its I/O and reaper threads, ~8 threads a socket.
+The daemon's own sockets are on a separate context, which it terminates at exit.
 """
 
 from __future__ import annotations
-
-from typing import Any
-
-import zmq
 
 from symblctl.client import Client
 
 
 class DaemonClients:
-    """``client_factory`` for the gateways: a ``symblctl.Client`` per call, all on ``self.context``."""
+    """``client_factory`` for the gateways: a ``symblctl.Client`` of the daemon's endpoints per call."""
 
     def __init__(self, control: str | None, events: str | None) -> None:
         self.control = control
         self.events = events
-        self.context: zmq.Context[Any] = zmq.Context()
 
     def __call__(self) -> Client:
-        return Client(self.control, self.events, context=self.context)
+        return Client(self.control, self.events)

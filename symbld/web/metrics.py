@@ -29,7 +29,17 @@ if TYPE_CHECKING:
 
 # Seconds of audio received past the end of an utterance when its final was published.
 LAG_BUCKETS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
-_PER_CONNECTION = ("audio", "dropped", "spooled", "finals_dropped")
+# Diarization's load shedding (docs/diarization.md): the connection object's diarizationWork, summed.
+_DIARIZATION = {"provisionalFinals": ("symbld_diarization_provisional_finals", "Finals published before their voice "
+                                      "prints were ready (after 100 ms), with a provisional speaker label."),
+                "lateRevisedMessages": ("symbld_diarization_late_revised_messages", "Messages whose late voice prints "
+                                        "attributed them to another speaker (speaker_revision, reason late)."),
+                "tailPrints": ("symbld_diarization_tail_prints", "Utterances heard from their last seconds only: the "
+                               "embedding thread was behind the finals."),
+                "skippedPrints": ("symbld_diarization_skipped_prints", "Utterances given no voice print: the "
+                                  "embedding thread was far behind (their provisional labels stay)."),
+                "printCpuSeconds": ("symbld_diarization_print_cpu_seconds", "CPU-seconds spent taking voice prints.")}
+_PER_CONNECTION = ("audio", "dropped", "spooled", "finals_dropped", *_DIARIZATION)
 
 
 class DaemonMetrics:
@@ -82,9 +92,11 @@ class DaemonMetrics:
         now: dict[str, dict[str, float]] = {}
         for s in sessions:
             flow = s.as_dict()["flow"]
+            work: dict[str, Any] = s.diarization_work() if hasattr(s, "diarization_work") else {}
             now[s.connection_id] = {"audio": float(s.audio_seconds), "dropped": float(flow["audioSecondsDropped"]),
                                     "spooled": float(flow.get("spooledSeconds") or 0.0),
-                                    "finals_dropped": float(flow.get("finalsDropped") or 0)}
+                                    "finals_dropped": float(flow.get("finalsDropped") or 0),
+                                    **{k: float(work.get(k) or 0.0) for k in _DIARIZATION}}
         with self._lock:
             for cid in set(self._seen) - set(now):  # left the registry: its last figures stay in the totals
                 for k, v in self._seen.pop(cid).items():
@@ -107,6 +119,8 @@ class DaemonMetrics:
                        "behind.", totals["spooled"])
         yield _counter("symbld_finals_dropped", "Finals lost at shutdown or on a failed disk.",
                        totals["finals_dropped"])
+        for key, (name, doc) in _DIARIZATION.items():
+            yield _counter(name, doc, totals[key])
         yield from self._event_metrics()
         bus = d.bus
         yield _counter("symbld_events_sent", "Events sent on the PUB socket.", bus.published)

@@ -24,7 +24,7 @@ def history(svc: Service, args: protocol.History, req: Request) -> dict[str, Any
         svc.count_gap_refill(min(len(events), args.limit))
     more = len(events) > args.limit
     events = events[: args.limit]
-    last = svc.bus.last_seq(cid) or (events[-1]["seq"] if events else args.after_seq)
+    last = svc.bus.sent_seq(cid) or (events[-1]["seq"] if events else args.after_seq)
     return {"events": events, "lastSeq": max(last, events[-1]["seq"] if events else 0), "more": more}
 
 

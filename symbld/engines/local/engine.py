@@ -13,6 +13,7 @@ decode pool; every stream shares them. Config keys (all optional)::
     num_workers         concurrent decodes (default 2: one per core)
     cpu_threads         threads per decode (default 1; tiny.en is most efficient on one)
     beam_size           final decode beam (default 5; greedy loops on some segments)
+    behind_beam_size    the final's beam while other finals wait for a worker (default 1: the cheaper path)
     vad_model           Silero ONNX path (default: the one inside faster-whisper)
     end_of_turn         "fixed" (default) | "semantic" (the turn model, extra symbld[turn]) | "auto"
     + any StreamSettings field (endpoint_silence_ms, interim_interval_s, max_utterance_s, ...),
@@ -50,6 +51,7 @@ class LocalEngineTable(msgspec.Struct, kw_only=True):
     cpu_threads: Annotated[int, msgspec.Meta(ge=1)] = 1
     compute_type: str = "int8"
     beam_size: Annotated[int, msgspec.Meta(ge=1)] = 5
+    behind_beam_size: Annotated[int, msgspec.Meta(ge=1)] = 1
     max_tokens_per_second: Annotated[float, msgspec.Meta(gt=0)] = 20.0
     no_speech_threshold: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.6
     logprob_threshold: float = -1.0

@@ -51,6 +51,15 @@ class Recognition:
     language: str = "en"  # the Whisper language it was decoded as (the spoken one, also when translated)
 
 
+class DecodeCancelled(Exception):
+    """The caller no longer wants a decode (its ``cancelled`` answered True at a step between its
+    native passes): what was spent is spent, the steps left are not run. Its argument names the pass
+    it stopped before: "encoder", "search" or "alignment"."""
+
+
+Cancelled = Callable[[], bool]
+
+
 class Recognizer(Protocol):
     name: str
 
@@ -76,10 +85,15 @@ class Recognizer(Protocol):
         prompt: str | None = None,
         language: str = "en",
         task: str = "transcribe",
+        cancelled: Cancelled | None = None,
+        behind: bool = False,
     ) -> Recognition:
         """Decode ``audio``; ``final`` asks for the careful decode with word timings; ``prompt`` is
         the text said just before (the previous final of the same connection), for context;
-        ``language`` is the Whisper code spoken; ``task`` "translate" writes English text."""
+        ``language`` is the Whisper code spoken; ``task`` "translate" writes English text.
+        ``cancelled``, asked between the decode's steps (a recogniser may never ask), raises
+        :class:`DecodeCancelled` when it answers True: the result is no longer wanted. ``behind``: finals
+        queue up for a worker, so a final takes the cheaper search (``behind_beam_size``)."""
         ...
 
     def detect_language(self, audio: np.ndarray) -> list[tuple[str, float]]:
@@ -256,17 +270,37 @@ def windowed_model_class() -> type:
     first frames of that padding: the window set for the calling thread by :func:`_window`.
     ``chunk_length`` itself is left at 30 s: it mutates the shared feature extractor, which is
     not safe with concurrent decodes.
+
+    It also asks the calling thread's ``window.cancelled`` (when set) before each native pass:
+    the encoder, the beam search (``generate_with_fallback``) and the word alignment
+    (``add_word_timestamps``), and raises :class:`DecodeCancelled` instead of running a pass whose
+    result nobody wants (bench/bench_decode_cost.py: encoder 50-67 % of a decode, beam search
+    30-40 %, alignment 8 %).
     """
     from faster_whisper import WhisperModel
 
     class WindowedWhisperModel(WhisperModel):  # type: ignore[misc]  # faster-whisper ships no types: its class is Any
         window = threading.local()
 
+        def _unless_cancelled(self, before: str) -> None:
+            cancelled = getattr(self.window, "cancelled", None)
+            if cancelled is not None and cancelled():
+                raise DecodeCancelled(before)
+
         def encode(self, features: np.ndarray) -> Any:
+            self._unless_cancelled("encoder")
             frames = getattr(self.window, "frames", None)
             if frames and features.shape[-1] > frames:
                 features = features[..., :frames]
             return super().encode(features)
+
+        def generate_with_fallback(self, *args: Any, **kwargs: Any) -> Any:
+            self._unless_cancelled("search")
+            return super().generate_with_fallback(*args, **kwargs)
+
+        def add_word_timestamps(self, *args: Any, **kwargs: Any) -> Any:
+            self._unless_cancelled("alignment")
+            return super().add_word_timestamps(*args, **kwargs)
 
     return WindowedWhisperModel
 
@@ -296,6 +330,9 @@ class WhisperRecognizer:
         self.num_workers = int(config.get("num_workers", 2))
         self.compute_type = str(config.get("compute_type", "int8"))
         self.beam_size = int(config.get("beam_size", 5))
+        # The final's beam while other finals wait for a worker: greedy costs 16-20 % less CPU per final and lost no
+        # words on the real-speech clips (WER 6.2 % against 7.6 %; bench/bench_decode_cost.py, docs/benchmarks.md).
+        self.behind_beam_size = int(config.get("behind_beam_size", 1))
         # Upper bound on tokens per second of audio: caps a runaway repetition loop.
         self.tokens_per_second = float(config.get("max_tokens_per_second", _TOKENS_PER_SECOND))
         self.no_speech_threshold = float(config.get("no_speech_threshold", 0.6))
@@ -362,8 +399,11 @@ class WhisperRecognizer:
         prompt: str | None = None,
         language: str = "en",
         task: str = "transcribe",
+        cancelled: Cancelled | None = None,
+        behind: bool = False,
     ) -> Recognition:
-        opts = {"final": final, "hotwords": hotwords, "language": language, "task": task}
+        opts = {"final": final, "hotwords": hotwords, "language": language, "task": task, "cancelled": cancelled,
+                "behind": behind}
         start, end = signal_span(audio)
         if end == 0:
             return Recognition("", language=language)  # digital silence only: nothing was said
@@ -394,16 +434,17 @@ class WhisperRecognizer:
 
     def _decode(
         self, audio: np.ndarray, *, final: bool, hotwords: list[str] | None, prompt: str | None,
-        language: str, task: str,
+        language: str, task: str, cancelled: Cancelled | None, behind: bool,
     ) -> Recognition:
         self.load()
         seconds = len(audio) / SAMPLE_RATE
         self._model.window.frames = encoder_window(seconds, self.min_window_s) * _FRAMES_PER_SECOND
+        self._model.window.cancelled = cancelled
         segments, _info = self._model.transcribe(
             audio,
             language=language,
             task=task,
-            beam_size=self.beam_size if final else 1,
+            beam_size=(self.behind_beam_size if behind else self.beam_size) if final else 1,
             # Single temperature: the fallback ladder can turn a 1 s decode into seven.
             temperature=0.0,
             condition_on_previous_text=False,
@@ -420,7 +461,7 @@ class WhisperRecognizer:
         try:
             return self._collect(segments, final=final, seconds=seconds)
         finally:
-            self._model.window.frames = None
+            self._model.window.frames = self._model.window.cancelled = None
 
     def _collect(self, segments: Any, *, final: bool, seconds: float) -> Recognition:
         words: list[Word] = []
@@ -465,6 +506,7 @@ class WhisperRecognizer:
             "cpuThreads": self.cpu_threads,
             "computeType": self.compute_type,
             "beamSize": self.beam_size,
+            "behindBeamSize": self.behind_beam_size,
         }
 
     def close(self) -> None:
@@ -534,7 +576,10 @@ class PocketsphinxRecognizer:
         prompt: str | None = None,
         language: str = "en",
         task: str = "transcribe",
+        cancelled: Cancelled | None = None,
+        behind: bool = False,
     ) -> Recognition:
+        # cancelled: one native call, nothing to stop between; behind: its search has no beam to narrow;
         # language/task: the engine gives this English-only model English transcription only.
         # prompt: pocketsphinx's n-gram model takes no context; hotwords would need a grammar: neither applied.
         self.load()

@@ -40,7 +40,15 @@ import structlog
 from symbld import languages, shapes
 from symbld.engines.base import Emit, EngineError, StreamConfig
 from symbld.engines.local import trace
-from symbld.engines.local.recognizer import HALLUCINATIONS, SAMPLE_RATE, Recognition, Recognizer, Word, _norm
+from symbld.engines.local.recognizer import (
+    HALLUCINATIONS,
+    SAMPLE_RATE,
+    DecodeCancelled,
+    Recognition,
+    Recognizer,
+    Word,
+    _norm,
+)
 from symbld.engines.local.turn import WINDOW, TurnJudge
 from symbld.engines.local.vad import FRAME, SileroModel
 
@@ -60,7 +68,10 @@ _PACK_GAP = SAMPLE_RATE // 2  # silence between packed utterances
 # the endpoint, instead of once; "hold": no interim starts while a stream's final is due (its speech paused) and has
 # no worker yet; "spare": an interim never takes the last free worker. SYMBLD_SCHEDULE lists the ones on (default
 # "retry,hold,spare"; "baseline" for none): for A/B runs only.
-SCHEDULE = frozenset(os.environ.get("SYMBLD_SCHEDULE", "retry,hold,spare").split(",")) - {"baseline", ""}
+# "cancel": a decode stops before its next native pass (encoder, beam search, word alignment) once its result is not
+# wanted: a speculative final whose speech resumed, an interim whose final is out, or whose utterance closed while
+# a final waits for a worker (bench/bench_stream_cpu.py counts them).
+SCHEDULE = frozenset(os.environ.get("SYMBLD_SCHEDULE", "retry,hold,spare,cancel").split(",")) - {"baseline", ""}
 # languageCode auto: how much surer (mean log probability per token) a decode in another language
 # must be than one in the conversation's language for an unclear utterance to switch.
 _SWITCH_LOGPROB_MARGIN = 0.2
@@ -134,6 +145,7 @@ class DecodePool:
         self._lock = threading.Lock()
         self._idle = self.workers
         self._queued = 0
+        self._queued_finals = 0  # final and speculative jobs queued, not yet started
         self._optional = 0  # optional jobs queued or running
         self._busy = {"final": 0, "optional": 0}  # workers running each kind of job
         self._load = {"final": 0.0, "optional": 0.0}  # ... averaged over the last _LOAD_TAU_S
@@ -153,7 +165,13 @@ class DecodePool:
     def submit(self, job: Callable[[], None], priority: int = _FINAL) -> None:
         with self._lock:
             self._queued += 1
+            self._queued_finals += priority < _INTERIM
         self._q.put((priority, next(self._seq), job))
+
+    def finals_waiting(self) -> int:
+        """Finals queued for a worker and not started: a running interim that is no longer worth much
+        (its utterance closed) gives its worker up to them."""
+        return self._queued_finals  # one int read: no lock needed for a hint
 
     def submit_emit(self, job: Callable[[], None]) -> None:
         """A job that decodes nothing (a speculative final's publish): its own thread, so it never
@@ -250,6 +268,7 @@ class DecodePool:
             if self._idle - self._queued <= 0:
                 return False
             self._queued += 1
+            self._queued_finals += 1
         self._q.put((_SPECULATIVE, next(self._seq), job))
         return True
 
@@ -261,6 +280,7 @@ class DecodePool:
             kind = "optional" if priority >= _INTERIM else "final"
             with self._lock:
                 self._queued -= 1
+                self._queued_finals -= kind == "final"
                 self._idle -= 1
                 self._account()
                 self._busy[kind] += 1
@@ -453,7 +473,8 @@ class LocalStream:
             utt.last_speech_end = utt.length
             if utt.spec is not None and utt.trace is not None:
                 utt.trace.count("spec_discarded")
-            utt.spec = None  # speech resumed: a speculative final is discarded
+            self._reuse_speculation(utt)
+            utt.spec = None  # speech resumed: a speculative final is discarded (stopped, or its words an interim)
             if utt.trace is not None:
                 utt.trace.marks["speech"] = time.monotonic()  # the last speech frame so far
                 for step in ("spec_ask", "spec_start", "spec_end"):
@@ -579,11 +600,20 @@ class LocalStream:
         spec = _Speculation(self._final_end(utt))
         audio = utt.audio(0, spec.end)
 
+        def unwanted() -> bool:
+            # Speech resumed (the speculation was discarded), the utterance closed on other audio, or the stream
+            # closed: its words would be thrown away (unlocked reads of one attribute each: a hint).
+            return self._closed or utt.spec is not spec or (utt.end is not None and utt.end != spec.end)
+
         def run() -> None:
             if utt.trace is not None:
                 utt.trace.marks["spec_start"] = time.monotonic()
             try:
-                rec = self._decode_final(audio, utt)
+                rec = self._decode_final(audio, utt, cancelled=unwanted if "cancel" in SCHEDULE else None)
+            except DecodeCancelled:
+                rec = None
+                if utt.trace is not None:
+                    utt.trace.count("spec_cancelled")
             except Exception:
                 log.exception("speculative decode failed", connection_id=self.config.connection_id)
                 rec = None
@@ -595,25 +625,42 @@ class LocalStream:
                 self._pump_finals()
                 self._idle.notify_all()
 
+        before, utt.spec = utt.spec, spec  # set before it can start: unwanted() asks whether it is still ours
         if self.pool.try_submit_now(run):
-            utt.spec = spec
             self._pending += 1
             self.pool.final_due(self, False)
-        elif utt.trace is not None and "spec_refused" not in utt.trace.notes:
-            utt.trace.count("spec_refused")
+        else:
+            utt.spec = before
+            if utt.trace is not None and "spec_refused" not in utt.trace.notes:
+                utt.trace.count("spec_refused")
 
     def _prompt(self, utt: _Utterance) -> str | None:
         return self._last_final if utt.prompted and self._last_final else None
 
-    def _decode_final(self, audio: np.ndarray, utt: _Utterance) -> Recognition:
+    def _decode_final(self, audio: np.ndarray, utt: _Utterance, cancelled: Callable[[], bool] | None = None
+                      ) -> Recognition:
         if not len(audio):
             return Recognition("")
-        return self._transcribe(audio, final=True, prompt=self._prompt(utt))
+        return self._transcribe(audio, final=True, prompt=self._prompt(utt), cancelled=cancelled,
+                                behind=self._behind(utt))
 
-    def _transcribe(self, audio: np.ndarray, *, final: bool, prompt: str | None) -> Recognition:
+    def _behind(self, utt: _Utterance, packed: bool = False) -> bool:
+        """Whether other finals wait as this one starts (for a worker, or this stream's own still queued; a pack
+        exists only because they did): then it takes the recogniser's cheaper search (``behind_beam_size``, greedy
+        by default: 16-20 % less CPU per final, 37 % per packed utterance), so the queue drains sooner. Not for a
+        stream fed ahead of real time (a file with ``--fast``): its finals queue by design, nobody waits on each
+        one, and its words stay those of the full beam (unlocked reads: a hint)."""
+        waiting = packed or bool(self._finals) or self.pool.finals_waiting() > 0
+        behind = waiting and not self._ahead_of_real_time()
+        if behind and utt.trace is not None:
+            utt.trace.notes["behind"] = True
+        return behind
+
+    def _transcribe(self, audio: np.ndarray, *, final: bool, prompt: str | None,
+                    cancelled: Callable[[], bool] | None = None, behind: bool = False) -> Recognition:
         language = self._language_of(audio, final=final)
         return self.recognizer.transcribe(audio, final=final, hotwords=self.hotwords, prompt=prompt,
-                                          language=language, task=self.task)
+                                          language=language, task=self.task, cancelled=cancelled, behind=behind)
 
     def _language_of(self, audio: np.ndarray, *, final: bool) -> str:
         """The Whisper language to decode ``audio`` as: the one asked for, or in ``auto`` the one
@@ -748,7 +795,8 @@ class LocalStream:
                 spans.append((pos, pos + end))
                 pos += end + _PACK_GAP
             prompt = self._prompt(batch[0])
-        rec = self._transcribe(np.concatenate(pieces), final=True, prompt=prompt)
+        rec = self._transcribe(np.concatenate(pieces), final=True, prompt=prompt,
+                               behind=self._behind(batch[0], packed=True))
         per: list[list[Word]] = [[] for _ in batch]
         for w in rec.words:
             # By its start: Whisper stretches the last word before a silence into it (by its middle
@@ -814,12 +862,27 @@ class LocalStream:
                 return  # its final is already on the way: save the CPU
             audio = utt.audio(0, utt.length)
             offset = utt.start_sample / SAMPLE_RATE
-        rec = self._transcribe(audio, final=False, prompt=self._prompt(utt))
+
+        def unwanted() -> bool:
+            # Its words would be dropped (the stream closed, the utterance was cut, its final is out), or its
+            # utterance closed while a final waits for a worker: the final supersedes this interim within a
+            # decode, so the worker goes to that final now (unlocked reads: a hint).
+            return self._closed or utt.id != uid or uid in utt.finalised or (
+                utt.end is not None and self.pool.finals_waiting() > 0)
+
+        try:
+            rec = self._transcribe(audio, final=False, prompt=self._prompt(utt),
+                                   cancelled=unwanted if "cancel" in SCHEDULE else None)
+        except DecodeCancelled:
+            return
         if not rec.text:
             with self._lock:
                 if utt.id == uid:
                     utt.last_interim_at = 0  # nothing heard yet: try again with the next audio
             return
+        self._publish_interim(utt, uid, rec.text, offset, len(audio) / SAMPLE_RATE)
+
+    def _publish_interim(self, utt: _Utterance, uid: str, text: str, offset: float, length: float) -> None:
         with self._emit_lock:
             with self._lock:
                 # The utterance may have ended meanwhile: its interim still goes out (a useful
@@ -833,14 +896,31 @@ class LocalStream:
                 "transcript_response",
                 shapes.transcript_response(
                     utterance_id=uid,
-                    text=rec.text,
+                    text=text,
                     is_final=False,
                     started_at=self.started_at,
                     offset=offset,
-                    length=len(audio) / SAMPLE_RATE,
+                    length=length,
                     user=self.user,
                 ),
             )
+
+    def _reuse_speculation(self, utt: _Utterance) -> None:
+        """Speech resumed after the speculative final was decoded (a pause the turn model judged unfinished
+        lasts up to ``turn_max_silence_ms``; a long ``endpoint_silence_ms``): its words are the utterance so far,
+        so they go out as the interim for that audio instead of being thrown away, and the next interim is
+        due ``interim_interval_s`` after them (lock held)."""
+        spec = utt.spec
+        if spec is None or not spec.done or spec.rec is None or not spec.rec.text or not self.settings.interims:
+            return
+        if self._degraded or self._closed or utt.speech_frames < self._min_speech_frames:
+            return  # as for interims: a blip's words wait for its final's judgement (_confident)
+        uid, text = utt.id, spec.rec.text
+        offset, length = utt.start_sample / SAMPLE_RATE, spec.end / SAMPLE_RATE
+        utt.last_interim_at = max(utt.last_interim_at, spec.end)
+        if utt.trace is not None:
+            utt.trace.count("spec_as_interim")
+        self.pool.submit_emit(lambda: self._publish_interim(utt, uid, text, offset, length))
 
     def _run_final(self, utt: _Utterance) -> None:
         with self._lock:
