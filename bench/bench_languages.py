@@ -105,11 +105,13 @@ def run_stream(engine: LocalEngine, name: str, pcm: bytes, code: str, realtime: 
 
 
 def per_clip_messages(messages: list[dict], spans: list[tuple[float, float]]) -> list[list[str]]:
-    """Each clip's messages (the engine's utterances), by the clip nearest to the middle of each."""
+    """Each clip's messages (the engine's sentences), by the clip whose audio is nearest to the middle of each
+    (0 inside it). Not the nearest clip *middle*: the last sentence of a long clip followed by a short one is
+    nearer the short one's middle, and was counted as its words (deletions in one clip, insertions in the next)."""
     out: list[list[str]] = [[] for _ in spans]
     for m in messages:
         mid = m["duration"]["timeOffset"] + m["duration"]["duration"] / 2
-        k = min(range(len(spans)), key=lambda j: abs((spans[j][0] + spans[j][1]) / 2 - mid))
+        k = min(range(len(spans)), key=lambda j: max(spans[j][0] - mid, 0.0, mid - spans[j][1]))
         out[k].append(m["payload"]["content"])
     return out
 

@@ -8,6 +8,8 @@ decode pool; every stream shares them. Config keys (all optional)::
     multilingual_model  the model of connections in another language, in ``auto`` or translating, when
                         ``model`` is English-only (default "base": the [base] extra); "" for none
     multilingual_load   "first_use" (default: loaded by the first connection that needs it) | "start"
+    multilingual_min_window_s  the multilingual model's shortest encoder window (default 30: Whisper's own;
+                        ``min_window_s`` is the first model's)
     num_workers         concurrent decodes (default 2: one per core)
     cpu_threads         threads per decode (default 1; tiny.en is most efficient on one)
     beam_size           final decode beam (default 5; greedy loops on some segments)
@@ -55,6 +57,9 @@ class LocalEngineTable(msgspec.Struct, kw_only=True):
     logprob_threshold: float = -1.0
     compression_ratio_threshold: Annotated[float, msgspec.Meta(gt=0)] = 2.4
     min_window_s: Annotated[float, msgspec.Meta(gt=0)] = 16.0
+    # The multilingual model's own: Whisper's whole 30 s window, as it was trained and as the plain model decodes.
+    # Whisper base lost words in a shorter one where tiny.en (English) did not (docs/benchmarks.md#languages).
+    multilingual_min_window_s: Annotated[float, msgspec.Meta(gt=0, le=30)] = 30.0
     multilingual_model: str = "base"  # "" for none
     multilingual_load: Literal["first_use", "start"] = "first_use"
 
@@ -143,8 +148,10 @@ class LocalEngine:
             if not name:
                 raise EngineError("this daemon serves English only ([engine.local] multilingual_model is empty)",
                                   {"multilingual_model": ""})
-            # Every whisper setting of the table, but the model (pocketsphinx has no other languages).
-            self._multilingual = make_recognizer({**self.config, "recognizer": "whisper", "model": name})
+            # Every whisper setting of the table, but the model (pocketsphinx has no other languages) and its
+            # encoder window (a property of the model: what it was measured to tolerate).
+            self._multilingual = make_recognizer({**self.config, "recognizer": "whisper", "model": name,
+                                                  "min_window_s": self.table.multilingual_min_window_s})
         t0 = time.monotonic()
         self._multilingual.load()
         if time.monotonic() - t0 > 0.01:
