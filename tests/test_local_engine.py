@@ -275,6 +275,11 @@ def test_repetition_loops_are_collapsed():
     words = ["the", "report", "the", "report", "the", "report", "the", "report", "is", "late"]
     assert collapse_repetitions(words) == ["the", "report", "the", "report", "is", "late"]
     assert collapse_repetitions(["I", "will", "will", "go"]) == ["I", "will", "will", "go"]
+    clause = ["je", "vous", "invite", "vous", "à", "le", "faire"]  # a seven-word loop, as Whisper base wrote it
+    assert collapse_repetitions(["Merci,", *clause * 4]) == ["Merci,", *clause * 2]
+    # An eleven-word sentence said twice is kept whole: only a third copy on is a loop.
+    said_twice = ["we", "will", "send", "the", "report", "to", "the", "finance", "team", "by", "Friday"] * 2
+    assert collapse_repetitions(said_twice) == said_twice
 
 
 def test_hallucinations_dropped_only_when_unsure():

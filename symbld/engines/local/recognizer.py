@@ -145,11 +145,13 @@ def _key(token: str) -> str:
 
 
 def collapse_repetitions(
-    tokens: list[Any], key: Callable[[Any], Any] = lambda t: t, max_repeats: int = 2, max_n: int = 6
+    tokens: list[Any], key: Callable[[Any], Any] = lambda t: t, max_repeats: int = 2, max_n: int = 12
 ) -> list[Any]:
     """Cut a phrase of 1..``max_n`` tokens that repeats back to back more than ``max_repeats`` times.
 
-    Whisper's decoder can loop ("no, no, no, no, ..."); keep the first ``max_repeats`` copies.
+    Whisper's decoder can loop ("no, no, no, no, ..."); keep the first ``max_repeats`` copies. Loops of
+    whole clauses happen too: Whisper base ran a French prompt on into "je vous invite vous à le faire" (seven
+    words) about four times, past the six words this used to look for (docs/benchmarks.md#languages).
     """
     keys = [key(t) for t in tokens]
     out_idx: list[int] = []
