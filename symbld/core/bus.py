@@ -177,12 +177,11 @@ class EventBus:
         """A connection's events after ``after_seq``. ``sent_only`` (what clients read back): only those already
         journaled and sent, so a seq a client has seen can never be lost to a crash and reused after it."""
         with self._lock:
+            hist = list(self._history.get(connection_id, ()))
             if sent_only:  # read your writes: what was published before this call, once it is on disk
                 numbered = self._seq.get(connection_id, 0)
                 self._sent_changed.wait_for(lambda: self._sent.get(connection_id, 0) >= numbered
                                             or connection_id not in self._history, _SENT_WAIT_S)
-            hist = list(self._history.get(connection_id, ()))
-            if sent_only:
                 sent = self._sent.get(connection_id, 0)
                 hist = [e for e in hist if e["seq"] <= sent]
         if hist and hist[0]["seq"] <= after_seq + 1:

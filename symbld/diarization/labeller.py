@@ -269,7 +269,7 @@ class Labeller:
         if job is not None and job.future is not None and (self._pending or not job.future.done()):
             number = self.provisional(start)
             self._tiles = []
-            self._open = pending = _Pending(job, start, length, number)
+            self._open = pending = _Pending(job, number)
             self._pending.append(pending)
             job.mark_published()
             self.counts["provisionalFinals"] += 1
@@ -326,7 +326,7 @@ class Labeller:
         assert pending.job.future is not None
         heard = pending.job.future.result()
         tiles_before = self._tiles
-        number, merges = self._utterance_speakers(pending.start, pending.length, heard)
+        number, merges = self._utterance_speakers(pending.job.start, pending.job.length, heard)
         revisions = self._revisions(merges)
         if number is not None:
             self._utterance = number
@@ -440,17 +440,14 @@ class Labeller:
     def _tile_at(self, t: float) -> int:
         return min(self._tiles, key=lambda x: 0.0 if x[0] <= t <= x[1] else min(abs(t - x[0]), abs(t - x[1])))[2]
 
-    def _most(self, start: float, end: float, tiles: list[tuple[float, float, int]] | None = None) -> int | None:
-        """The speaker of most of ``start``..``end`` by ``tiles`` (the last final's; the nearest if none overlaps)."""
-        tiles = self._tiles if tiles is None else tiles
+    def _most(self, start: float, end: float) -> int | None:
+        """The speaker of most of ``start``..``end`` by the last final's tiles (the nearest if none overlaps)."""
         seconds: dict[int, float] = {}
-        for a, b, n in tiles:
+        for a, b, n in self._tiles:
             seconds[n] = seconds.get(n, 0.0) + max(0.0, min(b, end) - max(a, start))
-        if seconds and max(seconds.values()) > 0:
-            return self._current(max(seconds, key=lambda n: seconds[n]))
-        t = (start + end) / 2
-        return self._current(min(tiles, key=lambda x: 0.0 if x[0] <= t <= x[1] else min(abs(t - x[0]),
-                                                                                     abs(t - x[1])))[2])
+        number = max(seconds, key=lambda n: seconds[n]) if seconds and max(seconds.values()) > 0 else \
+            self._tile_at((start + end) / 2)
+        return self._current(number)
 
     def _utterance_speakers(self, start: float, length: float, heard: list[Tile]) -> tuple[int | None, list[Any]]:
         """Cluster each tile of a final's utterance; the utterance's speaker is the one of most of its tiles."""
@@ -655,10 +652,9 @@ class _Job:
 
 @dataclass
 class _Pending:
-    """A final published before its prints: its provisional label and the messages that carried it."""
+    """A final published before its prints (its utterance: ``job``): its provisional label and the messages that
+    carried it."""
     job: _Job
-    start: float
-    length: float
     number: int | None
     messages: list[dict[str, Any]] = field(default_factory=list)  # as published
 
