@@ -64,6 +64,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import voices  # noqa: E402
 
 from symblctl import protocol  # noqa: E402
+from symblctl.revisions import REVISION  # noqa: E402
 from symbld.core import speakers  # noqa: E402
 from symbld.diarization import options  # noqa: E402
 from symbld.diarization.labeller import Labeller  # noqa: E402
@@ -142,7 +143,7 @@ class Run:
                 self.delays.append(time.perf_counter() - w)
             elif etype == "message_response" and self.delays:
                 self.delays[-1] += time.perf_counter() - w
-            for e, d in ((etype, data), *((speakers.REVISION, r) for r in revisions)):
+            for e, d in ((etype, data), *((REVISION, r) for r in revisions)):
                 self.events.append({"type": e, "data": json.loads(json.dumps(d))})
 
     def settle(self) -> None:
@@ -150,7 +151,7 @@ class Run:
         with self._lock:
             t = time.thread_time()
             for r in self.labeller.settle():
-                self.events.append({"type": speakers.REVISION, "data": json.loads(json.dumps(r))})
+                self.events.append({"type": REVISION, "data": json.loads(json.dumps(r))})
             self.cpu += time.thread_time() - t
 
     def feed(self, pcm: bytes, live: bool) -> None:
@@ -263,7 +264,7 @@ def score(events: list[dict[str, Any]], turns: list[voices.Turn], end: float | N
     baseline, _ = best_mapping([("one", r) for _, r in pairs])
     # as published, before any speaker_revision (what a live subscriber saw first), under its own best map
     published, _ = best_mapping([(label, truths(turns, t)) for t, label, _ in
-                                 words_of([e for e in events if e["type"] != speakers.REVISION])])
+                                 words_of([e for e in events if e["type"] != REVISION])])
     spans = spans_of(events)
     rates = der(turns, spans, end)
     rates["baseline"] = der(turns, [(a, b, "one") for a, b, _ in spans], end)["der"]
@@ -273,7 +274,7 @@ def score(events: list[dict[str, Any]], turns: list[voices.Turn], end: float | N
             "people": len({u.speaker for u in turns}), "overlapWords": sum(1 for _, r in pairs if len(r) > 1),
             "soloRight": sum(1 for h, r in pairs if len(r) == 1 and mapping[h] in r),  # one person speaking
             "soloBaseline": sum(1 for _, r in pairs if len(r) == 1 and max_one(pairs) in r),
-            "revisions": sum(1 for e in events if e["type"] == speakers.REVISION)}
+            "revisions": sum(1 for e in events if e["type"] == REVISION)}
 
 
 def run_set(engine: LocalEngine, name: str, audio: np.ndarray, turns: list[voices.Turn], live: bool,

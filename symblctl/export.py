@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from symblctl.revisions import Revised, revisions
+
 FORMATS = ("txt", "md", "srt", "vtt", "json")
 
 
@@ -49,43 +51,6 @@ def _seconds_between(start: str | None, later: str | None) -> float | None:
         return None
 
 
-@dataclass
-class Revised:
-    """Diarization's ``speaker_revision`` events (the daemon's core/speakers.py applies the same for the
-    Conversation API; a transcript export does it here): label id → the ``from`` that replaces it
-    (``merged``, ``identified``), and message id → its ``from`` after a late print (``late``: that message only)."""
-
-    labels: dict[str, dict[str, Any]]
-    messages: dict[str, dict[str, Any]]
-    parts: dict[str, list[dict[str, Any]]]  # message id → the messages it was split into (late, a voice change)
-
-    def who(self, who: dict[str, Any], message_id: Any = None) -> dict[str, Any]:
-        who = self.messages.get(str(message_id), who) if message_id is not None else who
-        return self.labels.get(str(who.get("id")), who)
-
-
-def _revised(events: list[dict[str, Any]]) -> Revised:
-    to: dict[str, dict[str, Any]] = {}
-    moved: dict[str, dict[str, Any]] = {}
-    parts: dict[str, list[dict[str, Any]]] = {}
-    for e in events:
-        d = e.get("data") or {}
-        if e.get("type") != "speaker_revision" or not isinstance(d.get("to"), dict):
-            continue
-        if d.get("reason") == "late":
-            moved.update({str(mid): d["to"] for mid in d.get("messageIds") or []})
-            if isinstance(d.get("parts"), list) and len(d.get("messageIds") or []) == 1:
-                parts[str(d["messageIds"][0])] = [p for p in d["parts"] if isinstance(p, dict)]
-        elif isinstance(d.get("from"), dict):
-            to[str(d["from"].get("id"))] = d["to"]
-    for old in list(to):
-        seen = {old}
-        while str(to[old].get("id")) in to and str(to[old].get("id")) not in seen:
-            seen.add(str(to[old].get("id")))
-            to[old] = to[str(to[old].get("id"))]
-    return Revised(to, moved, parts)
-
-
 def _cue(message: dict[str, Any], audio_start: str | None, revised: Revised | None = None) -> Cue:
     d = message.get("duration") or {}
     start = d.get("timeOffset")
@@ -111,8 +76,8 @@ def _revised_insight(insight: dict[str, Any], revised: Revised) -> dict[str, Any
     for key in ("from", "assignee"):
         who = out.get(key)
         follows = key == "from" or (isinstance(old, dict) and who == old)
-        if follows and ref is not None and str(ref) in revised.messages:
-            who = revised.messages[str(ref)]
+        if follows and ref is not None and str(ref) in revised.moved:
+            who = revised.moved[str(ref)]
         if isinstance(who, dict):
             out[key] = revised.labels.get(str(who.get("id")), who)
     return out
@@ -125,7 +90,7 @@ def _name(who: Any) -> str | None:
 def collect(events: Iterable[dict[str, Any]]) -> Conversation:
     conv = Conversation(cues=[], insights=[], topics=[])
     events = list(events)
-    revised = _revised(events)
+    revised = revisions(events)
     for e in events:
         data = e.get("data") or {}
         conv.connection_id = conv.connection_id or e.get("connectionId")

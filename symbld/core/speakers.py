@@ -19,12 +19,12 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any
 
+from symblctl.revisions import Revised, revisions
 from symbld import shapes
 
 EVENT = "speaker_event"  # the daemon event type (symbld/control/commands/speakers.py)
-REVISION = "speaker_revision"  # diarization revised labels it published (symbld/diarization/labeller.py)
 TYPES = ("started_speaking", "stopped_speaking", "speaker_change", "joined", "left")
 SPEAKING = ("started_speaking", "speaker_change")
 
@@ -123,44 +123,6 @@ def conversation_events(histories: Iterable[Iterable[dict[str, Any]]]) -> list[d
     """A conversation's events: each connection's history (a speaker socket each) with its speaker
     events applied, merged in time order. What the Conversation API and the summary page read."""
     return list(heapq.merge(*(attribute_history(h) for h in histories), key=lambda e: str(e.get("time") or "")))
-
-
-LATE = "late"  # a message published before its prints, attributed to another speaker when they came
-
-
-class Revised(NamedTuple):
-    """Diarization's ``speaker_revision`` events of one connection, ready to apply."""
-
-    labels: dict[str, dict[str, Any]]  # label id → the from that replaces it (merged, identified)
-    moved: dict[str, dict[str, Any]]  # message id → the from it has now (late)
-    parts: dict[str, list[dict[str, Any]]]  # message id → the messages it was split into (late, a voice change)
-
-
-def revisions(events: list[dict[str, Any]]) -> Revised:
-    """Diarization's ``speaker_revision`` events: label id → the ``from`` that replaces it (``merged``,
-    ``identified``: every result that carried the label; chains followed: a label merged into one that was
-    merged later ends at the last), message id → the ``from`` it has now (``late``: those messages only, the
-    label's other messages keep it), and message id → the messages it became (``late`` with ``parts``)."""
-    to: dict[str, dict[str, Any]] = {}
-    moved: dict[str, dict[str, Any]] = {}
-    parts: dict[str, list[dict[str, Any]]] = {}
-    for e in events:
-        data = e.get("data")
-        if e.get("type") != REVISION or not isinstance(data, dict) or not isinstance(data.get("to"), dict):
-            continue
-        if data.get("reason") == LATE:
-            moved.update({str(mid): data["to"] for mid in data.get("messageIds") or []})
-            if isinstance(data.get("parts"), list) and len(data.get("messageIds") or []) == 1:
-                parts[str(data["messageIds"][0])] = [p for p in data["parts"] if isinstance(p, dict)]
-        elif isinstance(data.get("from"), dict) and data["from"].get("id"):
-            to[str(data["from"]["id"])] = data["to"]
-    for old, new in to.items():
-        seen = {old}
-        while str(new.get("id")) in to and str(new.get("id")) not in seen:
-            seen.add(str(new.get("id")))
-            new = to[str(new.get("id"))]
-        to[old] = new
-    return Revised(to, moved, parts)
 
 
 def revise(etype: str, data: dict[str, Any], revised: Revised) -> dict[str, Any]:

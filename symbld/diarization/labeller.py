@@ -67,7 +67,6 @@ INTERIM_SECONDS = 2.0  # the latest audio of an open utterance an interim's prin
 INTERIM_EVERY = 1.5  # audio seconds between two interim prints of one utterance
 PREFETCH_KEEP = 256  # prints taken ahead for finals not yet published (a few kB each; more: the engine is far behind.
 # 16 was too few fed fast on a loaded machine: an evicted utterance was heard again without its speech start)
-REVISION = "speaker_revision"
 # Latency before completeness (issue 24: a final's label no later than the final plus 100 ms): a final waits at most
 # this long for its prints, then goes out with a provisional label and is revised when they come.
 WAIT_SECONDS = 0.1
