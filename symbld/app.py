@@ -458,8 +458,17 @@ class Daemon:
         if self.lock is not None:
             self.lock.release()
         self.notifier.close()
+        _cancel_voice_prints()
         log.info("symbld_stopped")
         return 0
+
+
+def _cancel_voice_prints() -> None:
+    """Diarization's embedding thread (its module imported only where it ran) must not run its queued prints at
+    exit: the process would outlive its stop by as long as they take."""
+    labeller = sys.modules.get("symbld.diarization.labeller")
+    if labeller is not None and (dropped := labeller.cancel_queued_prints()):
+        log.warning("voice_prints_dropped", prints=dropped, why="the daemon stopped before them")
 
 
 def _stop_quietly(session: Session) -> None:

@@ -699,6 +699,22 @@ def _done(_: Future[np.ndarray | None]) -> None:
         _busy -= 1
 
 
+def cancel_queued_prints() -> int:
+    """At the daemon's exit: drop the voice prints still waiting for the embedding thread; how many were not done.
+
+    concurrent.futures joins its threads at interpreter exit only after they have run every queued item, so a
+    backlog of prints (a stop while connections were still being decoded, on a loaded machine) held the process
+    tens of seconds after ``symbld_stopped``, past systemd's stop timeout (a CI run: more than 28 s). Their
+    finals are out already, with provisional labels; a print running now finishes (well under a second).
+    """
+    global _executor
+    with _pool_lock:
+        pool, _executor, not_done = _executor, None, _busy
+    if pool is not None:
+        pool.shutdown(wait=False, cancel_futures=True)
+    return not_done
+
+
 _settle_queue: queue.SimpleQueue[Callable[[], None]] | None = None
 
 
