@@ -32,13 +32,17 @@ class PlainVenv:
         self.root = root
         self.bin = root / "venv" / "bin"
         # Outside the repository, with no PYTHONPATH: nothing may come from the source tree.
-        self.env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        # PYTHONDONTWRITEBYTECODE is dropped and pip runs with --no-compile: pip byte-compiles every module it
+        # installs (sympy and onnxruntime's tree, most of which nothing imports), where the venv's first daemon
+        # now compiles and caches only what it imports. The same code runs; only the bytecode is made later.
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONDONTWRITEBYTECODE")}
         # A user's caches and config are not this user's: a Whisper base joined by another install stays out.
         for var in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME"):
             self.env[var] = str(root / var.lower())
 
     def pip(self, *args: str) -> None:
-        subprocess.run([str(self.bin / "pip"), "install", "-q", "--disable-pip-version-check", *args],
+        subprocess.run([str(self.bin / "pip"), "install", "-q", "--disable-pip-version-check", "--no-compile", *args],
                        check=True, timeout=900, cwd=self.root, env=self.env)
 
     def run(self, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
