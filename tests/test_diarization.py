@@ -137,6 +137,23 @@ def test_a_speaker_change_without_a_pause_splits_the_utterance(client, tmp_path)
         by_person
 
 
+def test_the_audio_ring_keeps_positions_and_lets_go_at_the_end() -> None:
+    """The labeller's ring holds the last second here: a write longer than that keeps its end at the right
+    positions; once released (the connection ended) it holds nothing and ignores writes."""
+    from symbld.diarization.labeller import AudioRing
+
+    ring = AudioRing(seconds=1.0)
+    samples = (np.arange(24000) % 1000).astype("<i2")  # 1.5 s
+    ring.write(samples[:4000].tobytes())
+    ring.write(samples[4000:].tobytes())  # 1.25 s at once: more than the ring holds
+    assert ring.end == 24000
+    assert np.array_equal(ring.read(1.0, 1.5), samples[16000:].astype(np.float32) / 32768.0)
+    assert len(ring.read(0.0, 0.5)) == 0  # overwritten
+    ring.release()
+    ring.write(samples.tobytes())
+    assert len(ring.read(0.0, 10.0)) == 0
+
+
 def test_the_change_inside_an_utterance_is_found_where_the_voice_changes() -> None:
     """Prints of 2 s tiles of the reader then the amateur: one change, at the first tile of the amateur;
     the reader alone: none."""

@@ -242,7 +242,7 @@ class Session:
             except Exception:
                 self.log.exception("analytics_flush_failed")
         self._close_quietly()
-        self._stream = None  # the registry keeps up to 1000 ended sessions: keep them small
+        self._stream = None  # the registry keeps the last 100 ended sessions: keep them small
         self._let_go()
         self._analyzer = None
         self.ended_at = time.time()
@@ -323,7 +323,9 @@ class Session:
             self._on_ended(self)
 
     def _let_go(self) -> None:
-        """Nothing of an ended session may hold its engine stream (its audio buffers)."""
+        """Nothing of an ended session may hold its engine stream or its audio buffers."""
+        if self._labeller is not None:
+            self._labeller.let_go()
         if self._flow is not None:
             self._flow.detach()
         if self._tee is not None:
