@@ -117,7 +117,9 @@ class DaemonProc:
         self.control = f"ipc://{self.run_dir}/control"
         self.events = f"ipc://{self.run_dir}/events"
         self.args = list(args or [])
-        self.env = {**os.environ, "SYMBLD_LOG_FORMAT": "json", **(env or {})}
+        # PYTHONFAULTHANDLER: a daemon that will not stop is sent SIGABRT before SIGKILL (stop()), so its log ends
+        # with every thread's stack: a hang seen once on a loaded machine can then be read, not guessed.
+        self.env = {**os.environ, "SYMBLD_LOG_FORMAT": "json", "PYTHONFAULTHANDLER": "1", **(env or {})}
         self.config_path: Path | None = None
         root.mkdir(parents=True, exist_ok=True)
         if config is not None:
@@ -168,8 +170,12 @@ class DaemonProc:
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+            self.proc.send_signal(signal.SIGABRT)  # faulthandler writes every thread's stack to the log
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
             raise AssertionError(f"symbld did not exit within {timeout} s after signal {sig}:\n{self.log()}") from None
 
     def kill(self) -> None:
